@@ -1,0 +1,193 @@
+//! Llama-family decoders: Llama 2/3.x and SmolLM2, Qwen2 (q/k/v biases) and Qwen3 (per-head
+//! q/k RMSNorm), selected by [`DecoderConfig`] switches rather than copies.
+//!
+//! Follows Hugging Face `transformers/models/llama/modeling_llama.py`, `qwen2/modeling_qwen2.py`
+//! and `qwen3/modeling_qwen3.py`.
+
+use crate::config::DecoderConfig;
+use crate::layers::{attend, AttentionMask, Heads, Linear, RmsNorm, Rope};
+use crate::names::decoder as n;
+use crate::{Ops, Result, Weights};
+
+/// Keys and values of one layer: `[b, kv_heads, t, head_dim]` each.
+#[derive(Debug, Clone)]
+pub struct KvPair<T> {
+    pub key: T,
+    pub value: T,
+}
+
+/// Per-forward inputs shared by every layer.
+#[derive(Debug, Clone)]
+pub struct DecoderCtx<T> {
+    pub rope: Rope<T>,
+    pub mask: AttentionMask<T>,
+}
+
+#[derive(Debug, Clone)]
+struct SelfAttention<T> {
+    q: Linear<T>,
+    k: Linear<T>,
+    v: Linear<T>,
+    o: Linear<T>,
+    q_norm: Option<RmsNorm<T>>,
+    k_norm: Option<RmsNorm<T>>,
+    heads: Heads,
+}
+
+impl<T> SelfAttention<T> {
+    fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, i: usize, c: &DecoderConfig) -> Result<Self> {
+        let (h, hd) = (c.hidden_size, c.head_dim);
+        let (q_out, kv_out) = (c.num_heads * hd, c.num_kv_heads * hd);
+        let qk_norm = |o: &mut O, w: &mut _, part| -> Result<Option<RmsNorm<T>>> {
+            if c.qk_norm {
+                Ok(Some(RmsNorm::load(o, w, &n::attn(i, part), hd, c.rms_norm_eps)?))
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(Self {
+            q: Linear::load(o, w, &n::attn(i, "q_proj"), h, q_out, c.qkv_bias)?,
+            k: Linear::load(o, w, &n::attn(i, "k_proj"), h, kv_out, c.qkv_bias)?,
+            v: Linear::load(o, w, &n::attn(i, "v_proj"), h, kv_out, c.qkv_bias)?,
+            o: Linear::load(o, w, &n::attn(i, "o_proj"), q_out, h, false)?,
+            q_norm: qk_norm(o, w, "q_norm")?,
+            k_norm: qk_norm(o, w, "k_norm")?,
+            heads: Heads { heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: hd },
+        })
+    }
+
+    /// Splits `[b, s, n * d]` into heads `[b, n, s, d]`, applying the optional per-head norm.
+    fn heads_of<O: Ops<T = T>>(&self, o: &mut O, x: &T, n_heads: usize, norm: Option<&RmsNorm<T>>) -> Result<T> {
+        let x = o.reshape(x, &[0, 0, n_heads as i64, self.heads.head_dim as i64])?;
+        let x = match norm {
+            Some(nm) => nm.forward(o, &x)?,
+            None => x,
+        };
+        o.permute(&x, &[0, 2, 1, 3])
+    }
+
+    fn forward<O: Ops<T = T>>(&self, o: &mut O, x: &T, ctx: &DecoderCtx<T>, past: Option<&KvPair<T>>) -> Result<(T, KvPair<T>)> {
+        let hd = self.heads.head_dim;
+        let q = self.q.forward(o, x)?;
+        let k = self.k.forward(o, x)?;
+        let v = self.v.forward(o, x)?;
+        let q = self.heads_of(o, &q, self.heads.heads, self.q_norm.as_ref())?;
+        let k = self.heads_of(o, &k, self.heads.kv_heads, self.k_norm.as_ref())?;
+        let v = self.heads_of(o, &v, self.heads.kv_heads, None)?;
+        let q = ctx.rope.apply(o, &q, hd)?;
+        let k = ctx.rope.apply(o, &k, hd)?;
+        let (k, v) = match past {
+            Some(p) => (o.concat(&[&p.key, &k], 2)?, o.concat(&[&p.value, &v], 2)?),
+            None => (k, v),
+        };
+        let attended = attend(o, &q, &k, &v, &ctx.mask, self.heads)?;
+        Ok((self.o.forward(o, &attended)?, KvPair { key: k, value: v }))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct GatedMlp<T> {
+    gate: Linear<T>,
+    up: Linear<T>,
+    down: Linear<T>,
+}
+
+impl<T> GatedMlp<T> {
+    fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, i: usize, c: &DecoderConfig) -> Result<Self> {
+        let (h, m) = (c.hidden_size, c.intermediate_size);
+        Ok(Self {
+            gate: Linear::load(o, w, &n::mlp(i, "gate_proj"), h, m, false)?,
+            up: Linear::load(o, w, &n::mlp(i, "up_proj"), h, m, false)?,
+            down: Linear::load(o, w, &n::mlp(i, "down_proj"), m, h, false)?,
+        })
+    }
+
+    fn forward<O: Ops<T = T>>(&self, o: &mut O, x: &T) -> Result<T> {
+        let g = self.gate.forward(o, x)?;
+        let g = o.silu(&g)?;
+        let u = self.up.forward(o, x)?;
+        let gu = o.mul(&g, &u)?;
+        self.down.forward(o, &gu)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block<T> {
+    input_norm: RmsNorm<T>,
+    attn: SelfAttention<T>,
+    post_norm: RmsNorm<T>,
+    mlp: GatedMlp<T>,
+}
+
+impl<T> Block<T> {
+    fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, i: usize, c: &DecoderConfig) -> Result<Self> {
+        Ok(Self {
+            input_norm: RmsNorm::load(o, w, &n::norm(i, "input_layernorm"), c.hidden_size, c.rms_norm_eps)?,
+            attn: SelfAttention::load(o, w, i, c)?,
+            post_norm: RmsNorm::load(o, w, &n::norm(i, "post_attention_layernorm"), c.hidden_size, c.rms_norm_eps)?,
+            mlp: GatedMlp::load(o, w, i, c)?,
+        })
+    }
+
+    fn forward<O: Ops<T = T>>(&self, o: &mut O, x: &T, ctx: &DecoderCtx<T>, past: Option<&KvPair<T>>) -> Result<(T, KvPair<T>)> {
+        let normed = self.input_norm.forward(o, x)?;
+        let (attn, kv) = self.attn.forward(o, &normed, ctx, past)?;
+        let x = o.add(x, &attn)?;
+        let normed = self.post_norm.forward(o, &x)?;
+        let mlp = self.mlp.forward(o, &normed)?;
+        Ok((o.add(&x, &mlp)?, kv))
+    }
+}
+
+/// A Llama / Qwen2 / Qwen3 decoder.
+#[derive(Debug, Clone)]
+pub struct Decoder<T> {
+    pub config: DecoderConfig,
+    embed: T,
+    layers: Vec<Block<T>>,
+    norm: RmsNorm<T>,
+    lm_head: T,
+}
+
+impl<T> Decoder<T> {
+    /// Loads every weight by its Hugging Face name; the output head is the embedding matrix
+    /// when `tie_embeddings`.
+    pub fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, config: &DecoderConfig) -> Result<Self> {
+        let c = config;
+        let embed = w.get(o, n::EMBED, &[c.vocab_size, c.hidden_size])?;
+        let layers = (0..c.num_layers).map(|i| Block::load(o, w, i, c)).collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(o, w, "model.norm", c.hidden_size, c.rms_norm_eps)?;
+        let lm_head = if c.tie_embeddings { o.share(&embed) } else { w.get(o, n::LM_HEAD, &[c.vocab_size, c.hidden_size])? };
+        Ok(Self { config: config.clone(), embed, layers, norm, lm_head })
+    }
+
+    /// Rotary tables for float `positions` `[b, s]`.
+    pub fn rope<O: Ops<T = T>>(&self, o: &mut O, positions: &T) -> Result<Rope<T>> {
+        Rope::from_positions(o, positions, &self.config.rope_inv_freq())
+    }
+
+    /// Runs the layers; returns the final-normed hidden states and each layer's keys / values
+    /// (past concatenated with the new ones).
+    ///
+    /// # Shapes
+    /// `ids`: `[b, s]` (int64); `past[i]`: `[b, kv_heads, p, head_dim]`;
+    /// returns `[b, s, hidden]` and `num_layers` pairs of `[b, kv_heads, p + s, head_dim]`.
+    pub fn forward<O: Ops<T = T>>(&self, o: &mut O, ids: &T, ctx: &DecoderCtx<T>, past: Option<&[KvPair<T>]>) -> Result<(T, Vec<KvPair<T>>)> {
+        let mut x = o.embedding(&self.embed, ids)?;
+        let mut presents = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (y, kv) = layer.forward(o, &x, ctx, past.and_then(|p| p.get(i)))?;
+            x = y;
+            presents.push(kv);
+        }
+        Ok((self.norm.forward(o, &x)?, presents))
+    }
+
+    /// Next-token logits from hidden states.
+    ///
+    /// # Shapes
+    /// `hidden`: `[b, s, hidden]` -> `[b, s, vocab]`.
+    pub fn logits<O: Ops<T = T>>(&self, o: &mut O, hidden: &T) -> Result<T> {
+        o.linear(hidden, &self.lm_head, None)
+    }
+}

@@ -1,0 +1,11 @@
+//! Building blocks shared by the architectures.
+
+pub mod attention;
+pub mod linear;
+pub mod norm;
+pub mod rope;
+
+pub use attention::{attend, AttentionMask, Heads};
+pub use linear::Linear;
+pub use norm::{LayerNorm, RmsNorm};
+pub use rope::Rope;

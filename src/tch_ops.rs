@@ -1,0 +1,131 @@
+//! `TchOps`: the model definition's tensor operations computed eagerly by libtorch (with autograd
+//! when a tensor requires it). Composite ops use libtorch's fused kernels where they exist.
+
+use cuma_model::{Error, Ops, Result};
+use tch::{Device, Kind, Tensor};
+
+/// The eager libtorch backend.
+#[derive(Debug, Clone, Copy)]
+pub struct TchOps {
+    pub device: Device,
+}
+
+impl TchOps {
+    pub fn new(device: Device) -> Self {
+        Self { device }
+    }
+}
+
+fn t<T>(r: std::result::Result<T, tch::TchError>) -> Result<T> {
+    r.map_err(|e| Error::Backend(e.to_string()))
+}
+
+impl Ops for TchOps {
+    type T = Tensor;
+
+    fn share(&mut self, x: &Tensor) -> Tensor {
+        x.shallow_clone()
+    }
+
+    fn matmul(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        t(a.f_matmul(b))
+    }
+    fn linear(&mut self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        t(x.f_linear(w, b))
+    }
+    fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        t(a.f_add(b))
+    }
+    fn sub(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        t(a.f_sub(b))
+    }
+    fn mul(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        t(a.f_mul(b))
+    }
+    fn div(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        t(a.f_div(b))
+    }
+    fn scale(&mut self, x: &Tensor, s: f64) -> Result<Tensor> {
+        t(x.f_mul_scalar(s))
+    }
+    fn add_scalar(&mut self, x: &Tensor, s: f64) -> Result<Tensor> {
+        t(x.f_add_scalar(s))
+    }
+    fn clamp_min(&mut self, x: &Tensor, s: f64) -> Result<Tensor> {
+        t(x.f_clamp_min(s))
+    }
+    fn sqrt(&mut self, x: &Tensor) -> Result<Tensor> {
+        t(x.f_sqrt())
+    }
+    fn exp(&mut self, x: &Tensor) -> Result<Tensor> {
+        t(x.f_exp())
+    }
+    fn erf(&mut self, x: &Tensor) -> Result<Tensor> {
+        t(x.f_erf())
+    }
+    fn sigmoid(&mut self, x: &Tensor) -> Result<Tensor> {
+        t(x.f_sigmoid())
+    }
+    fn relu(&mut self, x: &Tensor) -> Result<Tensor> {
+        t(x.f_relu())
+    }
+    fn cos(&mut self, x: &Tensor) -> Result<Tensor> {
+        t(x.f_cos())
+    }
+    fn sin(&mut self, x: &Tensor) -> Result<Tensor> {
+        t(x.f_sin())
+    }
+    fn softmax_last(&mut self, x: &Tensor) -> Result<Tensor> {
+        t(x.f_softmax(-1, Kind::Float))
+    }
+    fn mean_keepdim(&mut self, x: &Tensor, dim: i64) -> Result<Tensor> {
+        t(x.f_mean_dim(Some([dim].as_slice()), true, Kind::Float))
+    }
+    fn sum_keepdim(&mut self, x: &Tensor, dim: i64) -> Result<Tensor> {
+        t(x.f_sum_dim_intlist(Some([dim].as_slice()), true, Kind::Float))
+    }
+    fn reshape(&mut self, x: &Tensor, shape: &[i64]) -> Result<Tensor> {
+        let size = x.size();
+        let mut resolved = Vec::with_capacity(shape.len());
+        for (i, &s) in shape.iter().enumerate() {
+            if s == 0 {
+                let d = size.get(i).ok_or_else(|| Error::Backend(format!("reshape: 0 at axis {i} of a rank-{} tensor", size.len())))?;
+                resolved.push(*d);
+            } else {
+                resolved.push(s);
+            }
+        }
+        t(x.f_reshape(resolved.as_slice()))
+    }
+    fn permute(&mut self, x: &Tensor, perm: &[usize]) -> Result<Tensor> {
+        let p: Vec<i64> = perm.iter().map(|&d| d as i64).collect();
+        t(x.f_permute(p.as_slice()))
+    }
+    fn unsqueeze(&mut self, x: &Tensor, dim: i64) -> Result<Tensor> {
+        t(x.f_unsqueeze(dim))
+    }
+    fn concat(&mut self, xs: &[&Tensor], dim: i64) -> Result<Tensor> {
+        t(Tensor::f_cat(xs, dim))
+    }
+    fn slice(&mut self, x: &Tensor, dim: i64, start: i64, end: i64) -> Result<Tensor> {
+        t(x.f_slice(dim, start, end, 1))
+    }
+    fn embedding(&mut self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        t(Tensor::f_embedding(table, ids, -1, false, false))
+    }
+    fn constant(&mut self, values: &[f32], shape: &[usize]) -> Result<Tensor> {
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        t(Tensor::f_from_slice(values).and_then(|x| x.f_reshape(dims.as_slice())).and_then(|x| x.f_to_device(self.device)))
+    }
+
+    fn silu(&mut self, x: &Tensor) -> Result<Tensor> {
+        t(x.f_silu())
+    }
+    fn gelu(&mut self, x: &Tensor) -> Result<Tensor> {
+        t(x.f_gelu("none"))
+    }
+    fn layer_norm(&mut self, x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+        let last = *x.size().last().ok_or_else(|| Error::Backend("layer_norm on a scalar".into()))?;
+        t(x.f_layer_norm([last].as_slice(), Some(w), Some(b), eps, false))
+    }
+}

@@ -1,0 +1,314 @@
+//! GGUF reader (versions 2 and 3): metadata, tensor directory, and the mapping of llama.cpp tensor
+//! names and layouts onto Hugging Face ones. Every count and offset read from the file is checked.
+
+use super::{mmap::Bytes, DType, TensorEntry, WeightSet};
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 4] = b"GGUF";
+const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// A metadata value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    UInt(u64),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    Array(Vec<MetaValue>),
+}
+
+impl MetaValue {
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            MetaValue::UInt(v) => Some(v),
+            MetaValue::Int(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            MetaValue::Float(v) => Some(v),
+            MetaValue::UInt(v) => Some(v as f64),
+            MetaValue::Int(v) => Some(v as f64),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            MetaValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_array(&self) -> Option<&[MetaValue]> {
+        match self {
+            MetaValue::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed GGUF file's metadata (its tensors go into a [`WeightSet`]).
+#[derive(Debug)]
+pub struct GgufFile {
+    pub path: PathBuf,
+    pub version: u32,
+    pub metadata: BTreeMap<String, MetaValue>,
+}
+
+impl GgufFile {
+    /// `general.architecture`.
+    pub fn architecture(&self) -> Option<&str> {
+        self.metadata.get("general.architecture").and_then(MetaValue::as_str)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&MetaValue> {
+        self.metadata.get(key)
+    }
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+impl<'a> Cursor<'a> {
+    fn fail(&self, what: &str) -> Error {
+        Error::Gguf { path: self.path.into(), reason: format!("truncated or corrupt header: {what} at byte {}", self.pos) }
+    }
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| self.fail(what))?;
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn len(&mut self, what: &str, min_item_bytes: usize) -> Result<usize> {
+        let n = self.u64(what)?;
+        let remaining = (self.bytes.len() - self.pos) as u64;
+        if n.saturating_mul(min_item_bytes.max(1) as u64) > remaining {
+            return Err(self.fail(&format!("{what} of {n} items exceeds the file")));
+        }
+        Ok(n as usize)
+    }
+    fn string(&mut self, what: &str) -> Result<String> {
+        let n = self.len(what, 1)?;
+        let b = self.take(n, what)?;
+        String::from_utf8(b.to_vec()).map_err(|_| self.fail(&format!("{what} is not UTF-8")))
+    }
+    fn value(&mut self, ty: u32, key: &str, depth: u32) -> Result<MetaValue> {
+        let b = |c: &mut Self, n| c.take(n, key);
+        Ok(match ty {
+            0 => MetaValue::UInt(u64::from(b(self, 1)?[0])),
+            1 => MetaValue::Int(i64::from(b(self, 1)?[0] as i8)),
+            2 => {
+                let x = b(self, 2)?;
+                MetaValue::UInt(u64::from(u16::from_le_bytes([x[0], x[1]])))
+            }
+            3 => {
+                let x = b(self, 2)?;
+                MetaValue::Int(i64::from(i16::from_le_bytes([x[0], x[1]])))
+            }
+            4 => MetaValue::UInt(u64::from(self.u32(key)?)),
+            5 => MetaValue::Int(i64::from(self.u32(key)? as i32)),
+            6 => MetaValue::Float(f64::from(f32::from_bits(self.u32(key)?))),
+            7 => MetaValue::Bool(b(self, 1)?[0] != 0),
+            8 => MetaValue::Str(self.string(key)?),
+            9 => {
+                if depth > 2 {
+                    return Err(self.fail(&format!("`{key}`: arrays nested too deeply")));
+                }
+                let item_ty = self.u32(key)?;
+                let n = self.len(key, 1)?;
+                let mut items = Vec::with_capacity(n.min(1 << 20));
+                for _ in 0..n {
+                    items.push(self.value(item_ty, key, depth + 1)?);
+                }
+                MetaValue::Array(items)
+            }
+            10 => MetaValue::UInt(self.u64(key)?),
+            11 => MetaValue::Int(self.u64(key)? as i64),
+            12 => MetaValue::Float(f64::from_bits(self.u64(key)?)),
+            other => return Err(self.fail(&format!("`{key}` has unknown value type {other}"))),
+        })
+    }
+}
+
+fn ggml_dtype(code: u32) -> std::result::Result<DType, String> {
+    Ok(match code {
+        0 => DType::F32,
+        1 => DType::F16,
+        2 => DType::Q4_0,
+        3 => DType::Q4_1,
+        8 => DType::Q8_0,
+        30 => DType::BF16,
+        6 => return Err("Q5_0".into()),
+        7 => return Err("Q5_1".into()),
+        10..=15 => return Err(format!("K-quant type {code} (Q2_K..Q8_K)")),
+        other => return Err(format!("ggml type {other}")),
+    })
+}
+
+/// Maps a llama.cpp tensor name onto the Hugging Face name; `None` for tensors cuma ignores.
+pub fn hf_name(gguf: &str) -> Option<String> {
+    let fixed = match gguf {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Some(f.into());
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (module, suffix) = part.rsplit_once('.')?;
+    let hf = match module {
+        "attn_norm" => "input_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}.{suffix}"))
+}
+
+/// Opens and parses a GGUF file: its metadata, and its tensors in Hugging Face names and layout.
+/// Tensor data stays mapped and is converted on demand.
+pub fn open(path: &Path) -> Result<(GgufFile, WeightSet)> {
+    let bytes = Bytes::map(path)?;
+    let (version, metadata, tensors) = parse(path, bytes.as_slice())?;
+    let weights = WeightSet { files: vec![(path.into(), bytes)], tensors, unreadable: BTreeMap::new() };
+    Ok((GgufFile { path: path.into(), version, metadata }, weights))
+}
+
+type Parsed = (u32, BTreeMap<String, MetaValue>, BTreeMap<String, TensorEntry>);
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
+    let mut c = Cursor { bytes, pos: 0, path };
+    if c.take(4, "magic")? != MAGIC {
+        return Err(Error::Gguf { path: path.into(), reason: "not a GGUF file (bad magic)".into() });
+    }
+    let version = c.u32("version")?;
+    if !(2..=3).contains(&version) {
+        return Err(Error::Gguf { path: path.into(), reason: format!("unsupported GGUF version {version} (cuma reads 2 and 3)") });
+    }
+    let n_tensors = c.len("tensor count", 24)?;
+    let n_kv = c.len("metadata count", 12)?;
+    let mut metadata = BTreeMap::new();
+    for _ in 0..n_kv {
+        let key = c.string("metadata key")?;
+        let ty = c.u32("metadata type")?;
+        let value = c.value(ty, &key, 0)?;
+        metadata.insert(key, value);
+    }
+    let arch = metadata.get("general.architecture").and_then(MetaValue::as_str).unwrap_or("").to_string();
+    let heads = |key: &str| metadata.get(&format!("{arch}.attention.{key}")).and_then(MetaValue::as_u64);
+    let (n_head, n_head_kv) = (heads("head_count"), heads("head_count_kv").or(heads("head_count")));
+    let alignment = metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(DEFAULT_ALIGNMENT);
+    if alignment == 0 || alignment > 1 << 20 {
+        return Err(Error::Gguf { path: path.into(), reason: format!("invalid alignment {alignment}") });
+    }
+
+    let mut raw = Vec::with_capacity(n_tensors.min(1 << 16));
+    for _ in 0..n_tensors {
+        let name = c.string("tensor name")?;
+        let n_dims = c.u32("tensor rank")?;
+        if n_dims == 0 || n_dims > 4 {
+            return Err(Error::Gguf { path: path.into(), reason: format!("tensor `{name}` has rank {n_dims}") });
+        }
+        let mut dims = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            dims.push(c.u64("tensor dimension")?);
+        }
+        let ty = c.u32("tensor type")?;
+        let offset = c.u64("tensor offset")?;
+        raw.push((name, dims, ty, offset));
+    }
+    let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
+
+    let mut tensors = BTreeMap::new();
+    for (name, dims, ty, offset) in raw {
+        let Some(hf) = hf_name(&name) else { continue };
+        let dtype = ggml_dtype(ty).map_err(|dtype| Error::UnsupportedDtype { path: path.into(), tensor: name.clone(), dtype })?;
+        // ggml lists the fastest-varying dimension first; PyTorch lists it last.
+        let shape: Vec<usize> = dims.iter().rev().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect();
+        let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let byte_len = numel.and_then(|n| dtype.byte_len(n)).ok_or_else(|| Error::Gguf {
+            path: path.into(),
+            reason: format!("tensor `{name}`: shape {shape:?} is invalid for {}", dtype.name()),
+        })?;
+        let start = data_start.checked_add(offset).and_then(|s| usize::try_from(s).ok());
+        let end = start.and_then(|s| s.checked_add(byte_len)).filter(|&e| e <= bytes.len()).ok_or_else(|| Error::Gguf {
+            path: path.into(),
+            reason: format!("tensor `{name}`: data (offset {offset}, {byte_len} bytes) runs past the end of the file ({} bytes)", bytes.len()),
+        })?;
+        // Only llama.cpp's "llama" converter permutes Q/K rows; Qwen2/Qwen3 are stored as-is.
+        let unpermute_heads = match (arch.as_str(), hf.contains("q_proj"), hf.contains("k_proj")) {
+            ("llama", true, _) => n_head.map(|h| h as usize),
+            ("llama", _, true) => n_head_kv.map(|h| h as usize),
+            _ => None,
+        };
+        tensors.insert(hf, TensorEntry { file: 0, start: end - byte_len, end, dtype, shape, unpermute_heads });
+    }
+    Ok((version, metadata, tensors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_onto_hugging_face() {
+        assert_eq!(hf_name("blk.3.attn_q.weight").as_deref(), Some("model.layers.3.self_attn.q_proj.weight"));
+        assert_eq!(hf_name("blk.0.ffn_norm.weight").as_deref(), Some("model.layers.0.post_attention_layernorm.weight"));
+        assert_eq!(hf_name("blk.1.attn_k.bias").as_deref(), Some("model.layers.1.self_attn.k_proj.bias"));
+        assert_eq!(hf_name("token_embd.weight").as_deref(), Some("model.embed_tokens.weight"));
+        assert_eq!(hf_name("rope_freqs.weight"), None);
+    }
+
+    fn header(version: u32) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        b.extend(version.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn unknown_version_is_rejected() {
+        let err = parse(Path::new("x.gguf"), &header(7)).expect_err("v7");
+        assert!(err.to_string().contains("unsupported GGUF version 7"), "{err}");
+        assert!(parse(Path::new("x.gguf"), &header(3)).is_ok());
+    }
+
+    #[test]
+    fn absurd_counts_do_not_allocate() {
+        let mut b = MAGIC.to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(u64::MAX.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        let err = parse(Path::new("x.gguf"), &b).expect_err("huge count");
+        assert!(err.to_string().contains("exceeds the file"), "{err}");
+    }
+}
