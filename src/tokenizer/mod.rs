@@ -67,7 +67,11 @@ impl TextTokenizer {
         if !path.is_file() {
             return Err(Error::Tokenizer { path, reason: "missing (a Hugging Face model directory needs tokenizer.json)".into() });
         }
-        let inner = Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer { path: path.clone(), reason: e.to_string() })?;
+        let mut inner = Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer { path: path.clone(), reason: e.to_string() })?;
+        // Batching and truncation are cuma's job (padding side and mask differ per model); a
+        // tokenizer.json that pads every text to a fixed length would hide real lengths.
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(|e| Error::Tokenizer { path: path.clone(), reason: e.to_string() })?;
         let config_path = dir.join("tokenizer_config.json");
         let config: serde_json::Value = match std::fs::read_to_string(&config_path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Json { path: config_path.clone(), reason: e.to_string() })?,
