@@ -45,7 +45,7 @@ impl Backbone {
         let _guard = tch::no_grad_guard();
         let mut o = TchOps::new(device);
         let decoder = Decoder::load(&mut o, &mut TchStore::new(&source.weights), &config)
-            .map_err(|e| Error::Model { path: source.path.clone(), source: e })?;
+            .map_err(|e| source.error(e))?;
         Ok(Self { decoder, tokenizer, device, source_path: source.path })
     }
 

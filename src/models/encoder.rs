@@ -99,7 +99,7 @@ impl ProfileEncoder {
         let _guard = tch::no_grad_guard();
         let mut o = TchOps::new(device);
         let mut store = TchStore::new(&source.weights);
-        let wrap = |e| Error::Model { path: source.path.clone(), source: e };
+        let wrap = |e| source.error(e);
         let (network, dim) = match &source.config {
             ModelConfig::Bert(c) => (Network::Bert(Bert::load(&mut o, &mut store, c).map_err(wrap)?), c.hidden_size),
             ModelConfig::Decoder(c) => (Network::Decoder(Decoder::load(&mut o, &mut store, c).map_err(wrap)?), c.hidden_size),

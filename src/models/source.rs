@@ -82,6 +82,17 @@ pub fn hf_config_from_gguf(g: &gguf::GgufFile, weights: &WeightSet) -> Result<Hf
 }
 
 impl ModelSource {
+    /// Attaches the most specific file to a model-definition error: the weight file holding the
+    /// tensor it names, else the model path.
+    pub fn error(&self, e: cuma_model::Error) -> Error {
+        let tensor = match &e {
+            cuma_model::Error::Shape { name, .. } => Some(name.as_str()),
+            _ => None,
+        };
+        let path = tensor.and_then(|t| self.weights.file_of(t)).map_or_else(|| self.path.clone(), PathBuf::from);
+        Error::Model { path, source: e }
+    }
+
     /// Opens the model at `path` (GGUF file, or directory). BERT names lose a `bert.` prefix.
     pub fn open(path: &Path) -> Result<Self> {
         let (path, format) = locate(path)?;

@@ -3,9 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `rope_scaling` as written by Llama 3.1+ checkpoints.
+/// `rope_scaling` as written by Llama 3.1+ checkpoints, or `rope_parameters` as written by
+/// transformers 5 (which also carries `rope_theta`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct HfRopeScaling {
+    pub rope_theta: Option<f64>,
     pub rope_type: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
@@ -32,6 +34,8 @@ pub struct HfConfig {
     pub layer_norm_eps: Option<f64>,
     pub rope_theta: Option<f64>,
     pub rope_scaling: Option<HfRopeScaling>,
+    pub rope_parameters: Option<HfRopeScaling>,
+    pub use_sliding_window: Option<bool>,
     pub max_position_embeddings: Option<usize>,
     pub tie_word_embeddings: Option<bool>,
     pub attention_bias: Option<bool>,

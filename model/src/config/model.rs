@@ -136,7 +136,11 @@ fn decoder(hf: &HfConfig, family: DecoderFamily) -> Result<DecoderConfig> {
             return Err(Error::Config { field: "hidden_act", reason: format!("`{act}` (decoders use silu)") });
         }
     }
-    let rope_scaling = match &hf.rope_scaling {
+    if hf.use_sliding_window == Some(true) {
+        return Err(Error::Config { field: "use_sliding_window", reason: "sliding-window attention is not supported".into() });
+    }
+    let rope_theta = hf.rope_theta.or_else(|| hf.rope_parameters.as_ref().and_then(|p| p.rope_theta)).unwrap_or(10_000.0);
+    let rope_scaling = match hf.rope_scaling.as_ref().or(hf.rope_parameters.as_ref()) {
         None => None,
         Some(s) => {
             let kind = s.rope_type.clone().or_else(|| s.kind.clone()).unwrap_or_default();
@@ -167,7 +171,7 @@ fn decoder(hf: &HfConfig, family: DecoderFamily) -> Result<DecoderConfig> {
         num_kv_heads,
         head_dim,
         rms_norm_eps: hf.rms_norm_eps.unwrap_or(1e-6),
-        rope_theta: hf.rope_theta.unwrap_or(10_000.0),
+        rope_theta,
         rope_scaling,
         max_position_embeddings: hf.max_position_embeddings.unwrap_or(4096),
         tie_embeddings: hf.tie_word_embeddings.unwrap_or(false),
@@ -289,6 +293,18 @@ mod tests {
         let hf = HfConfig { model_type: Some("gpt_neox".into()), ..smollm2() };
         let err = ModelConfig::try_from(&hf).expect_err("unsupported");
         assert!(err.to_string().contains("gpt_neox"), "{err}");
+    }
+
+    #[test]
+    fn transformers5_rope_parameters_are_read() {
+        let hf: HfConfig = serde_json::from_str(
+            r#"{"model_type":"qwen3","vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,
+                "num_attention_heads":2,"rope_parameters":{"rope_theta":50000.0,"rope_type":"default"}}"#,
+        )
+        .expect("parses");
+        let ModelConfig::Decoder(c) = ModelConfig::try_from(&hf).expect("valid") else { panic!("decoder") };
+        assert_eq!(c.rope_theta, 50_000.0);
+        assert!(c.rope_scaling.is_none() && c.qk_norm && !c.qkv_bias);
     }
 
     #[test]
