@@ -302,6 +302,32 @@ mod tests {
         assert!(parse(Path::new("x.gguf"), &header(3)).is_ok());
     }
 
+    fn put_str(b: &mut Vec<u8>, s: &str) {
+        b.extend((s.len() as u64).to_le_bytes());
+        b.extend(s.as_bytes());
+    }
+
+    #[test]
+    fn unknown_quant_type_names_the_tensor() {
+        let mut b = MAGIC.to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(1u64.to_le_bytes()); // one tensor
+        b.extend(1u64.to_le_bytes()); // one metadata pair
+        put_str(&mut b, "general.architecture");
+        b.extend(8u32.to_le_bytes());
+        put_str(&mut b, "llama");
+        put_str(&mut b, "blk.0.ffn_up.weight");
+        b.extend(2u32.to_le_bytes());
+        b.extend(256u64.to_le_bytes());
+        b.extend(4u64.to_le_bytes());
+        b.extend(12u32.to_le_bytes()); // Q4_K
+        b.extend(0u64.to_le_bytes());
+        b.resize(b.len() + 2048, 0);
+        let err = parse(Path::new("k.gguf"), &b).expect_err("Q4_K");
+        let msg = err.to_string();
+        assert!(msg.contains("blk.0.ffn_up.weight") && msg.contains("K-quant type 12"), "{msg}");
+    }
+
     #[test]
     fn absurd_counts_do_not_allocate() {
         let mut b = MAGIC.to_vec();
