@@ -49,6 +49,7 @@ want=$(cat <<TOML
 LIBTORCH_USE_PYTORCH = "1"
 ORT_DYLIB_PATH = "$ort_lib"
 CUMA_VENV = "$venv"
+CUMA_TORCH_LIB = "$torch_lib"
 CUMA_PYTHON = "$venv/bin/python"
 LD_LIBRARY_PATH = "$torch_lib"
 # torch-sys asks `python` (under VIRTUAL_ENV) for libtorch; make that the venv's.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{f32s, reference, tiny, u32s};
+use common::{device, f32s, reference, tiny, u32s};
 use cuma::generate::last_logits;
 use cuma::models::{Backbone, ProfileEncoder};
 use cuma::sampling::argmax;
@@ -14,18 +14,18 @@ const TOLERANCE: f32 = 1e-4;
 
 fn check_decoder(name: &str) {
     let r = &reference()["decoders"][name];
-    let model = Backbone::load(&tiny(name), Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let model = Backbone::load(&tiny(name), device()).unwrap_or_else(|e| panic!("{name}: {e}"));
     let ids = model.tokenizer.encode(r["text"].as_str().expect("text"), false).expect("encodes");
     assert_eq!(ids, u32s(&r["ids"]), "{name}: token ids");
     let _guard = tch::no_grad_guard();
-    let input = Tensor::from_slice(&ids.iter().map(|&x| i64::from(x)).collect::<Vec<_>>()).view([1, -1]);
+    let input = Tensor::from_slice(&ids.iter().map(|&x| i64::from(x)).collect::<Vec<_>>()).view([1, -1]).to(model.device);
     let n = ids.len() as i64;
-    let (logits, mut cache) = model.step(&input, &Tensor::ones([1, n], (Kind::Int64, Device::Cpu)), None).expect("forward");
+    let (logits, mut cache) = model.step(&input, &Tensor::ones([1, n], (Kind::Int64, model.device)), None).expect("forward");
     let want_rows = r["logits_last_positions"].as_array().expect("logits");
     let first = n - want_rows.len() as i64;
     let mut worst = 0.0f32;
     for (k, want) in want_rows.iter().enumerate() {
-        let got = Vec::<f32>::try_from(&logits.get(0).get(first + k as i64)).expect("row");
+        let got = Vec::<f32>::try_from(&logits.get(0).get(first + k as i64).to(Device::Cpu)).expect("row");
         for (g, w) in got.iter().zip(f32s(want)) {
             worst = worst.max((g - w).abs());
         }
@@ -39,7 +39,7 @@ fn check_decoder(name: &str) {
         greedy.push(next);
         len += 1;
         let (l, c) = model
-            .step(&Tensor::from_slice(&[i64::from(next)]).view([1, 1]), &Tensor::ones([1, len], (Kind::Int64, Device::Cpu)), Some(&cache))
+            .step(&Tensor::from_slice(&[i64::from(next)]).view([1, 1]).to(model.device), &Tensor::ones([1, len], (Kind::Int64, model.device)), Some(&cache))
             .expect("decode");
         cache = c;
         row = last_logits(&l).expect("last");
@@ -69,13 +69,13 @@ fn quantised_gguf_matches_transformers_reading_the_same_file() {
 
 #[test]
 fn left_padding_does_not_change_logits() {
-    let model = Backbone::load(&tiny("qwen2"), Device::Cpu).expect("loads");
+    let model = Backbone::load(&tiny("qwen2"), device()).expect("loads");
     let _guard = tch::no_grad_guard();
     let long: Vec<i64> = (5..17).collect();
     let short: Vec<i64> = (40..45).collect();
     let alone = |ids: &[i64]| {
         let n = ids.len() as i64;
-        model.step(&Tensor::from_slice(ids).view([1, -1]), &Tensor::ones([1, n], (Kind::Int64, Device::Cpu)), None).expect("forward").0
+        model.step(&Tensor::from_slice(ids).view([1, -1]).to(model.device), &Tensor::ones([1, n], (Kind::Int64, model.device)), None).expect("forward").0
     };
     let pad = long.len() - short.len();
     let mut batch_ids = long.clone();
@@ -84,23 +84,23 @@ fn left_padding_does_not_change_logits() {
     mask.extend(std::iter::repeat(0).take(pad).chain(std::iter::repeat(1).take(short.len())));
     let n = long.len() as i64;
     let (batch, _) = model
-        .step(&Tensor::from_slice(&batch_ids).view([2, n]), &Tensor::from_slice(&mask).view([2, n]), None)
+        .step(&Tensor::from_slice(&batch_ids).view([2, n]).to(model.device), &Tensor::from_slice(&mask).view([2, n]).to(model.device), None)
         .expect("batched forward");
-    let diff_long = (batch.get(0) - alone(&long).get(0)).abs().max().double_value(&[]);
-    let diff_short = (batch.get(1).narrow(0, pad as i64, short.len() as i64) - alone(&short).get(0)).abs().max().double_value(&[]);
+    let diff_long = (batch.get(0) - alone(&long).get(0)).abs().max().to(Device::Cpu).double_value(&[]);
+    let diff_short = (batch.get(1).narrow(0, pad as i64, short.len() as i64) - alone(&short).get(0)).abs().max().to(Device::Cpu).double_value(&[]);
     assert!(diff_long < 1e-4 && diff_short < 1e-4, "padding changed logits: {diff_long}, {diff_short}");
 }
 
 fn check_encoder(name: &str, normalized: bool) {
     let r = &reference()["encoders"][name];
-    let enc = ProfileEncoder::load(&tiny(name), Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let enc = ProfileEncoder::load(&tiny(name), device()).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(enc.normalize, normalized);
     let texts: Vec<&str> = r["texts"].as_array().expect("texts").iter().map(|t| t.as_str().expect("str")).collect();
     for (t, want) in texts.iter().zip(r["ids"].as_array().expect("ids")) {
         assert_eq!(enc.tokenizer.encode(t, true).expect("encodes"), u32s(want), "{name}: ids of {t:?}");
     }
     // Texts of different lengths in one padded batch, each compared with its unpadded reference.
-    let got: Vec<Vec<f32>> = Vec::try_from(&enc.embed(&texts).expect("embeds")).expect("rows");
+    let got: Vec<Vec<f32>> = Vec::try_from(&enc.embed(&texts).expect("embeds").to(Device::Cpu)).expect("rows");
     for (g, want) in got.iter().zip(r["vectors"].as_array().expect("vectors")) {
         let worst = g.iter().zip(f32s(want)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst <= TOLERANCE, "{name}: pooled vector differs by {worst}");

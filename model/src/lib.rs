@@ -16,5 +16,5 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use ops::Ops;
-pub use shape_ops::ShapeOps;
+pub use shape_ops::{ShapeOps, ShapeWeights};
 pub use weights::Weights;

@@ -186,3 +186,88 @@ impl Ops for ShapeOps {
         Ok(shape.to_vec())
     }
 }
+
+/// Weights for [`ShapeOps`]: every tensor exists with exactly the shape asked for.
+#[derive(Debug, Default, Clone)]
+pub struct ShapeWeights;
+
+impl crate::Weights<ShapeOps> for ShapeWeights {
+    fn get(&mut self, _o: &mut ShapeOps, _name: &str, shape: &[usize]) -> Result<Vec<usize>> {
+        Ok(shape.to_vec())
+    }
+    fn contains(&self, _name: &str) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{Bert, Decoder, DecoderCtx, KvPair};
+    use crate::config::{BertConfig, DecoderConfig, DecoderFamily};
+    use crate::layers::AttentionMask;
+
+    fn smollm2(family: DecoderFamily) -> DecoderConfig {
+        DecoderConfig {
+            family,
+            vocab_size: 49152,
+            hidden_size: 576,
+            intermediate_size: 1536,
+            num_layers: 3,
+            num_heads: 9,
+            num_kv_heads: 3,
+            head_dim: 64,
+            rms_norm_eps: 1e-5,
+            rope_theta: 1e5,
+            rope_scaling: None,
+            max_position_embeddings: 8192,
+            tie_embeddings: true,
+            qkv_bias: family == DecoderFamily::Qwen2,
+            qk_norm: family == DecoderFamily::Qwen3,
+        }
+    }
+
+    #[test]
+    fn decoder_forward_with_cache_has_the_documented_shapes() {
+        for family in [DecoderFamily::Llama, DecoderFamily::Qwen2, DecoderFamily::Qwen3] {
+            let (mut o, cfg) = (ShapeOps, smollm2(family));
+            let dec = Decoder::load(&mut o, &mut ShapeWeights, &cfg).expect("loads");
+            let rope = dec.rope(&mut o, &vec![2, 5]).expect("rope");
+            assert_eq!(rope.cos, vec![2, 1, 5, 64]);
+            let ctx = DecoderCtx { rope, mask: AttentionMask { additive: vec![2, 1, 5, 8] } };
+            let past: Vec<KvPair<Vec<usize>>> = (0..3).map(|_| KvPair { key: vec![2, 3, 3, 64], value: vec![2, 3, 3, 64] }).collect();
+            let (hidden, presents) = dec.forward(&mut o, &vec![2, 5], &ctx, Some(&past)).expect("forward");
+            assert_eq!(hidden, vec![2, 5, 576]);
+            assert_eq!(presents.len(), 3);
+            assert_eq!(presents[0].key, vec![2, 3, 8, 64]);
+            assert_eq!(dec.logits(&mut o, &hidden).expect("logits"), vec![2, 5, 49152]);
+        }
+    }
+
+    #[test]
+    fn mismatched_mask_is_a_shape_error() {
+        let (mut o, cfg) = (ShapeOps, smollm2(DecoderFamily::Llama));
+        let dec = Decoder::load(&mut o, &mut ShapeWeights, &cfg).expect("loads");
+        let rope = dec.rope(&mut o, &vec![1, 4]).expect("rope");
+        let ctx = DecoderCtx { rope, mask: AttentionMask { additive: vec![1, 1, 4, 7] } };
+        assert!(dec.forward(&mut o, &vec![1, 4], &ctx, None).is_err());
+    }
+
+    #[test]
+    fn bert_forward_shapes() {
+        let cfg = BertConfig {
+            vocab_size: 30522,
+            hidden_size: 384,
+            intermediate_size: 1536,
+            num_layers: 2,
+            num_heads: 12,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+        };
+        let mut o = ShapeOps;
+        let bert = Bert::load(&mut o, &mut ShapeWeights, &cfg).expect("loads");
+        let out = bert.forward(&mut o, &vec![3, 7], &vec![3, 7], &AttentionMask { additive: vec![3, 1, 1, 7] }).expect("forward");
+        assert_eq!(out, vec![3, 7, 384]);
+    }
+}

@@ -48,3 +48,9 @@ pub fn u32s(v: &serde_json::Value) -> Vec<u32> {
 pub fn f32s(v: &serde_json::Value) -> Vec<f32> {
     v.as_array().expect("array").iter().map(|x| x.as_f64().expect("float") as f32).collect()
 }
+
+/// The device integration tests run on: `CUMA_TEST_DEVICE` (cpu, cuda, cuda:N), default cpu.
+pub fn device() -> tch::Device {
+    let flag = std::env::var("CUMA_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    cuma::device::parse_device(&flag).unwrap_or_else(|e| panic!("CUMA_TEST_DEVICE: {e}"))
+}

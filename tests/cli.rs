@@ -1,0 +1,79 @@
+//! The `cuma` binary end to end: `info` on the embedded SmolLM2 prints its real sizes,
+//! `generate` and `embed` run, and bad flags give errors instead of panics.
+
+mod common;
+
+use common::tiny;
+use std::process::Command;
+
+fn cuma(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cuma")).args(args).output().expect("runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn info_on_embedded_smollm2_reports_its_architecture() {
+    let (ok, out, err) = cuma(&["info"]);
+    assert!(ok, "{err}");
+    for want in ["architecture:   llama", "layers:         30", "hidden:         576", "heads:          9 (3 KV heads", "vocab:          49152", "134.5 M", "Q4_1", "<|im_end|>", "chat template:"] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn info_on_an_encoder_directory() {
+    let (ok, out, err) = cuma(&["info", tiny("bert").to_str().expect("utf8")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("bert (encoder)") && out.contains("WordPiece"), "{out}");
+}
+
+#[test]
+fn generate_streams_text_and_stops() {
+    let model = tiny("llama");
+    let (ok, out, err) = cuma(&["generate", "--model", model.to_str().expect("utf8"), "--prompt", "Hello", "--max-tokens", "5", "--device", "cpu", "--timings"]);
+    assert!(ok, "{err}");
+    assert!(!out.trim().is_empty(), "no text generated");
+    assert!(err.contains("new tokens"), "{err}");
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let model = tiny("qwen2");
+    let args = ["generate", "--model", model.to_str().expect("utf8"), "--prompt", "Hi", "--max-tokens", "12", "--temperature", "1.0", "--top-p", "0.9", "--seed", "7", "--device", "cpu"];
+    let (a, b) = (cuma(&args), cuma(&args));
+    assert!(a.0 && b.0, "{} {}", a.2, b.2);
+    assert_eq!(a.1, b.1);
+}
+
+#[test]
+fn embed_prints_json_vectors() {
+    let enc = tiny("qwen3");
+    let (ok, out, err) = cuma(&["embed", "--encoder", enc.to_str().expect("utf8"), "--text", "a profile", "--json", "--device", "cpu"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["dim"], 64);
+    assert_eq!(v["items"][0]["embedding"].as_array().expect("vector").len(), 64);
+}
+
+#[test]
+fn bad_flags_are_errors_not_panics() {
+    for args in [
+        vec!["generate", "--prompt", "x", "--device", "tpu"],
+        vec!["generate", "--prompt", "x", "--top-p", "0"],
+        vec!["generate", "--model", "/nonexistent.gguf", "--prompt", "x"],
+        vec!["embed", "--encoder", "/nonexistent", "--text", "x"],
+    ] {
+        let (ok, _, err) = cuma(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(err.starts_with("error:") && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let (ok, out, _) = cuma(&["--help"]);
+    assert!(ok);
+    for cmd in ["info", "generate", "embed", "CUMA_BACKBONE"] {
+        assert!(out.contains(cmd), "--help lacks {cmd}:\n{out}");
+    }
+}
