@@ -111,3 +111,19 @@ fn minilm_embeddings_match_sentence_transformers() {
         assert!((norm - 1.0).abs() < 1e-5, "MiniLM vectors are L2-normalised, got norm {norm}");
     }
 }
+
+#[test]
+fn generation_stops_at_end_of_turn_like_the_reference() {
+    use cuma::generate::{generate, GenerateOptions};
+    let model = smollm2();
+    let chat = &reference("smollm2.json")["chats"][0];
+    let expected = ids(&chat["greedy_ids"]);
+    let end = expected.iter().position(|id| model.tokenizer.end_of_turn.contains(id)).expect("reference reply ends its turn");
+    let mut streamed = String::new();
+    let opts = GenerateOptions { max_new_tokens: 48, sampling: Default::default() };
+    let g = generate(&model, &ids(&chat["prompt_ids"]), opts, |piece| streamed.push_str(piece)).expect("generates");
+    assert!(g.stopped, "did not stop at <|im_end|>");
+    assert_eq!(g.tokens, expected[..end].to_vec());
+    assert_eq!(streamed, g.text);
+    assert_eq!(g.text, "The capital of France is Paris.");
+}

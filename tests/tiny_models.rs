@@ -116,3 +116,44 @@ fn bert_mean_pooling_matches_transformers() {
 fn qwen3_as_last_token_encoder_matches_transformers() {
     check_encoder("qwen3", true);
 }
+
+#[test]
+fn sharded_safetensors_load_like_the_single_file() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let dir = common::scratch("sharded").join("llama");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(tiny("llama").join(f), dir.join(f)).expect("copy");
+    }
+    let bytes = std::fs::read(tiny("llama").join("model.safetensors")).expect("read");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("parses");
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (shard, chunk) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", shard + 1);
+        let views: Vec<(String, TensorView)> = chunk
+            .iter()
+            .map(|n| {
+                let t = st.tensor(n).expect("tensor");
+                assert_eq!(t.dtype(), Dtype::F16);
+                (n.clone(), TensorView::new(t.dtype(), t.shape().to_vec(), t.data()).expect("view"))
+            })
+            .collect();
+        safetensors::serialize_to_file(views, None, &dir.join(&file)).expect("write shard");
+        for n in chunk {
+            weight_map.insert(n.clone(), file.clone().into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).expect("index");
+
+    let _guard = tch::no_grad_guard();
+    let run = |path: &std::path::Path| {
+        let m = Backbone::load(path, Device::Cpu).expect("loads");
+        let ids = Tensor::from_slice(&[3i64, 17, 42, 99, 7]).view([1, 5]);
+        m.step(&ids, &Tensor::ones([1, 5], (Kind::Int64, Device::Cpu)), None).expect("forward").0
+    };
+    let diff = (run(&dir) - run(&tiny("llama"))).abs().max().double_value(&[]);
+    assert_eq!(diff, 0.0, "sharded and single-file weights differ");
+}

@@ -72,6 +72,51 @@ pub fn render(tok: &TextTokenizer, messages: &[Message]) -> Result<String> {
 mod tests {
     use super::*;
 
+    /// A tokenizer shell carrying only a template and special tokens.
+    fn with_template(template: &str, bos: &str) -> TextTokenizer {
+        let inner: tokenizers::Tokenizer = r#"{"version":"1.0","model":{"type":"WordLevel","vocab":{"x":0},"unk_token":"x"}}"#.parse().expect("tokenizer");
+        TextTokenizer {
+            inner,
+            source: "test".into(),
+            end_of_turn: vec![],
+            bos_token: Some(bos.into()),
+            eos_token: None,
+            chat_template: Some(template.into()),
+            kind: "test".into(),
+        }
+    }
+
+    fn chat() -> Vec<Message> {
+        vec![Message::new("system", "You are a person from Japan."), Message::new("user", "  Hi there  ")]
+    }
+
+    #[test]
+    fn llama3_header_template_with_system_message() {
+        let t = "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+        let out = render(&with_template(t, "<|begin_of_text|>"), &chat()).expect("renders");
+        assert_eq!(
+            out,
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a person from Japan.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        );
+    }
+
+    #[test]
+    fn chatml_template_with_python_string_methods() {
+        // Qwen-style templates call Python methods such as .strip() and .startswith().
+        let t = "{% for m in messages %}{% if m.role == 'system' and m.content.startswith('You') %}<|im_start|>system\n{{ m.content.strip() }}<|im_end|>\n{% else %}<|im_start|>{{ m.role }}\n{{ m.content.strip() }}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+        let out = render(&with_template(t, ""), &chat()).expect("renders");
+        assert_eq!(out, "<|im_start|>system\nYou are a person from Japan.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn template_errors_are_reported_not_panicked() {
+        let t = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first message must be the user') }}{% endif %}";
+        let err = render(&with_template(t, ""), &chat()).expect_err("raises");
+        assert!(err.to_string().contains("first message must be the user"), "{err}");
+        let err = render(&with_template("{% for %}", ""), &chat()).expect_err("syntax");
+        assert!(err.to_string().contains("chat template"), "{err}");
+    }
+
     #[test]
     fn civil_dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
