@@ -8,11 +8,14 @@ use tch::{Device, Kind, Tensor};
 #[derive(Debug, Clone, Copy)]
 pub struct TchOps {
     pub device: Device,
+    /// Training mode: dropout is active.
+    pub train: bool,
 }
 
 impl TchOps {
+    /// Inference on `device` (dropout off).
     pub fn new(device: Device) -> Self {
-        Self { device }
+        Self { device, train: false }
     }
 }
 
@@ -116,6 +119,20 @@ impl Ops for TchOps {
     fn constant(&mut self, values: &[f32], shape: &[usize]) -> Result<Tensor> {
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         t(Tensor::f_from_slice(values).and_then(|x| x.f_reshape(dims.as_slice())).and_then(|x| x.f_to_device(self.device)))
+    }
+
+    fn argmax_last(&mut self, x: &Tensor) -> Result<Tensor> {
+        t(x.f_argmax(-1, true))
+    }
+    fn one_hot(&mut self, idx: &Tensor, depth: usize) -> Result<Tensor> {
+        t(idx.f_squeeze_dim(-1).and_then(|i| i.f_one_hot(depth as i64)).and_then(|h| h.f_to_kind(Kind::Float)))
+    }
+    fn dropout(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
+        if self.train && p > 0.0 {
+            t(x.f_dropout(p, true))
+        } else {
+            Ok(x.shallow_clone())
+        }
     }
 
     fn silu(&mut self, x: &Tensor) -> Result<Tensor> {

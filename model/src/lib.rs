@@ -5,6 +5,7 @@
 //! (training, inference), `cuma-export` implements it by recording ONNX nodes, and [`ShapeOps`]
 //! implements it on shapes alone. One forward, several meanings.
 
+pub mod adapters;
 pub mod arch;
 pub mod config;
 pub mod error;
@@ -17,4 +18,4 @@ pub mod weights;
 pub use error::{Error, Result};
 pub use ops::Ops;
 pub use shape_ops::{ShapeOps, ShapeWeights};
-pub use weights::Weights;
+pub use weights::{Init, Trainables, Weights};

@@ -56,6 +56,17 @@ pub trait Ops {
     fn embedding(&mut self, table: &Self::T, ids: &Self::T) -> Result<Self::T>;
     /// A constant f32 tensor.
     fn constant(&mut self, values: &[f32], shape: &[usize]) -> Result<Self::T>;
+    /// Index of the largest value over the last axis, kept as a size-1 axis (int64). Ties give
+    /// the lowest index (torch `argmax`, ONNX `ArgMax` with `select_last_index = 0`).
+    fn argmax_last(&mut self, x: &Self::T) -> Result<Self::T>;
+    /// f32 one-hot rows of `depth` from int64 indices `[.., 1]` -> `[.., depth]`.
+    fn one_hot(&mut self, idx: &Self::T, depth: usize) -> Result<Self::T>;
+
+    /// Dropout with probability `p` while training; identity otherwise (and in exported graphs).
+    fn dropout(&mut self, x: &Self::T, p: f64) -> Result<Self::T> {
+        let _ = p;
+        Ok(self.share(x))
+    }
 
     /// `x * sigmoid(x)`.
     fn silu(&mut self, x: &Self::T) -> Result<Self::T> {

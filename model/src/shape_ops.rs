@@ -179,6 +179,19 @@ impl Ops for ShapeOps {
         out.push(table[1]);
         Ok(out)
     }
+    fn argmax_last(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
+        let mut out = x.clone();
+        *out.last_mut().ok_or_else(|| err("argmax", "scalar".into()))? = 1;
+        Ok(out)
+    }
+    fn one_hot(&mut self, idx: &Vec<usize>, depth: usize) -> Result<Vec<usize>> {
+        if idx.last() != Some(&1) {
+            return Err(err("one_hot", format!("indices {idx:?} need a last axis of 1")));
+        }
+        let mut out = idx.clone();
+        *out.last_mut().ok_or_else(|| err("one_hot", "scalar".into()))? = depth;
+        Ok(out)
+    }
     fn constant(&mut self, values: &[f32], shape: &[usize]) -> Result<Vec<usize>> {
         if values.len() != shape.iter().product::<usize>() {
             return Err(err("constant", format!("{} values for {shape:?}", values.len())));

@@ -13,3 +13,21 @@ pub trait Weights<O: Ops> {
     /// Whether a tensor called `name` exists (used for optional tensors such as biases).
     fn contains(&self, name: &str) -> bool;
 }
+
+/// How a fresh trainable tensor is filled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    Zeros,
+    Ones,
+    /// Normal(0, std^2).
+    Normal { std: f64 },
+    /// Uniform(-bound, bound) (PyTorch's `nn.Linear` default uses 1 / sqrt(fan_in)).
+    Uniform { bound: f64 },
+}
+
+/// A store of trainable tensors (adapters, routers): created fresh with `init`, or restored
+/// from a checkpoint by name.
+pub trait Trainables<O: Ops> {
+    /// The trainable tensor called `name` with exactly `shape`.
+    fn param(&mut self, o: &mut O, name: &str, shape: &[usize], init: Init) -> Result<O::T>;
+}

@@ -1,0 +1,80 @@
+//! The mixture of LoRA experts in its stacked two-matmul form (spec section 3): all A_e stacked
+//! into one `[E*r, in]` matrix, all B_e into one `[out, E*r]` matrix; the gate vector, repeated r
+//! times, weights the E*r low-rank activations in between. Plain LoRA is the case E = 1 with the
+//! gate fixed at 1.
+
+use crate::config::{ExpertLayout, MethodConfig};
+use crate::{Init, Ops, Result, Trainables};
+
+/// Standard deviation of the A initialisation (spec: A ~ N(0, 0.01^2)).
+pub const A_INIT_STD: f64 = 0.01;
+
+/// The LoRA experts of one adapted projection.
+#[derive(Debug, Clone)]
+pub struct ExpertBank<T> {
+    /// `[E*r, in]`, or `[r, in]` when A is shared.
+    pub a: T,
+    /// `[out, E*r]`.
+    pub b: T,
+    pub experts: usize,
+    pub rank: usize,
+    pub shared_a: bool,
+    pub scale: f64,
+    pub dropout: f64,
+}
+
+impl<T> ExpertBank<T> {
+    /// Fresh (A random, B zero, so the update is exactly 0) or restored experts for a
+    /// projection `in_features -> out_features`, named `{prefix}.lora_a` / `{prefix}.lora_b`.
+    pub fn init<O: Ops<T = T>>(
+        o: &mut O,
+        t: &mut impl Trainables<O>,
+        prefix: &str,
+        in_features: usize,
+        out_features: usize,
+        cfg: &MethodConfig,
+    ) -> Result<Self> {
+        let (e, r) = (cfg.experts, cfg.rank);
+        let shared_a = cfg.expert_layout == ExpertLayout::SharedA && e > 1;
+        let a_rows = if shared_a { r } else { e * r };
+        Ok(Self {
+            a: t.param(o, &format!("{prefix}.lora_a"), &[a_rows, in_features], Init::Normal { std: A_INIT_STD })?,
+            b: t.param(o, &format!("{prefix}.lora_b"), &[out_features, e * r], Init::Zeros)?,
+            experts: e,
+            rank: r,
+            shared_a,
+            scale: cfg.scale(),
+            dropout: cfg.dropout,
+        })
+    }
+
+    /// The update `sum_e g_e (alpha/r) B_e A_e dropout(x)`; `gates` `None` means one expert at
+    /// gate 1 (plain LoRA).
+    ///
+    /// # Shapes
+    /// `x`: `[b, s, in]`; `gates`: `[b, s, E]`; returns `[b, s, out]`.
+    pub fn forward<O: Ops<T = T>>(&self, o: &mut O, x: &T, gates: Option<&T>) -> Result<T> {
+        let x = o.dropout(x, self.dropout)?;
+        let mut z = o.linear(&x, &self.a, None)?; // [b, s, E*r] or [b, s, r]
+        if self.shared_a {
+            let copies: Vec<&T> = std::iter::repeat(&z).take(self.experts).collect();
+            z = o.concat(&copies, -1)?;
+        }
+        if let Some(g) = gates {
+            let g = o.unsqueeze(g, -1)?; // [b, s, E, 1]
+            let ones = o.constant(&vec![1.0; self.rank], &[1, self.rank])?;
+            let g = o.mul(&g, &ones)?; // [b, s, E, r]
+            let g = o.reshape(&g, &[0, 0, (self.experts * self.rank) as i64])?;
+            z = o.mul(&z, &g)?;
+        }
+        let delta = o.linear(&z, &self.b, None)?;
+        o.scale(&delta, self.scale)
+    }
+
+    /// Trainable parameters.
+    pub fn parameter_count(in_features: usize, out_features: usize, cfg: &MethodConfig) -> usize {
+        let (e, r) = (cfg.experts, cfg.rank);
+        let a_rows = if cfg.expert_layout == ExpertLayout::SharedA && e > 1 { r } else { e * r };
+        a_rows * in_features + out_features * e * r
+    }
+}

@@ -1,0 +1,15 @@
+//! Adapters on frozen projections: the stacked LoRA expert bank ([`experts`]), the
+//! demographic-aware router ([`router`]), gating ([`gate`]) and the load-balancing loss
+//! ([`balance`]). Spec: `shared/spec/method.md` sections 3-5.
+
+pub mod balance;
+pub mod experts;
+pub mod gate;
+pub mod router;
+pub mod set;
+
+pub use balance::balance_loss;
+pub use experts::ExpertBank;
+pub use gate::{route, Routing};
+pub use router::{Router, RouterDims};
+pub use set::{DecoderAdapters, LayerAdapters, ModuleAdapter};

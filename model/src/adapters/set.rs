@@ -1,0 +1,158 @@
+//! The adapters of a whole decoder: for every layer, an expert bank on each target projection and
+//! the routers that gate them (one per module, or one shared by q/k/v).
+
+use super::experts::ExpertBank;
+use super::router::{Router, RouterDims};
+use crate::config::{DecoderConfig, Method, MethodConfig, RouterLayout, Target};
+use crate::names::decoder as n;
+use crate::{Ops, Result, Trainables};
+
+/// Input and output sizes of a target projection.
+pub fn target_dims(c: &DecoderConfig, t: Target) -> (usize, usize) {
+    let (h, i) = (c.hidden_size, c.intermediate_size);
+    let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+    match t {
+        Target::QProj => (h, q),
+        Target::KProj | Target::VProj => (h, kv),
+        Target::OProj => (q, h),
+        Target::GateProj | Target::UpProj => (h, i),
+        Target::DownProj => (i, h),
+    }
+}
+
+/// Name prefix of a target in layer `i`: `model.layers.{i}.self_attn.q_proj`, ...
+pub fn target_prefix(i: usize, t: Target) -> String {
+    match t {
+        Target::QProj | Target::KProj | Target::VProj | Target::OProj => n::attn(i, t.module()),
+        Target::GateProj | Target::UpProj | Target::DownProj => n::mlp(i, t.module()),
+    }
+}
+
+/// One adapted projection.
+#[derive(Debug, Clone)]
+pub struct ModuleAdapter<T> {
+    pub target: Target,
+    pub bank: ExpertBank<T>,
+    /// Index into the layer's routers; `None` for unrouted methods (LoRA).
+    pub router: Option<usize>,
+}
+
+/// The adapters of one layer.
+#[derive(Debug, Clone)]
+pub struct LayerAdapters<T> {
+    pub modules: Vec<ModuleAdapter<T>>,
+    pub routers: Vec<Router<T>>,
+}
+
+/// The adapters of a decoder.
+#[derive(Debug, Clone)]
+pub struct DecoderAdapters<T> {
+    pub method: MethodConfig,
+    /// D: the profile vector's size seen by the routers (0 without demographics).
+    pub profile_dim: usize,
+    pub layers: Vec<LayerAdapters<T>>,
+}
+
+impl<T> DecoderAdapters<T> {
+    /// Fresh or restored adapters for every layer. `encoder_dim` is the profile encoder's output
+    /// size; it is ignored when the method keeps the profile out of the router.
+    pub fn init<O: Ops<T = T>>(o: &mut O, t: &mut impl Trainables<O>, c: &DecoderConfig, m: &MethodConfig, encoder_dim: usize) -> Result<Self> {
+        m.validate()?;
+        let routed = m.routed();
+        let profile_dim = if routed && m.profile_in_router && m.method == Method::Cuma { encoder_dim } else { 0 };
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let mut modules = Vec::new();
+            let mut routers = Vec::new();
+            let mut shared_qkv: Option<usize> = None;
+            for &target in &m.targets {
+                let (fan_in, fan_out) = target_dims(c, target);
+                let prefix = target_prefix(i, target);
+                let bank = ExpertBank::init(o, t, &prefix, fan_in, fan_out, m)?;
+                let dims = RouterDims { token: fan_in, profile: profile_dim, hidden: m.router_hidden, experts: m.experts };
+                let router = if !routed {
+                    None
+                } else if m.router_layout == RouterLayout::SharedQkv && target.is_qkv() {
+                    if shared_qkv.is_none() {
+                        routers.push(Router::init(o, t, &n::attn(i, "qkv"), dims, m.dropout)?);
+                        shared_qkv = Some(routers.len() - 1);
+                    }
+                    shared_qkv
+                } else {
+                    routers.push(Router::init(o, t, &prefix, dims, m.dropout)?);
+                    Some(routers.len() - 1)
+                };
+                modules.push(ModuleAdapter { target, bank, router });
+            }
+            layers.push(LayerAdapters { modules, routers });
+        }
+        Ok(Self { method: m.clone(), profile_dim, layers })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DecoderFamily;
+    use crate::{Init, ShapeOps};
+
+    /// Counts the elements of every trainable tensor created.
+    #[derive(Default)]
+    struct Counter(usize);
+
+    impl Trainables<ShapeOps> for Counter {
+        fn param(&mut self, _o: &mut ShapeOps, _name: &str, shape: &[usize], _init: Init) -> Result<Vec<usize>> {
+            self.0 += shape.iter().product::<usize>();
+            Ok(shape.to_vec())
+        }
+    }
+
+    fn qwen3_8b() -> DecoderConfig {
+        DecoderConfig {
+            family: DecoderFamily::Qwen3,
+            vocab_size: 151_936,
+            hidden_size: 4096,
+            intermediate_size: 12_288,
+            num_layers: 36,
+            num_heads: 32,
+            num_kv_heads: 8,
+            head_dim: 128,
+            rms_norm_eps: 1e-6,
+            rope_theta: 1e6,
+            rope_scaling: None,
+            max_position_embeddings: 40_960,
+            tie_embeddings: false,
+            qkv_bias: false,
+            qk_norm: true,
+        }
+    }
+
+    fn count(m: &MethodConfig) -> (f64, f64) {
+        let c = qwen3_8b();
+        let mut counter = Counter::default();
+        DecoderAdapters::init(&mut ShapeOps, &mut counter, &c, m, 1024).expect("builds");
+        let millions = counter.0 as f64 / 1e6;
+        (millions, 100.0 * counter.0 as f64 / c.parameter_count() as f64)
+    }
+
+    fn close(got: (f64, f64), want: (f64, f64)) -> bool {
+        (got.0 - want.0).abs() < 0.05 && (got.1 - want.1).abs() < 0.005
+    }
+
+    #[test]
+    fn spec_section_7_parameter_accounting_on_qwen3_8b() {
+        let r8 = MethodConfig { rank: 8, alpha: 16.0, ..MethodConfig::default() };
+        let r64 = MethodConfig { rank: 64, alpha: 128.0, ..MethodConfig::default() };
+        assert!(close(count(&r8), (125.2, 1.53)), "CuMA r=8: {:?}", count(&r8));
+        assert!(close(count(&r64), (339.9, 4.15)), "CuMA r=64: {:?}", count(&r64));
+        assert!(close(count(&MethodConfig::lora(64)), (30.7, 0.37)), "LoRA r=64: {:?}", count(&MethodConfig::lora(64)));
+    }
+
+    #[test]
+    fn shared_qkv_router_and_shared_a_cut_parameters() {
+        let base = count(&MethodConfig::default()).0;
+        let shared = count(&MethodConfig { router_layout: RouterLayout::SharedQkv, ..MethodConfig::default() }).0;
+        let shared_a = count(&MethodConfig { expert_layout: crate::config::ExpertLayout::SharedA, ..MethodConfig::default() }).0;
+        assert!(shared < base && shared_a < base);
+    }
+}
