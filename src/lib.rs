@@ -12,6 +12,7 @@ pub mod models;
 pub mod sampling;
 pub mod tch_ops;
 pub mod tokenizer;
+pub mod trainables;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -1,0 +1,164 @@
+//! The method's formulas on libtorch against hand-computed cases (spec sections 3-5).
+
+use cuma::tch_ops::TchOps;
+use cuma::trainables::TchTrainables;
+use cuma_model::adapters::{balance_loss, route, ExpertBank};
+use cuma_model::config::{ExpertLayout, GateMode, MethodConfig};
+use tch::{Device, Kind, Tensor};
+
+fn ops() -> TchOps {
+    TchOps::new(Device::Cpu)
+}
+
+fn vec(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(&t.flatten(0, -1).to_kind(Kind::Float)).expect("floats")
+}
+
+fn ids(t: &Tensor) -> Vec<i64> {
+    Vec::<i64>::try_from(&t.flatten(0, -1)).expect("ints")
+}
+
+fn logits(v: &[f32]) -> Tensor {
+    Tensor::from_slice(v).view([1, 1, -1])
+}
+
+fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
+}
+
+#[test]
+fn topk_softmax_keeps_the_k_largest_and_zeroes_the_rest() {
+    let r = route(&mut ops(), &logits(&[1.0, 3.0, 2.0, 0.5]), GateMode::TopkSoftmax, 2, 4).expect("routes");
+    let (a, b) = (1.0 / (1.0 + (-1.0f32).exp()), 1.0 - 1.0 / (1.0 + (-1.0f32).exp()));
+    assert_eq!(ids(&r.experts), vec![1, 2]);
+    assert!(close(&vec(&r.gates), &[0.0, a, b, 0.0], 1e-6), "{:?}", vec(&r.gates));
+    assert_eq!(vec(&r.gates)[0], 0.0);
+    assert_eq!(vec(&r.gates)[3], 0.0);
+    assert_eq!(vec(&r.selected), vec![0.0, 1.0, 1.0, 0.0]);
+}
+
+#[test]
+fn double_softmax_matches_the_spec_example() {
+    // softmax(l) = (0.6, 0.3, 0.1) -> keep (0.6, 0.3) -> softmax -> (0.574, 0.426)
+    let l: Vec<f32> = [0.6f32, 0.3, 0.1].iter().map(|p| p.ln()).collect();
+    let r = route(&mut ops(), &logits(&l), GateMode::DoubleSoftmax, 2, 3).expect("routes");
+    let g = vec(&r.gates);
+    assert!(close(&g, &[0.574_443, 0.425_557, 0.0], 1e-5), "{g:?}");
+    assert_eq!(format!("{:.3} {:.3}", g[0], g[1]), "0.574 0.426");
+}
+
+#[test]
+fn soft_gates_use_every_expert() {
+    let r = route(&mut ops(), &logits(&[0.0, 1.0, 2.0]), GateMode::Soft, 2, 3).expect("routes");
+    let z: f32 = [0.0f32, 1.0, 2.0].iter().map(|x| x.exp()).sum();
+    let want: Vec<f32> = [0.0f32, 1.0, 2.0].iter().map(|x| x.exp() / z).collect();
+    assert!(close(&vec(&r.gates), &want, 1e-6));
+    assert_eq!(ids(&r.experts), vec![2, 1]);
+}
+
+#[test]
+fn ties_go_to_the_lowest_expert_index() {
+    for mode in [GateMode::TopkSoftmax, GateMode::DoubleSoftmax, GateMode::Soft] {
+        let r = route(&mut ops(), &logits(&[1.0, 2.0, 2.0, 2.0, 1.0]), mode, 2, 5).expect("routes");
+        assert_eq!(ids(&r.experts), vec![1, 2], "{mode:?}");
+    }
+}
+
+#[test]
+fn gates_are_a_distribution_over_the_selected_experts() {
+    tch::manual_seed(3);
+    let l = Tensor::randn([4, 16, 8], (Kind::Float, Device::Cpu));
+    for mode in [GateMode::TopkSoftmax, GateMode::DoubleSoftmax] {
+        let r = route(&mut ops(), &l, mode, 2, 8).expect("routes");
+        let g = vec(&r.gates);
+        let sel = vec(&r.selected);
+        assert!(g.iter().all(|&x| x >= 0.0));
+        for (row_g, row_s) in g.chunks(8).zip(sel.chunks(8)) {
+            assert!((row_g.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+            assert_eq!(row_s.iter().sum::<f32>(), 2.0);
+            for (x, s) in row_g.iter().zip(row_s) {
+                if *s == 0.0 {
+                    assert_eq!(*x, 0.0, "unselected expert got a gate");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn balance_loss_is_one_when_balanced_and_e_over_k_when_collapsed() {
+    let mut o = ops();
+    let mask = Tensor::ones([1, 2, 1], (Kind::Float, Device::Cpu));
+    let balanced_sel = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]).view([1, 2, 4]);
+    let balanced_g = &balanced_sel * 0.5;
+    let loss = balance_loss(&mut o, &balanced_g, &balanced_sel, &mask, 4, 2).expect("loss");
+    assert!((loss.double_value(&[0]) - 1.0).abs() < 1e-6);
+    let same_sel = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]).view([1, 2, 4]);
+    let same_g = Tensor::from_slice(&[0.7f32, 0.3, 0.0, 0.0, 0.6, 0.4, 0.0, 0.0]).view([1, 2, 4]);
+    let loss = balance_loss(&mut o, &same_g, &same_sel, &mask, 4, 2).expect("loss");
+    assert!((loss.double_value(&[0]) - 2.0).abs() < 1e-6, "E/k = 2, got {}", loss.double_value(&[0]));
+    // Padding tokens do not count.
+    let padded_mask = Tensor::from_slice(&[1.0f32, 0.0]).view([1, 2, 1]);
+    let mixed_sel = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]).view([1, 2, 4]);
+    let loss = balance_loss(&mut o, &(&mixed_sel * 0.5), &mixed_sel, &padded_mask, 4, 2).expect("loss");
+    assert!((loss.double_value(&[0]) - 2.0).abs() < 1e-6);
+}
+
+fn bank(cfg: &MethodConfig, seed: i64) -> (ExpertBank<Tensor>, TchTrainables) {
+    tch::manual_seed(seed);
+    let mut store = TchTrainables::default();
+    let b = ExpertBank::init(&mut ops(), &mut store, "m", 6, 5, cfg).expect("init");
+    (b, store)
+}
+
+#[test]
+fn fresh_experts_change_nothing() {
+    let (b, _) = bank(&MethodConfig::default(), 0);
+    let x = Tensor::randn([2, 3, 6], (Kind::Float, Device::Cpu));
+    let g = Tensor::full([2, 3, 8], 0.125, (Kind::Float, Device::Cpu));
+    let delta = b.forward(&mut ops(), &x, Some(&g)).expect("forward");
+    assert_eq!(delta.abs().max().double_value(&[]), 0.0);
+    assert!((b.a.std(true).double_value(&[]) - 0.01).abs() < 0.002, "A ~ N(0, 0.01^2)");
+}
+
+#[test]
+fn stacked_form_equals_the_sparse_sum() {
+    for layout in [ExpertLayout::SeparateA, ExpertLayout::SharedA] {
+        let cfg = MethodConfig { experts: 4, rank: 3, alpha: 6.0, dropout: 0.0, expert_layout: layout, ..MethodConfig::default() };
+        let (mut b, _) = bank(&cfg, 1);
+        let _guard = tch::no_grad_guard();
+        b.b = Tensor::randn([5, 12], (Kind::Float, Device::Cpu));
+        let x = Tensor::randn([1, 2, 6], (Kind::Float, Device::Cpu));
+        let l = Tensor::randn([1, 2, 4], (Kind::Float, Device::Cpu));
+        let r = route(&mut ops(), &l, GateMode::TopkSoftmax, 2, 4).expect("routes");
+        let stacked = b.forward(&mut ops(), &x, Some(&r.gates)).expect("forward");
+        let mut sparse = Tensor::zeros([1, 2, 5], (Kind::Float, Device::Cpu));
+        for e in 0..4i64 {
+            let a_e = if b.shared_a { b.a.shallow_clone() } else { b.a.narrow(0, e * 3, 3) };
+            let b_e = b.b.narrow(1, e * 3, 3);
+            let g_e = r.gates.narrow(2, e, 1);
+            sparse += x.matmul(&a_e.tr()).matmul(&b_e.tr()) * g_e * 2.0;
+        }
+        let diff = (stacked - sparse).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{layout:?}: {diff}");
+    }
+}
+
+#[test]
+fn one_expert_no_profile_is_lora() {
+    let cuma = MethodConfig { experts: 1, top_k: 1, profile_in_router: false, dropout: 0.0, ..MethodConfig::default() };
+    let lora = MethodConfig { dropout: 0.0, ..MethodConfig::lora(8) };
+    let (mut cb, _) = bank(&cuma, 5);
+    let (mut lb, _) = bank(&lora, 5);
+    let _guard = tch::no_grad_guard();
+    let b = Tensor::randn([5, 8], (Kind::Float, Device::Cpu));
+    cb.b = b.shallow_clone();
+    lb.b = b;
+    let x = Tensor::randn([2, 4, 6], (Kind::Float, Device::Cpu));
+    let l = Tensor::randn([2, 4, 1], (Kind::Float, Device::Cpu));
+    let r = route(&mut ops(), &l, GateMode::TopkSoftmax, 1, 1).expect("routes");
+    assert_eq!(vec(&r.gates).iter().copied().fold(0.0f32, f32::max), 1.0);
+    let via_router = cb.forward(&mut ops(), &x, Some(&r.gates)).expect("cuma");
+    let plain = lb.forward(&mut ops(), &x, None).expect("lora");
+    assert_eq!((via_router - plain).abs().max().double_value(&[]), 0.0);
+}
