@@ -12,6 +12,7 @@ pub mod models;
 pub mod sampling;
 pub mod tch_ops;
 pub mod tokenizer;
+pub mod train;
 pub mod trainables;
 pub mod weights;
 

@@ -247,9 +247,10 @@ mod tests {
             let dec = Decoder::load(&mut o, &mut ShapeWeights, &cfg).expect("loads");
             let rope = dec.rope(&mut o, &vec![2, 5]).expect("rope");
             assert_eq!(rope.cos, vec![2, 1, 5, 64]);
-            let ctx = DecoderCtx { rope, mask: AttentionMask { additive: vec![2, 1, 5, 8] } };
+            let ctx = DecoderCtx { rope, mask: AttentionMask { additive: vec![2, 1, 5, 8] }, profile: None };
             let past: Vec<KvPair<Vec<usize>>> = (0..3).map(|_| KvPair { key: vec![2, 3, 3, 64], value: vec![2, 3, 3, 64] }).collect();
-            let (hidden, presents) = dec.forward(&mut o, &vec![2, 5], &ctx, Some(&past)).expect("forward");
+            let out = dec.forward(&mut o, &vec![2, 5], &ctx, Some(&past)).expect("forward");
+            let (hidden, presents) = (out.hidden, out.presents);
             assert_eq!(hidden, vec![2, 5, 576]);
             assert_eq!(presents.len(), 3);
             assert_eq!(presents[0].key, vec![2, 3, 8, 64]);
@@ -262,7 +263,7 @@ mod tests {
         let (mut o, cfg) = (ShapeOps, smollm2(DecoderFamily::Llama));
         let dec = Decoder::load(&mut o, &mut ShapeWeights, &cfg).expect("loads");
         let rope = dec.rope(&mut o, &vec![1, 4]).expect("rope");
-        let ctx = DecoderCtx { rope, mask: AttentionMask { additive: vec![1, 1, 4, 7] } };
+        let ctx = DecoderCtx { rope, mask: AttentionMask { additive: vec![1, 1, 4, 7] }, profile: None };
         assert!(dec.forward(&mut o, &vec![1, 4], &ctx, None).is_err());
     }
 

@@ -6,11 +6,32 @@ use crate::tch_ops::TchOps;
 use crate::tokenizer::{gguf_bpe, TextTokenizer};
 use crate::weights::TchStore;
 use crate::{Error, Result};
+use cuma_model::adapters::Routing;
 use cuma_model::arch::{Decoder, DecoderCtx, KvPair};
 use cuma_model::config::{DecoderConfig, ModelConfig};
 use cuma_model::layers::AttentionMask;
 use std::path::Path;
 use tch::{Device, Tensor};
+
+/// Inputs of [`Backbone::run`].
+pub struct StepInput<'a> {
+    /// `[b, s]` int64.
+    pub ids: &'a Tensor,
+    /// `[b, past + s]` of 0 / 1.
+    pub attention_mask: &'a Tensor,
+    pub past: Option<&'a [KvPair<Tensor>]>,
+    /// `[b, D]`, for demographic-aware routers.
+    pub profile: Option<&'a Tensor>,
+}
+
+/// Outputs of [`Backbone::run`].
+pub struct StepOutput {
+    /// `[b, s, vocab]`
+    pub logits: Tensor,
+    pub presents: Vec<KvPair<Tensor>>,
+    /// Every router's decision, layer by layer.
+    pub routing: Vec<Routing<Tensor>>,
+}
 
 /// A loaded decoder backbone.
 pub struct Backbone {
@@ -59,11 +80,18 @@ impl Backbone {
     /// `ids`: `[b, s]`; `attention_mask`: `[b, past + s]` (0/1); returns logits `[b, s, vocab]`
     /// and the updated cache.
     pub fn step(&self, ids: &Tensor, attention_mask: &Tensor, past: Option<&[KvPair<Tensor>]>) -> Result<(Tensor, Vec<KvPair<Tensor>>)> {
-        let past_len = past.and_then(|p| p.first()).map_or(0, |kv| kv.key.size()[2]);
-        let (positions, additive) = decoder_inputs(attention_mask, past_len)?;
-        let mut o = TchOps::new(self.device);
-        let ctx = DecoderCtx { rope: self.decoder.rope(&mut o, &positions)?, mask: AttentionMask { additive } };
-        let (hidden, presents) = self.decoder.forward(&mut o, ids, &ctx, past)?;
-        Ok((self.decoder.logits(&mut o, &hidden)?, presents))
+        let out = self.run(&mut TchOps::new(self.device), &StepInput { ids, attention_mask, past, profile: None })?;
+        Ok((out.logits, out.presents))
+    }
+
+    /// One forward step with everything: adapters (when attached), the profile vector for
+    /// their routers, and `o`'s mode (training enables dropout).
+    pub fn run(&self, o: &mut TchOps, input: &StepInput<'_>) -> Result<StepOutput> {
+        let past_len = input.past.and_then(|p| p.first()).map_or(0, |kv| kv.key.size()[2]);
+        let (positions, additive) = decoder_inputs(input.attention_mask, past_len)?;
+        let profile = input.profile.map(Tensor::shallow_clone);
+        let ctx = DecoderCtx { rope: self.decoder.rope(o, &positions)?, mask: AttentionMask { additive }, profile };
+        let out = self.decoder.forward(o, input.ids, &ctx, input.past)?;
+        Ok(StepOutput { logits: self.decoder.logits(o, &out.hidden)?, presents: out.presents, routing: out.routing })
     }
 }

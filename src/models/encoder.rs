@@ -125,8 +125,8 @@ impl ProfileEncoder {
             }
             Network::Decoder(dec) => {
                 let (positions, additive) = decoder_inputs(&mask, 0)?;
-                let ctx = DecoderCtx { rope: dec.rope(&mut o, &positions)?, mask: AttentionMask { additive } };
-                dec.forward(&mut o, &ids, &ctx, None)?.0
+                let ctx = DecoderCtx { rope: dec.rope(&mut o, &positions)?, mask: AttentionMask { additive }, profile: None };
+                dec.forward(&mut o, &ids, &ctx, None)?.hidden
             }
         };
         let pooled = match self.pooling {

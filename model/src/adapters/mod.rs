@@ -6,10 +6,12 @@ pub mod balance;
 pub mod experts;
 pub mod gate;
 pub mod router;
+pub mod run;
 pub mod set;
 
 pub use balance::balance_loss;
 pub use experts::ExpertBank;
 pub use gate::{route, Routing};
 pub use router::{Router, RouterDims};
+pub use run::LayerRun;
 pub use set::{DecoderAdapters, LayerAdapters, ModuleAdapter};

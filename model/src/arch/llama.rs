@@ -4,7 +4,8 @@
 //! Follows Hugging Face `transformers/models/llama/modeling_llama.py`, `qwen2/modeling_qwen2.py`
 //! and `qwen3/modeling_qwen3.py`.
 
-use crate::config::DecoderConfig;
+use crate::adapters::{DecoderAdapters, LayerRun, Routing};
+use crate::config::{DecoderConfig, Target};
 use crate::layers::{attend, AttentionMask, Heads, Linear, RmsNorm, Rope};
 use crate::names::decoder as n;
 use crate::{Ops, Result, Weights};
@@ -21,6 +22,26 @@ pub struct KvPair<T> {
 pub struct DecoderCtx<T> {
     pub rope: Rope<T>,
     pub mask: AttentionMask<T>,
+    /// The profile vector `[b, D]` for demographic-aware routers.
+    pub profile: Option<T>,
+}
+
+/// What a decoder forward produces.
+#[derive(Debug, Clone)]
+pub struct DecoderOutput<T> {
+    /// Final-normed hidden states `[b, s, hidden]`.
+    pub hidden: T,
+    /// Each layer's keys and values, past included.
+    pub presents: Vec<KvPair<T>>,
+    /// Every router's decision, layer by layer (empty without routed adapters).
+    pub routing: Vec<Routing<T>>,
+}
+
+fn adapt<O: Ops>(o: &mut O, run: &mut Option<LayerRun<'_, O::T>>, target: Target, x: &O::T, y: O::T) -> Result<O::T> {
+    match run {
+        Some(r) => r.apply(o, target, x, y),
+        None => Ok(y),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -66,11 +87,21 @@ impl<T> SelfAttention<T> {
         o.permute(&x, &[0, 2, 1, 3])
     }
 
-    fn forward<O: Ops<T = T>>(&self, o: &mut O, x: &T, ctx: &DecoderCtx<T>, past: Option<&KvPair<T>>) -> Result<(T, KvPair<T>)> {
+    fn forward<O: Ops<T = T>>(
+        &self,
+        o: &mut O,
+        x: &T,
+        ctx: &DecoderCtx<T>,
+        past: Option<&KvPair<T>>,
+        run: &mut Option<LayerRun<'_, T>>,
+    ) -> Result<(T, KvPair<T>)> {
         let hd = self.heads.head_dim;
         let q = self.q.forward(o, x)?;
+        let q = adapt(o, run, Target::QProj, x, q)?;
         let k = self.k.forward(o, x)?;
+        let k = adapt(o, run, Target::KProj, x, k)?;
         let v = self.v.forward(o, x)?;
+        let v = adapt(o, run, Target::VProj, x, v)?;
         let q = self.heads_of(o, &q, self.heads.heads, self.q_norm.as_ref())?;
         let k = self.heads_of(o, &k, self.heads.kv_heads, self.k_norm.as_ref())?;
         let v = self.heads_of(o, &v, self.heads.kv_heads, None)?;
@@ -81,7 +112,9 @@ impl<T> SelfAttention<T> {
             None => (k, v),
         };
         let attended = attend(o, &q, &k, &v, &ctx.mask, self.heads)?;
-        Ok((self.o.forward(o, &attended)?, KvPair { key: k, value: v }))
+        let out = self.o.forward(o, &attended)?;
+        let out = adapt(o, run, Target::OProj, &attended, out)?;
+        Ok((out, KvPair { key: k, value: v }))
     }
 }
 
@@ -102,12 +135,15 @@ impl<T> GatedMlp<T> {
         })
     }
 
-    fn forward<O: Ops<T = T>>(&self, o: &mut O, x: &T) -> Result<T> {
+    fn forward<O: Ops<T = T>>(&self, o: &mut O, x: &T, run: &mut Option<LayerRun<'_, T>>) -> Result<T> {
         let g = self.gate.forward(o, x)?;
+        let g = adapt(o, run, Target::GateProj, x, g)?;
         let g = o.silu(&g)?;
         let u = self.up.forward(o, x)?;
+        let u = adapt(o, run, Target::UpProj, x, u)?;
         let gu = o.mul(&g, &u)?;
-        self.down.forward(o, &gu)
+        let d = self.down.forward(o, &gu)?;
+        adapt(o, run, Target::DownProj, &gu, d)
     }
 }
 
@@ -129,12 +165,19 @@ impl<T> Block<T> {
         })
     }
 
-    fn forward<O: Ops<T = T>>(&self, o: &mut O, x: &T, ctx: &DecoderCtx<T>, past: Option<&KvPair<T>>) -> Result<(T, KvPair<T>)> {
+    fn forward<O: Ops<T = T>>(
+        &self,
+        o: &mut O,
+        x: &T,
+        ctx: &DecoderCtx<T>,
+        past: Option<&KvPair<T>>,
+        run: &mut Option<LayerRun<'_, T>>,
+    ) -> Result<(T, KvPair<T>)> {
         let normed = self.input_norm.forward(o, x)?;
-        let (attn, kv) = self.attn.forward(o, &normed, ctx, past)?;
+        let (attn, kv) = self.attn.forward(o, &normed, ctx, past, run)?;
         let x = o.add(x, &attn)?;
         let normed = self.post_norm.forward(o, &x)?;
-        let mlp = self.mlp.forward(o, &normed)?;
+        let mlp = self.mlp.forward(o, &normed, run)?;
         Ok((o.add(&x, &mlp)?, kv))
     }
 }
@@ -147,6 +190,8 @@ pub struct Decoder<T> {
     layers: Vec<Block<T>>,
     norm: RmsNorm<T>,
     lm_head: T,
+    /// Adapters on the frozen projections, when attached.
+    pub adapters: Option<DecoderAdapters<T>>,
 }
 
 impl<T> Decoder<T> {
@@ -158,7 +203,7 @@ impl<T> Decoder<T> {
         let layers = (0..c.num_layers).map(|i| Block::load(o, w, i, c)).collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(o, w, "model.norm", c.hidden_size, c.rms_norm_eps)?;
         let lm_head = if c.tie_embeddings { o.share(&embed) } else { w.get(o, n::LM_HEAD, &[c.vocab_size, c.hidden_size])? };
-        Ok(Self { config: config.clone(), embed, layers, norm, lm_head })
+        Ok(Self { config: config.clone(), embed, layers, norm, lm_head, adapters: None })
     }
 
     /// Rotary tables for float `positions` `[b, s]`.
@@ -166,21 +211,29 @@ impl<T> Decoder<T> {
         Rope::from_positions(o, positions, &self.config.rope_inv_freq())
     }
 
-    /// Runs the layers; returns the final-normed hidden states and each layer's keys / values
-    /// (past concatenated with the new ones).
+    /// Runs the layers (with the adapters, when attached); returns the final-normed hidden
+    /// states, each layer's keys / values (past concatenated with the new ones) and the routing.
     ///
     /// # Shapes
-    /// `ids`: `[b, s]` (int64); `past[i]`: `[b, kv_heads, p, head_dim]`;
-    /// returns `[b, s, hidden]` and `num_layers` pairs of `[b, kv_heads, p + s, head_dim]`.
-    pub fn forward<O: Ops<T = T>>(&self, o: &mut O, ids: &T, ctx: &DecoderCtx<T>, past: Option<&[KvPair<T>]>) -> Result<(T, Vec<KvPair<T>>)> {
+    /// `ids`: `[b, s]` (int64); `past[i]`: `[b, kv_heads, p, head_dim]`; `ctx.profile`: `[b, D]`;
+    /// returns hidden `[b, s, hidden]` and `num_layers` pairs of `[b, kv_heads, p + s, head_dim]`.
+    pub fn forward<O: Ops<T = T>>(&self, o: &mut O, ids: &T, ctx: &DecoderCtx<T>, past: Option<&[KvPair<T>]>) -> Result<DecoderOutput<T>> {
         let mut x = o.embedding(&self.embed, ids)?;
         let mut presents = Vec::with_capacity(self.layers.len());
+        let mut routing = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
-            let (y, kv) = layer.forward(o, &x, ctx, past.and_then(|p| p.get(i)))?;
+            let mut run = match &self.adapters {
+                Some(a) => Some(LayerRun::start(o, a, i, ctx.profile.as_ref())?),
+                None => None,
+            };
+            let (y, kv) = layer.forward(o, &x, ctx, past.and_then(|p| p.get(i)), &mut run)?;
+            if let Some(r) = run {
+                routing.extend(r.finish());
+            }
             x = y;
             presents.push(kv);
         }
-        Ok((self.norm.forward(o, &x)?, presents))
+        Ok(DecoderOutput { hidden: self.norm.forward(o, &x)?, presents, routing })
     }
 
     /// Next-token logits from hidden states.

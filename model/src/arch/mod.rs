@@ -4,4 +4,4 @@ pub mod bert;
 pub mod llama;
 
 pub use bert::Bert;
-pub use llama::{Decoder, DecoderCtx, KvPair};
+pub use llama::{Decoder, DecoderCtx, DecoderOutput, KvPair};

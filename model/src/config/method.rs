@@ -63,6 +63,10 @@ pub enum Target {
     DownProj,
 }
 
+/// Every target, in layer order.
+pub const ALL_TARGETS: [Target; 7] =
+    [Target::QProj, Target::KProj, Target::VProj, Target::OProj, Target::GateProj, Target::UpProj, Target::DownProj];
+
 impl Target {
     /// The Hugging Face module name (`q_proj`, ...).
     pub fn module(self) -> &'static str {

@@ -1,0 +1,58 @@
+//! Applying a layer's adapters during one forward pass: router logits are computed once per
+//! router (a q/k/v-shared router once for all three), gates from them, and each adapted
+//! projection gets its expert update added.
+
+use super::gate::{route, Routing};
+use super::set::{DecoderAdapters, LayerAdapters};
+use crate::config::{MethodConfig, Target};
+use crate::{Ops, Result};
+
+/// One layer's adapters for one forward pass.
+pub struct LayerRun<'a, T> {
+    adapters: &'a LayerAdapters<T>,
+    method: &'a MethodConfig,
+    /// The per-sequence profile part of each router.
+    profile_parts: Vec<T>,
+    /// Each router's decision, once computed.
+    pub routings: Vec<Option<Routing<T>>>,
+}
+
+impl<'a, T> LayerRun<'a, T> {
+    /// Prepares layer `layer` of `all`: computes each router's profile part once.
+    ///
+    /// # Shapes
+    /// `profile`: `[b, D]` (required when the routers see demographics).
+    pub fn start<O: Ops<T = T>>(o: &mut O, all: &'a DecoderAdapters<T>, layer: usize, profile: Option<&T>) -> Result<Self> {
+        let adapters = all.layers.get(layer).ok_or_else(|| crate::Error::Config {
+            field: "adapters",
+            reason: format!("no adapters for layer {layer} ({} layers adapted)", all.layers.len()),
+        })?;
+        let profile_parts = adapters.routers.iter().map(|r| r.profile_part(o, profile)).collect::<Result<Vec<_>>>()?;
+        Ok(Self { adapters, method: &all.method, profile_parts, routings: (0..adapters.routers.len()).map(|_| None).collect() })
+    }
+
+    /// `y + update(x)` when `target` is adapted, else `y`.
+    ///
+    /// # Shapes
+    /// `x`: the projection's input `[b, s, in]`; `y`: its frozen output `[b, s, out]`.
+    pub fn apply<O: Ops<T = T>>(&mut self, o: &mut O, target: Target, x: &T, y: T) -> Result<T> {
+        let Some(module) = self.adapters.modules.iter().find(|m| m.target == target) else { return Ok(y) };
+        let gates = match module.router {
+            None => None,
+            Some(r) => {
+                if self.routings[r].is_none() {
+                    let logits = self.adapters.routers[r].logits(o, x, &self.profile_parts[r])?;
+                    self.routings[r] = Some(route(o, &logits, self.method.gate, self.method.top_k, self.method.experts)?);
+                }
+                self.routings[r].as_ref().map(|rt| &rt.gates)
+            }
+        };
+        let delta = module.bank.forward(o, x, gates)?;
+        o.add(&y, &delta)
+    }
+
+    /// The routers' decisions, in router order (routers never reached are skipped).
+    pub fn finish(self) -> Vec<Routing<T>> {
+        self.routings.into_iter().flatten().collect()
+    }
+}

@@ -1,0 +1,3 @@
+//! Training pieces: the optimiser ([`optim`]).
+
+pub mod optim;

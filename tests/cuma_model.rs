@@ -1,0 +1,126 @@
+//! CuMA attached to a real (tiny) decoder through the one model definition: a fresh model equals
+//! its backbone exactly, training moves only adapters and routers, and routing on the profile
+//! separates two groups that answer the same question oppositely, where a dense D = 0 adapter
+//! collapses to the mean.
+
+mod common;
+
+use common::tiny;
+use cuma::models::backbone::{Backbone, StepInput};
+use cuma::models::ProfileEncoder;
+use cuma::tch_ops::TchOps;
+use cuma::tokenizer::chat::{render, Message};
+use cuma::train::optim::{AdamW, AdamWConfig};
+use cuma::trainables::TchTrainables;
+use cuma_model::adapters::{balance_loss, DecoderAdapters};
+use cuma_model::config::{Method, MethodConfig};
+use tch::{Device, Kind, Tensor};
+
+const CPU: Device = Device::Cpu;
+
+fn attach(model: &mut Backbone, cfg: &MethodConfig, dim: usize, seed: i64) -> TchTrainables {
+    tch::manual_seed(seed);
+    let mut store = TchTrainables::default();
+    let adapters = DecoderAdapters::init(&mut TchOps::new(CPU), &mut store, model.config(), cfg, dim).expect("adapters");
+    model.decoder.adapters = Some(adapters);
+    store
+}
+
+fn ids_tensor(rows: &[Vec<u32>]) -> Tensor {
+    let flat: Vec<i64> = rows.iter().flatten().map(|&x| i64::from(x)).collect();
+    Tensor::from_slice(&flat).view([rows.len() as i64, -1])
+}
+
+#[test]
+fn fresh_cuma_equals_the_backbone_exactly() {
+    let mut model = Backbone::load(&tiny("llama"), CPU).expect("loads");
+    let ids = ids_tensor(&[vec![3, 17, 42, 99, 7, 8]]);
+    let mask = Tensor::ones([1, 6], (Kind::Int64, CPU));
+    let _guard = tch::no_grad_guard();
+    let (plain, _) = model.step(&ids, &mask, None).expect("plain");
+    let cfg = MethodConfig { targets: cuma_model::config::method::ALL_TARGETS.into_iter().collect(), ..MethodConfig::default() };
+    attach(&mut model, &cfg, 16, 1);
+    let profile = Tensor::randn([1, 16], (Kind::Float, CPU));
+    let out = model.run(&mut TchOps::new(CPU), &StepInput { ids: &ids, attention_mask: &mask, past: None, profile: Some(&profile) }).expect("cuma");
+    assert_eq!((out.logits - plain).abs().max().double_value(&[]), 0.0);
+    // One router per adapted module and layer (7 targets x 2 layers), each choosing k = 2.
+    assert_eq!(out.routing.len(), 14);
+    assert_eq!(out.routing[0].experts.size(), vec![1, 6, 2]);
+}
+
+#[test]
+fn a_training_step_moves_adapters_and_never_the_backbone() {
+    let mut model = Backbone::load(&tiny("qwen2"), CPU).expect("loads");
+    let ids = ids_tensor(&[vec![5, 6, 7, 8, 9]]);
+    let mask = Tensor::ones([1, 5], (Kind::Int64, CPU));
+    let (before, _) = tch::no_grad(|| model.step(&ids, &mask, None)).expect("plain");
+    let store = attach(&mut model, &MethodConfig::default(), 8, 2);
+    let profile = Tensor::randn([1, 8], (Kind::Float, CPU));
+    let params: Vec<Tensor> = store.tensors.values().map(Tensor::shallow_clone).collect();
+    let snapshot: Vec<Tensor> = params.iter().map(|p| p.detach().copy()).collect();
+    let mut opt = AdamW::new(params.iter().map(Tensor::shallow_clone).collect(), AdamWConfig::default()).expect("optimiser");
+    let mut o = TchOps { device: CPU, train: true };
+    let out = model.run(&mut o, &StepInput { ids: &ids, attention_mask: &mask, past: None, profile: Some(&profile) }).expect("forward");
+    let loss = out.logits.log_softmax(-1, Kind::Float).select(2, 11).mean(Kind::Float).neg();
+    loss.backward();
+    opt.update(1e-2).expect("step");
+    let moved = params.iter().zip(&snapshot).filter(|(p, s)| (*p - *s).abs().max().double_value(&[]) > 0.0).count();
+    assert!(moved > 0, "no adapter moved");
+    model.decoder.adapters = None;
+    let (after, _) = tch::no_grad(|| model.step(&ids, &mask, None)).expect("plain again");
+    assert_eq!((after - before).abs().max().double_value(&[]), 0.0, "the backbone changed");
+}
+
+/// Two groups answer the same question with opposite letters; the profile is kept out of the
+/// prompt, so only a router that sees it can tell them apart.
+fn train_two_groups(cfg: &MethodConfig, steps: usize) -> f64 {
+    let mut model = Backbone::load(&tiny("llama"), CPU).expect("loads");
+    let encoder = ProfileEncoder::load(&tiny("bert"), CPU).expect("encoder");
+    let profiles = encoder
+        .embed(&["You are a person from Sweden, age group: 25-34.", "You are a person from Nigeria, age group: 55-64."])
+        .expect("profiles");
+    let messages = [
+        Message::new("system", "You are a helpful assistant that answers survey questions honestly."),
+        Message::new("user", "Is religion very important in your life? A. Yes B. No You can only choose one option."),
+    ];
+    let prompt = model.tokenizer.encode(&render(&model.tokenizer, &messages).expect("template"), false).expect("ids");
+    let letters: Vec<i64> = ["A", "B"].iter().map(|l| i64::from(model.tokenizer.encode(l, false).expect("letter")[0])).collect();
+    let answers = Tensor::from_slice(&letters); // group 0 -> A, group 1 -> B
+    let store = attach(&mut model, cfg, encoder.dim, 7);
+    let mut opt = AdamW::new(store.tensors.values().map(Tensor::shallow_clone).collect(), AdamWConfig::default()).expect("optimiser");
+    let ids = ids_tensor(&[prompt.clone(), prompt.clone()]);
+    let n = prompt.len() as i64;
+    let mask = Tensor::ones([2, n], (Kind::Int64, CPU));
+    let input = StepInput { ids: &ids, attention_mask: &mask, past: None, profile: Some(&profiles) };
+    let token_mask = Tensor::ones([2, n, 1], (Kind::Float, CPU));
+    for _ in 0..steps {
+        opt.zero_grad();
+        let mut o = TchOps { device: CPU, train: true };
+        let out = model.run(&mut o, &input).expect("forward");
+        let last = out.logits.select(1, n - 1); // [2, vocab]: the answer position
+        let mut loss = last.cross_entropy_for_logits(&answers);
+        for r in &out.routing {
+            let b = balance_loss(&mut o, &r.gates, &r.selected, &token_mask, cfg.experts, cfg.top_k).expect("balance");
+            loss = loss + b.mean(Kind::Float) * cfg.balance_lambda;
+        }
+        loss.backward();
+        opt.clip_grad_norm(1.0).expect("clip");
+        opt.update(1e-2).expect("update");
+    }
+    let _guard = tch::no_grad_guard();
+    let out = model.run(&mut TchOps::new(CPU), &input).expect("eval");
+    let last = out.logits.select(1, n - 1).index_select(1, &answers); // [2, 2]: logits of A, B
+    let predicted = last.argmax(-1, false);
+    let right = predicted.eq_tensor(&Tensor::from_slice(&[0i64, 1])).to_kind(Kind::Float).mean(Kind::Float);
+    right.double_value(&[])
+}
+
+#[test]
+fn routing_on_the_profile_beats_mean_collapse() {
+    let cuma = MethodConfig { experts: 4, top_k: 2, rank: 4, alpha: 8.0, dropout: 0.0, ..MethodConfig::default() };
+    let dense = MethodConfig { method: Method::Lora, experts: 1, top_k: 1, ..cuma.clone() };
+    let cuma_acc = train_two_groups(&cuma, 40);
+    let dense_acc = train_two_groups(&dense, 40);
+    assert_eq!(cuma_acc, 1.0, "CuMA should answer both groups correctly");
+    assert!(dense_acc <= 0.5, "a profile-blind adapter cannot beat 50 %, got {dense_acc}");
+}
