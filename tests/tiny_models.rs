@@ -157,3 +157,12 @@ fn sharded_safetensors_load_like_the_single_file() {
     let diff = (run(&dir) - run(&tiny("llama"))).abs().max().double_value(&[]);
     assert_eq!(diff, 0.0, "sharded and single-file weights differ");
 }
+
+#[test]
+fn encoder_truncates_profiles_to_128_tokens() {
+    let enc = ProfileEncoder::load(&tiny("bert"), Device::Cpu).expect("loads");
+    let long = "religion family work politics ".repeat(100);
+    assert_eq!(enc.tokenizer.encode(&long, true).expect("encodes").len(), cuma::models::encoder::MAX_TOKENS);
+    let v = enc.embed(&[long.as_str(), "short"]).expect("long text embeds");
+    assert_eq!(v.size(), vec![2, 64]);
+}
