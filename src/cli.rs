@@ -22,6 +22,45 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Embed a text (e.g. a demographic profile) with a sentence encoder.
     Embed(EmbedArgs),
+    /// Survey data: convert raw sources to cuma's JSONL, split by respondent.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// World Values Survey wave 7 directory (CSV + codebook.json + question_metadata.json) -> canonical JSONL.
+    Convert(ConvertArgs),
+    /// Split canonical JSONL by respondent into train.jsonl / test.jsonl (seeded).
+    Split(SplitArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ConvertArgs {
+    /// Directory with WVS*.csv, codebook.json, question_metadata.json (and answer_adjustment.json).
+    #[arg(long)]
+    pub wvs: PathBuf,
+    /// Output JSONL file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Only these question ids (comma-separated, e.g. Q1,Q2,Q45).
+    #[arg(long, value_delimiter = ',')]
+    pub questions: Option<Vec<String>>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SplitArgs {
+    /// Canonical JSONL to split.
+    #[arg(long = "in")]
+    pub input: PathBuf,
+    /// Directory for train.jsonl and test.jsonl.
+    #[arg(long)]
+    pub out_dir: PathBuf,
+    /// Train respondents per test respondent.
+    #[arg(long, default_value_t = 10)]
+    pub ratio: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(clap::Args, Debug)]

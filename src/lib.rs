@@ -5,6 +5,7 @@
 //! eagerly by [`tch_ops::TchOps`].
 
 pub mod defaults;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod generate;

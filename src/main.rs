@@ -11,6 +11,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Info(a) => commands::info::run(&a),
         cli::Command::Generate(a) => commands::generate::run(&a),
         cli::Command::Embed(a) => commands::embed::run(&a),
+        cli::Command::Data(c) => commands::data::run(&c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

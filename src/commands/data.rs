@@ -1,0 +1,43 @@
+//! `cuma data convert` and `cuma data split`.
+
+use crate::cli::{ConvertArgs, DataCommand, SplitArgs};
+use anyhow::Context;
+use cuma::data::{jsonl, split, wvs::WvsSource, ChoiceItem};
+
+pub fn run(cmd: &DataCommand) -> anyhow::Result<()> {
+    match cmd {
+        DataCommand::Convert(a) => convert(a),
+        DataCommand::Split(a) => split_cmd(a),
+    }
+}
+
+fn convert(a: &ConvertArgs) -> anyhow::Result<()> {
+    let source = WvsSource::open(&a.wvs).with_context(|| format!("reading {}", a.wvs.display()))?;
+    let (items, report) = source.items(a.questions.as_deref())?;
+    jsonl::write(&a.out, &items)?;
+    let respondents: std::collections::BTreeSet<&str> = items.iter().map(|i| i.respondent.as_str()).collect();
+    let questions: std::collections::BTreeSet<&str> = items.iter().map(|i| i.question_id.as_str()).collect();
+    eprintln!(
+        "wrote {} items ({} respondents, {} questions) to {}; CSV {}",
+        items.len(),
+        respondents.len(),
+        questions.len(),
+        a.out.display(),
+        report.summary()
+    );
+    Ok(())
+}
+
+fn split_cmd(a: &SplitArgs) -> anyhow::Result<()> {
+    if a.ratio == 0 {
+        anyhow::bail!("--ratio must be at least 1");
+    }
+    let loaded = jsonl::read::<ChoiceItem>(&a.input, ChoiceItem::validate)?;
+    eprintln!("{}: {}", a.input.display(), loaded.summary());
+    let (train, test) = split::by_respondent(loaded.rows, a.ratio, a.seed);
+    std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    jsonl::write(&a.out_dir.join("train.jsonl"), &train)?;
+    jsonl::write(&a.out_dir.join("test.jsonl"), &test)?;
+    eprintln!("train {} items, test {} items (seed {}, {}:1 by respondent) in {}", train.len(), test.len(), a.seed, a.ratio, a.out_dir.display());
+    Ok(())
+}

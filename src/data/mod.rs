@@ -1,0 +1,12 @@
+//! Survey and chat data: the canonical JSONL item format ([`item`]), reading it with
+//! malformed-row reports ([`jsonl`]), profiles and their text ([`profile`]), and converters from
+//! raw World Values Survey wave 7 files ([`wvs`]).
+
+pub mod item;
+pub mod jsonl;
+pub mod profile;
+pub mod split;
+pub mod wvs;
+
+pub use item::{ChoiceItem, Scale};
+pub use profile::{Profile, ProfileStyle};
