@@ -196,10 +196,15 @@ impl WvsSource {
                 }
             };
             let respondent = record[id_col].to_string();
-            let profile: Profile = profile_cols.iter().filter_map(|(a, c, i)| Some((a.to_string(), self.label(c, &record[*i])?))).collect();
+            let mut profile: Profile = profile_cols.iter().filter_map(|(a, c, i)| Some((a.to_string(), self.label(c, &record[*i])?))).collect();
             let mut groups = BTreeMap::new();
             if let Some(i) = alpha_col {
-                groups.insert("country".to_string(), record[i].to_string());
+                let alpha = record[i].trim().to_string();
+                // The codebook lacks a few countries (India, Uzbekistan): the ISO-3 code stands in.
+                if !alpha.is_empty() {
+                    profile.entry("country".to_string()).or_insert_with(|| alpha.clone());
+                    groups.insert("country".to_string(), alpha);
+                }
             }
             for (q, i) in &questions {
                 let Some(answer) = code(&record[*i]).and_then(|c| q.option_for(c)) else { continue };
