@@ -22,6 +22,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Embed a text (e.g. a demographic profile) with a sentence encoder.
     Embed(EmbedArgs),
+    /// Train adapters (CuMA or a baseline) on multiple-choice survey items.
+    Train(Box<TrainArgs>),
     /// Survey data: convert raw sources to cuma's JSONL, split by respondent.
     #[command(subcommand)]
     Data(DataCommand),
@@ -120,4 +122,90 @@ pub struct EmbedArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+}
+
+/// `cuma train`: a TOML config and/or flags (flags win).
+#[derive(clap::Args, Debug)]
+#[command(long_about = "Train adapters on canonical JSONL multiple-choice items (see `cuma data convert`).\n\n\
+Settings come from --config (TOML, the fields of cuma.json's `config`), then --preset, then flags. \
+The run directory (--out) receives metrics.jsonl, profiles.safetensors and checkpoint/ \
+(adapter.safetensors, optimizer.safetensors, cuma.json). Ctrl-C saves a checkpoint; --resume continues it.")]
+pub struct TrainArgs {
+    /// TOML file with training settings.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The paper's hyperparameters: rank, alpha, learning rate, effective batch 32.
+    #[arg(long, value_enum)]
+    pub preset: Option<cuma::train::config::Preset>,
+    /// Canonical JSONL training items.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Run directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Backbone (default: the embedded SmolLM2).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Profile encoder (default: the embedded MiniLM).
+    #[arg(long)]
+    pub encoder: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub method: Option<cuma_model::config::Method>,
+    /// Experts per adapted projection (E).
+    #[arg(long)]
+    pub experts: Option<usize>,
+    /// Experts per token (k).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// LoRA rank (r).
+    #[arg(long)]
+    pub rank: Option<usize>,
+    /// LoRA alpha (the update is scaled by alpha / r).
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    #[arg(long, value_enum)]
+    pub gate: Option<cuma_model::config::GateMode>,
+    /// Projections to adapt (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub targets: Option<Vec<cuma_model::config::Target>>,
+    #[arg(long, value_enum)]
+    pub router_layout: Option<cuma_model::config::RouterLayout>,
+    #[arg(long, value_enum)]
+    pub expert_layout: Option<cuma_model::config::ExpertLayout>,
+    /// Ablation: routers see the token only (D = 0).
+    #[arg(long)]
+    pub no_demographics: bool,
+    /// Ablation: no load-balancing loss.
+    #[arg(long)]
+    pub no_balance: bool,
+    /// Ablation: keep the profile out of the system prompt.
+    #[arg(long)]
+    pub no_profile_prompt: bool,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Optimiser steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Use only the first N items.
+    #[arg(long)]
+    pub max_items: Option<usize>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Continue from the run directory's checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print trainable parameters (and the share of the backbone) without training.
+    #[arg(long)]
+    pub dry_run: bool,
 }

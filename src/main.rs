@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Generate(a) => commands::generate::run(&a),
         cli::Command::Embed(a) => commands::embed::run(&a),
         cli::Command::Data(c) => commands::data::run(&c),
+        cli::Command::Train(a) => commands::train::run(&a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

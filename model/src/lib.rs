@@ -17,5 +17,5 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use ops::Ops;
-pub use shape_ops::{ShapeOps, ShapeWeights};
+pub use shape_ops::{ParamCounter, ShapeOps, ShapeWeights};
 pub use weights::{Init, Trainables, Weights};

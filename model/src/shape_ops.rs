@@ -213,6 +213,19 @@ impl crate::Weights<ShapeOps> for ShapeWeights {
     }
 }
 
+/// Trainables for [`ShapeOps`] that count the values they create (parameter accounting).
+#[derive(Debug, Default, Clone)]
+pub struct ParamCounter {
+    pub total: usize,
+}
+
+impl crate::Trainables<ShapeOps> for ParamCounter {
+    fn param(&mut self, _o: &mut ShapeOps, _name: &str, shape: &[usize], _init: crate::Init) -> Result<Vec<usize>> {
+        self.total += shape.iter().product::<usize>();
+        Ok(shape.to_vec())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,3 +4,4 @@ pub mod data;
 pub mod embed;
 pub mod generate;
 pub mod info;
+pub mod train;

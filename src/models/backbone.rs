@@ -7,7 +7,7 @@ use crate::tokenizer::{gguf_bpe, TextTokenizer};
 use crate::weights::TchStore;
 use crate::{Error, Result};
 use cuma_model::adapters::Routing;
-use cuma_model::arch::{Decoder, DecoderCtx, KvPair};
+use cuma_model::arch::{Decoder, DecoderCtx, DecoderOutput, KvPair};
 use cuma_model::config::{DecoderConfig, ModelConfig};
 use cuma_model::layers::AttentionMask;
 use std::path::Path;
@@ -87,11 +87,17 @@ impl Backbone {
     /// One forward step with everything: adapters (when attached), the profile vector for
     /// their routers, and `o`'s mode (training enables dropout).
     pub fn run(&self, o: &mut TchOps, input: &StepInput<'_>) -> Result<StepOutput> {
+        let out = self.run_hidden(o, input)?;
+        Ok(StepOutput { logits: self.decoder.logits(o, &out.hidden)?, presents: out.presents, routing: out.routing })
+    }
+
+    /// [`Backbone::run`] without the output head: hidden states `[b, s, hidden]`, for callers
+    /// that need logits at a few positions only (training on answer letters).
+    pub fn run_hidden(&self, o: &mut TchOps, input: &StepInput<'_>) -> Result<DecoderOutput<Tensor>> {
         let past_len = input.past.and_then(|p| p.first()).map_or(0, |kv| kv.key.size()[2]);
         let (positions, additive) = decoder_inputs(input.attention_mask, past_len)?;
         let profile = input.profile.map(Tensor::shallow_clone);
         let ctx = DecoderCtx { rope: self.decoder.rope(o, &positions)?, mask: AttentionMask { additive }, profile };
-        let out = self.decoder.forward(o, input.ids, &ctx, input.past)?;
-        Ok(StepOutput { logits: self.decoder.logits(o, &out.hidden)?, presents: out.presents, routing: out.routing })
+        Ok(self.decoder.forward(o, input.ids, &ctx, input.past)?)
     }
 }

@@ -35,6 +35,34 @@ impl AdamW {
         Ok(Self { config, params, m, v, step: 0 })
     }
 
+    /// The moments, named `m.{i}` / `v.{i}` by parameter position, plus `step`, for checkpoints.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out: Vec<(String, Tensor)> = Vec::new();
+        for (i, (m, v)) in self.m.iter().zip(&self.v).enumerate() {
+            out.push((format!("m.{i}"), m.shallow_clone()));
+            out.push((format!("v.{i}"), v.shallow_clone()));
+        }
+        out.push(("step".into(), Tensor::from_slice(&[self.step])));
+        out
+    }
+
+    /// Restores what [`AdamW::state`] saved.
+    pub fn restore(&mut self, saved: &[(String, Tensor)]) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let find = |name: &str| saved.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+        for i in 0..self.m.len() {
+            for (slot, key) in [(&mut self.m[i], format!("m.{i}")), (&mut self.v[i], format!("v.{i}"))] {
+                let t = find(&key).ok_or_else(|| crate::Error::Invalid(format!("optimizer state lacks `{key}`")))?;
+                if t.size() != slot.size() {
+                    return Err(crate::Error::Invalid(format!("optimizer state `{key}` has shape {:?}, expected {:?}", t.size(), slot.size())));
+                }
+                slot.f_copy_(&t.f_to_device(slot.device())?)?;
+            }
+        }
+        self.step = find("step").ok_or_else(|| crate::Error::Invalid("optimizer state lacks `step`".into()))?.int64_value(&[0]);
+        Ok(())
+    }
+
     /// Clears every gradient.
     pub fn zero_grad(&mut self) {
         for p in &mut self.params {

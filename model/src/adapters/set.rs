@@ -94,18 +94,7 @@ impl<T> DecoderAdapters<T> {
 mod tests {
     use super::*;
     use crate::config::DecoderFamily;
-    use crate::{Init, ShapeOps};
-
-    /// Counts the elements of every trainable tensor created.
-    #[derive(Default)]
-    struct Counter(usize);
-
-    impl Trainables<ShapeOps> for Counter {
-        fn param(&mut self, _o: &mut ShapeOps, _name: &str, shape: &[usize], _init: Init) -> Result<Vec<usize>> {
-            self.0 += shape.iter().product::<usize>();
-            Ok(shape.to_vec())
-        }
-    }
+    use crate::{ParamCounter, ShapeOps};
 
     fn qwen3_8b() -> DecoderConfig {
         DecoderConfig {
@@ -129,10 +118,10 @@ mod tests {
 
     fn count(m: &MethodConfig) -> (f64, f64) {
         let c = qwen3_8b();
-        let mut counter = Counter::default();
+        let mut counter = ParamCounter::default();
         DecoderAdapters::init(&mut ShapeOps, &mut counter, &c, m, 1024).expect("builds");
-        let millions = counter.0 as f64 / 1e6;
-        (millions, 100.0 * counter.0 as f64 / c.parameter_count() as f64)
+        let millions = counter.total as f64 / 1e6;
+        (millions, 100.0 * counter.total as f64 / c.parameter_count() as f64)
     }
 
     fn close(got: (f64, f64), want: (f64, f64)) -> bool {

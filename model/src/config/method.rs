@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 /// The training method (spec section 8 lists the baselines).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Method {
     Cuma,
     Lora,
@@ -20,6 +21,7 @@ pub enum Method {
 /// How router logits become gates (spec section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum GateMode {
     /// Keep the k largest logits; softmax over those k (the paper's default).
     #[default]
@@ -33,6 +35,7 @@ pub enum GateMode {
 /// Whether each expert has its own down-projection A or all share one (HydraLoRA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ExpertLayout {
     #[default]
     SeparateA,
@@ -42,6 +45,7 @@ pub enum ExpertLayout {
 /// Where routers sit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum RouterLayout {
     /// One router per adapted module (the paper).
     #[default]
@@ -53,6 +57,7 @@ pub enum RouterLayout {
 /// A projection that can carry an adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Target {
     QProj,
     KProj,

@@ -1,0 +1,139 @@
+//! `cuma train`: settings from file, preset and flags; `--dry-run` parameter accounting; the SFT
+//! loop with Ctrl-C saving a checkpoint.
+
+use crate::cli::TrainArgs;
+use anyhow::Context;
+use cuma::models::source::ModelSource;
+use cuma::train::config::TrainConfig;
+use cuma::train::sft::{effective_method, SftRun};
+use cuma_model::adapters::DecoderAdapters;
+use cuma_model::config::ModelConfig;
+use cuma_model::{ParamCounter, ShapeOps};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// File, then preset, then flags.
+pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
+    let mut c = match &a.config {
+        Some(p) => TrainConfig::from_toml(p).with_context(|| format!("reading {}", p.display()))?,
+        None => TrainConfig::default(),
+    };
+    if let Some(p) = a.preset {
+        c.apply_preset(p);
+    }
+    let m = &mut c.method;
+    macro_rules! set {
+        ($dst:expr, $src:expr) => {
+            if let Some(v) = $src.clone() {
+                $dst = v;
+            }
+        };
+    }
+    set!(m.method, a.method);
+    set!(m.experts, a.experts);
+    set!(m.top_k, a.top_k);
+    if let Some(r) = a.rank {
+        m.rank = r;
+        if a.alpha.is_none() {
+            m.alpha = 2.0 * r as f64;
+        }
+    }
+    set!(m.alpha, a.alpha);
+    set!(m.gate, a.gate);
+    set!(m.router_layout, a.router_layout);
+    set!(m.expert_layout, a.expert_layout);
+    if let Some(t) = &a.targets {
+        m.targets = t.iter().copied().collect();
+    }
+    m.profile_in_router &= !a.no_demographics;
+    m.balance &= !a.no_balance;
+    m.profile_in_prompt &= !a.no_profile_prompt;
+    set!(c.lr, a.lr);
+    set!(c.steps, a.steps);
+    set!(c.batch_size, a.batch_size);
+    set!(c.grad_accum, a.grad_accum);
+    set!(c.warmup_steps, a.warmup_steps);
+    set!(c.seed, a.seed);
+    set!(c.checkpoint_every, a.checkpoint_every);
+    set!(c.max_items, a.max_items);
+    set!(c.device, a.device);
+    if a.data.is_some() {
+        c.data = a.data.clone();
+    }
+    if let Some(o) = &a.out {
+        c.out = o.clone();
+    }
+    if a.model.is_some() {
+        c.backbone = a.model.clone();
+    }
+    if a.encoder.is_some() {
+        c.encoder = a.encoder.clone();
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+fn dry_run(c: &TrainConfig) -> anyhow::Result<()> {
+    let method = effective_method(&c.method)?;
+    let backbone = cuma::defaults::backbone(c.backbone.as_deref())?;
+    let encoder = cuma::defaults::encoder(c.encoder.as_deref())?;
+    let ModelConfig::Decoder(dc) = ModelSource::open(&backbone)?.config else { anyhow::bail!("{} is not a decoder", backbone.display()) };
+    let dim = match ModelSource::open(&encoder)?.config {
+        ModelConfig::Bert(b) => b.hidden_size,
+        ModelConfig::Decoder(d) => d.hidden_size,
+    };
+    let mut counter = ParamCounter::default();
+    let adapters = DecoderAdapters::init(&mut ShapeOps, &mut counter, &dc, &method, dim)?;
+    let backbone_params = dc.parameter_count();
+    println!("backbone:   {} ({}), {:.1} M parameters (frozen)", backbone.display(), dc.family.model_type(), backbone_params as f64 / 1e6);
+    println!(
+        "method:     {:?}, E {} k {} r {} alpha {} on {:?}, gate {:?}, router input D = {}",
+        method.method, method.experts, method.top_k, method.rank, method.alpha, method.targets, method.gate, adapters.profile_dim
+    );
+    println!(
+        "trainable:  {} parameters = {:.3} % of the backbone",
+        counter.total,
+        100.0 * counter.total as f64 / backbone_params as f64
+    );
+    Ok(())
+}
+
+pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
+    let c = resolve(a)?;
+    if a.dry_run {
+        return dry_run(&c);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
+    })?;
+    let mut run = SftRun::prepare(c, a.resume, true)?;
+    eprintln!(
+        "{} examples ({} too long), {} profiles, {} trainable parameters; resuming at step {}",
+        run.examples.len(),
+        run.too_long,
+        run.profiles.size()[0],
+        run.store.numel(),
+        run.state.step
+    );
+    let history = run.train(true, &stop)?;
+    if let (Some(first), Some(last)) = (history.first(), history.last()) {
+        let secs: f64 = history.iter().map(|m| m.seconds).sum();
+        let toks: usize = history.iter().map(|m| m.tokens).sum();
+        eprintln!(
+            "steps {}..{}: loss {:.4} -> {:.4}; {:.2} steps/s, {:.0} tokens/s; checkpoint in {}",
+            first.step,
+            last.step,
+            first.loss,
+            last.loss,
+            history.len() as f64 / secs.max(1e-9),
+            toks as f64 / secs.max(1e-9),
+            run.config.out.join(cuma::train::sft::CHECKPOINT_DIR).display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! `TrainConfig`: everything a run needs, from a TOML file and/or flags (flags win), with the
+//! paper's presets. Saved into every checkpoint's `cuma.json`.
+
+use crate::data::ProfileStyle;
+use crate::{Error, Result};
+use cuma_model::config::MethodConfig;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Current version of the training config format.
+pub const TRAIN_CONFIG_VERSION: u32 = 1;
+
+/// A training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub version: u32,
+    /// Backbone (default: the embedded SmolLM2).
+    pub backbone: Option<PathBuf>,
+    /// Profile encoder (default: the embedded MiniLM).
+    pub encoder: Option<PathBuf>,
+    /// Canonical JSONL training items.
+    pub data: Option<PathBuf>,
+    /// Run directory (checkpoints, metrics, profile cache).
+    pub out: PathBuf,
+    pub method: MethodConfig,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    /// Optimiser steps (each `batch_size * grad_accum` items).
+    pub steps: usize,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub max_len: usize,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+    pub clip: f64,
+    /// Also train on the end-of-turn tokens after the answer letter (reference behaviour).
+    pub loss_on_end_of_turn: bool,
+    pub profile_style: ProfileStyle,
+    /// Use only the first N items of the data (0: all).
+    pub max_items: usize,
+    pub device: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            version: TRAIN_CONFIG_VERSION,
+            backbone: None,
+            encoder: None,
+            data: None,
+            out: PathBuf::from("runs/cuma"),
+            method: MethodConfig::default(),
+            lr: 2e-4,
+            warmup_steps: 10,
+            steps: 100,
+            batch_size: 8,
+            grad_accum: 1,
+            max_len: 1024,
+            seed: 0,
+            checkpoint_every: 50,
+            clip: 1.0,
+            loss_on_end_of_turn: false,
+            profile_style: ProfileStyle::Wvb,
+            max_items: 0,
+            device: "auto".into(),
+        }
+    }
+}
+
+/// The paper's hyperparameter sets (spec section 6): effective batch 32, max length 1024.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// r = 8, alpha 16, lr 2e-5.
+    PaperR8,
+    /// r = 64, alpha 128, lr 5e-6.
+    PaperR64,
+}
+
+impl TrainConfig {
+    /// Reads a TOML file.
+    pub fn from_toml(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(crate::error::io(path))?;
+        toml::from_str(&text).map_err(|e| Error::Json { path: path.into(), reason: e.to_string() })
+    }
+
+    /// Applies a preset.
+    pub fn apply_preset(&mut self, p: Preset) {
+        let (rank, lr) = match p {
+            Preset::PaperR8 => (8, 2e-5),
+            Preset::PaperR64 => (64, 5e-6),
+        };
+        self.method.rank = rank;
+        self.method.alpha = 2.0 * rank as f64;
+        self.lr = lr;
+        self.max_len = 1024;
+        if self.batch_size * self.grad_accum != 32 {
+            self.grad_accum = 32usize.div_ceil(self.batch_size.max(1));
+        }
+    }
+
+    /// Checks the numbers.
+    pub fn validate(&self) -> Result<()> {
+        self.method.validate().map_err(|e| Error::Invalid(e.to_string()))?;
+        let bad = |m: &str| Err(Error::Invalid(m.into()));
+        if self.version != TRAIN_CONFIG_VERSION {
+            return bad(&format!("train config version {} (this build reads {TRAIN_CONFIG_VERSION})", self.version));
+        }
+        if self.batch_size == 0 || self.grad_accum == 0 || self.steps == 0 {
+            return bad("batch_size, grad_accum and steps must be positive");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(&format!("lr must be positive, got {}", self.lr));
+        }
+        if self.checkpoint_every == 0 {
+            return bad("checkpoint_every must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,374 @@
+//! Supervised fine-tuning of adapters on multiple-choice survey items (spec section 6): the
+//! profile (optionally) as the system prompt, the question with lettered options as the user
+//! turn, the loss on the answer letter only (optionally also the end-of-turn tokens), plus the
+//! routers' load-balancing loss. Seeded and resumable: batch composition depends only on how many
+//! items were consumed, dropout on the step number. libtorch's generator is process-global, so
+//! two runs in one process must not train at the same time if they are to stay reproducible.
+
+use super::checkpoint::{self, CheckpointManifest, ModelIdentity, TrainState};
+use super::config::TrainConfig;
+use super::optim::{AdamW, AdamWConfig};
+use super::schedule::cosine_with_warmup;
+use crate::data::{jsonl, profile, ChoiceItem};
+use crate::models::backbone::{Backbone, StepInput};
+use crate::models::ProfileEncoder;
+use crate::sampling::Rng;
+use crate::tch_ops::TchOps;
+use crate::tokenizer::chat::{render, Message};
+use crate::trainables::TchTrainables;
+use crate::{Error, Result};
+use cuma_model::adapters::{balance_loss, DecoderAdapters};
+use cuma_model::config::{ExpertLayout, Method, MethodConfig};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tch::{Kind, Tensor};
+
+/// System prompt when the profile is kept out of the prompt (spec section 6).
+pub const NEUTRAL_SYSTEM: &str = "You are a helpful assistant that answers survey questions honestly.";
+/// The checkpoint directory inside a run.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+
+/// One tokenised training example.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub ids: Vec<u32>,
+    /// Index of the first token that carries loss (the answer letter).
+    pub targets_from: usize,
+    /// Row of the profile vector.
+    pub profile: usize,
+}
+
+/// The method as the adapters see it: baselines are switch settings of the same code path.
+pub fn effective_method(m: &MethodConfig) -> Result<MethodConfig> {
+    let mut m = m.clone();
+    match m.method {
+        Method::Cuma => {}
+        Method::Lora => {
+            m.experts = 1;
+            m.top_k = 1;
+        }
+        Method::Hydralora => {
+            m.expert_layout = ExpertLayout::SharedA;
+            m.profile_in_router = false;
+        }
+        other => {
+            return Err(Error::Invalid(format!("method `{other:?}` is not available in this build yet (available: cuma, lora, hydralora)")));
+        }
+    }
+    Ok(m)
+}
+
+/// Renders and tokenises `item`; `None` when it is longer than `max_len`.
+pub fn tokenize(model: &Backbone, item: &ChoiceItem, profile_text: &str, cfg: &TrainConfig, profile_row: usize) -> Result<Option<Example>> {
+    let system = if cfg.method.profile_in_prompt { profile_text } else { NEUTRAL_SYSTEM };
+    let prompt = render(&model.tokenizer, &[Message::new("system", system), Message::new("user", &item.user_prompt())])?;
+    let mut ids = model.tokenizer.encode(&prompt, false)?;
+    let targets_from = ids.len();
+    let letter = model.tokenizer.encode(&item.answer_letter().to_string(), false)?;
+    ids.extend(letter);
+    if cfg.loss_on_end_of_turn {
+        ids.extend(model.tokenizer.end_of_turn.first());
+    }
+    Ok((ids.len() <= cfg.max_len).then_some(Example { ids, targets_from, profile: profile_row }))
+}
+
+/// Embeds each unique profile text once (in batches, with a progress bar), cached in the run
+/// directory as `profiles.safetensors` + `profiles.json`.
+pub fn embed_profiles(encoder: &ProfileEncoder, texts: &[String], run_dir: &Path, progress: bool) -> Result<Tensor> {
+    let (vec_path, txt_path) = (run_dir.join("profiles.safetensors"), run_dir.join("profiles.json"));
+    if let (Ok(saved), true) = (std::fs::read_to_string(&txt_path), vec_path.is_file()) {
+        if serde_json::from_str::<Vec<String>>(&saved).ok().as_deref() == Some(texts) {
+            let loaded = Tensor::read_safetensors(&vec_path).map_err(|e| Error::Safetensors { path: vec_path.clone(), reason: e.to_string() })?;
+            if let Some((_, t)) = loaded.into_iter().find(|(n, _)| n == "vectors") {
+                return Ok(t.to_device(encoder.device));
+            }
+        }
+    }
+    let bar = progress_bar(texts.len() as u64, progress, "embedding profiles");
+    let mut rows = Vec::new();
+    for chunk in texts.chunks(32) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        rows.push(encoder.embed(&refs)?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let vectors = Tensor::f_cat(&rows, 0)?;
+    std::fs::create_dir_all(run_dir).map_err(crate::error::io(run_dir))?;
+    Tensor::write_safetensors(&[("vectors", &vectors.to_device(tch::Device::Cpu))], &vec_path)?;
+    std::fs::write(&txt_path, serde_json::to_string(texts).map_err(|e| Error::Invalid(e.to_string()))?).map_err(crate::error::io(&txt_path))?;
+    Ok(vectors)
+}
+
+fn progress_bar(len: u64, visible: bool, msg: &'static str) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {wide_msg} ETA {eta}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(msg);
+    bar
+}
+
+/// A prepared run: model with adapters attached, data, optimiser, state.
+pub struct SftRun {
+    pub config: TrainConfig,
+    pub model: Backbone,
+    pub profiles: Tensor,
+    pub examples: Vec<Example>,
+    pub store: TchTrainables,
+    pub optimizer: AdamW,
+    pub state: TrainState,
+    pub manifest: CheckpointManifest,
+    /// Items skipped as too long.
+    pub too_long: usize,
+}
+
+/// One optimiser step's numbers (also a line of `metrics.jsonl`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepMetrics {
+    pub step: usize,
+    pub loss: f64,
+    /// Mean balance loss per router.
+    pub balance: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+fn identity(path: &Path, architecture: &str, files: Vec<PathBuf>) -> Result<ModelIdentity> {
+    Ok(ModelIdentity { path: path.into(), architecture: architecture.into(), sha256: checkpoint::hash_files(&files)? })
+}
+
+fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let (p, format) = crate::models::source::locate(path)?;
+    Ok(match format {
+        crate::models::source::Format::Gguf => vec![p],
+        crate::models::source::Format::Safetensors => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&p)
+                .map_err(crate::error::io(&p))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|e| e == "safetensors"))
+                .collect();
+            files.sort();
+            files
+        }
+    })
+}
+
+impl SftRun {
+    /// Loads models and data, embeds profiles, attaches adapters; resumes from the run's
+    /// checkpoint when `resume` and one exists.
+    pub fn prepare(config: TrainConfig, resume: bool, progress: bool) -> Result<Self> {
+        config.validate()?;
+        let method = effective_method(&config.method)?;
+        let device = crate::device::parse_device(&config.device)?;
+        let backbone_path = crate::defaults::backbone(config.backbone.as_deref())?;
+        let encoder_path = crate::defaults::encoder(config.encoder.as_deref())?;
+        let data_path = config.data.clone().ok_or_else(|| Error::Invalid("no training data (set `data` or --data)".into()))?;
+        let mut loaded = jsonl::read::<ChoiceItem>(&data_path, ChoiceItem::validate)?;
+        if progress {
+            eprintln!("{}: {}", data_path.display(), loaded.summary());
+        }
+        if config.max_items > 0 {
+            loaded.rows.truncate(config.max_items);
+        }
+        let checkpoint_dir = config.out.join(CHECKPOINT_DIR);
+        let restored = if resume && checkpoint_dir.join(checkpoint::MANIFEST_FILE).is_file() { Some(checkpoint::load(&checkpoint_dir)?) } else { None };
+
+        let mut model = Backbone::load(&backbone_path, device)?;
+        let encoder = ProfileEncoder::load(&encoder_path, device)?;
+        let backbone_id = identity(&backbone_path, model.config().family.model_type(), weight_files(&backbone_path)?)?;
+        if let Some(ck) = &restored {
+            if ck.manifest.backbone.sha256 != backbone_id.sha256 {
+                return Err(Error::Invalid(format!(
+                    "{}: the checkpoint was trained on a backbone with SHA-256 {}, but {} has {}",
+                    checkpoint_dir.display(),
+                    ck.manifest.backbone.sha256,
+                    backbone_path.display(),
+                    backbone_id.sha256
+                )));
+            }
+        }
+        let encoder_id = identity(&encoder_path, "sentence-encoder", weight_files(&encoder_path)?)?;
+
+        let mut texts: Vec<String> = Vec::new();
+        let mut row_of: HashMap<String, usize> = HashMap::new();
+        let item_rows: Vec<usize> = loaded
+            .rows
+            .iter()
+            .map(|it| {
+                let text = profile::render(&it.profile, &profile::DEFAULT_ORDER, config.profile_style);
+                *row_of.entry(text.clone()).or_insert_with(|| {
+                    texts.push(text);
+                    texts.len() - 1
+                })
+            })
+            .collect();
+        let profiles = embed_profiles(&encoder, &texts, &config.out, progress)?;
+        let mut examples = Vec::with_capacity(loaded.rows.len());
+        let mut too_long = 0;
+        for (item, &row) in loaded.rows.iter().zip(&item_rows) {
+            match tokenize(&model, item, &texts[row], &config, row)? {
+                Some(e) => examples.push(e),
+                None => too_long += 1,
+            }
+        }
+        if examples.is_empty() {
+            return Err(Error::Invalid(format!("no training example fits max_len {}", config.max_len)));
+        }
+
+        tch::manual_seed(config.seed as i64);
+        let mut store = TchTrainables::default();
+        if let Some(ck) = &restored {
+            for (name, t) in &ck.adapters {
+                store.tensors.insert(name.clone(), t.to_device(device).set_requires_grad(true));
+            }
+        }
+        let adapters = DecoderAdapters::init(&mut TchOps::new(device), &mut store, model.config(), &method, encoder.dim)
+            .map_err(|e| Error::Invalid(format!("attaching adapters: {e}")))?;
+        let profile_dim = adapters.profile_dim;
+        model.decoder.adapters = Some(adapters);
+        let mut optimizer = AdamW::new(store.tensors.values().map(Tensor::shallow_clone).collect(), AdamWConfig::default())?;
+        let state = match &restored {
+            Some(ck) => {
+                optimizer.restore(&ck.optimizer)?;
+                ck.manifest.state.clone()
+            }
+            None => TrainState { step: 0, items_seen: 0, last_loss: None },
+        };
+        let manifest = CheckpointManifest {
+            version: checkpoint::CHECKPOINT_VERSION,
+            config: config.clone(),
+            backbone: backbone_id,
+            encoder: encoder_id,
+            profile_dim,
+            state: state.clone(),
+        };
+        Ok(Self { config, model, profiles, examples, store, optimizer, state, manifest, too_long })
+    }
+
+    /// The example at global position `i` of the seeded, per-epoch shuffled order.
+    fn example_at(&self, i: usize) -> &Example {
+        let n = self.examples.len();
+        let (epoch, pos) = (i / n, i % n);
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut rng = Rng::new(self.config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
+        for k in (1..n).rev() {
+            let j = (rng.next_u64() % (k as u64 + 1)) as usize;
+            order.swap(k, j);
+        }
+        &self.examples[order[pos]]
+    }
+
+    /// Loss of one micro-batch; backpropagates `loss / accum`. Returns (task loss, mean balance, tokens).
+    fn micro_step(&mut self, start: usize, accum: f64) -> Result<(f64, f64, usize)> {
+        let device = self.model.device;
+        let batch: Vec<Example> = (start..start + self.config.batch_size).map(|i| self.example_at(i).clone()).collect();
+        let s = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+        let mut ids = vec![0i64; batch.len() * s];
+        let mut mask = vec![0i64; batch.len() * s];
+        let (mut positions, mut targets) = (Vec::new(), Vec::new());
+        for (r, e) in batch.iter().enumerate() {
+            for (p, &t) in e.ids.iter().enumerate() {
+                ids[r * s + p] = i64::from(t);
+                mask[r * s + p] = 1;
+            }
+            for p in e.targets_from..e.ids.len() {
+                positions.push((r * s + p - 1) as i64);
+                targets.push(i64::from(e.ids[p]));
+            }
+        }
+        let shape = [batch.len() as i64, s as i64];
+        let ids_t = Tensor::f_from_slice(&ids)?.f_view(shape)?.f_to_device(device)?;
+        let mask_t = Tensor::f_from_slice(&mask)?.f_view(shape)?.f_to_device(device)?;
+        let rows: Vec<i64> = batch.iter().map(|e| e.profile as i64).collect();
+        let profile = self.profiles.f_index_select(0, &Tensor::f_from_slice(&rows)?.f_to_device(device)?)?;
+        let mut o = TchOps { device, train: true };
+        let out = self.model.run_hidden(&mut o, &StepInput { ids: &ids_t, attention_mask: &mask_t, past: None, profile: Some(&profile) })?;
+        let hidden = out.hidden.f_view([-1, self.model.config().hidden_size as i64])?;
+        let picked = hidden.f_index_select(0, &Tensor::f_from_slice(&positions)?.f_to_device(device)?)?;
+        let logits = self.model.decoder.logits(&mut o, &picked)?;
+        let target_t = Tensor::f_from_slice(&targets)?.f_to_device(device)?;
+        let task = logits.f_log_softmax(-1, Kind::Float)?.f_nll_loss(&target_t, None::<Tensor>, tch::Reduction::Mean, -100)?;
+        let m = &self.config.method;
+        let token_mask = mask_t.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?;
+        let mut balance = Tensor::f_zeros([1], (Kind::Float, device))?;
+        for r in &out.routing {
+            let b = balance_loss(&mut o, &r.gates, &r.selected, &token_mask, m.experts, m.top_k)?;
+            balance = balance.f_add(&b)?;
+        }
+        let n_routers = out.routing.len().max(1) as f64;
+        let lambda = if m.balance && !out.routing.is_empty() { m.balance_lambda } else { 0.0 };
+        let loss = task.f_add(&balance.f_sum(Kind::Float)?.f_mul_scalar(lambda)?)?;
+        loss.f_div_scalar(accum)?.backward();
+        Ok((task.double_value(&[]), balance.double_value(&[0]) / n_routers, mask.iter().filter(|&&x| x == 1).count()))
+    }
+
+    /// Saves the run's checkpoint.
+    pub fn save(&mut self) -> Result<()> {
+        self.manifest.state = self.state.clone();
+        let adapters: Vec<(String, Tensor)> = self.store.tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu))).collect();
+        let opt: Vec<(String, Tensor)> = self.optimizer.state().into_iter().map(|(n, t)| (n, t.to_device(tch::Device::Cpu))).collect();
+        checkpoint::save(&self.config.out.join(CHECKPOINT_DIR), &self.manifest, &adapters, &opt)
+    }
+
+    /// Trains until `config.steps` or until `stop` is set (then saves and returns early).
+    /// Appends each step to `metrics.jsonl`.
+    pub fn train(&mut self, progress: bool, stop: &AtomicBool) -> Result<Vec<StepMetrics>> {
+        self.train_until(self.config.steps, progress, stop)
+    }
+
+    /// [`SftRun::train`], pausing (with a checkpoint) after step `last` (the schedule still
+    /// spans `config.steps`).
+    pub fn train_until(&mut self, last: usize, progress: bool, stop: &AtomicBool) -> Result<Vec<StepMetrics>> {
+        use std::io::Write;
+        let metrics_path = self.config.out.join("metrics.jsonl");
+        std::fs::create_dir_all(&self.config.out).map_err(crate::error::io(&self.config.out))?;
+        let mut metrics_file = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(crate::error::io(&metrics_path))?;
+        let c = self.config.clone();
+        let bar = progress_bar(c.steps as u64, progress, "training");
+        bar.set_position(self.state.step as u64);
+        let mut history = Vec::new();
+        let last = last.min(c.steps);
+        while self.state.step < last {
+            let started = std::time::Instant::now();
+            tch::manual_seed((c.seed as i64).wrapping_mul(1_000_003).wrapping_add(self.state.step as i64));
+            self.optimizer.zero_grad();
+            let (mut loss, mut bal, mut tokens) = (0.0, 0.0, 0);
+            for _ in 0..c.grad_accum {
+                let (l, b, t) = self.micro_step(self.state.items_seen, c.grad_accum as f64)?;
+                self.state.items_seen += c.batch_size;
+                loss += l / c.grad_accum as f64;
+                bal += b / c.grad_accum as f64;
+                tokens += t;
+            }
+            if !loss.is_finite() {
+                return Err(Error::Invalid(format!("loss became {loss} at step {}; lower the learning rate", self.state.step)));
+            }
+            let grad_norm = self.optimizer.clip_grad_norm(c.clip)?;
+            let lr = cosine_with_warmup(c.lr, self.state.step, c.warmup_steps, c.steps);
+            self.optimizer.update(lr)?;
+            self.state.step += 1;
+            self.state.last_loss = Some(loss);
+            let m = StepMetrics { step: self.state.step, loss, balance: bal, lr, grad_norm, tokens, seconds: started.elapsed().as_secs_f64() };
+            writeln!(metrics_file, "{}", serde_json::to_string(&m).map_err(|e| Error::Invalid(e.to_string()))?).map_err(crate::error::io(&metrics_path))?;
+            bar.set_message(format!("loss {loss:.4} bal {bal:.3} lr {lr:.2e} {:.0} tok/s", tokens as f64 / m.seconds.max(1e-9)));
+            bar.inc(1);
+            history.push(m);
+            if self.state.step % c.checkpoint_every == 0 || self.state.step == last {
+                self.save()?;
+            }
+            if stop.load(Ordering::SeqCst) {
+                self.save()?;
+                bar.abandon_with_message(format!("interrupted at step {}; checkpoint saved", self.state.step));
+                return Ok(history);
+            }
+        }
+        bar.finish_with_message(format!("done: {} steps, last loss {:.4}", self.state.step, self.state.last_loss.unwrap_or(f64::NAN)));
+        Ok(history)
+    }
+}

@@ -1,0 +1,124 @@
+//! The SFT loop end to end on tiny fixtures: checkpoints round-trip, and a resumed run follows
+//! exactly the loss curve of an uninterrupted one.
+
+mod common;
+
+use common::{scratch, tiny};
+use cuma::data::{jsonl, ChoiceItem};
+use cuma::train::checkpoint;
+use cuma::train::config::TrainConfig;
+use cuma::train::sft::{SftRun, CHECKPOINT_DIR};
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+/// libtorch's random generator (dropout, initialisation) is process-global: runs in parallel
+/// test threads would draw from it in interleaved order, so these tests take turns.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn data(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut items = Vec::new();
+    for r in 0..12 {
+        let (country, answer) = if r % 2 == 0 { ("Sweden", 0) } else { ("Nigeria", 1) };
+        items.push(ChoiceItem {
+            id: format!("{r}/Q1"),
+            respondent: r.to_string(),
+            question_id: "Q1".into(),
+            profile: [("country".to_string(), country.to_string()), ("age".to_string(), format!("{}", 20 + r))].into_iter().collect(),
+            question: "Is religion important in your life?".into(),
+            options: vec!["Yes".into(), "No".into()],
+            answer,
+            scale: None,
+            groups: Default::default(),
+        });
+    }
+    let p = dir.join("train.jsonl");
+    jsonl::write(&p, &items).expect("write data");
+    p
+}
+
+fn config(dir: &std::path::Path, out: &str) -> TrainConfig {
+    let mut c = TrainConfig {
+        backbone: Some(tiny("llama")),
+        encoder: Some(tiny("bert")),
+        data: Some(data(dir)),
+        out: dir.join(out),
+        lr: 5e-3,
+        warmup_steps: 2,
+        steps: 6,
+        batch_size: 4,
+        checkpoint_every: 100,
+        device: "cpu".into(),
+        ..TrainConfig::default()
+    };
+    c.method.experts = 4;
+    c.method.rank = 4;
+    c.method.alpha = 8.0;
+    c
+}
+
+#[test]
+fn resume_follows_the_uninterrupted_loss_curve_exactly() {
+    let _turn = serial();
+    let dir = scratch("resume");
+    let never = AtomicBool::new(false);
+    let mut straight = SftRun::prepare(config(&dir, "straight"), false, false).expect("prepare");
+    let full: Vec<f64> = straight.train(false, &never).expect("train").iter().map(|m| m.loss).collect();
+
+    let mut first = SftRun::prepare(config(&dir, "paused"), false, false).expect("prepare");
+    let mut resumed: Vec<f64> = first.train_until(3, false, &never).expect("first half").iter().map(|m| m.loss).collect();
+    drop(first);
+    let mut second = SftRun::prepare(config(&dir, "paused"), true, false).expect("resume");
+    assert_eq!(second.state.step, 3);
+    resumed.extend(second.train(false, &never).expect("second half").iter().map(|m| m.loss));
+
+    assert_eq!(full.len(), 6);
+    assert_eq!(resumed, full, "resumed loss curve differs");
+    let a = checkpoint::load(&dir.join("straight").join(CHECKPOINT_DIR)).expect("load");
+    let b = checkpoint::load(&dir.join("paused").join(CHECKPOINT_DIR)).expect("load");
+    assert_eq!(a.manifest.state, b.manifest.state);
+    for ((na, ta), (nb, tb)) in a.adapters.iter().zip(&b.adapters) {
+        assert_eq!(na, nb);
+        assert_eq!((ta - tb).abs().max().double_value(&[]), 0.0, "{na} differs");
+    }
+}
+
+#[test]
+fn stop_request_saves_a_checkpoint_that_resumes() {
+    let _turn = serial();
+    let dir = scratch("stop");
+    let stop = AtomicBool::new(true);
+    let mut run = SftRun::prepare(config(&dir, "run"), false, false).expect("prepare");
+    let done = run.train(false, &stop).expect("train");
+    assert_eq!(done.len(), 1, "stops after the step in flight");
+    let ck = checkpoint::load(&dir.join("run").join(CHECKPOINT_DIR)).expect("checkpoint after stop");
+    assert_eq!(ck.manifest.state.step, 1);
+    assert_eq!(ck.manifest.backbone.architecture, "llama");
+    assert_eq!(ck.manifest.backbone.sha256.len(), 64);
+}
+
+#[test]
+fn resuming_on_another_backbone_is_refused() {
+    let _turn = serial();
+    let dir = scratch("wrong_base");
+    let never = AtomicBool::new(false);
+    let mut run = SftRun::prepare(config(&dir, "run"), false, false).expect("prepare");
+    run.train_until(1, false, &never).expect("one step");
+    let mut other = config(&dir, "run");
+    other.backbone = Some(tiny("qwen2"));
+    let err = SftRun::prepare(other, true, false).err().expect("refused").to_string();
+    assert!(err.contains("SHA-256"), "{err}");
+}
+
+#[test]
+fn two_identical_runs_agree() {
+    let _turn = serial();
+    let dir = scratch("twice");
+    let never = AtomicBool::new(false);
+    let a: Vec<f64> = SftRun::prepare(config(&dir, "a"), false, false).expect("prepare").train(false, &never).expect("train").iter().map(|m| m.loss).collect();
+    let b: Vec<f64> = SftRun::prepare(config(&dir, "b"), false, false).expect("prepare").train(false, &never).expect("train").iter().map(|m| m.loss).collect();
+    assert_eq!(a, b);
+}
