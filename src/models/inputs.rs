@@ -41,8 +41,8 @@ pub fn pad_batch(rows: &[Vec<u32>], pad_id: u32, left: bool, device: Device) -> 
     let mut mask = Vec::with_capacity(rows.len() * max);
     for r in rows {
         let pad = max - r.len();
-        let (ids_pad, mask_pad) = (std::iter::repeat(i64::from(pad_id)).take(pad), std::iter::repeat(0i64).take(pad));
-        let (ids_real, mask_real) = (r.iter().map(|&x| i64::from(x)), std::iter::repeat(1i64).take(r.len()));
+        let (ids_pad, mask_pad) = (std::iter::repeat_n(i64::from(pad_id), pad), std::iter::repeat_n(0i64, pad));
+        let (ids_real, mask_real) = (r.iter().map(|&x| i64::from(x)), std::iter::repeat_n(1i64, r.len()));
         if left {
             ids.extend(ids_pad.chain(ids_real));
             mask.extend(mask_pad.chain(mask_real));

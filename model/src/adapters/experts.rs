@@ -57,7 +57,7 @@ impl<T> ExpertBank<T> {
         let x = o.dropout(x, self.dropout)?;
         let mut z = o.linear(&x, &self.a, None)?; // [b, s, E*r] or [b, s, r]
         if self.shared_a {
-            let copies: Vec<&T> = std::iter::repeat(&z).take(self.experts).collect();
+            let copies: Vec<&T> = std::iter::repeat_n(&z, self.experts).collect();
             z = o.concat(&copies, -1)?;
         }
         if let Some(g) = gates {
