@@ -37,6 +37,8 @@ pub struct TrainConfig {
     /// Also train on the end-of-turn tokens after the answer letter (reference behaviour).
     pub loss_on_end_of_turn: bool,
     pub profile_style: ProfileStyle,
+    /// Attribute order of the profile text (attributes not listed follow alphabetically).
+    pub profile_order: Vec<String>,
     /// Use only the first N items of the data (0: all).
     pub max_items: usize,
     pub device: String,
@@ -62,6 +64,7 @@ impl Default for TrainConfig {
             clip: 1.0,
             loss_on_end_of_turn: false,
             profile_style: ProfileStyle::Wvb,
+            profile_order: crate::data::profile::DEFAULT_ORDER.iter().map(|s| s.to_string()).collect(),
             max_items: 0,
             device: "auto".into(),
         }

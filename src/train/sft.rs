@@ -195,13 +195,14 @@ impl SftRun {
         }
         let encoder_id = identity(&encoder_path, "sentence-encoder", weight_files(&encoder_path)?)?;
 
+        let order: Vec<&str> = config.profile_order.iter().map(String::as_str).collect();
         let mut texts: Vec<String> = Vec::new();
         let mut row_of: HashMap<String, usize> = HashMap::new();
         let item_rows: Vec<usize> = loaded
             .rows
             .iter()
             .map(|it| {
-                let text = profile::render(&it.profile, &profile::DEFAULT_ORDER, config.profile_style);
+                let text = profile::render(&it.profile, &order, config.profile_style);
                 *row_of.entry(text.clone()).or_insert_with(|| {
                     texts.push(text);
                     texts.len() - 1
