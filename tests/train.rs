@@ -122,3 +122,34 @@ fn two_identical_runs_agree() {
     let b: Vec<f64> = SftRun::prepare(config(&dir, "b"), false, false).expect("prepare").train(false, &never).expect("train").iter().map(|m| m.loss).collect();
     assert_eq!(a, b);
 }
+
+#[test]
+fn every_available_method_and_ablation_trains() {
+    use cuma_model::config::{GateMode, Method, RouterLayout};
+    let _turn = serial();
+    let dir = scratch("methods");
+    let never = AtomicBool::new(false);
+    let variants: Vec<(&str, Box<dyn Fn(&mut TrainConfig)>)> = vec![
+        ("cuma", Box::new(|_| {})),
+        ("lora", Box::new(|c| c.method.method = Method::Lora)),
+        ("hydralora", Box::new(|c| c.method.method = Method::Hydralora)),
+        ("mixlora", Box::new(|c| c.method.method = Method::Mixlora)),
+        ("soft", Box::new(|c| c.method.gate = GateMode::Soft)),
+        ("double-softmax", Box::new(|c| c.method.gate = GateMode::DoubleSoftmax)),
+        ("shared-qkv", Box::new(|c| {
+            c.method.router_layout = RouterLayout::SharedQkv;
+            c.method.targets = cuma_model::config::method::ALL_TARGETS.into_iter().collect();
+        })),
+        ("no-demographics", Box::new(|c| c.method.profile_in_router = false)),
+        ("no-balance", Box::new(|c| c.method.balance = false)),
+        ("no-profile-prompt", Box::new(|c| c.method.profile_in_prompt = false)),
+    ];
+    for (name, tweak) in variants {
+        let mut c = config(&dir, name);
+        c.steps = 2;
+        tweak(&mut c);
+        let mut run = SftRun::prepare(c, false, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let m = run.train(false, &never).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(m.iter().all(|s| s.loss.is_finite() && s.grad_norm > 0.0), "{name}: {m:?}");
+    }
+}

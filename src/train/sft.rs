@@ -18,7 +18,7 @@ use crate::tokenizer::chat::{render, Message};
 use crate::trainables::TchTrainables;
 use crate::{Error, Result};
 use cuma_model::adapters::{balance_loss, DecoderAdapters};
-use cuma_model::config::{ExpertLayout, Method, MethodConfig};
+use cuma_model::config::{ExpertLayout, Method, MethodConfig, RouterLayout};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,8 +52,15 @@ pub fn effective_method(m: &MethodConfig) -> Result<MethodConfig> {
             m.expert_layout = ExpertLayout::SharedA;
             m.profile_in_router = false;
         }
+        Method::Mixlora => {
+            m.expert_layout = ExpertLayout::SeparateA;
+            m.router_layout = RouterLayout::PerLayer;
+            m.router_hidden = 0;
+            m.profile_in_router = false;
+            m.top_k = 2.min(m.experts);
+        }
         other => {
-            return Err(Error::Invalid(format!("method `{other:?}` is not available in this build yet (available: cuma, lora, hydralora)")));
+            return Err(Error::Invalid(format!("method `{other:?}` is not available in this build yet (available: cuma, lora, hydralora, mixlora)")));
         }
     }
     Ok(m)

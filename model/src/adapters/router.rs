@@ -16,19 +16,18 @@ pub struct RouterDims {
     pub experts: usize,
 }
 
-/// One router: `Linear(H + D -> hidden)`, ReLU, `Linear(hidden -> E)`, dropout before each.
+/// One router: `Linear(H + D -> hidden)`, ReLU, `Linear(hidden -> E)`, dropout before each;
+/// or, with hidden size 0, the single layer `Linear(H + D -> E)`.
 #[derive(Debug, Clone)]
 pub struct Router<T> {
-    /// `[hidden, H]`
+    /// `[hidden, H]` (`[E, H]` for a single-layer router)
     pub w_token: T,
     /// `[hidden, D]`, absent when D = 0 (no demographics).
     pub w_profile: Option<T>,
-    /// `[hidden]`
+    /// `[hidden]` (`[E]`)
     pub b1: T,
-    /// `[E, hidden]`
-    pub w_out: T,
-    /// `[E]`
-    pub b_out: T,
+    /// The second layer `[E, hidden]` and its bias `[E]`; absent for a single-layer router.
+    pub out: Option<(T, T)>,
     pub dropout: f64,
 }
 
@@ -42,19 +41,23 @@ impl<T> Router<T> {
     pub fn init<O: Ops<T = T>>(o: &mut O, t: &mut impl Trainables<O>, prefix: &str, dims: RouterDims, dropout: f64) -> Result<Self> {
         let RouterDims { token: hidden_in, profile: profile_dim, hidden: mlp_hidden, experts } = dims;
         let fan_in = hidden_in + profile_dim;
+        let first = if mlp_hidden == 0 { experts } else { mlp_hidden };
         let w_profile = if profile_dim > 0 {
-            Some(t.param(o, &format!("{prefix}.router.w_profile"), &[mlp_hidden, profile_dim], uniform(fan_in))?)
+            Some(t.param(o, &format!("{prefix}.router.w_profile"), &[first, profile_dim], uniform(fan_in))?)
         } else {
             None
         };
-        Ok(Self {
-            w_token: t.param(o, &format!("{prefix}.router.w_token"), &[mlp_hidden, hidden_in], uniform(fan_in))?,
-            w_profile,
-            b1: t.param(o, &format!("{prefix}.router.b1"), &[mlp_hidden], uniform(fan_in))?,
-            w_out: t.param(o, &format!("{prefix}.router.w_out"), &[experts, mlp_hidden], uniform(mlp_hidden))?,
-            b_out: t.param(o, &format!("{prefix}.router.b_out"), &[experts], uniform(mlp_hidden))?,
-            dropout,
-        })
+        let w_token = t.param(o, &format!("{prefix}.router.w_token"), &[first, hidden_in], uniform(fan_in))?;
+        let b1 = t.param(o, &format!("{prefix}.router.b1"), &[first], uniform(fan_in))?;
+        let out = if mlp_hidden == 0 {
+            None
+        } else {
+            Some((
+                t.param(o, &format!("{prefix}.router.w_out"), &[experts, mlp_hidden], uniform(mlp_hidden))?,
+                t.param(o, &format!("{prefix}.router.b_out"), &[experts], uniform(mlp_hidden))?,
+            ))
+        };
+        Ok(Self { w_token, w_profile, b1, out, dropout })
     }
 
     /// The per-sequence part `W_d d + b`.
@@ -81,13 +84,17 @@ impl<T> Router<T> {
         let x = o.dropout(x, self.dropout)?;
         let h = o.linear(&x, &self.w_token, None)?;
         let h = o.add(&h, profile_part)?;
+        let Some((w_out, b_out)) = &self.out else { return Ok(h) };
         let h = o.relu(&h)?;
         let h = o.dropout(&h, self.dropout)?;
-        o.linear(&h, &self.w_out, Some(&self.b_out))
+        o.linear(&h, w_out, Some(b_out))
     }
 
     /// Trainable parameters of one router.
     pub fn parameter_count(d: RouterDims) -> usize {
+        if d.hidden == 0 {
+            return (d.token + d.profile) * d.experts + d.experts;
+        }
         (d.token + d.profile) * d.hidden + d.hidden + d.hidden * d.experts + d.experts
     }
 }

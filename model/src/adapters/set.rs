@@ -65,6 +65,7 @@ impl<T> DecoderAdapters<T> {
             let mut modules = Vec::new();
             let mut routers = Vec::new();
             let mut shared_qkv: Option<usize> = None;
+            let mut per_layer: Option<(usize, usize)> = None; // (router, its input size)
             for &target in &m.targets {
                 let (fan_in, fan_out) = target_dims(c, target);
                 let prefix = target_prefix(i, target);
@@ -72,6 +73,21 @@ impl<T> DecoderAdapters<T> {
                 let dims = RouterDims { token: fan_in, profile: profile_dim, hidden: m.router_hidden, experts: m.experts };
                 let router = if !routed {
                     None
+                } else if m.router_layout == RouterLayout::PerLayer {
+                    match per_layer {
+                        Some((r, size)) if size == fan_in => Some(r),
+                        Some((_, size)) => {
+                            return Err(crate::Error::Config {
+                                field: "router_layout",
+                                reason: format!("a per-layer router needs targets with one input size; {} reads {fan_in}, others {size}", target.module()),
+                            })
+                        }
+                        None => {
+                            routers.push(Router::init(o, t, &n::layer(i), dims, m.dropout)?);
+                            per_layer = Some((routers.len() - 1, fan_in));
+                            per_layer.map(|(r, _)| r)
+                        }
+                    }
                 } else if m.router_layout == RouterLayout::SharedQkv && target.is_qkv() {
                     if shared_qkv.is_none() {
                         routers.push(Router::init(o, t, &n::attn(i, "qkv"), dims, m.dropout)?);
@@ -135,6 +151,26 @@ mod tests {
         assert!(close(count(&r8), (125.2, 1.53)), "CuMA r=8: {:?}", count(&r8));
         assert!(close(count(&r64), (339.9, 4.15)), "CuMA r=64: {:?}", count(&r64));
         assert!(close(count(&MethodConfig::lora(64)), (30.7, 0.37)), "LoRA r=64: {:?}", count(&MethodConfig::lora(64)));
+    }
+
+    #[test]
+    fn mixlora_single_linear_router_per_layer() {
+        let m = MethodConfig {
+            method: Method::Mixlora,
+            router_layout: RouterLayout::PerLayer,
+            router_hidden: 0,
+            profile_in_router: false,
+            ..MethodConfig::default()
+        };
+        let c = qwen3_8b();
+        let mut counter = ParamCounter::default();
+        let a = DecoderAdapters::init(&mut ShapeOps, &mut counter, &c, &m, 1024).expect("builds");
+        assert_eq!(a.layers[0].routers.len(), 1);
+        assert_eq!(a.profile_dim, 0);
+        let experts = 8 * (8 * 4096 + 4096 * 8) + 8 * (8 * 4096 + 1024 * 8);
+        assert_eq!(counter.total, 36 * (experts + 4096 * 8 + 8));
+        let mixed = MethodConfig { targets: [Target::QProj, Target::DownProj].into_iter().collect(), ..m };
+        assert!(DecoderAdapters::init(&mut ShapeOps, &mut ParamCounter::default(), &c, &mixed, 1024).is_err());
     }
 
     #[test]

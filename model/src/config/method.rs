@@ -52,6 +52,9 @@ pub enum RouterLayout {
     PerModule,
     /// One router shared by the q, k and v projections of a layer.
     SharedQkv,
+    /// One router per layer shared by every adapted projection (MixLoRA); the projections must
+    /// read inputs of one size.
+    PerLayer,
 }
 
 /// A projection that can carry an adapter.
@@ -111,6 +114,7 @@ pub struct MethodConfig {
     pub expert_layout: ExpertLayout,
     pub router_layout: RouterLayout,
     pub gate: GateMode,
+    /// Hidden size of the router MLP; 0 makes the router a single linear layer (MixLoRA).
     pub router_hidden: usize,
     /// Profile vector into the router (false: D = 0, a semantic-only MoE).
     pub profile_in_router: bool,
