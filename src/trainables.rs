@@ -46,4 +46,18 @@ impl Trainables<TchOps> for TchTrainables {
         self.tensors.insert(name.into(), t.shallow_clone());
         Ok(t)
     }
+
+    fn param_from(&mut self, o: &mut TchOps, name: &str, shape: &[usize], value: &Tensor) -> ModelResult<Tensor> {
+        if self.tensors.contains_key(name) {
+            return self.param(o, name, shape, Init::Zeros);
+        }
+        let got: Vec<usize> = value.size().iter().map(|&d| d as usize).collect();
+        if got != shape {
+            return Err(ModelError::Shape { name: name.into(), expected: shape.to_vec(), got });
+        }
+        // `* 1.0` makes a fresh copy, so training never writes into `value`.
+        let t = value.f_detach().and_then(|v| v.f_mul_scalar(1.0)).map_err(backend)?.set_requires_grad(true);
+        self.tensors.insert(name.into(), t.shallow_clone());
+        Ok(t)
+    }
 }

@@ -26,7 +26,7 @@ fn attach(model: &mut Backbone, cfg: &MethodConfig, dim: usize, seed: i64) -> Tc
     tch::manual_seed(seed);
     // (callers hold SERIAL)
     let mut store = TchTrainables::default();
-    let adapters = DecoderAdapters::init(&mut TchOps::new(CPU), &mut store, model.config(), cfg, dim).expect("adapters");
+    let adapters = DecoderAdapters::init(&mut TchOps::new(CPU), &mut store, &model.decoder, cfg, dim).expect("adapters");
     model.decoder.adapters = Some(adapters);
     store
 }
@@ -52,6 +52,24 @@ fn fresh_cuma_equals_the_backbone_exactly() {
     // One router per adapted module and layer (7 targets x 2 layers), each choosing k = 2.
     assert_eq!(out.routing.len(), 14);
     assert_eq!(out.routing[0].experts.size(), vec![1, 6, 2]);
+}
+
+#[test]
+fn fresh_dora_equals_the_backbone_and_trains() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut model = Backbone::load(&tiny("qwen2"), CPU).expect("loads");
+    let ids = ids_tensor(&[vec![3, 17, 42, 99]]);
+    let mask = Tensor::ones([1, 4], (Kind::Int64, CPU));
+    let (plain, _) = tch::no_grad(|| model.step(&ids, &mask, None)).expect("plain");
+    let cfg = MethodConfig { method: Method::Dora, experts: 1, top_k: 1, dropout: 0.0, ..MethodConfig::default() };
+    let store = attach(&mut model, &cfg, 0, 4);
+    assert!(store.tensors.keys().any(|k| k.ends_with("q_proj.dora_magnitude")));
+    let out = model.run(&mut TchOps::new(CPU), &StepInput { ids: &ids, attention_mask: &mask, past: None, profile: None }).expect("dora");
+    let diff = (&out.logits - &plain).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "fresh DoRA differs from the backbone by {diff}");
+    out.logits.mean(Kind::Float).backward();
+    let m = &store.tensors["model.layers.0.self_attn.q_proj.dora_magnitude"];
+    assert!(m.grad().defined() && m.grad().abs().max().double_value(&[]) > 0.0, "the magnitude gets a gradient");
 }
 
 #[test]

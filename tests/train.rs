@@ -129,9 +129,11 @@ fn every_available_method_and_ablation_trains() {
     let _turn = serial();
     let dir = scratch("methods");
     let never = AtomicBool::new(false);
-    let variants: Vec<(&str, Box<dyn Fn(&mut TrainConfig)>)> = vec![
+    type Tweak = Box<dyn Fn(&mut TrainConfig)>;
+    let variants: Vec<(&str, Tweak)> = vec![
         ("cuma", Box::new(|_| {})),
         ("lora", Box::new(|c| c.method.method = Method::Lora)),
+        ("dora", Box::new(|c| c.method.method = Method::Dora)),
         ("hydralora", Box::new(|c| c.method.method = Method::Hydralora)),
         ("mixlora", Box::new(|c| c.method.method = Method::Mixlora)),
         ("soft", Box::new(|c| c.method.gate = GateMode::Soft)),

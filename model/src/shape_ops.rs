@@ -224,6 +224,13 @@ impl crate::Trainables<ShapeOps> for ParamCounter {
         self.total += shape.iter().product::<usize>();
         Ok(shape.to_vec())
     }
+    fn param_from(&mut self, _o: &mut ShapeOps, _name: &str, shape: &[usize], value: &Vec<usize>) -> Result<Vec<usize>> {
+        if value.as_slice() != shape {
+            return Err(err("param_from", format!("value {value:?} for shape {shape:?}")));
+        }
+        self.total += shape.iter().product::<usize>();
+        Ok(shape.to_vec())
+    }
 }
 
 #[cfg(test)]

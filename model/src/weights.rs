@@ -30,4 +30,7 @@ pub enum Init {
 pub trait Trainables<O: Ops> {
     /// The trainable tensor called `name` with exactly `shape`.
     fn param(&mut self, o: &mut O, name: &str, shape: &[usize], init: Init) -> Result<O::T>;
+    /// The trainable tensor called `name`, starting from a copy of `value` when fresh (DoRA's
+    /// magnitude starts as the frozen weight's row norms). `shape` is `value`'s shape.
+    fn param_from(&mut self, o: &mut O, name: &str, shape: &[usize], value: &O::T) -> Result<O::T>;
 }

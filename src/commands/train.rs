@@ -83,7 +83,8 @@ fn dry_run(c: &TrainConfig) -> anyhow::Result<()> {
         ModelConfig::Decoder(d) => d.hidden_size,
     };
     let mut counter = ParamCounter::default();
-    let adapters = DecoderAdapters::init(&mut ShapeOps, &mut counter, &dc, &method, dim)?;
+    let shapes = cuma_model::arch::Decoder::load(&mut ShapeOps, &mut cuma_model::ShapeWeights, &dc)?;
+    let adapters = DecoderAdapters::init(&mut ShapeOps, &mut counter, &shapes, &method, dim)?;
     let backbone_params = dc.parameter_count();
     println!("backbone:   {} ({}), {:.1} M parameters (frozen)", backbone.display(), dc.family.model_type(), backbone_params as f64 / 1e6);
     println!(

@@ -44,7 +44,7 @@ pub fn effective_method(m: &MethodConfig) -> Result<MethodConfig> {
     let mut m = m.clone();
     match m.method {
         Method::Cuma => {}
-        Method::Lora => {
+        Method::Lora | Method::Dora => {
             m.experts = 1;
             m.top_k = 1;
         }
@@ -60,7 +60,7 @@ pub fn effective_method(m: &MethodConfig) -> Result<MethodConfig> {
             m.top_k = 2.min(m.experts);
         }
         other => {
-            return Err(Error::Invalid(format!("method `{other:?}` is not available in this build yet (available: cuma, lora, hydralora, mixlora)")));
+            return Err(Error::Invalid(format!("method `{other:?}` is not available in this build yet (available: cuma, lora, dora, hydralora, mixlora)")));
         }
     }
     Ok(m)
@@ -236,7 +236,7 @@ impl SftRun {
                 store.tensors.insert(name.clone(), t.to_device(device).set_requires_grad(true));
             }
         }
-        let adapters = DecoderAdapters::init(&mut TchOps::new(device), &mut store, model.config(), &method, encoder.dim)
+        let adapters = DecoderAdapters::init(&mut TchOps::new(device), &mut store, &model.decoder, &method, encoder.dim)
             .map_err(|e| Error::Invalid(format!("attaching adapters: {e}")))?;
         let profile_dim = adapters.profile_dim;
         model.decoder.adapters = Some(adapters);

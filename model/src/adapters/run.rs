@@ -5,6 +5,7 @@
 use super::gate::{route, Routing};
 use super::set::{DecoderAdapters, LayerAdapters};
 use crate::config::{MethodConfig, Target};
+use crate::layers::Linear;
 use crate::{Ops, Result};
 
 /// One layer's adapters for one forward pass.
@@ -31,12 +32,17 @@ impl<'a, T> LayerRun<'a, T> {
         Ok(Self { adapters, method: &all.method, profile_parts, routings: (0..adapters.routers.len()).map(|_| None).collect() })
     }
 
-    /// `y + update(x)` when `target` is adapted, else `y`.
+    /// The projection `linear` of `target` applied to `x`, with its adapter when it has one:
+    /// `W x + b + update(x)`, or DoRA's `m * (W + dW) x / ||W + dW|| + b`.
     ///
     /// # Shapes
-    /// `x`: the projection's input `[b, s, in]`; `y`: its frozen output `[b, s, out]`.
-    pub fn apply<O: Ops<T = T>>(&mut self, o: &mut O, target: Target, x: &T, y: T) -> Result<T> {
-        let Some(module) = self.adapters.modules.iter().find(|m| m.target == target) else { return Ok(y) };
+    /// `x`: `[b, s, in]` -> `[b, s, out]`.
+    pub fn apply<O: Ops<T = T>>(&mut self, o: &mut O, target: Target, x: &T, linear: &Linear<T>) -> Result<T> {
+        let Some(module) = self.adapters.modules.iter().find(|m| m.target == target) else { return linear.forward(o, x) };
+        if let Some(magnitude) = &module.magnitude {
+            return dora(o, &module.bank, magnitude, x, linear);
+        }
+        let y = linear.forward(o, x)?;
         let gates = match module.router {
             None => None,
             Some(r) => {
@@ -54,5 +60,25 @@ impl<'a, T> LayerRun<'a, T> {
     /// The routers' decisions, in router order (routers never reached are skipped).
     pub fn finish(self) -> Vec<Routing<T>> {
         self.routings.into_iter().flatten().collect()
+    }
+}
+
+/// DoRA (spec section 8): the adapted weight `W + dW` (dW = scale * B A) renormalised per output
+/// row and rescaled by the trainable magnitude.
+fn dora<O: Ops>(o: &mut O, bank: &super::ExpertBank<O::T>, magnitude: &O::T, x: &O::T, linear: &Linear<O::T>) -> Result<O::T> {
+    let delta = o.matmul(&bank.b, &bank.a)?; // [out, in]
+    let delta = o.scale(&delta, bank.scale)?;
+    let adapted = o.add(&linear.weight, &delta)?;
+    let sq = o.mul(&adapted, &adapted)?;
+    let norms = o.sum_keepdim(&sq, -1)?;
+    let norms = o.sqrt(&norms)?;
+    let norms = o.reshape(&norms, &[-1])?; // [out]
+    let factor = o.div(magnitude, &norms)?;
+    let xd = o.dropout(x, bank.dropout)?;
+    let y = o.linear(&xd, &adapted, None)?;
+    let y = o.mul(&y, &factor)?;
+    match &linear.bias {
+        Some(b) => o.add(&y, b),
+        None => Ok(y),
     }
 }

@@ -3,6 +3,7 @@
 
 use super::experts::ExpertBank;
 use super::router::{Router, RouterDims};
+use crate::arch::Decoder;
 use crate::config::{DecoderConfig, Method, MethodConfig, RouterLayout, Target};
 use crate::names::decoder as n;
 use crate::{Ops, Result, Trainables};
@@ -35,6 +36,8 @@ pub struct ModuleAdapter<T> {
     pub bank: ExpertBank<T>,
     /// Index into the layer's routers; `None` for unrouted methods (LoRA).
     pub router: Option<usize>,
+    /// DoRA's per-output magnitude `[out]`.
+    pub magnitude: Option<T>,
 }
 
 /// The adapters of one layer.
@@ -54,10 +57,14 @@ pub struct DecoderAdapters<T> {
 }
 
 impl<T> DecoderAdapters<T> {
-    /// Fresh or restored adapters for every layer. `encoder_dim` is the profile encoder's output
-    /// size; it is ignored when the method keeps the profile out of the router.
-    pub fn init<O: Ops<T = T>>(o: &mut O, t: &mut impl Trainables<O>, c: &DecoderConfig, m: &MethodConfig, encoder_dim: usize) -> Result<Self> {
+    /// Fresh or restored adapters for every layer of `decoder`. `encoder_dim` is the profile
+    /// encoder's output size; it is ignored when the method keeps the profile out of the router.
+    pub fn init<O: Ops<T = T>>(o: &mut O, t: &mut impl Trainables<O>, decoder: &Decoder<T>, m: &MethodConfig, encoder_dim: usize) -> Result<Self> {
         m.validate()?;
+        let c: &DecoderConfig = &decoder.config;
+        if m.method == Method::Dora && m.experts != 1 {
+            return Err(crate::Error::Config { field: "experts", reason: "DoRA adapts with one expert".into() });
+        }
         let routed = m.routed();
         let profile_dim = if routed && m.profile_in_router && m.method == Method::Cuma { encoder_dim } else { 0 };
         let mut layers = Vec::with_capacity(c.num_layers);
@@ -98,7 +105,17 @@ impl<T> DecoderAdapters<T> {
                     routers.push(Router::init(o, t, &prefix, dims, m.dropout)?);
                     Some(routers.len() - 1)
                 };
-                modules.push(ModuleAdapter { target, bank, router });
+                let magnitude = if m.method == Method::Dora {
+                    let w = &decoder.projection(i, target)?.weight;
+                    let sq = o.mul(w, w)?;
+                    let norms = o.sum_keepdim(&sq, -1)?;
+                    let norms = o.sqrt(&norms)?;
+                    let norms = o.reshape(&norms, &[-1])?;
+                    Some(t.param_from(o, &format!("{prefix}.dora_magnitude"), &[fan_out], &norms)?)
+                } else {
+                    None
+                };
+                modules.push(ModuleAdapter { target, bank, router, magnitude });
             }
             layers.push(LayerAdapters { modules, routers });
         }
@@ -110,7 +127,11 @@ impl<T> DecoderAdapters<T> {
 mod tests {
     use super::*;
     use crate::config::DecoderFamily;
-    use crate::{ParamCounter, ShapeOps};
+    use crate::{ParamCounter, ShapeOps, ShapeWeights};
+
+    fn shapes(c: &DecoderConfig) -> Decoder<Vec<usize>> {
+        Decoder::load(&mut ShapeOps, &mut ShapeWeights, c).expect("shape decoder")
+    }
 
     fn qwen3_8b() -> DecoderConfig {
         DecoderConfig {
@@ -135,7 +156,7 @@ mod tests {
     fn count(m: &MethodConfig) -> (f64, f64) {
         let c = qwen3_8b();
         let mut counter = ParamCounter::default();
-        DecoderAdapters::init(&mut ShapeOps, &mut counter, &c, m, 1024).expect("builds");
+        DecoderAdapters::init(&mut ShapeOps, &mut counter, &shapes(&c), m, 1024).expect("builds");
         let millions = counter.total as f64 / 1e6;
         (millions, 100.0 * counter.total as f64 / c.parameter_count() as f64)
     }
@@ -164,13 +185,13 @@ mod tests {
         };
         let c = qwen3_8b();
         let mut counter = ParamCounter::default();
-        let a = DecoderAdapters::init(&mut ShapeOps, &mut counter, &c, &m, 1024).expect("builds");
+        let a = DecoderAdapters::init(&mut ShapeOps, &mut counter, &shapes(&c), &m, 1024).expect("builds");
         assert_eq!(a.layers[0].routers.len(), 1);
         assert_eq!(a.profile_dim, 0);
         let experts = 8 * (8 * 4096 + 4096 * 8) + 8 * (8 * 4096 + 1024 * 8);
         assert_eq!(counter.total, 36 * (experts + 4096 * 8 + 8));
         let mixed = MethodConfig { targets: [Target::QProj, Target::DownProj].into_iter().collect(), ..m };
-        assert!(DecoderAdapters::init(&mut ShapeOps, &mut ParamCounter::default(), &c, &mixed, 1024).is_err());
+        assert!(DecoderAdapters::init(&mut ShapeOps, &mut ParamCounter::default(), &shapes(&c), &mixed, 1024).is_err());
     }
 
     #[test]

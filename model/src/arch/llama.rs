@@ -37,10 +37,11 @@ pub struct DecoderOutput<T> {
     pub routing: Vec<Routing<T>>,
 }
 
-fn adapt<O: Ops>(o: &mut O, run: &mut Option<LayerRun<'_, O::T>>, target: Target, x: &O::T, y: O::T) -> Result<O::T> {
+/// `linear(x)`, with the layer's adapter for `target` when one is attached.
+fn project<O: Ops>(o: &mut O, run: &mut Option<LayerRun<'_, O::T>>, target: Target, x: &O::T, linear: &Linear<O::T>) -> Result<O::T> {
     match run {
-        Some(r) => r.apply(o, target, x, y),
-        None => Ok(y),
+        Some(r) => r.apply(o, target, x, linear),
+        None => linear.forward(o, x),
     }
 }
 
@@ -96,12 +97,9 @@ impl<T> SelfAttention<T> {
         run: &mut Option<LayerRun<'_, T>>,
     ) -> Result<(T, KvPair<T>)> {
         let hd = self.heads.head_dim;
-        let q = self.q.forward(o, x)?;
-        let q = adapt(o, run, Target::QProj, x, q)?;
-        let k = self.k.forward(o, x)?;
-        let k = adapt(o, run, Target::KProj, x, k)?;
-        let v = self.v.forward(o, x)?;
-        let v = adapt(o, run, Target::VProj, x, v)?;
+        let q = project(o, run, Target::QProj, x, &self.q)?;
+        let k = project(o, run, Target::KProj, x, &self.k)?;
+        let v = project(o, run, Target::VProj, x, &self.v)?;
         let q = self.heads_of(o, &q, self.heads.heads, self.q_norm.as_ref())?;
         let k = self.heads_of(o, &k, self.heads.kv_heads, self.k_norm.as_ref())?;
         let v = self.heads_of(o, &v, self.heads.kv_heads, None)?;
@@ -112,8 +110,7 @@ impl<T> SelfAttention<T> {
             None => (k, v),
         };
         let attended = attend(o, &q, &k, &v, &ctx.mask, self.heads)?;
-        let out = self.o.forward(o, &attended)?;
-        let out = adapt(o, run, Target::OProj, &attended, out)?;
+        let out = project(o, run, Target::OProj, &attended, &self.o)?;
         Ok((out, KvPair { key: k, value: v }))
     }
 }
@@ -136,14 +133,11 @@ impl<T> GatedMlp<T> {
     }
 
     fn forward<O: Ops<T = T>>(&self, o: &mut O, x: &T, run: &mut Option<LayerRun<'_, T>>) -> Result<T> {
-        let g = self.gate.forward(o, x)?;
-        let g = adapt(o, run, Target::GateProj, x, g)?;
+        let g = project(o, run, Target::GateProj, x, &self.gate)?;
         let g = o.silu(&g)?;
-        let u = self.up.forward(o, x)?;
-        let u = adapt(o, run, Target::UpProj, x, u)?;
+        let u = project(o, run, Target::UpProj, x, &self.up)?;
         let gu = o.mul(&g, &u)?;
-        let d = self.down.forward(o, &gu)?;
-        adapt(o, run, Target::DownProj, &gu, d)
+        project(o, run, Target::DownProj, &gu, &self.down)
     }
 }
 
@@ -204,6 +198,20 @@ impl<T> Decoder<T> {
         let norm = RmsNorm::load(o, w, "model.norm", c.hidden_size, c.rms_norm_eps)?;
         let lm_head = if c.tie_embeddings { o.share(&embed) } else { w.get(o, n::LM_HEAD, &[c.vocab_size, c.hidden_size])? };
         Ok(Self { config: config.clone(), embed, layers, norm, lm_head, adapters: None })
+    }
+
+    /// The frozen projection `target` of layer `layer`.
+    pub fn projection(&self, layer: usize, target: Target) -> Result<&Linear<T>> {
+        let l = self.layers.get(layer).ok_or_else(|| crate::Error::Config { field: "layer", reason: format!("{layer} >= {}", self.layers.len()) })?;
+        Ok(match target {
+            Target::QProj => &l.attn.q,
+            Target::KProj => &l.attn.k,
+            Target::VProj => &l.attn.v,
+            Target::OProj => &l.attn.o,
+            Target::GateProj => &l.mlp.gate,
+            Target::UpProj => &l.mlp.up,
+            Target::DownProj => &l.mlp.down,
+        })
     }
 
     /// Rotary tables for float `positions` `[b, s]`.
