@@ -134,6 +134,7 @@ fn every_available_method_and_ablation_trains() {
         ("cuma", Box::new(|_| {})),
         ("lora", Box::new(|c| c.method.method = Method::Lora)),
         ("dora", Box::new(|c| c.method.method = Method::Dora)),
+        ("full", Box::new(|c| c.method.method = Method::Full)),
         ("hydralora", Box::new(|c| c.method.method = Method::Hydralora)),
         ("mixlora", Box::new(|c| c.method.method = Method::Mixlora)),
         ("soft", Box::new(|c| c.method.gate = GateMode::Soft)),
@@ -154,4 +155,24 @@ fn every_available_method_and_ablation_trains() {
         let m = run.train(false, &never).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(m.iter().all(|s| s.loss.is_finite() && s.grad_norm > 0.0), "{name}: {m:?}");
     }
+}
+
+#[test]
+fn full_fine_tuning_moves_the_backbone_and_resumes() {
+    use cuma_model::config::Method;
+    let _turn = serial();
+    let dir = scratch("full");
+    let never = AtomicBool::new(false);
+    let mut c = config(&dir, "run");
+    c.method.method = Method::Full;
+    c.steps = 2;
+    let mut run = SftRun::prepare(c.clone(), false, false).expect("prepare");
+    let n = run.store.numel();
+    assert_eq!(n, run.model.config().parameter_count(), "every backbone parameter trains");
+    run.train_until(1, false, &never).expect("step");
+    let resumed = SftRun::prepare(c, true, false).expect("resume");
+    assert_eq!(resumed.state.step, 1);
+    let a = &run.store.tensors["model.layers.0.mlp.up_proj.weight"];
+    let b = &resumed.store.tensors["model.layers.0.mlp.up_proj.weight"];
+    assert_eq!((a - b).abs().max().double_value(&[]), 0.0, "resumed weights are the trained ones");
 }

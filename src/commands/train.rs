@@ -84,12 +84,17 @@ fn dry_run(c: &TrainConfig) -> anyhow::Result<()> {
     };
     let mut counter = ParamCounter::default();
     let shapes = cuma_model::arch::Decoder::load(&mut ShapeOps, &mut cuma_model::ShapeWeights, &dc)?;
-    let adapters = DecoderAdapters::init(&mut ShapeOps, &mut counter, &shapes, &method, dim)?;
     let backbone_params = dc.parameter_count();
+    let profile_dim = if method.method == cuma_model::config::Method::Full {
+        counter.total = backbone_params;
+        0
+    } else {
+        DecoderAdapters::init(&mut ShapeOps, &mut counter, &shapes, &method, dim)?.profile_dim
+    };
     println!("backbone:   {} ({}), {:.1} M parameters (frozen)", backbone.display(), dc.family.model_type(), backbone_params as f64 / 1e6);
     println!(
         "method:     {:?}, E {} k {} r {} alpha {} on {:?}, gate {:?}, router input D = {}",
-        method.method, method.experts, method.top_k, method.rank, method.alpha, method.targets, method.gate, adapters.profile_dim
+        method.method, method.experts, method.top_k, method.rank, method.alpha, method.targets, method.gate, profile_dim
     );
     println!(
         "trainable:  {} parameters = {:.3} % of the backbone",

@@ -70,6 +70,18 @@ impl Backbone {
         Ok(Self { decoder, tokenizer, device, source_path: source.path })
     }
 
+    /// Loads the model with its own weights trainable (full fine-tuning): they go into
+    /// `trainables` (or come from it, when a checkpoint pre-filled it).
+    pub fn load_trainable(path: &Path, device: Device, trainables: &mut crate::trainables::TchTrainables) -> Result<Self> {
+        let source = ModelSource::open(path)?;
+        let config = decoder_config(&source)?.clone();
+        let tokenizer = tokenizer_for(&source)?;
+        let mut o = TchOps::new(device);
+        let mut store = crate::weights::TrainableBackbone { frozen: TchStore::new(&source.weights), trainables };
+        let decoder = Decoder::load(&mut o, &mut store, &config).map_err(|e| source.error(e))?;
+        Ok(Self { decoder, tokenizer, device, source_path: source.path })
+    }
+
     pub fn config(&self) -> &DecoderConfig {
         &self.decoder.config
     }

@@ -52,6 +52,7 @@ pub fn effective_method(m: &MethodConfig) -> Result<MethodConfig> {
             m.expert_layout = ExpertLayout::SharedA;
             m.profile_in_router = false;
         }
+        Method::Full => {}
         Method::Mixlora => {
             m.expert_layout = ExpertLayout::SeparateA;
             m.router_layout = RouterLayout::PerLayer;
@@ -60,7 +61,7 @@ pub fn effective_method(m: &MethodConfig) -> Result<MethodConfig> {
             m.top_k = 2.min(m.experts);
         }
         other => {
-            return Err(Error::Invalid(format!("method `{other:?}` is not available in this build yet (available: cuma, lora, dora, hydralora, mixlora)")));
+            return Err(Error::Invalid(format!("method `{other:?}` is not available in this build yet (available: cuma, lora, dora, hydralora, mixlora, full)")));
         }
     }
     Ok(m)
@@ -186,7 +187,14 @@ impl SftRun {
         let checkpoint_dir = config.out.join(CHECKPOINT_DIR);
         let restored = if resume && checkpoint_dir.join(checkpoint::MANIFEST_FILE).is_file() { Some(checkpoint::load(&checkpoint_dir)?) } else { None };
 
-        let mut model = Backbone::load(&backbone_path, device)?;
+        let mut store = TchTrainables::default();
+        if let Some(ck) = &restored {
+            for (name, t) in &ck.adapters {
+                store.tensors.insert(name.clone(), t.to_device(device).set_requires_grad(true));
+            }
+        }
+        let full = method.method == Method::Full;
+        let mut model = if full { Backbone::load_trainable(&backbone_path, device, &mut store)? } else { Backbone::load(&backbone_path, device)? };
         let encoder = ProfileEncoder::load(&encoder_path, device)?;
         let backbone_id = identity(&backbone_path, model.config().family.model_type(), weight_files(&backbone_path)?)?;
         if let Some(ck) = &restored {
@@ -230,16 +238,15 @@ impl SftRun {
         }
 
         tch::manual_seed(config.seed as i64);
-        let mut store = TchTrainables::default();
-        if let Some(ck) = &restored {
-            for (name, t) in &ck.adapters {
-                store.tensors.insert(name.clone(), t.to_device(device).set_requires_grad(true));
-            }
-        }
-        let adapters = DecoderAdapters::init(&mut TchOps::new(device), &mut store, &model.decoder, &method, encoder.dim)
-            .map_err(|e| Error::Invalid(format!("attaching adapters: {e}")))?;
-        let profile_dim = adapters.profile_dim;
-        model.decoder.adapters = Some(adapters);
+        let profile_dim = if full {
+            0 // every backbone weight trains; no adapters, no router
+        } else {
+            let adapters = DecoderAdapters::init(&mut TchOps::new(device), &mut store, &model.decoder, &method, encoder.dim)
+                .map_err(|e| Error::Invalid(format!("attaching adapters: {e}")))?;
+            let d = adapters.profile_dim;
+            model.decoder.adapters = Some(adapters);
+            d
+        };
         let mut optimizer = AdamW::new(store.tensors.values().map(Tensor::shallow_clone).collect(), AdamWConfig::default())?;
         let state = match &restored {
             Some(ck) => {

@@ -9,7 +9,7 @@ pub mod store;
 
 use std::path::PathBuf;
 
-pub use store::TchStore;
+pub use store::{TchStore, TrainableBackbone};
 
 /// How a tensor's bytes are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

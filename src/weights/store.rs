@@ -3,6 +3,7 @@
 
 use super::WeightSet;
 use crate::tch_ops::TchOps;
+use crate::trainables::TchTrainables;
 use cuma_model::{Error as ModelError, Result as ModelResult, Weights};
 use tch::{Kind, Tensor};
 
@@ -40,5 +41,31 @@ impl Weights<TchOps> for TchStore<'_> {
 
     fn contains(&self, name: &str) -> bool {
         self.set.entry(name).is_some()
+    }
+}
+
+/// The backbone's own weights as trainables (full fine-tuning): each is read from the file (or
+/// taken from `trainables` when a checkpoint restored it) and marked for gradients.
+pub struct TrainableBackbone<'a> {
+    pub frozen: TchStore<'a>,
+    pub trainables: &'a mut TchTrainables,
+}
+
+impl Weights<TchOps> for TrainableBackbone<'_> {
+    fn get(&mut self, o: &mut TchOps, name: &str, shape: &[usize]) -> ModelResult<Tensor> {
+        if let Some(t) = self.trainables.tensors.get(name) {
+            let got: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+            if got != shape {
+                return Err(ModelError::Shape { name: name.into(), expected: shape.to_vec(), got });
+            }
+            return Ok(t.shallow_clone());
+        }
+        let t = self.frozen.get(o, name, shape)?.set_requires_grad(true);
+        self.trainables.tensors.insert(name.into(), t.shallow_clone());
+        Ok(t)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.frozen.contains(name)
     }
 }
