@@ -135,6 +135,7 @@ fn every_available_method_and_ablation_trains() {
         ("lora", Box::new(|c| c.method.method = Method::Lora)),
         ("dora", Box::new(|c| c.method.method = Method::Dora)),
         ("full", Box::new(|c| c.method.method = Method::Full)),
+        ("ptuning", Box::new(|c| c.method.method = Method::Ptuning)),
         ("hydralora", Box::new(|c| c.method.method = Method::Hydralora)),
         ("mixlora", Box::new(|c| c.method.method = Method::Mixlora)),
         ("soft", Box::new(|c| c.method.gate = GateMode::Soft)),

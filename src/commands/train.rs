@@ -88,6 +88,9 @@ fn dry_run(c: &TrainConfig) -> anyhow::Result<()> {
     let profile_dim = if method.method == cuma_model::config::Method::Full {
         counter.total = backbone_params;
         0
+    } else if method.method == cuma_model::config::Method::Ptuning {
+        cuma_model::adapters::Prefix::init(&mut ShapeOps, &mut counter, &dc, method.prefix_tokens)?;
+        0
     } else {
         DecoderAdapters::init(&mut ShapeOps, &mut counter, &shapes, &method, dim)?.profile_dim
     };

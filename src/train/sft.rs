@@ -17,7 +17,7 @@ use crate::tch_ops::TchOps;
 use crate::tokenizer::chat::{render, Message};
 use crate::trainables::TchTrainables;
 use crate::{Error, Result};
-use cuma_model::adapters::{balance_loss, DecoderAdapters};
+use cuma_model::adapters::{balance_loss, DecoderAdapters, Prefix};
 use cuma_model::config::{ExpertLayout, Method, MethodConfig, RouterLayout};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,16 +52,13 @@ pub fn effective_method(m: &MethodConfig) -> Result<MethodConfig> {
             m.expert_layout = ExpertLayout::SharedA;
             m.profile_in_router = false;
         }
-        Method::Full => {}
+        Method::Full | Method::Ptuning => {}
         Method::Mixlora => {
             m.expert_layout = ExpertLayout::SeparateA;
             m.router_layout = RouterLayout::PerLayer;
             m.router_hidden = 0;
             m.profile_in_router = false;
             m.top_k = 2.min(m.experts);
-        }
-        other => {
-            return Err(Error::Invalid(format!("method `{other:?}` is not available in this build yet (available: cuma, lora, dora, hydralora, mixlora, full)")));
         }
     }
     Ok(m)
@@ -132,6 +129,8 @@ pub struct SftRun {
     pub manifest: CheckpointManifest,
     /// Items skipped as too long.
     pub too_long: usize,
+    /// P-tuning v2's virtual tokens, when that is the method.
+    pub prefix: Option<Prefix<Tensor>>,
 }
 
 /// One optimiser step's numbers (also a line of `metrics.jsonl`).
@@ -238,8 +237,12 @@ impl SftRun {
         }
 
         tch::manual_seed(config.seed as i64);
+        let mut prefix = None;
         let profile_dim = if full {
             0 // every backbone weight trains; no adapters, no router
+        } else if method.method == Method::Ptuning {
+            prefix = Some(Prefix::init(&mut TchOps::new(device), &mut store, model.config(), method.prefix_tokens)?);
+            0
         } else {
             let adapters = DecoderAdapters::init(&mut TchOps::new(device), &mut store, &model.decoder, &method, encoder.dim)
                 .map_err(|e| Error::Invalid(format!("attaching adapters: {e}")))?;
@@ -263,7 +266,7 @@ impl SftRun {
             profile_dim,
             state: state.clone(),
         };
-        Ok(Self { config, model, profiles, examples, store, optimizer, state, manifest, too_long })
+        Ok(Self { config, model, profiles, examples, store, optimizer, state, manifest, too_long, prefix })
     }
 
     /// The example at global position `i` of the seeded, per-epoch shuffled order.
@@ -303,7 +306,16 @@ impl SftRun {
         let rows: Vec<i64> = batch.iter().map(|e| e.profile as i64).collect();
         let profile = self.profiles.f_index_select(0, &Tensor::f_from_slice(&rows)?.f_to_device(device)?)?;
         let mut o = TchOps { device, train: true };
-        let out = self.model.run_hidden(&mut o, &StepInput { ids: &ids_t, attention_mask: &mask_t, past: None, profile: Some(&profile) })?;
+        // P-tuning: the virtual tokens enter as a past every sequence attends to.
+        let (past, full_mask) = match &self.prefix {
+            Some(p) => {
+                let ones = Tensor::f_ones([batch.len() as i64, 1, 1, 1], (Kind::Float, device))?;
+                let prefix_mask = Tensor::f_ones([batch.len() as i64, p.tokens as i64], (Kind::Int64, device))?;
+                (Some(p.past(&mut o, &ones)?), Tensor::f_cat(&[&prefix_mask, &mask_t], 1)?)
+            }
+            None => (None, mask_t.shallow_clone()),
+        };
+        let out = self.model.run_hidden(&mut o, &StepInput { ids: &ids_t, attention_mask: &full_mask, past: past.as_deref(), profile: Some(&profile) })?;
         let hidden = out.hidden.f_view([-1, self.model.config().hidden_size as i64])?;
         let picked = hidden.f_index_select(0, &Tensor::f_from_slice(&positions)?.f_to_device(device)?)?;
         let logits = self.model.decoder.logits(&mut o, &picked)?;

@@ -5,6 +5,7 @@
 pub mod balance;
 pub mod experts;
 pub mod gate;
+pub mod prefix;
 pub mod router;
 pub mod run;
 pub mod set;
@@ -12,6 +13,7 @@ pub mod set;
 pub use balance::balance_loss;
 pub use experts::ExpertBank;
 pub use gate::{route, Routing};
+pub use prefix::Prefix;
 pub use router::{Router, RouterDims};
 pub use run::LayerRun;
 pub use set::{DecoderAdapters, LayerAdapters, ModuleAdapter};
