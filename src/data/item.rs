@@ -1,4 +1,5 @@
-//! The canonical multiple-choice item: one survey answer of one respondent, with the profile.
+//! The canonical items: a multiple-choice survey answer of one respondent ([`ChoiceItem`]), or a
+//! chat conversation ([`ChatItem`]), each with the profile of who answered.
 //!
 //! ```json
 //! {"id": "20070033/Q1", "respondent": "20070033", "question_id": "Q1",
@@ -9,6 +10,7 @@
 //! ```
 
 use super::profile::Profile;
+use crate::tokenizer::chat::Message;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -76,5 +78,104 @@ impl ChoiceItem {
     /// The answer letter.
     pub fn answer_letter(&self) -> char {
         LETTERS.chars().nth(self.answer).unwrap_or('?')
+    }
+}
+
+/// One chat item: a conversation whose final assistant reply is the training target.
+///
+/// ```json
+/// {"id": "c1", "profile": {"country": "Chile"},
+///  "messages": [{"role": "user", "content": "What matters in a good life?"},
+///               {"role": "assistant", "content": "Family, mostly."}],
+///  "chosen": "Family, mostly.", "rejected": "Money."}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatItem {
+    pub id: String,
+    pub profile: Profile,
+    pub messages: Vec<Message>,
+    /// Preferred final reply (preference data); used as the target when the messages end with
+    /// the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, String>,
+}
+
+impl ChatItem {
+    /// The context (every message before the final reply) and the final reply.
+    pub fn split_reply(&self) -> Result<(&[Message], &str), String> {
+        match self.messages.split_last() {
+            Some((last, context)) if last.role == "assistant" => Ok((context, &last.content)),
+            Some((last, _)) if last.role == "user" => {
+                let reply = self.chosen.as_deref().ok_or("the messages end with the user and there is no `chosen` reply")?;
+                Ok((&self.messages, reply))
+            }
+            Some((last, _)) => Err(format!("the last message has role `{}`", last.role)),
+            None => Err("no messages".into()),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for m in &self.messages {
+            if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+                return Err(format!("unknown role `{}`", m.role));
+            }
+        }
+        self.split_reply().map(|_| ())
+    }
+}
+
+/// Either kind of item; a line with `messages` is a chat item, otherwise a multiple-choice one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Item {
+    Choice(ChoiceItem),
+    Chat(ChatItem),
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let is_chat = v.get("messages").is_some();
+        let item = if is_chat { serde_json::from_value(v).map(Item::Chat) } else { serde_json::from_value(v).map(Item::Choice) };
+        item.map_err(serde::de::Error::custom)
+    }
+}
+
+impl Item {
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Item::Choice(c) => c.validate(),
+            Item::Chat(c) => c.validate(),
+        }
+    }
+
+    pub fn profile(&self) -> &Profile {
+        match self {
+            Item::Choice(c) => &c.profile,
+            Item::Chat(c) => &c.profile,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_told_apart_by_their_fields() {
+        let chat: Item = serde_json::from_str(r#"{"id":"c","profile":{},"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}"#).expect("chat");
+        assert!(matches!(chat, Item::Chat(_)));
+        assert_eq!(chat.validate(), Ok(()));
+        let choice: Item = serde_json::from_str(r#"{"id":"1","respondent":"r","question_id":"Q","profile":{},"question":"q?","options":["a","b"],"answer":0}"#).expect("choice");
+        assert!(matches!(choice, Item::Choice(_)));
+        let open: Item = serde_json::from_str(r#"{"id":"c","profile":{},"messages":[{"role":"user","content":"hi"}]}"#).expect("parses");
+        assert!(open.validate().unwrap_err().contains("chosen"));
+        let err = serde_json::from_str::<Item>(r#"{"id":"c","profile":{},"messages":[],"extra":1}"#).expect_err("unknown field");
+        assert!(err.to_string().contains("extra"), "{err}");
     }
 }

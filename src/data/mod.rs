@@ -8,5 +8,5 @@ pub mod profile;
 pub mod split;
 pub mod wvs;
 
-pub use item::{ChoiceItem, Scale};
+pub use item::{ChatItem, ChoiceItem, Item, Scale};
 pub use profile::{Profile, ProfileStyle};

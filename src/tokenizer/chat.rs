@@ -7,6 +7,7 @@ use serde::Serialize;
 
 /// One chat message.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Message {
     pub role: String,
     pub content: String,

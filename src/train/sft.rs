@@ -9,7 +9,7 @@ use super::checkpoint::{self, CheckpointManifest, ModelIdentity, TrainState};
 use super::config::TrainConfig;
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::cosine_with_warmup;
-use crate::data::{jsonl, profile, ChoiceItem};
+use crate::data::{jsonl, profile, ChatItem, ChoiceItem, Item};
 use crate::models::backbone::{Backbone, StepInput};
 use crate::models::ProfileEncoder;
 use crate::sampling::Rng;
@@ -64,7 +64,25 @@ pub fn effective_method(m: &MethodConfig) -> Result<MethodConfig> {
     Ok(m)
 }
 
-/// Renders and tokenises `item`; `None` when it is longer than `max_len`.
+/// Renders and tokenises a chat item with the loss on its final reply (plus the end-of-turn
+/// token); the profile becomes the system message unless the item has its own. `None` when
+/// longer than `max_len`.
+pub fn tokenize_chat(model: &Backbone, item: &ChatItem, profile_text: &str, cfg: &TrainConfig, profile_row: usize) -> Result<Option<Example>> {
+    let (context, reply) = item.split_reply().map_err(|e| Error::Invalid(format!("chat item {}: {e}", item.id)))?;
+    let mut messages: Vec<Message> = Vec::with_capacity(context.len() + 1);
+    if context.first().is_none_or(|m| m.role != "system") {
+        messages.push(Message::new("system", if cfg.method.profile_in_prompt { profile_text } else { NEUTRAL_SYSTEM }));
+    }
+    messages.extend(context.iter().cloned());
+    let prompt = render(&model.tokenizer, &messages)?;
+    let mut ids = model.tokenizer.encode(&prompt, false)?;
+    let targets_from = ids.len();
+    ids.extend(model.tokenizer.encode(reply, false)?);
+    ids.extend(model.tokenizer.end_of_turn.first());
+    Ok((ids.len() <= cfg.max_len && ids.len() > targets_from).then_some(Example { ids, targets_from, profile: profile_row }))
+}
+
+/// Renders and tokenises a multiple-choice item; `None` when it is longer than `max_len`.
 pub fn tokenize(model: &Backbone, item: &ChoiceItem, profile_text: &str, cfg: &TrainConfig, profile_row: usize) -> Result<Option<Example>> {
     let system = if cfg.method.profile_in_prompt { profile_text } else { NEUTRAL_SYSTEM };
     let prompt = render(&model.tokenizer, &[Message::new("system", system), Message::new("user", &item.user_prompt())])?;
@@ -176,7 +194,7 @@ impl SftRun {
         let backbone_path = crate::defaults::backbone(config.backbone.as_deref())?;
         let encoder_path = crate::defaults::encoder(config.encoder.as_deref())?;
         let data_path = config.data.clone().ok_or_else(|| Error::Invalid("no training data (set `data` or --data)".into()))?;
-        let mut loaded = jsonl::read::<ChoiceItem>(&data_path, ChoiceItem::validate)?;
+        let mut loaded = jsonl::read::<Item>(&data_path, Item::validate)?;
         if progress {
             eprintln!("{}: {}", data_path.display(), loaded.summary());
         }
@@ -216,7 +234,7 @@ impl SftRun {
             .rows
             .iter()
             .map(|it| {
-                let text = profile::render(&it.profile, &order, config.profile_style);
+                let text = profile::render(it.profile(), &order, config.profile_style);
                 *row_of.entry(text.clone()).or_insert_with(|| {
                     texts.push(text);
                     texts.len() - 1
@@ -227,7 +245,11 @@ impl SftRun {
         let mut examples = Vec::with_capacity(loaded.rows.len());
         let mut too_long = 0;
         for (item, &row) in loaded.rows.iter().zip(&item_rows) {
-            match tokenize(&model, item, &texts[row], &config, row)? {
+            let example = match item {
+                Item::Choice(c) => tokenize(&model, c, &texts[row], &config, row)?,
+                Item::Chat(c) => tokenize_chat(&model, c, &texts[row], &config, row)?,
+            };
+            match example {
                 Some(e) => examples.push(e),
                 None => too_long += 1,
             }
