@@ -31,7 +31,8 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
-    /// World Values Survey wave 7 directory (CSV + codebook.json + question_metadata.json) -> canonical JSONL.
+    /// Raw World Values Survey wave 7 (CSV + codebook.json + question_metadata.json), or the
+    /// WorldValuesBench TSV layout, -> canonical JSONL.
     Convert(ConvertArgs),
     /// Split canonical JSONL by respondent into train.jsonl / test.jsonl (seeded).
     Split(SplitArgs),
@@ -40,8 +41,17 @@ pub enum DataCommand {
 #[derive(clap::Args, Debug)]
 pub struct ConvertArgs {
     /// Directory with WVS*.csv, codebook.json, question_metadata.json (and answer_adjustment.json).
+    #[arg(long, required_unless_present = "wvb", conflicts_with = "wvb")]
+    pub wvs: Option<PathBuf>,
+    /// WorldValuesBench directory with {split}_demographic_qa.tsv and {split}_value_qa.tsv.
     #[arg(long)]
-    pub wvs: PathBuf,
+    pub wvb: Option<PathBuf>,
+    /// WorldValuesBench split to read (train, valid, test, full).
+    #[arg(long, default_value = "train", requires = "wvb")]
+    pub split: String,
+    /// Directory with codebook.json and question_metadata.json for --wvb (default: the --wvb directory).
+    #[arg(long, requires = "wvb")]
+    pub meta: Option<PathBuf>,
     /// Output JSONL file.
     #[arg(long)]
     pub out: PathBuf,

@@ -28,3 +28,37 @@ fn converts_the_real_survey_into_items() {
     let ratio = train.len() as f64 / test.len() as f64;
     assert!((8.0..12.5).contains(&ratio), "train/test ratio {ratio}");
 }
+
+#[test]
+fn reads_the_worldvaluesbench_tsv_layout() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wvb");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    // Text demographics (as WorldValuesBench writes them), integer answers already recoded,
+    // empty cells for missing answers, one value row without a demographic row, one short row.
+    std::fs::write(
+        dir.join("test_demographic_qa.tsv"),
+        "D_INTERVIEW\tB_COUNTRY\tQ260\tX003R\tQ289\n\
+         156070594\tChina\tFemale\t25-34 years\tDo not belong to a denomination\n\
+         840070001\tUnited States\tMale\t65 and over\tNo answer/refused\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("test_value_qa.tsv"),
+        "D_INTERVIEW\tQ1\tQ56\tQ2\n156070594\t1.0\t3.0\t\n840070001\t4\t2\t2\n999070001\t1\t1\t1\n840070001\t1\n",
+    )
+    .expect("write");
+    let (items, report) = cuma::data::wvb::items(&dir, "test", &wvs_dir()).expect("reads");
+    assert_eq!(report.skipped, 2, "{}", report.summary());
+    assert_eq!(items.len(), 5);
+    let first = &items[0];
+    assert_eq!(first.question_id, "Q1");
+    assert_eq!(first.answer, 0);
+    assert_eq!(first.profile["country"], "China");
+    assert_eq!(first.profile["age"], "25-34");
+    // Q56 values are already recoded: 3 is the third option of the adjusted scale.
+    let q56 = items.iter().find(|i| i.question_id == "Q56" && i.respondent == "156070594").expect("Q56");
+    assert_eq!(q56.answer, 2);
+    // "No answer/refused" is the label of a missing code: the attribute is omitted.
+    let us = items.iter().find(|i| i.respondent == "840070001").expect("US");
+    assert!(!us.profile.contains_key("religion"));
+}

@@ -12,13 +12,25 @@ pub fn run(cmd: &DataCommand) -> anyhow::Result<()> {
 }
 
 fn convert(a: &ConvertArgs) -> anyhow::Result<()> {
-    let source = WvsSource::open(&a.wvs).with_context(|| format!("reading {}", a.wvs.display()))?;
-    let (items, report) = source.items(a.questions.as_deref())?;
+    let (mut items, report) = match (&a.wvs, &a.wvb) {
+        (Some(dir), _) => {
+            let source = WvsSource::open(dir).with_context(|| format!("reading {}", dir.display()))?;
+            source.items(a.questions.as_deref())?
+        }
+        (None, Some(dir)) => {
+            let meta = a.meta.as_deref().unwrap_or(dir);
+            cuma::data::wvb::items(dir, &a.split, meta).with_context(|| format!("reading {} (split {})", dir.display(), a.split))?
+        }
+        (None, None) => anyhow::bail!("pass --wvs or --wvb"),
+    };
+    if let Some(only) = &a.questions {
+        items.retain(|i| only.contains(&i.question_id));
+    }
     jsonl::write(&a.out, &items)?;
     let respondents: std::collections::BTreeSet<&str> = items.iter().map(|i| i.respondent.as_str()).collect();
     let questions: std::collections::BTreeSet<&str> = items.iter().map(|i| i.question_id.as_str()).collect();
     eprintln!(
-        "wrote {} items ({} respondents, {} questions) to {}; CSV {}",
+        "wrote {} items ({} respondents, {} questions) to {}; source: {}",
         items.len(),
         respondents.len(),
         questions.len(),

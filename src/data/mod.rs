@@ -6,6 +6,7 @@ pub mod item;
 pub mod jsonl;
 pub mod profile;
 pub mod split;
+pub mod wvb;
 pub mod wvs;
 
 pub use item::{ChatItem, ChoiceItem, Item, Scale};

@@ -65,11 +65,17 @@ impl Question {
     }
 }
 
+/// Survey metadata: the value questions (with adjusted options) and the codebook labels of the
+/// profile columns. Shared by the raw WVS and the WorldValuesBench readers.
+pub struct SurveyMeta {
+    pub questions: Vec<Question>,
+    labels: HashMap<String, BTreeMap<String, String>>,
+}
+
 /// The files of a WVS-7 directory.
 pub struct WvsSource {
     pub csv: PathBuf,
-    pub questions: Vec<Question>,
-    labels: HashMap<String, BTreeMap<String, String>>,
+    pub meta: SurveyMeta,
     country_alpha_column: &'static str,
 }
 
@@ -127,8 +133,65 @@ fn build_question(id: &str, meta: &Metadata, choices: &BTreeMap<String, String>,
     })
 }
 
+impl SurveyMeta {
+    /// Reads `codebook.json`, `question_metadata.json` and (optionally) `answer_adjustment.json`
+    /// from `dir`, keeping the value questions for which `has_column` is true.
+    pub fn open(dir: &Path, has_column: impl Fn(&str) -> bool) -> Result<Self> {
+        let codebook: HashMap<String, CodebookEntry> = read_json(&dir.join("codebook.json"))?;
+        let metadata: BTreeMap<String, Metadata> = read_json(&dir.join("question_metadata.json"))?;
+        let adjust_path = dir.join("answer_adjustment.json");
+        let adjust: BTreeMap<String, BTreeMap<String, String>> = if adjust_path.is_file() { read_json(&adjust_path)? } else { BTreeMap::new() };
+        let mut questions: Vec<Question> = metadata
+            .iter()
+            .filter(|(id, m)| m.use_case.as_deref() == Some("value") && has_column(id))
+            .filter_map(|(id, m)| build_question(id, m, &codebook.get(id)?.choices, adjust.get(id)))
+            .collect();
+        questions.sort_by_key(|q| q.id.trim_start_matches('Q').parse::<u32>().unwrap_or(u32::MAX));
+        let labels = PROFILE_COLUMNS.iter().filter_map(|(_, col)| Some((col.to_string(), codebook.get(*col)?.choices.clone()))).collect();
+        Ok(Self { questions, labels })
+    }
+
+    /// The text of a raw profile code; `None` for missing (negative) codes.
+    pub fn label(&self, column: &str, raw: &str) -> Option<String> {
+        let c = code(raw).filter(|c| *c >= 0)?;
+        let label = self.labels.get(column)?.get(&c.to_string())?;
+        Some(label.trim_end_matches(" years").to_string())
+    }
+
+    /// A profile value already written as text (WorldValuesBench); `None` for the labels of
+    /// missing codes ("No answer", "Not asked", ...).
+    pub fn text_value(&self, column: &str, text: &str) -> Option<String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        if let Some(choices) = self.labels.get(column) {
+            let missing = choices.iter().any(|(k, v)| v == text && code(k).is_some_and(|c| c < 0));
+            if missing {
+                return None;
+            }
+        }
+        Some(text.trim_end_matches(" years").to_string())
+    }
+}
+
+/// The question-by-question item of one answer.
+pub(crate) fn item_for(q: &Question, respondent: &str, option: usize, profile: &Profile, groups: &BTreeMap<String, String>) -> ChoiceItem {
+    ChoiceItem {
+        id: format!("{respondent}/{}", q.id),
+        respondent: respondent.to_string(),
+        question_id: q.id.clone(),
+        profile: profile.clone(),
+        question: q.text.clone(),
+        options: q.options.clone(),
+        answer: option,
+        scale: Some(q.scale),
+        groups: groups.clone(),
+    }
+}
+
 impl WvsSource {
-    /// Reads a directory laid out like `shared/data/wvs7`: one `*.csv`, `codebook.json`,
+    /// Reads a directory laid out like `shared/data/wvs7`: one `WVS*.csv`, `codebook.json`,
     /// `question_metadata.json` and (optionally) `answer_adjustment.json`.
     pub fn open(dir: &Path) -> Result<Self> {
         let csv = std::fs::read_dir(dir)
@@ -136,28 +199,12 @@ impl WvsSource {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.extension().is_some_and(|e| e == "csv") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("WVS")))
             .ok_or_else(|| Error::ModelPath { path: dir.into(), reason: "no WVS*.csv file here".into() })?;
-        let codebook: HashMap<String, CodebookEntry> = read_json(&dir.join("codebook.json"))?;
-        let metadata: BTreeMap<String, Metadata> = read_json(&dir.join("question_metadata.json"))?;
-        let adjust_path = dir.join("answer_adjustment.json");
-        let adjust: BTreeMap<String, BTreeMap<String, String>> = if adjust_path.is_file() { read_json(&adjust_path)? } else { BTreeMap::new() };
         let header: Vec<String> = {
             let mut r = csv::Reader::from_path(&csv).map_err(|e| Error::Invalid(format!("{}: {e}", csv.display())))?;
             r.headers().map_err(|e| Error::Invalid(format!("{}: {e}", csv.display())))?.iter().map(str::to_string).collect()
         };
-        let mut questions: Vec<Question> = metadata
-            .iter()
-            .filter(|(id, m)| m.use_case.as_deref() == Some("value") && header.contains(id))
-            .filter_map(|(id, m)| build_question(id, m, &codebook.get(id)?.choices, adjust.get(id)))
-            .collect();
-        questions.sort_by_key(|q| q.id.trim_start_matches('Q').parse::<u32>().unwrap_or(u32::MAX));
-        let labels = PROFILE_COLUMNS.iter().filter_map(|(_, col)| Some((col.to_string(), codebook.get(*col)?.choices.clone()))).collect();
-        Ok(Self { csv, questions, labels, country_alpha_column: "B_COUNTRY_ALPHA" })
-    }
-
-    fn label(&self, column: &str, raw: &str) -> Option<String> {
-        let c = code(raw).filter(|c| *c >= 0)?;
-        let label = self.labels.get(column)?.get(&c.to_string())?;
-        Some(label.trim_end_matches(" years").to_string())
+        let meta = SurveyMeta::open(dir, |id| header.iter().any(|h| h == id))?;
+        Ok(Self { csv, meta, country_alpha_column: "B_COUNTRY_ALPHA" })
     }
 
     /// Every (respondent, question) answer as an item. Rows that cannot be read are skipped and
@@ -171,6 +218,7 @@ impl WvsSource {
         let alpha_col = col(self.country_alpha_column);
         let profile_cols: Vec<(&str, &str, usize)> = PROFILE_COLUMNS.iter().filter_map(|(a, c)| Some((*a, *c, col(c)?))).collect();
         let questions: Vec<(&Question, usize)> = self
+            .meta
             .questions
             .iter()
             .filter(|q| only.is_none_or(|o| o.contains(&q.id)))
@@ -196,7 +244,7 @@ impl WvsSource {
                 }
             };
             let respondent = record[id_col].to_string();
-            let mut profile: Profile = profile_cols.iter().filter_map(|(a, c, i)| Some((a.to_string(), self.label(c, &record[*i])?))).collect();
+            let mut profile: Profile = profile_cols.iter().filter_map(|(a, c, i)| Some((a.to_string(), self.meta.label(c, &record[*i])?))).collect();
             let mut groups = BTreeMap::new();
             if let Some(i) = alpha_col {
                 let alpha = record[i].trim().to_string();
@@ -208,17 +256,7 @@ impl WvsSource {
             }
             for (q, i) in &questions {
                 let Some(answer) = code(&record[*i]).and_then(|c| q.option_for(c)) else { continue };
-                items.push(ChoiceItem {
-                    id: format!("{respondent}/{}", q.id),
-                    respondent: respondent.clone(),
-                    question_id: q.id.clone(),
-                    profile: profile.clone(),
-                    question: q.text.clone(),
-                    options: q.options.clone(),
-                    answer,
-                    scale: Some(q.scale),
-                    groups: groups.clone(),
-                });
+                items.push(item_for(q, &respondent, answer, &profile, &groups));
             }
             report.rows.push(());
         }
