@@ -73,6 +73,13 @@ pub struct SplitArgs {
     pub ratio: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Zero-shot protocol: hold out this fraction of the unique profiles (country x age x gender x
+    /// education) inside each cultural cluster; their items go to heldout.jsonl.
+    #[arg(long)]
+    pub heldout_fraction: Option<f64>,
+    /// Country -> cluster CSV (iso3,country,cluster); default: the map shipped with cuma.
+    #[arg(long, requires = "heldout_fraction")]
+    pub clusters: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -62,3 +62,22 @@ fn reads_the_worldvaluesbench_tsv_layout() {
     let us = items.iter().find(|i| i.respondent == "840070001").expect("US");
     assert!(!us.profile.contains_key("religion"));
 }
+
+#[test]
+fn zero_shot_split_holds_out_profiles_in_every_cluster() {
+    use cuma::data::clusters::ClusterMap;
+    let src = WvsSource::open(&wvs_dir()).expect("data");
+    let (items, _) = src.items(Some(&["Q1".to_string(), "Q2".to_string()])).expect("items");
+    let map = ClusterMap::embedded().expect("map");
+    for i in &items {
+        assert!(map.cluster_of(&i.groups["country"]).is_some(), "{} has no cluster", i.groups["country"]);
+    }
+    let n = items.len();
+    let s = split::with_heldout(items, 10, 0, &map, 0.1);
+    assert_eq!(s.unclustered, 0);
+    assert_eq!(s.train.len() + s.test.len() + s.heldout.len(), n);
+    assert!(s.per_cluster.len() >= 8, "{:?}", s.per_cluster);
+    assert!(s.per_cluster.values().all(|(held, all)| *held >= 1 && held < all));
+    let held: BTreeSet<String> = s.heldout.iter().map(|i| split::profile_key(&i.profile)).collect();
+    assert!(s.train.iter().chain(&s.test).all(|i| !held.contains(&split::profile_key(&i.profile))), "a held-out profile leaked");
+}

@@ -46,8 +46,29 @@ fn split_cmd(a: &SplitArgs) -> anyhow::Result<()> {
     }
     let loaded = jsonl::read::<ChoiceItem>(&a.input, ChoiceItem::validate)?;
     eprintln!("{}: {}", a.input.display(), loaded.summary());
-    let (train, test) = split::by_respondent(loaded.rows, a.ratio, a.seed);
     std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    let (train, test) = match a.heldout_fraction {
+        None => split::by_respondent(loaded.rows, a.ratio, a.seed),
+        Some(f) => {
+            if !(0.0..1.0).contains(&f) {
+                anyhow::bail!("--heldout-fraction must be in [0, 1), got {f}");
+            }
+            let map = match &a.clusters {
+                Some(p) => cuma::data::clusters::ClusterMap::from_csv(p)?,
+                None => cuma::data::clusters::ClusterMap::embedded()?,
+            };
+            let s = split::with_heldout(loaded.rows, a.ratio, a.seed, &map, f);
+            for (cluster, (held, all)) in &s.per_cluster {
+                eprintln!("  {cluster:<22} {held:>4} of {all:>5} profiles held out");
+            }
+            if s.unclustered > 0 {
+                eprintln!("warning: {} items have a country without a cluster; none of them is held out", s.unclustered);
+            }
+            jsonl::write(&a.out_dir.join("heldout.jsonl"), &s.heldout)?;
+            eprintln!("heldout {} items", s.heldout.len());
+            (s.train, s.test)
+        }
+    };
     jsonl::write(&a.out_dir.join("train.jsonl"), &train)?;
     jsonl::write(&a.out_dir.join("test.jsonl"), &test)?;
     eprintln!("train {} items, test {} items (seed {}, {}:1 by respondent) in {}", train.len(), test.len(), a.seed, a.ratio, a.out_dir.display());

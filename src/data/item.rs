@@ -174,7 +174,7 @@ mod tests {
         let choice: Item = serde_json::from_str(r#"{"id":"1","respondent":"r","question_id":"Q","profile":{},"question":"q?","options":["a","b"],"answer":0}"#).expect("choice");
         assert!(matches!(choice, Item::Choice(_)));
         let open: Item = serde_json::from_str(r#"{"id":"c","profile":{},"messages":[{"role":"user","content":"hi"}]}"#).expect("parses");
-        assert!(open.validate().unwrap_err().contains("chosen"));
+        assert!(open.validate().expect_err("no reply").contains("chosen"));
         let err = serde_json::from_str::<Item>(r#"{"id":"c","profile":{},"messages":[],"extra":1}"#).expect_err("unknown field");
         assert!(err.to_string().contains("extra"), "{err}");
     }

@@ -2,6 +2,7 @@
 //! malformed-row reports ([`jsonl`]), profiles and their text ([`profile`]), and converters from
 //! raw World Values Survey wave 7 files ([`wvs`]).
 
+pub mod clusters;
 pub mod item;
 pub mod jsonl;
 pub mod profile;
