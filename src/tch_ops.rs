@@ -10,13 +10,25 @@ pub struct TchOps {
     pub device: Device,
     /// Training mode: dropout is active.
     pub train: bool,
+    /// Mixed precision: matrix products compute in bf16 (inputs cast, result cast back to f32),
+    /// as autocast does; weights, norms, softmax and losses stay f32.
+    pub bf16_matmul: bool,
 }
 
 impl TchOps {
-    /// Inference on `device` (dropout off).
+    /// Inference on `device` (dropout off, f32 throughout).
     pub fn new(device: Device) -> Self {
-        Self { device, train: false }
+        Self { device, train: false, bf16_matmul: false }
     }
+
+    /// Training on `device`: dropout on, bf16 matrix products when `mixed`.
+    pub fn training(device: Device, mixed: bool) -> Self {
+        Self { device, train: true, bf16_matmul: mixed }
+    }
+}
+
+fn bf16(x: &Tensor) -> std::result::Result<Tensor, tch::TchError> {
+    x.f_to_kind(Kind::BFloat16)
 }
 
 fn t<T>(r: std::result::Result<T, tch::TchError>) -> Result<T> {
@@ -31,9 +43,16 @@ impl Ops for TchOps {
     }
 
     fn matmul(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        if self.bf16_matmul {
+            return t(bf16(a).and_then(|a| a.f_matmul(&bf16(b)?)).and_then(|y| y.f_to_kind(Kind::Float)));
+        }
         t(a.f_matmul(b))
     }
     fn linear(&mut self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        if self.bf16_matmul {
+            let bias = b.map(bf16).transpose().map_err(|e| Error::Backend(e.to_string()))?;
+            return t(bf16(x).and_then(|x| x.f_linear(&bf16(w)?, bias.as_ref())).and_then(|y| y.f_to_kind(Kind::Float)));
+        }
         t(x.f_linear(w, b))
     }
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {

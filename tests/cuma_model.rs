@@ -84,7 +84,7 @@ fn a_training_step_moves_adapters_and_never_the_backbone() {
     let params: Vec<Tensor> = store.tensors.values().map(Tensor::shallow_clone).collect();
     let snapshot: Vec<Tensor> = params.iter().map(|p| p.detach().copy()).collect();
     let mut opt = AdamW::new(params.iter().map(Tensor::shallow_clone).collect(), AdamWConfig::default()).expect("optimiser");
-    let mut o = TchOps { device: CPU, train: true };
+    let mut o = TchOps::training(CPU, false);
     let out = model.run(&mut o, &StepInput { ids: &ids, attention_mask: &mask, past: None, profile: Some(&profile) }).expect("forward");
     let loss = out.logits.log_softmax(-1, Kind::Float).select(2, 11).mean(Kind::Float).neg();
     loss.backward();
@@ -120,7 +120,7 @@ fn train_two_groups(cfg: &MethodConfig, steps: usize) -> f64 {
     let token_mask = Tensor::ones([2, n, 1], (Kind::Float, CPU));
     for _ in 0..steps {
         opt.zero_grad();
-        let mut o = TchOps { device: CPU, train: true };
+        let mut o = TchOps::training(CPU, false);
         let out = model.run(&mut o, &input).expect("forward");
         let last = out.logits.select(1, n - 1); // [2, vocab]: the answer position
         let mut loss = last.cross_entropy_for_logits(&answers);

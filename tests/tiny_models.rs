@@ -166,3 +166,23 @@ fn encoder_truncates_profiles_to_128_tokens() {
     let v = enc.embed(&[long.as_str(), "short"]).expect("long text embeds");
     assert_eq!(v.size(), vec![2, 64]);
 }
+
+#[test]
+fn bf16_matrix_products_stay_close_to_f32() {
+    use cuma::models::backbone::StepInput;
+    use cuma::tch_ops::TchOps;
+    let model = Backbone::load(&tiny("llama"), Device::Cpu).expect("loads");
+    let _guard = tch::no_grad_guard();
+    let ids = Tensor::from_slice(&[3i64, 17, 42, 99, 7]).view([1, 5]);
+    let mask = Tensor::ones([1, 5], (Kind::Int64, Device::Cpu));
+    let input = StepInput { ids: &ids, attention_mask: &mask, past: None, profile: None };
+    let full = model.run(&mut TchOps::new(Device::Cpu), &input).expect("f32").logits;
+    let mut mixed_ops = TchOps::new(Device::Cpu);
+    mixed_ops.bf16_matmul = true;
+    let mixed = model.run(&mut mixed_ops, &input).expect("bf16").logits;
+    assert_eq!(mixed.kind(), Kind::Float, "results come back as f32");
+    let diff = (&mixed - &full).abs().max().double_value(&[]);
+    let scale = full.abs().max().double_value(&[]);
+    assert!(diff > 0.0, "bf16 path not taken");
+    assert!(diff < 0.05 * scale, "bf16 logits drift {diff} on a scale of {scale}");
+}

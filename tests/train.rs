@@ -147,6 +147,7 @@ fn every_available_method_and_ablation_trains() {
         ("no-demographics", Box::new(|c| c.method.profile_in_router = false)),
         ("no-balance", Box::new(|c| c.method.balance = false)),
         ("no-profile-prompt", Box::new(|c| c.method.profile_in_prompt = false)),
+        ("bf16-matmul", Box::new(|c| c.force_bf16 = true)),
     ];
     for (name, tweak) in variants {
         let mut c = config(&dir, name);

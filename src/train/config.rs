@@ -42,6 +42,10 @@ pub struct TrainConfig {
     /// Use only the first N items of the data (0: all).
     pub max_items: usize,
     pub device: String,
+    /// Matrix products in bf16 on CUDA (fp32 master weights); off on CPU unless `force_bf16`.
+    pub bf16_on_cuda: bool,
+    /// bf16 matrix products on any device (for tests of the mixed-precision path on CPU).
+    pub force_bf16: bool,
 }
 
 impl Default for TrainConfig {
@@ -67,6 +71,8 @@ impl Default for TrainConfig {
             profile_order: crate::data::profile::DEFAULT_ORDER.iter().map(|s| s.to_string()).collect(),
             max_items: 0,
             device: "auto".into(),
+            bf16_on_cuda: true,
+            force_bf16: false,
         }
     }
 }

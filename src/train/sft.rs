@@ -327,7 +327,8 @@ impl SftRun {
         let mask_t = Tensor::f_from_slice(&mask)?.f_view(shape)?.f_to_device(device)?;
         let rows: Vec<i64> = batch.iter().map(|e| e.profile as i64).collect();
         let profile = self.profiles.f_index_select(0, &Tensor::f_from_slice(&rows)?.f_to_device(device)?)?;
-        let mut o = TchOps { device, train: true };
+        let mixed = self.config.force_bf16 || (self.config.bf16_on_cuda && device.is_cuda());
+        let mut o = TchOps::training(device, mixed);
         // P-tuning: the virtual tokens enter as a past every sequence attends to.
         let (past, full_mask) = match &self.prefix {
             Some(p) => {
