@@ -8,6 +8,7 @@ pub mod defaults;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod generate;
 pub mod models;
 pub mod sampling;

@@ -1,0 +1,210 @@
+//! The metrics of spec section 9, as plain functions over option distributions. Options are in
+//! scale order; option j of n sits at j / (n - 1) on the normalised [0, 1] scale.
+
+use std::collections::BTreeMap;
+
+/// Index of the most likely option (ties: the lowest index).
+pub fn argmax(p: &[f64]) -> usize {
+    p.iter().enumerate().fold(0, |best, (i, &v)| if v > p[best] { i } else { best })
+}
+
+/// Wasserstein-1 distance between two distributions over the same n ordered options placed at
+/// j / (n - 1): the area between their cumulative distributions.
+pub fn emd(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    if n < 2 {
+        return 0.0;
+    }
+    let (mut ca, mut cb, mut total) = (0.0, 0.0, 0.0);
+    for j in 0..n - 1 {
+        ca += a[j];
+        cb += b[j];
+        total += (ca - cb).abs();
+    }
+    total / (n - 1) as f64
+}
+
+/// The empirical distribution of `answers` over `n` options.
+pub fn histogram(answers: impl IntoIterator<Item = usize>, n: usize) -> Vec<f64> {
+    let mut h = vec![0.0; n];
+    let mut count = 0.0;
+    for a in answers {
+        if a < n {
+            h[a] += 1.0;
+            count += 1.0;
+        }
+    }
+    if count > 0.0 {
+        h.iter_mut().for_each(|x| *x /= count);
+    }
+    h
+}
+
+/// Shannon entropy in nats.
+pub fn entropy(p: &[f64]) -> f64 {
+    -p.iter().filter(|&&x| x > 0.0).map(|&x| x * x.ln()).sum::<f64>()
+}
+
+/// Macro-F1 over the classes that occur in the truth or the predictions (a class never
+/// predicted, or never true, scores 0).
+pub fn macro_f1(truth: &[usize], predicted: &[usize]) -> f64 {
+    let mut classes: Vec<usize> = truth.iter().chain(predicted).copied().collect();
+    classes.sort_unstable();
+    classes.dedup();
+    if classes.is_empty() {
+        return 0.0;
+    }
+    let f1s: Vec<f64> = classes
+        .iter()
+        .map(|&c| {
+            let tp = truth.iter().zip(predicted).filter(|(t, p)| **t == c && **p == c).count() as f64;
+            let fp = truth.iter().zip(predicted).filter(|(t, p)| **t != c && **p == c).count() as f64;
+            let fn_ = truth.iter().zip(predicted).filter(|(t, p)| **t == c && **p != c).count() as f64;
+            if tp == 0.0 {
+                0.0
+            } else {
+                2.0 * tp / (2.0 * tp + fp + fn_)
+            }
+        })
+        .collect();
+    f1s.iter().sum::<f64>() / f1s.len() as f64
+}
+
+/// Routing overlap of two profiles on the same tokens: |S_a ∩ S_b| / k per (router, token),
+/// averaged.
+pub fn routing_overlap(a: &[Vec<usize>], b: &[Vec<usize>]) -> f64 {
+    let pairs: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter(|(x, _)| !x.is_empty())
+        .map(|(x, y)| x.iter().filter(|e| y.contains(e)).count() as f64 / x.len() as f64)
+        .collect();
+    if pairs.is_empty() {
+        0.0
+    } else {
+        pairs.iter().sum::<f64>() / pairs.len() as f64
+    }
+}
+
+/// One evaluated item.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub question: String,
+    /// Group (e.g. country) for `emd_country`.
+    pub group: String,
+    pub truth: usize,
+    /// Option probabilities.
+    pub probs: Vec<f64>,
+}
+
+/// The headline numbers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Summary {
+    pub items: usize,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    pub emd_argmax: f64,
+    pub emd_prob: f64,
+    pub emd_country: f64,
+    pub entropy: f64,
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        0.0
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+}
+
+/// Computes every metric of spec section 9 over `scored`.
+pub fn summarize(scored: &[Scored]) -> Summary {
+    let truth: Vec<usize> = scored.iter().map(|s| s.truth).collect();
+    let predicted: Vec<usize> = scored.iter().map(|s| argmax(&s.probs)).collect();
+    let accuracy = mean(&truth.iter().zip(&predicted).map(|(t, p)| f64::from(u8::from(t == p))).collect::<Vec<_>>());
+    let mut by_question: BTreeMap<&str, Vec<&Scored>> = BTreeMap::new();
+    let mut by_group: BTreeMap<(&str, &str), Vec<&Scored>> = BTreeMap::new();
+    for s in scored {
+        by_question.entry(&s.question).or_default().push(s);
+        by_group.entry((&s.question, &s.group)).or_default().push(s);
+    }
+    let emd_of = |items: &[&Scored], hard: bool| -> f64 {
+        let n = items.iter().map(|s| s.probs.len()).max().unwrap_or(0);
+        let truth = histogram(items.iter().map(|s| s.truth), n);
+        let model = if hard {
+            histogram(items.iter().map(|s| argmax(&s.probs)), n)
+        } else {
+            let mut m = vec![0.0; n];
+            for s in items {
+                for (j, p) in s.probs.iter().enumerate() {
+                    m[j] += p / items.len() as f64;
+                }
+            }
+            m
+        };
+        emd(&model, &truth)
+    };
+    Summary {
+        items: scored.len(),
+        accuracy,
+        macro_f1: macro_f1(&truth, &predicted),
+        emd_argmax: mean(&by_question.values().map(|v| emd_of(v, true)).collect::<Vec<_>>()),
+        emd_prob: mean(&by_question.values().map(|v| emd_of(v, false)).collect::<Vec<_>>()),
+        emd_country: mean(&by_group.values().map(|v| emd_of(v, false)).collect::<Vec<_>>()),
+        entropy: mean(&scored.iter().map(|s| entropy(&s.probs)).collect::<Vec<_>>()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emd_on_a_four_point_scale() {
+        // All mass on the first vs the last option: the whole normalised scale apart.
+        assert!((emd(&[1.0, 0.0, 0.0, 0.0], &[0.0, 0.0, 0.0, 1.0]) - 1.0).abs() < 1e-12);
+        // One step of three: 1/3.
+        assert!((emd(&[1.0, 0.0, 0.0, 0.0], &[0.0, 1.0, 0.0, 0.0]) - 1.0 / 3.0).abs() < 1e-12);
+        // Half the mass moved two steps: 0.5 * 2/3.
+        assert!((emd(&[0.5, 0.0, 0.5, 0.0], &[0.5, 0.0, 0.0, 0.5]) - 1.0 / 6.0).abs() < 1e-12);
+        assert_eq!(emd(&[0.25; 4], &[0.25; 4]), 0.0);
+    }
+
+    #[test]
+    fn entropy_of_uniform_over_four_is_ln_4() {
+        assert!((entropy(&[0.25; 4]) - 4f64.ln()).abs() < 1e-12);
+        assert_eq!(entropy(&[1.0, 0.0, 0.0]), 0.0);
+    }
+
+    #[test]
+    fn macro_f1_with_a_missing_class() {
+        // Class 2 is true once but never predicted: its F1 is 0.
+        let truth = [0, 0, 1, 2];
+        let pred = [0, 0, 1, 1];
+        // F1(0) = 1, F1(1) = 2*1/(2+1+0) = 2/3, F1(2) = 0.
+        assert!((macro_f1(&truth, &pred) - (1.0 + 2.0 / 3.0 + 0.0) / 3.0).abs() < 1e-12);
+        assert_eq!(macro_f1(&[1, 1], &[1, 1]), 1.0);
+    }
+
+    #[test]
+    fn overlap_of_identical_and_disjoint_expert_sets() {
+        let a = vec![vec![0, 1], vec![2, 3]];
+        assert_eq!(routing_overlap(&a, &a), 1.0);
+        assert_eq!(routing_overlap(&a, &[vec![4, 5], vec![6, 7]]), 0.0);
+        assert_eq!(routing_overlap(&a, &[vec![1, 7], vec![3, 2]]), 0.75);
+    }
+
+    #[test]
+    fn mean_collapse_shows_in_emd_country_not_in_emd_prob() {
+        // Two countries answer opposite ends; a collapsed model predicts the pooled mix for both.
+        let item = |q: &str, g: &str, truth: usize, probs: Vec<f64>| Scored { question: q.into(), group: g.into(), truth, probs };
+        let collapsed: Vec<Scored> = (0..10)
+            .flat_map(|_| [item("q", "A", 0, vec![0.5, 0.0, 0.0, 0.5]), item("q", "B", 3, vec![0.5, 0.0, 0.0, 0.5])])
+            .collect();
+        let s = summarize(&collapsed);
+        assert!(s.emd_prob < 1e-12, "pooled distributions match");
+        assert!((s.emd_country - 0.5).abs() < 1e-12, "each country is half a scale off");
+        assert!((s.entropy - 2f64.ln()).abs() < 1e-12);
+        assert_eq!(s.accuracy, 0.5);
+    }
+}

@@ -1,0 +1,3 @@
+//! Evaluation: the paper's metrics ([`metrics`]) over option probabilities.
+
+pub mod metrics;
