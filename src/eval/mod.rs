@@ -1,3 +1,4 @@
 //! Evaluation: the paper's metrics ([`metrics`]) over option probabilities.
 
+pub mod choice;
 pub mod metrics;

@@ -1,0 +1,83 @@
+//! Option probabilities for multiple-choice items (spec section 9): the softmax over the
+//! option-letter logits at the answer position, in padded batches. Prompts are built exactly as
+//! in training ([`crate::train::sft::tokenize`]).
+
+use crate::models::backbone::{Backbone, StepInput};
+use crate::tch_ops::TchOps;
+use crate::{Error, Result};
+use tch::{Kind, Tensor};
+
+/// Where a batch's padding goes. Both must give the same numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    Left,
+    Right,
+}
+
+/// One prompt to score: its token ids (ending right before the answer letter), the number of
+/// options, and the profile vector row (for demographic routers).
+#[derive(Debug, Clone)]
+pub struct ChoicePrompt {
+    pub ids: Vec<u32>,
+    pub options: usize,
+    pub profile: usize,
+}
+
+/// Token ids of the option letters A, B, C, ... (each must be a single token).
+pub fn letter_ids(model: &Backbone, n: usize) -> Result<Vec<i64>> {
+    crate::data::item::LETTERS
+        .chars()
+        .take(n)
+        .map(|l| match model.tokenizer.encode(&l.to_string(), false)?.as_slice() {
+            [id] => Ok(i64::from(*id)),
+            other => Err(Error::Invalid(format!("option letter {l} is {} tokens in this tokenizer", other.len()))),
+        })
+        .collect()
+}
+
+/// Option probabilities of `prompts` in one padded batch.
+pub fn option_probs(model: &Backbone, prompts: &[ChoicePrompt], profiles: Option<&Tensor>, padding: Padding) -> Result<Vec<Vec<f64>>> {
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let _guard = tch::no_grad_guard();
+    let device = model.device;
+    let max_options = prompts.iter().map(|p| p.options).max().unwrap_or(0);
+    let letters = letter_ids(model, max_options)?;
+    let s = prompts.iter().map(|p| p.ids.len()).max().unwrap_or(0);
+    let (mut ids, mut mask, mut last) = (vec![0i64; prompts.len() * s], vec![0i64; prompts.len() * s], Vec::new());
+    for (r, p) in prompts.iter().enumerate() {
+        let offset = if padding == Padding::Left { s - p.ids.len() } else { 0 };
+        for (j, &t) in p.ids.iter().enumerate() {
+            ids[r * s + offset + j] = i64::from(t);
+            mask[r * s + offset + j] = 1;
+        }
+        last.push((r * s + offset + p.ids.len() - 1) as i64);
+    }
+    let shape = [prompts.len() as i64, s as i64];
+    let ids_t = Tensor::f_from_slice(&ids)?.f_view(shape)?.f_to_device(device)?;
+    let mask_t = Tensor::f_from_slice(&mask)?.f_view(shape)?.f_to_device(device)?;
+    let rows: Vec<i64> = prompts.iter().map(|p| p.profile as i64).collect();
+    let profile = match profiles {
+        Some(all) => Some(all.f_index_select(0, &Tensor::f_from_slice(&rows)?.f_to_device(device)?)?),
+        None => None,
+    };
+    let mut o = TchOps::new(device);
+    let out = model.run_hidden(&mut o, &StepInput { ids: &ids_t, attention_mask: &mask_t, past: None, profile: profile.as_ref() })?;
+    let hidden = out.hidden.f_view([-1, model.config().hidden_size as i64])?;
+    let at_answer = hidden.f_index_select(0, &Tensor::f_from_slice(&last)?.f_to_device(device)?)?;
+    let logits = model.decoder.logits(&mut o, &at_answer)?; // [b, vocab]
+    let letter_logits = logits.f_index_select(1, &Tensor::f_from_slice(&letters)?.f_to_device(device)?)?.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?;
+    let rows: Vec<Vec<f64>> = Vec::try_from(&letter_logits)?;
+    Ok(prompts
+        .iter()
+        .zip(rows)
+        .map(|(p, row)| {
+            let row = &row[..p.options];
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let exp: Vec<f64> = row.iter().map(|x| (x - max).exp()).collect();
+            let z: f64 = exp.iter().sum();
+            exp.into_iter().map(|e| e / z).collect()
+        })
+        .collect())
+}
