@@ -24,6 +24,9 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Train adapters (CuMA or a baseline) on multiple-choice survey items.
     Train(Box<TrainArgs>),
+    /// Evaluate a checkpoint (or the bare backbone) on multiple-choice items: accuracy, macro-F1,
+    /// EMD (argmax, prob, per country), entropy; printed, and written as JSON and Markdown.
+    Eval(EvalArgs),
     /// Survey data: convert raw sources to cuma's JSONL, split by respondent.
     #[command(subcommand)]
     Data(DataCommand),
@@ -225,4 +228,34 @@ pub struct TrainArgs {
     /// Print trainable parameters (and the share of the backbone) without training.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// A run directory (or its checkpoint/ directory); required for --method checkpoint.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Canonical JSONL items to evaluate on.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// checkpoint (default), or an inference-time baseline on the bare backbone.
+    #[arg(long, value_enum, default_value = "checkpoint")]
+    pub method: cuma::eval::run::EvalMethod,
+    /// Backbone for baselines (default: the embedded SmolLM2).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Encoder for baselines (default: the embedded MiniLM).
+    #[arg(long)]
+    pub encoder: Option<PathBuf>,
+    /// Evaluate only the first N items.
+    #[arg(long, default_value_t = 0)]
+    pub max_items: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Where to write eval.json and eval.md (default: the run directory, or the current one).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }

@@ -13,6 +13,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Embed(a) => commands::embed::run(&a),
         cli::Command::Data(c) => commands::data::run(&c),
         cli::Command::Train(a) => commands::train::run(&a),
+        cli::Command::Eval(a) => commands::eval::run(&a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

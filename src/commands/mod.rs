@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod embed;
+pub mod eval;
 pub mod generate;
 pub mod info;
 pub mod train;

@@ -2,3 +2,4 @@
 
 pub mod choice;
 pub mod metrics;
+pub mod run;

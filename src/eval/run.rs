@@ -1,0 +1,123 @@
+//! Evaluating a checkpoint (or the bare backbone with an inference-time baseline) on canonical
+//! multiple-choice items: option probabilities in batches, then every metric of spec section 9.
+
+use super::choice::{option_probs, ChoicePrompt, Padding};
+use super::metrics::{summarize, Scored, Summary};
+use crate::data::{jsonl, profile, ChoiceItem};
+use crate::models::{Backbone, ProfileEncoder};
+use crate::tch_ops::TchOps;
+use crate::train::checkpoint;
+use crate::train::config::TrainConfig;
+use crate::train::sft::{effective_method, tokenize};
+use crate::trainables::TchTrainables;
+use crate::{Error, Result};
+use cuma_model::adapters::DecoderAdapters;
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Device, Tensor};
+
+/// What is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalMethod {
+    /// The trained checkpoint.
+    Checkpoint,
+    /// The bare backbone with no profile anywhere.
+    Vanilla,
+    /// The bare backbone with the profile as its system prompt.
+    Persona,
+}
+
+/// A model ready to score items.
+pub struct Evaluator {
+    pub model: Backbone,
+    pub encoder: ProfileEncoder,
+    pub config: TrainConfig,
+}
+
+impl Evaluator {
+    /// Loads the backbone and encoder a checkpoint was trained with, and its adapters.
+    pub fn from_checkpoint(dir: &Path, device: Device) -> Result<Self> {
+        let ck = checkpoint::load(dir)?;
+        let config = ck.manifest.config.clone();
+        let mut model = Backbone::load(&ck.manifest.backbone.path, device)?;
+        let encoder = ProfileEncoder::load(&ck.manifest.encoder.path, device)?;
+        let method = effective_method(&config.method)?;
+        let mut store = TchTrainables::default();
+        for (name, t) in ck.adapters {
+            store.tensors.insert(name, t.to_device(device));
+        }
+        match method.method {
+            cuma_model::config::Method::Full | cuma_model::config::Method::Ptuning => {
+                return Err(Error::Invalid(format!("evaluating `{:?}` checkpoints is not supported yet", method.method)));
+            }
+            _ => {
+                let adapters = DecoderAdapters::init(&mut TchOps::new(device), &mut store, &model.decoder, &method, encoder.dim)
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", dir.display())))?;
+                model.decoder.adapters = Some(adapters);
+            }
+        }
+        Ok(Self { model, encoder, config })
+    }
+
+    /// The bare backbone for an inference-time baseline.
+    pub fn baseline(backbone: &Path, encoder: &Path, method: EvalMethod, device: Device) -> Result<Self> {
+        let mut config = TrainConfig::default();
+        config.method.profile_in_prompt = method == EvalMethod::Persona;
+        Ok(Self { model: Backbone::load(backbone, device)?, encoder: ProfileEncoder::load(encoder, device)?, config })
+    }
+
+    /// Option probabilities and metrics for `items`, `batch` prompts at a time; `on_batch`
+    /// reports progress.
+    pub fn evaluate(&self, items: &[ChoiceItem], batch: usize, mut on_batch: impl FnMut(usize)) -> Result<(Vec<Scored>, Summary)> {
+        let order: Vec<&str> = self.config.profile_order.iter().map(String::as_str).collect();
+        let mut texts: Vec<String> = Vec::new();
+        let mut row_of: HashMap<String, usize> = HashMap::new();
+        let mut prompts = Vec::with_capacity(items.len());
+        for item in items {
+            let text = profile::render(&item.profile, &order, self.config.profile_style);
+            let row = *row_of.entry(text.clone()).or_insert_with(|| {
+                texts.push(text.clone());
+                texts.len() - 1
+            });
+            let mut cfg = self.config.clone();
+            cfg.max_len = usize::MAX;
+            let ex = tokenize(&self.model, item, &text, &cfg, row)?.ok_or_else(|| Error::Invalid(format!("item {} could not be tokenised", item.id)))?;
+            prompts.push(ChoicePrompt { ids: ex.ids[..ex.targets_from].to_vec(), options: item.options.len(), profile: row });
+        }
+        let profiles: Option<Tensor> = if self.model.decoder.adapters.as_ref().is_some_and(|a| a.profile_dim > 0) {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let rows = refs.chunks(32).map(|c| self.encoder.embed(c)).collect::<Result<Vec<_>>>()?;
+            Some(Tensor::f_cat(&rows, 0)?)
+        } else {
+            None
+        };
+        let mut scored = Vec::with_capacity(items.len());
+        for (chunk_items, chunk) in items.chunks(batch.max(1)).zip(prompts.chunks(batch.max(1))) {
+            let probs = option_probs(&self.model, chunk, profiles.as_ref(), Padding::Left)?;
+            for (item, p) in chunk_items.iter().zip(probs) {
+                let group = item.groups.get("country").or_else(|| item.profile.get("country")).cloned().unwrap_or_default();
+                scored.push(Scored { question: item.question_id.clone(), group, truth: item.answer, probs: p });
+            }
+            on_batch(chunk.len());
+        }
+        let summary = summarize(&scored);
+        Ok((scored, summary))
+    }
+}
+
+/// Reads items for evaluation.
+pub fn read_items(path: &Path, limit: usize) -> Result<Vec<ChoiceItem>> {
+    let mut loaded = jsonl::read::<ChoiceItem>(path, ChoiceItem::validate)?;
+    if limit > 0 {
+        loaded.rows.truncate(limit);
+    }
+    Ok(loaded.rows)
+}
+
+/// The summary as a Markdown table.
+pub fn markdown(name: &str, s: &Summary) -> String {
+    format!(
+        "| method | items | acc | macro-F1 | emd_argmax | emd_prob | emd_country | entropy |\n|---|---|---|---|---|---|---|---|\n| {name} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
+        s.items, s.accuracy, s.macro_f1, s.emd_argmax, s.emd_prob, s.emd_country, s.entropy
+    )
+}
