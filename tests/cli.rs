@@ -77,3 +77,34 @@ fn help_explains_the_commands() {
         assert!(out.contains(cmd), "--help lacks {cmd}:\n{out}");
     }
 }
+
+#[test]
+fn convert_split_train_eval_pipeline() {
+    let dir = common::scratch("cli_pipeline");
+    let s = |p: &std::path::Path| p.to_str().expect("utf8").to_string();
+    let wvs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wvs7");
+    let all = dir.join("q1.jsonl");
+    let (ok, _, err) = cuma(&["data", "convert", "--wvs", &s(&wvs), "--questions", "Q1,Q46", "--out", &s(&all)]);
+    assert!(ok, "{err}");
+    assert!(err.contains("2 questions"), "{err}");
+    let (ok, _, err) = cuma(&["data", "split", "--in", &s(&all), "--out-dir", &s(&dir), "--heldout-fraction", "0.1"]);
+    assert!(ok, "{err}");
+    assert!(dir.join("heldout.jsonl").is_file());
+    let (llama, bert, run) = (tiny("llama"), tiny("bert"), dir.join("run"));
+    let common_args = ["--model", &s(&llama), "--encoder", &s(&bert), "--data", &s(&dir.join("train.jsonl"))];
+    let mut dry: Vec<&str> = vec!["train", "--dry-run"];
+    dry.extend(common_args);
+    let (ok, out, err) = cuma(&dry);
+    assert!(ok && out.contains("trainable:"), "{out}{err}");
+    let mut train: Vec<&str> = vec!["train", "--max-items", "40", "--steps", "2", "--batch-size", "4", "--device", "cpu"];
+    train.extend(common_args);
+    let run_s = s(&run);
+    train.extend(["--out", run_s.as_str()]);
+    let (ok, _, err) = cuma(&train);
+    assert!(ok, "{err}");
+    assert!(run.join("checkpoint/adapter.safetensors").is_file() && run.join("metrics.jsonl").is_file());
+    let (ok, out, err) = cuma(&["eval", "--checkpoint", &run_s, "--data", &s(&dir.join("test.jsonl")), "--max-items", "16", "--device", "cpu"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("| cuma | 16 |"), "{out}");
+    assert!(run.join("eval.json").is_file() && run.join("eval.md").is_file());
+}
