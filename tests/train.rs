@@ -178,3 +178,19 @@ fn full_fine_tuning_moves_the_backbone_and_resumes() {
     let b = &resumed.store.tensors["model.layers.0.mlp.up_proj.weight"];
     assert_eq!((a - b).abs().max().double_value(&[]), 0.0, "resumed weights are the trained ones");
 }
+
+#[test]
+fn corrupt_checkpoint_files_are_named_errors() {
+    let _turn = serial();
+    let dir = scratch("corrupt_ck");
+    let never = AtomicBool::new(false);
+    let mut run = SftRun::prepare(config(&dir, "run"), false, false).expect("prepare");
+    run.train_until(1, false, &never).expect("one step");
+    let ck = dir.join("run").join(CHECKPOINT_DIR);
+    std::fs::write(ck.join("optimizer.safetensors"), b"garbage").expect("corrupt");
+    let err = SftRun::prepare(config(&dir, "run"), true, false).err().expect("refused").to_string();
+    assert!(err.contains("optimizer.safetensors"), "{err}");
+    std::fs::write(ck.join("cuma.json"), b"{").expect("corrupt");
+    let err = SftRun::prepare(config(&dir, "run"), true, false).err().expect("refused").to_string();
+    assert!(err.contains("cuma.json") && err.contains("invalid JSON"), "{err}");
+}

@@ -9,7 +9,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     let path = cuma::defaults::encoder(args.encoder.as_deref())?;
     let enc = ProfileEncoder::load(&path, device).with_context(|| format!("loading {}", path.display()))?;
     let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
-    let vectors = enc.embed(&texts)?.to_device(tch::Device::Cpu);
+    let vectors = enc.embed(&texts)?.f_to_device(tch::Device::Cpu)?;
     let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&vectors)?;
     if args.json {
         let items: Vec<_> = texts.iter().zip(&rows).map(|(t, v)| serde_json::json!({"text": t, "embedding": v})).collect();

@@ -44,7 +44,7 @@ impl Evaluator {
         let method = effective_method(&config.method)?;
         let mut store = TchTrainables::default();
         for (name, t) in ck.adapters {
-            store.tensors.insert(name, t.to_device(device));
+            store.tensors.insert(name, t.f_to_device(device)?);
         }
         match method.method {
             cuma_model::config::Method::Full | cuma_model::config::Method::Ptuning => {

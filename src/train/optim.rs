@@ -59,7 +59,11 @@ impl AdamW {
                 slot.f_copy_(&t.f_to_device(slot.device())?)?;
             }
         }
-        self.step = find("step").ok_or_else(|| crate::Error::Invalid("optimizer state lacks `step`".into()))?.int64_value(&[0]);
+        let step = find("step").ok_or_else(|| crate::Error::Invalid("optimizer state lacks `step`".into()))?;
+        if step.numel() != 1 {
+            return Err(crate::Error::Invalid(format!("optimizer state `step` has {} values, expected 1", step.numel())));
+        }
+        self.step = step.f_int64_value(&[0])?;
         Ok(())
     }
 
@@ -77,7 +81,7 @@ impl AdamW {
         for p in &self.params {
             let g = p.grad();
             if g.defined() {
-                total += g.f_square()?.f_sum(tch::Kind::Double)?.double_value(&[]);
+                total += g.f_square()?.f_sum(tch::Kind::Double)?.f_double_value(&[])?;
             }
         }
         let norm = total.sqrt();

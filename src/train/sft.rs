@@ -104,7 +104,7 @@ pub fn embed_profiles(encoder: &ProfileEncoder, texts: &[String], run_dir: &Path
         if serde_json::from_str::<Vec<String>>(&saved).ok().as_deref() == Some(texts) {
             let loaded = Tensor::read_safetensors(&vec_path).map_err(|e| Error::Safetensors { path: vec_path.clone(), reason: e.to_string() })?;
             if let Some((_, t)) = loaded.into_iter().find(|(n, _)| n == "vectors") {
-                return Ok(t.to_device(encoder.device));
+                return Ok(t.f_to_device(encoder.device)?);
             }
         }
     }
@@ -118,7 +118,7 @@ pub fn embed_profiles(encoder: &ProfileEncoder, texts: &[String], run_dir: &Path
     bar.finish_and_clear();
     let vectors = Tensor::f_cat(&rows, 0)?;
     std::fs::create_dir_all(run_dir).map_err(crate::error::io(run_dir))?;
-    Tensor::write_safetensors(&[("vectors", &vectors.to_device(tch::Device::Cpu))], &vec_path)?;
+    Tensor::write_safetensors(&[("vectors", &vectors.f_to_device(tch::Device::Cpu)?)], &vec_path)?;
     std::fs::write(&txt_path, serde_json::to_string(texts).map_err(|e| Error::Invalid(e.to_string()))?).map_err(crate::error::io(&txt_path))?;
     Ok(vectors)
 }
@@ -207,7 +207,7 @@ impl SftRun {
         let mut store = TchTrainables::default();
         if let Some(ck) = &restored {
             for (name, t) in &ck.adapters {
-                store.tensors.insert(name.clone(), t.to_device(device).set_requires_grad(true));
+                store.tensors.insert(name.clone(), t.f_to_device(device)?.set_requires_grad(true));
             }
         }
         let full = method.method == Method::Full;
@@ -355,14 +355,15 @@ impl SftRun {
         let lambda = if m.balance && !out.routing.is_empty() { m.balance_lambda } else { 0.0 };
         let loss = task.f_add(&balance.f_sum(Kind::Float)?.f_mul_scalar(lambda)?)?;
         loss.f_div_scalar(accum)?.backward();
-        Ok((task.double_value(&[]), balance.double_value(&[0]) / n_routers, mask.iter().filter(|&&x| x == 1).count()))
+        Ok((task.f_double_value(&[])?, balance.f_double_value(&[0])? / n_routers, mask.iter().filter(|&&x| x == 1).count()))
     }
 
     /// Saves the run's checkpoint.
     pub fn save(&mut self) -> Result<()> {
         self.manifest.state = self.state.clone();
-        let adapters: Vec<(String, Tensor)> = self.store.tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu))).collect();
-        let opt: Vec<(String, Tensor)> = self.optimizer.state().into_iter().map(|(n, t)| (n, t.to_device(tch::Device::Cpu))).collect();
+        let cpu = |t: &Tensor| t.f_detach().and_then(|t| t.f_to_device(tch::Device::Cpu));
+        let adapters = self.store.tensors.iter().map(|(n, t)| Ok((n.clone(), cpu(t)?))).collect::<Result<Vec<(String, Tensor)>>>()?;
+        let opt = self.optimizer.state().into_iter().map(|(n, t)| Ok((n, cpu(&t)?))).collect::<Result<Vec<(String, Tensor)>>>()?;
         checkpoint::save(&self.config.out.join(CHECKPOINT_DIR), &self.manifest, &adapters, &opt)
     }
 

@@ -36,7 +36,7 @@ impl Weights<TchOps> for TchStore<'_> {
             .and_then(|t| t.f_reshape(dims.as_slice()))
             .and_then(|t| t.f_to_device(o.device))
             .map_err(|e| ModelError::Backend(e.to_string()))?;
-        Ok(t.set_requires_grad(false).to_kind(Kind::Float))
+        t.set_requires_grad(false).f_to_kind(Kind::Float).map_err(|e| ModelError::Backend(e.to_string()))
     }
 
     fn contains(&self, name: &str) -> bool {
