@@ -107,6 +107,10 @@ pub struct Summary {
     pub emd_prob: f64,
     pub emd_country: f64,
     pub entropy: f64,
+    /// Accuracy per group (country).
+    pub group_accuracy: BTreeMap<String, f64>,
+    /// The mean of `group_accuracy` (each country counts once).
+    pub mean_group_accuracy: f64,
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -144,7 +148,19 @@ pub fn summarize(scored: &[Scored]) -> Summary {
         };
         emd(&model, &truth)
     };
+    let group_accuracy: BTreeMap<String, f64> = {
+        let mut hits: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        for (s, p) in scored.iter().zip(&predicted) {
+            let e = hits.entry(&s.group).or_default();
+            e.0 += f64::from(u8::from(s.truth == *p));
+            e.1 += 1.0;
+        }
+        hits.into_iter().map(|(g, (h, n))| (g.to_string(), h / n)).collect()
+    };
+    let mean_group_accuracy = mean(&group_accuracy.values().copied().collect::<Vec<_>>());
     Summary {
+        group_accuracy,
+        mean_group_accuracy,
         items: scored.len(),
         accuracy,
         macro_f1: macro_f1(&truth, &predicted),
@@ -206,5 +222,9 @@ mod tests {
         assert!((s.emd_country - 0.5).abs() < 1e-12, "each country is half a scale off");
         assert!((s.entropy - 2f64.ln()).abs() < 1e-12);
         assert_eq!(s.accuracy, 0.5);
+        // argmax of (0.5, 0, 0, 0.5) is option 0: country A always right, B always wrong.
+        assert_eq!(s.group_accuracy["A"], 1.0);
+        assert_eq!(s.group_accuracy["B"], 0.0);
+        assert_eq!(s.mean_group_accuracy, 0.5);
     }
 }

@@ -117,7 +117,7 @@ pub fn read_items(path: &Path, limit: usize) -> Result<Vec<ChoiceItem>> {
 /// The summary as a Markdown table.
 pub fn markdown(name: &str, s: &Summary) -> String {
     format!(
-        "| method | items | acc | macro-F1 | emd_argmax | emd_prob | emd_country | entropy |\n|---|---|---|---|---|---|---|---|\n| {name} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
-        s.items, s.accuracy, s.macro_f1, s.emd_argmax, s.emd_prob, s.emd_country, s.entropy
+        "| method | items | acc | country acc | macro-F1 | emd_argmax | emd_prob | emd_country | entropy |\n|---|---|---|---|---|---|---|---|---|\n| {name} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
+        s.items, s.accuracy, s.mean_group_accuracy, s.macro_f1, s.emd_argmax, s.emd_prob, s.emd_country, s.entropy
     )
 }
