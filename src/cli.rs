@@ -39,6 +39,30 @@ pub enum DataCommand {
     Convert(ConvertArgs),
     /// Split canonical JSONL by respondent into train.jsonl / test.jsonl (seeded).
     Split(SplitArgs),
+    /// Write a synthetic "culturally sparse" benchmark with known answer distributions: clusters
+    /// of countries prefer opposite ends of every scale (items.jsonl, truth.json, clusters.csv).
+    Synth(SynthArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SynthArgs {
+    /// Output directory.
+    #[arg(long)]
+    pub out_dir: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    pub clusters: usize,
+    #[arg(long, default_value_t = 2)]
+    pub countries_per_cluster: usize,
+    #[arg(long, default_value_t = 6)]
+    pub questions: usize,
+    /// Options per question (at least 2).
+    #[arg(long, default_value_t = 4)]
+    pub options: usize,
+    /// Respondents per unique profile (country x age group x gender).
+    #[arg(long, default_value_t = 3)]
+    pub respondents_per_profile: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(clap::Args, Debug)]

@@ -1,6 +1,6 @@
 //! `cuma data convert` and `cuma data split`.
 
-use crate::cli::{ConvertArgs, DataCommand, SplitArgs};
+use crate::cli::{ConvertArgs, DataCommand, SplitArgs, SynthArgs};
 use anyhow::Context;
 use cuma::data::{jsonl, split, wvs::WvsSource, ChoiceItem};
 
@@ -8,7 +8,30 @@ pub fn run(cmd: &DataCommand) -> anyhow::Result<()> {
     match cmd {
         DataCommand::Convert(a) => convert(a),
         DataCommand::Split(a) => split_cmd(a),
+        DataCommand::Synth(a) => synth(a),
     }
+}
+
+fn synth(a: &SynthArgs) -> anyhow::Result<()> {
+    use cuma::data::synth::{clusters_csv, generate, SynthConfig};
+    if a.options < 2 || a.options > 26 || a.clusters == 0 || a.countries_per_cluster == 0 || a.questions == 0 || a.respondents_per_profile == 0 {
+        anyhow::bail!("every size must be positive, with 2..=26 options");
+    }
+    let cfg = SynthConfig {
+        clusters: a.clusters,
+        countries_per_cluster: a.countries_per_cluster,
+        questions: a.questions,
+        options: a.options,
+        respondents_per_profile: a.respondents_per_profile,
+        seed: a.seed,
+    };
+    let (items, truth) = generate(&cfg);
+    std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    jsonl::write(&a.out_dir.join("items.jsonl"), &items)?;
+    std::fs::write(a.out_dir.join("truth.json"), serde_json::to_string_pretty(&truth)?)?;
+    std::fs::write(a.out_dir.join("clusters.csv"), clusters_csv(&truth))?;
+    eprintln!("wrote {} items, truth.json and clusters.csv to {}", items.len(), a.out_dir.display());
+    Ok(())
 }
 
 fn convert(a: &ConvertArgs) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ pub mod item;
 pub mod jsonl;
 pub mod profile;
 pub mod split;
+pub mod synth;
 pub mod wvb;
 pub mod wvs;
 
