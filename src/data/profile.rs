@@ -61,6 +61,24 @@ pub fn render(profile: &Profile, order: &[&str], style: ProfileStyle) -> String 
     }
 }
 
+/// The profile texts of `profiles`, each unique text once, and every profile's row among them
+/// (so each unique profile is embedded once).
+pub fn index<'a>(profiles: impl IntoIterator<Item = &'a Profile>, order: &[&str], style: ProfileStyle) -> (Vec<String>, Vec<usize>) {
+    let mut texts: Vec<String> = Vec::new();
+    let mut row_of: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let rows = profiles
+        .into_iter()
+        .map(|p| {
+            let text = render(p, order, style);
+            *row_of.entry(text.clone()).or_insert_with(|| {
+                texts.push(text);
+                texts.len() - 1
+            })
+        })
+        .collect();
+    (texts, rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +94,15 @@ mod tests {
             render(&prof, &DEFAULT_ORDER, ProfileStyle::Wvb),
             "You are a person from Thailand, age group: 55-64, gender: Female, religion: Buddhist."
         );
+    }
+
+    #[test]
+    fn index_embeds_each_unique_profile_once() {
+        let a = p(&[("country", "Chile")]);
+        let b = p(&[("country", "Peru")]);
+        let (texts, rows) = index([&a, &b, &a], &DEFAULT_ORDER, ProfileStyle::Wvb);
+        assert_eq!(texts.len(), 2);
+        assert_eq!(rows, vec![0, 1, 0]);
     }
 
     #[test]

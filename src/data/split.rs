@@ -9,11 +9,7 @@ use std::collections::BTreeSet;
 pub fn by_respondent(items: Vec<ChoiceItem>, ratio: usize, seed: u64) -> (Vec<ChoiceItem>, Vec<ChoiceItem>) {
     let respondents: BTreeSet<&str> = items.iter().map(|i| i.respondent.as_str()).collect();
     let mut order: Vec<&str> = respondents.into_iter().collect();
-    let mut rng = Rng::new(seed);
-    for i in (1..order.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        order.swap(i, j);
-    }
+    Rng::new(seed).shuffle(&mut order);
     let n_test = order.len() / (ratio + 1);
     let test: BTreeSet<String> = order[..n_test].iter().map(|s| s.to_string()).collect();
     items.into_iter().partition(|i| !test.contains(&i.respondent))
@@ -93,11 +89,7 @@ pub fn with_heldout(items: Vec<ChoiceItem>, ratio: usize, seed: u64, clusters: &
     for (c, ks) in &keys {
         let mut ks: Vec<&String> = ks.iter().collect();
         let salt = c.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-        let mut rng = Rng::new(seed ^ salt);
-        for i in (1..ks.len()).rev() {
-            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-            ks.swap(i, j);
-        }
+        Rng::new(seed ^ salt).shuffle(&mut ks);
         let mut n = (fraction * ks.len() as f64).round() as usize;
         if n == 0 && fraction > 0.0 && ks.len() >= 2 {
             n = 1;

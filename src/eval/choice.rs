@@ -3,6 +3,7 @@
 //! in training ([`crate::train::sft::tokenize`]).
 
 use crate::models::backbone::{Backbone, StepInput};
+use crate::models::inputs::pad_batch;
 use crate::tch_ops::TchOps;
 use crate::{Error, Result};
 use tch::{Kind, Tensor};
@@ -40,23 +41,22 @@ pub fn option_probs(model: &Backbone, prompts: &[ChoicePrompt], profiles: Option
     if prompts.is_empty() {
         return Ok(Vec::new());
     }
+    if let Some(p) = prompts.iter().find(|p| p.ids.is_empty() || p.options == 0) {
+        return Err(Error::Invalid(format!("a prompt with {} tokens and {} options cannot be scored", p.ids.len(), p.options)));
+    }
     let _guard = tch::no_grad_guard();
     let device = model.device;
     let max_options = prompts.iter().map(|p| p.options).max().unwrap_or(0);
     let letters = letter_ids(model, max_options)?;
-    let s = prompts.iter().map(|p| p.ids.len()).max().unwrap_or(0);
-    let (mut ids, mut mask, mut last) = (vec![0i64; prompts.len() * s], vec![0i64; prompts.len() * s], Vec::new());
-    for (r, p) in prompts.iter().enumerate() {
-        let offset = if padding == Padding::Left { s - p.ids.len() } else { 0 };
-        for (j, &t) in p.ids.iter().enumerate() {
-            ids[r * s + offset + j] = i64::from(t);
-            mask[r * s + offset + j] = 1;
-        }
-        last.push((r * s + offset + p.ids.len() - 1) as i64);
-    }
-    let shape = [prompts.len() as i64, s as i64];
-    let ids_t = Tensor::f_from_slice(&ids)?.f_view(shape)?.f_to_device(device)?;
-    let mask_t = Tensor::f_from_slice(&mask)?.f_view(shape)?.f_to_device(device)?;
+    let seqs: Vec<Vec<u32>> = prompts.iter().map(|p| p.ids.clone()).collect();
+    let (ids_t, mask_t) = pad_batch(&seqs, 0, padding == Padding::Left, device)?;
+    let s = ids_t.size()[1] as usize;
+    // The answer position: each row's last real token.
+    let last: Vec<i64> = prompts
+        .iter()
+        .enumerate()
+        .map(|(r, p)| (r * s + if padding == Padding::Left { s - 1 } else { p.ids.len() - 1 }) as i64)
+        .collect();
     let rows: Vec<i64> = prompts.iter().map(|p| p.profile as i64).collect();
     let profile = match profiles {
         Some(all) => Some(all.f_index_select(0, &Tensor::f_from_slice(&rows)?.f_to_device(device)?)?),

@@ -12,7 +12,6 @@ use crate::train::sft::{effective_method, tokenize};
 use crate::trainables::TchTrainables;
 use crate::{Error, Result};
 use cuma_model::adapters::DecoderAdapters;
-use std::collections::HashMap;
 use std::path::Path;
 use tch::{Device, Tensor};
 
@@ -70,18 +69,12 @@ impl Evaluator {
     /// reports progress.
     pub fn evaluate(&self, items: &[ChoiceItem], batch: usize, mut on_batch: impl FnMut(usize)) -> Result<(Vec<Scored>, Summary)> {
         let order: Vec<&str> = self.config.profile_order.iter().map(String::as_str).collect();
-        let mut texts: Vec<String> = Vec::new();
-        let mut row_of: HashMap<String, usize> = HashMap::new();
+        let (texts, rows) = profile::index(items.iter().map(|i| &i.profile), &order, self.config.profile_style);
+        let mut cfg = self.config.clone();
+        cfg.max_len = usize::MAX;
         let mut prompts = Vec::with_capacity(items.len());
-        for item in items {
-            let text = profile::render(&item.profile, &order, self.config.profile_style);
-            let row = *row_of.entry(text.clone()).or_insert_with(|| {
-                texts.push(text.clone());
-                texts.len() - 1
-            });
-            let mut cfg = self.config.clone();
-            cfg.max_len = usize::MAX;
-            let ex = tokenize(&self.model, item, &text, &cfg, row)?.ok_or_else(|| Error::Invalid(format!("item {} could not be tokenised", item.id)))?;
+        for (item, &row) in items.iter().zip(&rows) {
+            let ex = tokenize(&self.model, item, &texts[row], &cfg, row)?.ok_or_else(|| Error::Invalid(format!("item {} could not be tokenised", item.id)))?;
             prompts.push(ChoicePrompt { ids: ex.ids[..ex.targets_from].to_vec(), options: item.options.len(), profile: row });
         }
         let profiles: Option<Tensor> = if self.model.decoder.adapters.as_ref().is_some_and(|a| a.profile_dim > 0) {

@@ -11,6 +11,7 @@ use super::optim::{AdamW, AdamWConfig};
 use super::schedule::cosine_with_warmup;
 use crate::data::{jsonl, profile, ChatItem, ChoiceItem, Item};
 use crate::models::backbone::{Backbone, StepInput};
+use crate::models::inputs::pad_batch;
 use crate::models::ProfileEncoder;
 use crate::sampling::Rng;
 use crate::tch_ops::TchOps;
@@ -19,7 +20,6 @@ use crate::trainables::TchTrainables;
 use crate::{Error, Result};
 use cuma_model::adapters::{balance_loss, DecoderAdapters, Prefix};
 use cuma_model::config::{ExpertLayout, Method, MethodConfig, RouterLayout};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Kind, Tensor};
@@ -149,6 +149,8 @@ pub struct SftRun {
     pub too_long: usize,
     /// P-tuning v2's virtual tokens, when that is the method.
     pub prefix: Option<Prefix<Tensor>>,
+    /// The seeded order of the current epoch.
+    epoch_order: Option<(usize, Vec<usize>)>,
 }
 
 /// One optimiser step's numbers (also a line of `metrics.jsonl`).
@@ -228,19 +230,7 @@ impl SftRun {
         let encoder_id = identity(&encoder_path, "sentence-encoder", weight_files(&encoder_path)?)?;
 
         let order: Vec<&str> = config.profile_order.iter().map(String::as_str).collect();
-        let mut texts: Vec<String> = Vec::new();
-        let mut row_of: HashMap<String, usize> = HashMap::new();
-        let item_rows: Vec<usize> = loaded
-            .rows
-            .iter()
-            .map(|it| {
-                let text = profile::render(it.profile(), &order, config.profile_style);
-                *row_of.entry(text.clone()).or_insert_with(|| {
-                    texts.push(text);
-                    texts.len() - 1
-                })
-            })
-            .collect();
+        let (texts, item_rows) = profile::index(loaded.rows.iter().map(Item::profile), &order, config.profile_style);
         let profiles = embed_profiles(&encoder, &texts, &config.out, progress)?;
         let mut examples = Vec::with_capacity(loaded.rows.len());
         let mut too_long = 0;
@@ -288,43 +278,37 @@ impl SftRun {
             profile_dim,
             state: state.clone(),
         };
-        Ok(Self { config, model, profiles, examples, store, optimizer, state, manifest, too_long, prefix })
+        Ok(Self { config, model, profiles, examples, store, optimizer, state, manifest, too_long, prefix, epoch_order: None })
     }
 
     /// The example at global position `i` of the seeded, per-epoch shuffled order.
-    fn example_at(&self, i: usize) -> &Example {
+    /// (Shuffled once per epoch and cached.)
+    fn example_at(&mut self, i: usize) -> &Example {
         let n = self.examples.len();
         let (epoch, pos) = (i / n, i % n);
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut rng = Rng::new(self.config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
-        for k in (1..n).rev() {
-            let j = (rng.next_u64() % (k as u64 + 1)) as usize;
-            order.swap(k, j);
+        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let mut order: Vec<usize> = (0..n).collect();
+            Rng::new(self.config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut order);
+            self.epoch_order = Some((epoch, order));
         }
-        &self.examples[order[pos]]
+        let order = self.epoch_order.as_ref().map_or(pos, |(_, o)| o[pos]);
+        &self.examples[order]
     }
 
     /// Loss of one micro-batch; backpropagates `loss / accum`. Returns (task loss, mean balance, tokens).
     fn micro_step(&mut self, start: usize, accum: f64) -> Result<(f64, f64, usize)> {
         let device = self.model.device;
         let batch: Vec<Example> = (start..start + self.config.batch_size).map(|i| self.example_at(i).clone()).collect();
-        let s = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1);
-        let mut ids = vec![0i64; batch.len() * s];
-        let mut mask = vec![0i64; batch.len() * s];
+        let rows: Vec<Vec<u32>> = batch.iter().map(|e| e.ids.clone()).collect();
+        let (ids_t, mask_t) = pad_batch(&rows, 0, false, device)?; // right padding
+        let s = ids_t.size()[1] as usize;
         let (mut positions, mut targets) = (Vec::new(), Vec::new());
         for (r, e) in batch.iter().enumerate() {
-            for (p, &t) in e.ids.iter().enumerate() {
-                ids[r * s + p] = i64::from(t);
-                mask[r * s + p] = 1;
-            }
             for p in e.targets_from..e.ids.len() {
                 positions.push((r * s + p - 1) as i64);
                 targets.push(i64::from(e.ids[p]));
             }
         }
-        let shape = [batch.len() as i64, s as i64];
-        let ids_t = Tensor::f_from_slice(&ids)?.f_view(shape)?.f_to_device(device)?;
-        let mask_t = Tensor::f_from_slice(&mask)?.f_view(shape)?.f_to_device(device)?;
         let rows: Vec<i64> = batch.iter().map(|e| e.profile as i64).collect();
         let profile = self.profiles.f_index_select(0, &Tensor::f_from_slice(&rows)?.f_to_device(device)?)?;
         let mixed = self.config.force_bf16 || (self.config.bf16_on_cuda && device.is_cuda());
@@ -355,7 +339,8 @@ impl SftRun {
         let lambda = if m.balance && !out.routing.is_empty() { m.balance_lambda } else { 0.0 };
         let loss = task.f_add(&balance.f_sum(Kind::Float)?.f_mul_scalar(lambda)?)?;
         loss.f_div_scalar(accum)?.backward();
-        Ok((task.f_double_value(&[])?, balance.f_double_value(&[0])? / n_routers, mask.iter().filter(|&&x| x == 1).count()))
+        let tokens = batch.iter().map(|e| e.ids.len()).sum();
+        Ok((task.f_double_value(&[])?, balance.f_double_value(&[0])? / n_routers, tokens))
     }
 
     /// Saves the run's checkpoint.

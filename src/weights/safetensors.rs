@@ -3,7 +3,7 @@
 use super::{mmap::Bytes, DType, TensorEntry, WeightSet};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The index file naming the shards of a sharded checkpoint.
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -72,16 +72,4 @@ pub fn open_dir(dir: &Path, prefix_strip: &[&str]) -> Result<WeightSet> {
     }
     add_file(&mut set, &single, prefix_strip)?;
     Ok(set)
-}
-
-/// Opens a single safetensors file.
-pub fn open_file(path: &Path) -> Result<WeightSet> {
-    let mut set = WeightSet { files: Vec::new(), tensors: BTreeMap::new(), unreadable: BTreeMap::new() };
-    add_file(&mut set, path, &[])?;
-    Ok(set)
-}
-
-/// Paths of every file in a weight set (for hashing).
-pub fn files(set: &WeightSet) -> Vec<PathBuf> {
-    set.files.iter().map(|(p, _)| p.clone()).collect()
 }
