@@ -27,6 +27,9 @@ pub enum Command {
     /// Evaluate a checkpoint (or the bare backbone) on multiple-choice items: accuracy, macro-F1,
     /// EMD (argmax, prob, per country), entropy; printed, and written as JSON and Markdown.
     Eval(EvalArgs),
+    /// Draw the routing topology of a run: every country's routing signature (written by
+    /// `cuma eval --routing`) in 2-D by t-SNE (or PCA), coloured by cultural cluster.
+    Topology(TopologyArgs),
     /// Survey data: convert raw sources to cuma's JSONL, split by respondent.
     #[command(subcommand)]
     Data(DataCommand),
@@ -279,7 +282,63 @@ pub struct EvalArgs {
     /// Where to write eval.json and eval.md (default: the run directory, or the current one).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Zero-shot protocol: items of profiles held out of training (`heldout.jsonl` from `cuma data
+    /// split --heldout-fraction`); reports seen (`--data`) vs held-out accuracy and emd_country per
+    /// cultural cluster and the macro gap (heldout.json, heldout.md).
+    #[arg(long)]
+    pub heldout: Option<PathBuf>,
+    /// Country -> cluster CSV (iso3,country,cluster) for --heldout; default: the map shipped with cuma.
+    #[arg(long)]
+    pub clusters: Option<PathBuf>,
+    /// Record every router's decisions: expert load per router (collapsed routers flagged),
+    /// routing overlap between profiles on the same question, per-country routing signatures
+    /// (routing.json, routing.md; input of `cuma topology`).
+    #[arg(long)]
+    pub routing: bool,
+    /// Answered items to draw few-shot examples from (for --method fewshot), e.g. train.jsonl.
+    #[arg(long)]
+    pub examples: Option<PathBuf>,
+    /// Few-shot examples per question (same country, same question first).
+    #[arg(long, default_value_t = cuma::eval::fewshot::DEFAULT_SHOTS)]
+    pub shots: usize,
+    /// Seed of the few-shot example choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TopologyArgs {
+    /// A run directory evaluated with `cuma eval --routing` (or its routing.json).
+    pub run: PathBuf,
+    /// The PNG to write.
+    #[arg(long, default_value = "topology.png")]
+    pub out: PathBuf,
+    /// Project with PCA instead of t-SNE.
+    #[arg(long)]
+    pub pca: bool,
+    /// t-SNE perplexity (lowered to (countries - 1) / 3 when there are few countries).
+    #[arg(long, default_value_t = 30.0)]
+    pub perplexity: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Signature per country: `routers` concatenates every router's mean gate vector; `mean`
+    /// averages them over routers into one E-vector (the spec's wording; expert indices of
+    /// different routers are unrelated, so this loses most of the structure).
+    #[arg(long, value_enum, default_value = "routers")]
+    pub signature: SignatureKind,
+    /// Country -> cluster CSV (iso3,country,cluster); default: the map shipped with cuma.
+    #[arg(long)]
+    pub clusters: Option<PathBuf>,
+    /// TrueType font for the labels (default: $CUMA_FONT, then DejaVu Sans / Liberation Sans).
+    #[arg(long)]
+    pub font: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignatureKind {
+    Routers,
+    Mean,
 }

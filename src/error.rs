@@ -5,8 +5,10 @@ use std::path::PathBuf;
 /// Errors from loading, tokenising and running models.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// Reading or writing `path` failed (the reason is part of the message, not a separate source,
+    /// so that error chains do not repeat it).
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: std::io::Error },
     /// A safetensors file (or its index) is truncated or corrupt.
     #[error("{path}: not a valid safetensors file: {reason}")]
     Safetensors { path: PathBuf, reason: String },
@@ -54,5 +56,5 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// `Error::Io` with the path attached.
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
-    move |source| Error::Io { path, source }
+    move |reason| Error::Io { path, reason }
 }

@@ -14,6 +14,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Data(c) => commands::data::run(&c),
         cli::Command::Train(a) => commands::train::run(&a),
         cli::Command::Eval(a) => commands::eval::run(&a),
+        cli::Command::Topology(a) => commands::topology::run(&a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

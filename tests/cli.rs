@@ -107,4 +107,34 @@ fn convert_split_train_eval_pipeline() {
     assert!(ok, "{err}");
     assert!(out.contains("| cuma | 16 |"), "{out}");
     assert!(run.join("eval.json").is_file() && run.join("eval.md").is_file());
+
+    // Routing analysis and the seen vs held-out table, then the topology in both projections.
+    let (test_s, held_s) = (s(&dir.join("test.jsonl")), s(&dir.join("heldout.jsonl")));
+    let (ok, out, err) = cuma(&["eval", "--checkpoint", &run_s, "--data", &test_s, "--heldout", &held_s, "--routing", "--max-items", "80", "--device", "cpu"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("routing: ") && out.contains("| **macro** |"), "{out}");
+    let routing: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("routing.json")).expect("routing.json")).expect("json");
+    let signatures = routing["signatures"].as_object().expect("signatures");
+    assert!(signatures.len() >= 3, "{} countries in the first 80 test items", signatures.len());
+    let routers = routing["routers"].as_array().expect("routers");
+    assert!(routers[0]["router"].as_str().is_some_and(|r| r.starts_with("L0.")), "{}", routers[0]);
+    let overlap = routing["overlap"].as_f64().expect("overlap");
+    assert!((0.0..=1.0).contains(&overlap));
+    for extra in [&[][..], &["--pca"][..]] {
+        let png = dir.join(format!("topology{}.png", extra.len()));
+        let mut args = vec!["topology", run_s.as_str(), "--out"];
+        let png_s = s(&png);
+        args.push(&png_s);
+        args.extend(extra);
+        let (ok, _, err) = cuma(&args);
+        assert!(ok, "{err}");
+        assert!(std::fs::read(&png).expect("png").starts_with(b"\x89PNG"));
+    }
+    // Few-shot prompting of the bare backbone needs examples, and runs with them.
+    let (ok, _, err) = cuma(&["eval", "--method", "fewshot", "--model", &s(&llama), "--encoder", &s(&bert), "--data", &test_s, "--max-items", "4", "--out", &s(&dir), "--device", "cpu"]);
+    assert!(!ok && err.contains("--examples"), "{err}");
+    let train_s = s(&dir.join("train.jsonl"));
+    let (ok, out, err) = cuma(&["eval", "--method", "fewshot", "--model", &s(&llama), "--encoder", &s(&bert), "--data", &test_s, "--examples", &train_s, "--max-items", "4", "--out", &s(&dir), "--device", "cpu"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("| fewshot | 4 |"), "{out}");
 }

@@ -5,4 +5,5 @@ pub mod embed;
 pub mod eval;
 pub mod generate;
 pub mod info;
+pub mod topology;
 pub mod train;

@@ -61,6 +61,9 @@ pub fn read<T: DeserializeOwned>(path: &Path, check: impl Fn(&T) -> std::result:
 /// Writes rows as JSONL.
 pub fn write<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(crate::error::io(dir))?;
+    }
     let file = std::fs::File::create(path).map_err(crate::error::io(path))?;
     let mut w = std::io::BufWriter::new(file);
     for r in rows {

@@ -95,6 +95,24 @@ pub struct Scored {
     pub truth: usize,
     /// Option probabilities.
     pub probs: Vec<f64>,
+    /// Demographic attributes of who answered (attribute -> value), for subgroup spreads.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Subgroups with fewer items than this are left out of [`Spread`] (their accuracy is noise).
+pub const MIN_SUBGROUP_ITEMS: usize = 20;
+
+/// How far apart the accuracies of the subgroups of one attribute (e.g. every age band) lie.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Spread {
+    /// Subgroups with at least [`MIN_SUBGROUP_ITEMS`] items.
+    pub subgroups: usize,
+    pub min_accuracy: f64,
+    pub max_accuracy: f64,
+    /// `max_accuracy - min_accuracy`.
+    pub spread: f64,
+    /// Population standard deviation of the subgroup accuracies.
+    pub std: f64,
 }
 
 /// The headline numbers.
@@ -111,6 +129,8 @@ pub struct Summary {
     pub group_accuracy: BTreeMap<String, f64>,
     /// The mean of `group_accuracy` (each country counts once).
     pub mean_group_accuracy: f64,
+    /// Per demographic attribute, the spread of its subgroups' accuracies.
+    pub subgroup_spread: BTreeMap<String, Spread>,
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -158,7 +178,9 @@ pub fn summarize(scored: &[Scored]) -> Summary {
         hits.into_iter().map(|(g, (h, n))| (g.to_string(), h / n)).collect()
     };
     let mean_group_accuracy = mean(&group_accuracy.values().copied().collect::<Vec<_>>());
+    let subgroup_spread = subgroup_spreads(scored, &predicted);
     Summary {
+        subgroup_spread,
         group_accuracy,
         mean_group_accuracy,
         items: scored.len(),
@@ -169,6 +191,34 @@ pub fn summarize(scored: &[Scored]) -> Summary {
         emd_country: mean(&by_group.values().map(|v| emd_of(v, false)).collect::<Vec<_>>()),
         entropy: mean(&scored.iter().map(|s| entropy(&s.probs)).collect::<Vec<_>>()),
     }
+}
+
+/// Accuracy per (attribute, value), then the spread per attribute over subgroups large enough.
+fn subgroup_spreads(scored: &[Scored], predicted: &[usize]) -> BTreeMap<String, Spread> {
+    let mut hits: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
+    for (s, p) in scored.iter().zip(predicted) {
+        for (attr, value) in &s.attributes {
+            let e = hits.entry((attr, value)).or_default();
+            e.0 += usize::from(s.truth == *p);
+            e.1 += 1;
+        }
+    }
+    let mut by_attr: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for ((attr, _), (h, n)) in hits {
+        if n >= MIN_SUBGROUP_ITEMS {
+            by_attr.entry(attr).or_default().push(h as f64 / n as f64);
+        }
+    }
+    by_attr
+        .into_iter()
+        .filter(|(_, accs)| accs.len() >= 2)
+        .map(|(attr, accs)| {
+            let (lo, hi) = accs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &a| (lo.min(a), hi.max(a)));
+            let m = mean(&accs);
+            let std = (accs.iter().map(|a| (a - m).powi(2)).sum::<f64>() / accs.len() as f64).sqrt();
+            (attr.to_string(), Spread { subgroups: accs.len(), min_accuracy: lo, max_accuracy: hi, spread: hi - lo, std })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -213,7 +263,7 @@ mod tests {
     #[test]
     fn mean_collapse_shows_in_emd_country_not_in_emd_prob() {
         // Two countries answer opposite ends; a collapsed model predicts the pooled mix for both.
-        let item = |q: &str, g: &str, truth: usize, probs: Vec<f64>| Scored { question: q.into(), group: g.into(), truth, probs };
+        let item = |q: &str, g: &str, truth: usize, probs: Vec<f64>| Scored { question: q.into(), group: g.into(), truth, probs, attributes: BTreeMap::new() };
         let collapsed: Vec<Scored> = (0..10)
             .flat_map(|_| [item("q", "A", 0, vec![0.5, 0.0, 0.0, 0.5]), item("q", "B", 3, vec![0.5, 0.0, 0.0, 0.5])])
             .collect();
@@ -226,5 +276,27 @@ mod tests {
         assert_eq!(s.group_accuracy["A"], 1.0);
         assert_eq!(s.group_accuracy["B"], 0.0);
         assert_eq!(s.mean_group_accuracy, 0.5);
+    }
+
+    #[test]
+    fn subgroup_spread_per_attribute() {
+        let item = |age: &str, right: bool| Scored {
+            question: "q".into(),
+            group: "X".into(),
+            truth: usize::from(!right),
+            probs: vec![0.9, 0.1],
+            attributes: [("age".to_string(), age.to_string()), ("gender".to_string(), "F".to_string())].into(),
+        };
+        // Young: 30 items, 24 right (0.8); old: 20 items, 5 right (0.25); tiny: 3 items (left out).
+        let mut all: Vec<Scored> = (0..30).map(|i| item("young", i < 24)).collect();
+        all.extend((0..20).map(|i| item("old", i < 5)));
+        all.extend((0..3).map(|_| item("tiny", true)));
+        let s = summarize(&all);
+        let age = &s.subgroup_spread["age"];
+        assert_eq!(age.subgroups, 2);
+        assert!((age.spread - 0.55).abs() < 1e-12 && (age.min_accuracy - 0.25).abs() < 1e-12);
+        assert!((age.std - 0.275).abs() < 1e-12);
+        // One gender value: no spread to report.
+        assert!(!s.subgroup_spread.contains_key("gender"));
     }
 }

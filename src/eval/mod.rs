@@ -1,5 +1,11 @@
-//! Evaluation: the paper's metrics ([`metrics`]) over option probabilities.
+//! Evaluation: the paper's metrics ([`metrics`]) over option probabilities ([`choice`]), the
+//! few-shot baseline ([`fewshot`]), the routing analysis ([`routing`]), the zero-shot table
+//! ([`heldout`]) and the routing topology picture ([`topology`]).
 
 pub mod choice;
+pub mod fewshot;
+pub mod heldout;
 pub mod metrics;
+pub mod routing;
 pub mod run;
+pub mod topology;

@@ -1,8 +1,10 @@
 //! Evaluating a checkpoint (or the bare backbone with an inference-time baseline) on canonical
 //! multiple-choice items: option probabilities in batches, then every metric of spec section 9.
 
-use super::choice::{option_probs, ChoicePrompt, Padding};
+use super::choice::{score, ChoicePrompt, Padding};
+use super::fewshot::ShotPool;
 use super::metrics::{summarize, Scored, Summary};
+use super::routing::{analyse, RoutedPrompt, RoutingReport};
 use crate::data::{jsonl, profile, ChoiceItem};
 use crate::models::{Backbone, ProfileEncoder};
 use crate::tch_ops::TchOps;
@@ -24,6 +26,34 @@ pub enum EvalMethod {
     Vanilla,
     /// The bare backbone with the profile as its system prompt.
     Persona,
+    /// Persona prompting plus answers of three other respondents from the same country as
+    /// earlier chat turns (needs `--examples`).
+    Fewshot,
+}
+
+/// How to evaluate.
+#[derive(Clone, Copy)]
+pub struct EvalOptions<'a> {
+    /// Prompts per forward pass.
+    pub batch: usize,
+    /// Record the routers' decisions and analyse them.
+    pub routing: bool,
+    /// Few-shot examples and how many to show per question.
+    pub shots: Option<(&'a ShotPool, usize)>,
+    pub seed: u64,
+}
+
+impl Default for EvalOptions<'_> {
+    fn default() -> Self {
+        Self { batch: 16, routing: false, shots: None, seed: 0 }
+    }
+}
+
+/// Scores, metrics and (when asked) the routing analysis of one item set.
+pub struct Evaluation {
+    pub scored: Vec<Scored>,
+    pub summary: Summary,
+    pub routing: Option<RoutingReport>,
 }
 
 /// A model ready to score items.
@@ -61,20 +91,20 @@ impl Evaluator {
     /// The bare backbone for an inference-time baseline.
     pub fn baseline(backbone: &Path, encoder: &Path, method: EvalMethod, device: Device) -> Result<Self> {
         let mut config = TrainConfig::default();
-        config.method.profile_in_prompt = method == EvalMethod::Persona;
+        config.method.profile_in_prompt = matches!(method, EvalMethod::Persona | EvalMethod::Fewshot);
         Ok(Self { model: Backbone::load(backbone, device)?, encoder: ProfileEncoder::load(encoder, device)?, config })
     }
 
-    /// Option probabilities and metrics for `items`, `batch` prompts at a time; `on_batch`
-    /// reports progress.
-    pub fn evaluate(&self, items: &[ChoiceItem], batch: usize, mut on_batch: impl FnMut(usize)) -> Result<(Vec<Scored>, Summary)> {
+    /// Option probabilities and metrics for `items`; `on_batch` reports progress.
+    pub fn evaluate(&self, items: &[ChoiceItem], opts: EvalOptions<'_>, mut on_batch: impl FnMut(usize)) -> Result<Evaluation> {
         let order: Vec<&str> = self.config.profile_order.iter().map(String::as_str).collect();
         let (texts, rows) = profile::index(items.iter().map(|i| &i.profile), &order, self.config.profile_style);
         let mut cfg = self.config.clone();
         cfg.max_len = usize::MAX;
         let mut prompts = Vec::with_capacity(items.len());
         for (item, &row) in items.iter().zip(&rows) {
-            let ex = tokenize(&self.model, item, &texts[row], &cfg, row)?.ok_or_else(|| Error::Invalid(format!("item {} could not be tokenised", item.id)))?;
+            let shots = opts.shots.map(|(pool, n)| pool.pick(item, n, opts.seed)).unwrap_or_default();
+            let ex = tokenize(&self.model, item, &texts[row], &cfg, row, &shots)?.ok_or_else(|| Error::Invalid(format!("item {} could not be tokenised", item.id)))?;
             prompts.push(ChoicePrompt { ids: ex.ids[..ex.targets_from].to_vec(), options: item.options.len(), profile: row });
         }
         let profiles: Option<Tensor> = if self.model.decoder.adapters.as_ref().is_some_and(|a| a.profile_dim > 0) {
@@ -84,18 +114,36 @@ impl Evaluator {
         } else {
             None
         };
-        let mut scored = Vec::with_capacity(items.len());
-        for (chunk_items, chunk) in items.chunks(batch.max(1)).zip(prompts.chunks(batch.max(1))) {
-            let probs = option_probs(&self.model, chunk, profiles.as_ref(), Padding::Left)?;
+        let record = opts.routing && self.model.decoder.adapters.as_ref().is_some_and(|a| a.method.routed());
+        let (mut scored, mut routings) = (Vec::with_capacity(items.len()), Vec::new());
+        for (chunk_items, chunk) in items.chunks(opts.batch.max(1)).zip(prompts.chunks(opts.batch.max(1))) {
+            let (probs, routing) = score(&self.model, chunk, profiles.as_ref(), Padding::Left, record)?;
+            routings.extend(routing);
             for (item, p) in chunk_items.iter().zip(probs) {
-                let group = item.groups.get("country").or_else(|| item.profile.get("country")).cloned().unwrap_or_default();
-                scored.push(Scored { question: item.question_id.clone(), group, truth: item.answer, probs: p });
+                scored.push(Scored { question: item.question_id.clone(), group: country_of(item), truth: item.answer, probs: p, attributes: item.profile.clone() });
             }
             on_batch(chunk.len());
         }
         let summary = summarize(&scored);
-        Ok((scored, summary))
+        let routing = match (&self.model.decoder.adapters, record) {
+            (Some(adapters), true) => {
+                let routed: Vec<RoutedPrompt<'_>> = scored
+                    .iter()
+                    .zip(&prompts)
+                    .zip(&routings)
+                    .map(|((s, p), r)| RoutedPrompt { question: &s.question, country: &s.group, profile: p.profile, ids: &p.ids, routing: r })
+                    .collect();
+                Some(analyse(&adapters.router_names(), adapters.method.experts, &routed))
+            }
+            _ => None,
+        };
+        Ok(Evaluation { scored, summary, routing })
     }
+}
+
+/// The group an item's `emd_country` and routing signature count it in: its country.
+fn country_of(item: &ChoiceItem) -> String {
+    item.groups.get("country").or_else(|| item.profile.get("country")).cloned().unwrap_or_default()
 }
 
 /// Reads items for evaluation.
@@ -107,10 +155,17 @@ pub fn read_items(path: &Path, limit: usize) -> Result<Vec<ChoiceItem>> {
     Ok(loaded.rows)
 }
 
-/// The summary as a Markdown table.
+/// The summary as a Markdown table (header, separator, one row), then the subgroup spreads.
 pub fn markdown(name: &str, s: &Summary) -> String {
-    format!(
+    let mut out = format!(
         "| method | items | acc | country acc | macro-F1 | emd_argmax | emd_prob | emd_country | entropy |\n|---|---|---|---|---|---|---|---|---|\n| {name} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
         s.items, s.accuracy, s.mean_group_accuracy, s.macro_f1, s.emd_argmax, s.emd_prob, s.emd_country, s.entropy
-    )
+    );
+    if !s.subgroup_spread.is_empty() {
+        out.push_str(&format!("\nSubgroup accuracy spread per attribute (subgroups with >= {} items):\n\n| attribute | subgroups | min acc | max acc | spread | std |\n|---|---|---|---|---|---|\n", super::metrics::MIN_SUBGROUP_ITEMS));
+        for (attr, sp) in &s.subgroup_spread {
+            out.push_str(&format!("| {attr} | {} | {:.4} | {:.4} | {:.4} | {:.4} |\n", sp.subgroups, sp.min_accuracy, sp.max_accuracy, sp.spread, sp.std));
+        }
+    }
+    out
 }

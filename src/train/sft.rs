@@ -82,10 +82,17 @@ pub fn tokenize_chat(model: &Backbone, item: &ChatItem, profile_text: &str, cfg:
     Ok((ids.len() <= cfg.max_len && ids.len() > targets_from).then_some(Example { ids, targets_from, profile: profile_row }))
 }
 
-/// Renders and tokenises a multiple-choice item; `None` when it is longer than `max_len`.
-pub fn tokenize(model: &Backbone, item: &ChoiceItem, profile_text: &str, cfg: &TrainConfig, profile_row: usize) -> Result<Option<Example>> {
+/// Renders and tokenises a multiple-choice item, after `shots` (answered examples shown as
+/// earlier turns; empty in training); `None` when it is longer than `max_len`.
+pub fn tokenize(model: &Backbone, item: &ChoiceItem, profile_text: &str, cfg: &TrainConfig, profile_row: usize, shots: &[&ChoiceItem]) -> Result<Option<Example>> {
     let system = if cfg.method.profile_in_prompt { profile_text } else { NEUTRAL_SYSTEM };
-    let prompt = render(&model.tokenizer, &[Message::new("system", system), Message::new("user", &item.user_prompt())])?;
+    let mut messages = vec![Message::new("system", system)];
+    for shot in shots {
+        messages.push(Message::new("user", &shot.user_prompt()));
+        messages.push(Message::new("assistant", &shot.answer_letter().to_string()));
+    }
+    messages.push(Message::new("user", &item.user_prompt()));
+    let prompt = render(&model.tokenizer, &messages)?;
     let mut ids = model.tokenizer.encode(&prompt, false)?;
     let targets_from = ids.len();
     let letter = model.tokenizer.encode(&item.answer_letter().to_string(), false)?;
@@ -236,7 +243,7 @@ impl SftRun {
         let mut too_long = 0;
         for (item, &row) in loaded.rows.iter().zip(&item_rows) {
             let example = match item {
-                Item::Choice(c) => tokenize(&model, c, &texts[row], &config, row)?,
+                Item::Choice(c) => tokenize(&model, c, &texts[row], &config, row, &[])?,
                 Item::Chat(c) => tokenize_chat(&model, c, &texts[row], &config, row)?,
             };
             match example {

@@ -121,6 +121,19 @@ impl<T> DecoderAdapters<T> {
         }
         Ok(Self { method: m.clone(), profile_dim, layers })
     }
+
+    /// A label for every router, in the order a forward pass reports their routing: the layer
+    /// and the projections it gates, e.g. `L3.q_proj` or `L3.q_proj+k_proj+v_proj`.
+    pub fn router_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            for r in 0..layer.routers.len() {
+                let modules: Vec<&str> = layer.modules.iter().filter(|m| m.router == Some(r)).map(|m| m.target.module()).collect();
+                names.push(format!("L{i}.{}", modules.join("+")));
+            }
+        }
+        names
+    }
 }
 
 #[cfg(test)]

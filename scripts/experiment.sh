@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Reproduces the table in docs/results.md: the paper's WVS experiment at CPU scale.
+#
+#   scripts/experiment.sh [out dir, default runs/wvs-experiment]
+#
+# Every step is skipped when its output is already there (a killed run picks up where it
+# stopped; finished training runs are resumed at their last step, which is a no-op), so the
+# script can be re-run after a crash or after changing only the evaluation.
+#
+# Environment: WVS (default ../shared/data/wvs7), STEPS (100), BATCH (8), LR (5e-4),
+# SEED (0), CUMA_BIN (default: target/debug/cuma, built first), TRAIN_ONLY (stop after training).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${1:-runs/wvs-experiment}
+WVS=${WVS:-../shared/data/wvs7}
+STEPS=${STEPS:-100}
+BATCH=${BATCH:-8}
+LR=${LR:-5e-4}
+SEED=${SEED:-0}
+# Twelve value questions that divide countries (religion, gender roles, authority, trust,
+# confidence in institutions), with 2-, 3-, 4- and 5-point scales.
+QUESTIONS=${QUESTIONS:-Q6,Q15,Q22,Q27,Q29,Q33,Q45,Q46,Q57,Q64,Q69,Q71}
+
+if [[ -z "${CUMA_BIN:-}" ]]; then
+    cargo build --quiet --bin cuma
+    CUMA_BIN=target/debug/cuma
+fi
+mkdir -p "$OUT"
+LOG="$OUT/timings.tsv"
+[[ -f $LOG ]] || printf 'step\tseconds\n' >"$LOG"
+
+timed() { # name, command...
+    local name=$1 t0=$SECONDS
+    shift
+    echo "== $name" >&2
+    "$@"
+    printf '%s\t%s\n' "$name" "$((SECONDS - t0))" >>"$LOG"
+}
+
+if [[ ! -f $OUT/data/heldout.jsonl ]]; then
+    timed convert "$CUMA_BIN" data convert --wvs "$WVS" --questions "$QUESTIONS" --out "$OUT/data/items.jsonl"
+    timed split "$CUMA_BIN" data split --in "$OUT/data/items.jsonl" --out-dir "$OUT/data" --seed "$SEED" --heldout-fraction 0.05
+fi
+
+# name and method flags of every trained model; all share one budget.
+TRAINED=(
+    "lora|--method lora"
+    "hydralora|--method hydralora"
+    "cuma|--method cuma"
+    "cuma-soft|--method cuma --gate soft"
+    "cuma-no-balance|--method cuma --no-balance"
+)
+for entry in "${TRAINED[@]}"; do
+    name=${entry%%|*}
+    read -r -a flags <<<"${entry#*|}"
+    run=$OUT/$name
+    [[ -f $run/trained ]] && continue
+    resume=()
+    [[ -f $run/checkpoint/cuma.json ]] && resume=(--resume)
+    timed "train $name" "$CUMA_BIN" train --data "$OUT/data/train.jsonl" --out "$run" "${flags[@]}" \
+        --rank 8 --alpha 16 --steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --warmup-steps 10 \
+        --seed "$SEED" --checkpoint-every 25 "${resume[@]}"
+    touch "$run/trained"
+done
+[[ -n "${TRAIN_ONLY:-}" ]] && exit 0
+
+for entry in "${TRAINED[@]}"; do
+    name=${entry%%|*}
+    run=$OUT/$name
+    [[ -f $run/eval.json ]] || timed "eval $name" "$CUMA_BIN" eval --checkpoint "$run" --data "$OUT/data/test.jsonl" \
+        --heldout "$OUT/data/heldout.jsonl" --routing --out "$run"
+done
+
+for method in vanilla persona fewshot; do
+    run=$OUT/$method
+    if [[ ! -f $run/eval.json ]]; then
+        timed "eval $method" "$CUMA_BIN" eval --method "$method" --data "$OUT/data/test.jsonl" \
+            --examples "$OUT/data/train.jsonl" --out "$run"
+    fi
+done
+
+timed "topology" "$CUMA_BIN" topology "$OUT/cuma" --out "$OUT/topology.png"
+timed "topology pca" "$CUMA_BIN" topology "$OUT/cuma" --pca --out "$OUT/topology-pca.png"
+
+{
+    echo "## Test split ($(wc -l <"$OUT/data/test.jsonl") items)"
+    echo
+    head -n 2 "$OUT/lora/eval.md"
+    for name in vanilla persona fewshot lora hydralora cuma cuma-soft cuma-no-balance; do
+        sed -n 3p "$OUT/$name/eval.md"
+    done
+    echo
+    for name in lora hydralora cuma cuma-soft cuma-no-balance; do
+        [[ -f $OUT/$name/heldout.md ]] && { echo "### $name: seen vs held-out profiles"; echo; cat "$OUT/$name/heldout.md"; echo; }
+        [[ -f $OUT/$name/routing.md ]] && { echo "### $name: routing"; echo; cat "$OUT/$name/routing.md"; echo; }
+    done
+    echo "## Wall time (seconds)"
+    echo
+    echo '| step | seconds |'
+    echo '|---|---|'
+    tail -n +2 "$LOG" | sed 's/\t/ | /; s/^/| /; s/$/ |/'
+} >"$OUT/results.md"
+echo "wrote $OUT/results.md" >&2
