@@ -140,12 +140,12 @@ pub fn pca(x: &[Vec<f64>]) -> Vec<[f64; 2]> {
         }
         let biggest = v.iter().copied().fold(0.0, |b: f64, x| if x.abs() > b.abs() { x } else { b });
         let sign = if biggest < 0.0 { -1.0 } else { 1.0 };
-        for i in 0..n {
-            out[i][axis] = sign * v[i] * lambda.sqrt();
+        for (o, vi) in out.iter_mut().zip(&v) {
+            o[axis] = sign * vi * lambda.sqrt();
         }
-        for i in 0..n {
-            for j in 0..n {
-                gram[i][j] -= lambda * v[i] * v[j];
+        for (row, vi) in gram.iter_mut().zip(&v) {
+            for (g, vj) in row.iter_mut().zip(&v) {
+                *g -= lambda * vi * vj;
             }
         }
     }
