@@ -30,6 +30,9 @@ pub enum Command {
     /// Draw the routing topology of a run: every country's routing signature (written by
     /// `cuma eval --routing`) in 2-D by t-SNE (or PCA), coloured by cultural cluster.
     Topology(TopologyArgs),
+    /// Export a checkpoint (backbone + routers + LoRA experts) or a bare backbone to ONNX
+    /// (standard operators, opset 17; runs in ONNX Runtime and tract).
+    Export(ExportArgs),
     /// Survey data: convert raw sources to cuma's JSONL, split by respondent.
     #[command(subcommand)]
     Data(DataCommand),
@@ -341,4 +344,30 @@ pub struct TopologyArgs {
 pub enum SignatureKind {
     Routers,
     Mean,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// A run directory or checkpoint (exports the backbone with its adapters), or a bare model
+    /// (GGUF file or Hugging Face directory; default: the embedded SmolLM2).
+    #[arg(long = "onnx", value_name = "CHECKPOINT_OR_MODEL")]
+    pub onnx: Option<PathBuf>,
+    /// Bundle directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// How weights are stored: f32, or f16 (half the size; cast to f32 inside the graph).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: ExportDtype,
+    /// The backbone to export a checkpoint onto (default: the one it recorded; must hash the same).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Overwrite an existing bundle.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportDtype {
+    F32,
+    F16,
 }

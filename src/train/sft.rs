@@ -177,7 +177,8 @@ fn identity(path: &Path, architecture: &str, files: Vec<PathBuf>) -> Result<Mode
     Ok(ModelIdentity { path: path.into(), architecture: architecture.into(), sha256: checkpoint::hash_files(&files)? })
 }
 
-fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
+/// The files whose bytes identify a model: the GGUF file, or every safetensors shard.
+pub fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
     let (p, format) = crate::models::source::locate(path)?;
     Ok(match format {
         crate::models::source::Format::Gguf => vec![p],

@@ -1,0 +1,269 @@
+//! `GraphBuilder`: the ONNX backend of the shared model definition. It implements
+//! [`cuma_model::Ops`] by appending standard ONNX nodes (opset 17, default domain only) instead
+//! of computing, so running a `cuma-model` forward pass against it records the graph.
+
+use crate::proto::{self, attribute_type, data_type, AttributeProto, NodeProto, TensorProto, ValueInfoProto};
+use cuma_model::{Ops, Result};
+
+/// The opset every graph imports.
+pub const OPSET: i64 = 17;
+/// The ONNX IR version written (ORT 1.31 reads <= 13; the bundle contract promises <= 10).
+pub const IR_VERSION: i64 = 10;
+
+/// A named value in the graph under construction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value(pub String);
+
+/// How initializers (weights) are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreAs {
+    F32,
+    /// Stored as float16 and cast to float32 in the graph (half the file; runtimes fold the cast).
+    F16,
+}
+
+/// Collects nodes and initializers.
+pub struct GraphBuilder {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    counter: usize,
+    store_as: StoreAs,
+}
+
+fn attr_int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto { name: name.into(), i, r#type: attribute_type::INT, ..Default::default() }
+}
+
+fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
+    AttributeProto { name: name.into(), ints: ints.to_vec(), r#type: attribute_type::INTS, ..Default::default() }
+}
+
+fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
+    AttributeProto { name: name.into(), t: Some(t), r#type: attribute_type::TENSOR, ..Default::default() }
+}
+
+/// A tensor proto holding `values` as little-endian raw data.
+pub fn f32_tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
+    TensorProto { dims: dims.iter().map(|&d| d as i64).collect(), data_type: data_type::FLOAT, name: name.into(), raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(), ..Default::default() }
+}
+
+pub fn i64_tensor(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
+    TensorProto { dims: dims.iter().map(|&d| d as i64).collect(), data_type: data_type::INT64, name: name.into(), raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(), ..Default::default() }
+}
+
+fn f16_tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
+    TensorProto {
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: data_type::FLOAT16,
+        name: name.into(),
+        raw_data: values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+impl GraphBuilder {
+    pub fn new(store_as: StoreAs) -> Self {
+        Self { nodes: Vec::new(), initializers: Vec::new(), counter: 0, store_as }
+    }
+
+    fn fresh(&mut self, hint: &str) -> String {
+        self.counter += 1;
+        format!("{hint}_{}", self.counter)
+    }
+
+    /// Appends a node with `inputs` and one output; returns the output.
+    pub fn node(&mut self, op: &str, inputs: &[&Value], attributes: Vec<AttributeProto>) -> Value {
+        let out = self.fresh(op);
+        self.node_into(op, inputs, attributes, &out);
+        Value(out)
+    }
+
+    /// Appends a node whose single output gets the given name (graph outputs).
+    pub fn node_into(&mut self, op: &str, inputs: &[&Value], attributes: Vec<AttributeProto>, output: &str) -> Value {
+        let name = format!("n{}_{op}", self.nodes.len());
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|v| v.0.clone()).collect(),
+            output: vec![output.to_string()],
+            name,
+            op_type: op.into(),
+            attribute: attributes,
+            domain: String::new(),
+        });
+        Value(output.to_string())
+    }
+
+    /// Renames `v` to `name` with an Identity node (graph outputs need fixed names).
+    pub fn output_as(&mut self, v: &Value, name: &str) -> Value {
+        self.node_into("Identity", &[v], Vec::new(), name)
+    }
+
+    /// A weight: stored per [`StoreAs`], always seen by the graph as float32.
+    pub fn weight(&mut self, name: &str, dims: &[usize], values: &[f32]) -> Value {
+        match self.store_as {
+            StoreAs::F32 => {
+                self.initializers.push(f32_tensor(name, dims, values));
+                Value(name.into())
+            }
+            StoreAs::F16 => {
+                self.initializers.push(f16_tensor(name, dims, values));
+                let stored = Value(name.into());
+                self.node("Cast", &[&stored], vec![attr_int("to", i64::from(data_type::FLOAT))])
+            }
+        }
+    }
+
+    /// A small float32 constant (always stored in full precision).
+    pub fn const_f32(&mut self, values: &[f32], dims: &[usize]) -> Value {
+        let name = self.fresh("const");
+        self.initializers.push(f32_tensor(&name, dims, values));
+        Value(name)
+    }
+
+    /// A 1-D int64 constant.
+    pub fn const_i64(&mut self, values: &[i64]) -> Value {
+        let name = self.fresh("const_i64");
+        self.initializers.push(i64_tensor(&name, &[values.len()], values));
+        Value(name)
+    }
+
+    /// A float32 scalar constant.
+    pub fn scalar(&mut self, v: f64) -> Value {
+        self.const_f32(&[v as f32], &[])
+    }
+
+    /// A node with a `Constant`-free integer attribute list, e.g. `Cast`.
+    pub fn cast(&mut self, x: &Value, to: i32) -> Value {
+        self.node("Cast", &[x], vec![attr_int("to", i64::from(to))])
+    }
+
+    /// Finishes the graph.
+    pub fn finish(self, name: &str, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>) -> proto::GraphProto {
+        proto::GraphProto { node: self.nodes, name: name.into(), initializer: self.initializers, doc_string: String::new(), input: inputs, output: outputs }
+    }
+
+    /// Nodes so far (for tests).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Gives access to the attribute helpers for graph-level code in this crate.
+    pub(crate) fn attr_int(name: &str, i: i64) -> AttributeProto {
+        attr_int(name, i)
+    }
+
+    pub(crate) fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
+        attr_tensor(name, t)
+    }
+}
+
+impl Ops for GraphBuilder {
+    type T = Value;
+
+    fn share(&mut self, x: &Value) -> Value {
+        x.clone()
+    }
+    fn matmul(&mut self, a: &Value, b: &Value) -> Result<Value> {
+        Ok(self.node("MatMul", &[a, b], Vec::new()))
+    }
+    fn linear(&mut self, x: &Value, w: &Value, b: Option<&Value>) -> Result<Value> {
+        let wt = self.node("Transpose", &[w], vec![attr_ints("perm", &[1, 0])]);
+        let y = self.node("MatMul", &[x, &wt], Vec::new());
+        Ok(match b {
+            Some(b) => self.node("Add", &[&y, b], Vec::new()),
+            None => y,
+        })
+    }
+    fn add(&mut self, a: &Value, b: &Value) -> Result<Value> {
+        Ok(self.node("Add", &[a, b], Vec::new()))
+    }
+    fn sub(&mut self, a: &Value, b: &Value) -> Result<Value> {
+        Ok(self.node("Sub", &[a, b], Vec::new()))
+    }
+    fn mul(&mut self, a: &Value, b: &Value) -> Result<Value> {
+        Ok(self.node("Mul", &[a, b], Vec::new()))
+    }
+    fn div(&mut self, a: &Value, b: &Value) -> Result<Value> {
+        Ok(self.node("Div", &[a, b], Vec::new()))
+    }
+    fn scale(&mut self, x: &Value, s: f64) -> Result<Value> {
+        let c = self.scalar(s);
+        Ok(self.node("Mul", &[x, &c], Vec::new()))
+    }
+    fn add_scalar(&mut self, x: &Value, s: f64) -> Result<Value> {
+        let c = self.scalar(s);
+        Ok(self.node("Add", &[x, &c], Vec::new()))
+    }
+    fn clamp_min(&mut self, x: &Value, s: f64) -> Result<Value> {
+        let c = self.scalar(s);
+        Ok(self.node("Max", &[x, &c], Vec::new()))
+    }
+    fn sqrt(&mut self, x: &Value) -> Result<Value> {
+        Ok(self.node("Sqrt", &[x], Vec::new()))
+    }
+    fn exp(&mut self, x: &Value) -> Result<Value> {
+        Ok(self.node("Exp", &[x], Vec::new()))
+    }
+    fn erf(&mut self, x: &Value) -> Result<Value> {
+        Ok(self.node("Erf", &[x], Vec::new()))
+    }
+    fn sigmoid(&mut self, x: &Value) -> Result<Value> {
+        Ok(self.node("Sigmoid", &[x], Vec::new()))
+    }
+    fn relu(&mut self, x: &Value) -> Result<Value> {
+        Ok(self.node("Relu", &[x], Vec::new()))
+    }
+    fn cos(&mut self, x: &Value) -> Result<Value> {
+        Ok(self.node("Cos", &[x], Vec::new()))
+    }
+    fn sin(&mut self, x: &Value) -> Result<Value> {
+        Ok(self.node("Sin", &[x], Vec::new()))
+    }
+    fn softmax_last(&mut self, x: &Value) -> Result<Value> {
+        Ok(self.node("Softmax", &[x], vec![attr_int("axis", -1)]))
+    }
+    fn mean_keepdim(&mut self, x: &Value, dim: i64) -> Result<Value> {
+        // Opset 17: ReduceMean takes its axes as an attribute.
+        Ok(self.node("ReduceMean", &[x], vec![attr_ints("axes", &[dim]), attr_int("keepdims", 1)]))
+    }
+    fn sum_keepdim(&mut self, x: &Value, dim: i64) -> Result<Value> {
+        // Opset 13+: ReduceSum takes its axes as an input.
+        let axes = self.const_i64(&[dim]);
+        Ok(self.node("ReduceSum", &[x, &axes], vec![attr_int("keepdims", 1)]))
+    }
+    fn reshape(&mut self, x: &Value, shape: &[i64]) -> Result<Value> {
+        let s = self.const_i64(shape);
+        Ok(self.node("Reshape", &[x, &s], Vec::new()))
+    }
+    fn permute(&mut self, x: &Value, perm: &[usize]) -> Result<Value> {
+        let p: Vec<i64> = perm.iter().map(|&d| d as i64).collect();
+        Ok(self.node("Transpose", &[x], vec![attr_ints("perm", &p)]))
+    }
+    fn unsqueeze(&mut self, x: &Value, dim: i64) -> Result<Value> {
+        let axes = self.const_i64(&[dim]);
+        Ok(self.node("Unsqueeze", &[x, &axes], Vec::new()))
+    }
+    fn concat(&mut self, xs: &[&Value], dim: i64) -> Result<Value> {
+        Ok(self.node("Concat", xs, vec![attr_int("axis", dim)]))
+    }
+    fn slice(&mut self, x: &Value, dim: i64, start: i64, end: i64) -> Result<Value> {
+        let (s, e, a) = (self.const_i64(&[start]), self.const_i64(&[end]), self.const_i64(&[dim]));
+        Ok(self.node("Slice", &[x, &s, &e, &a], Vec::new()))
+    }
+    fn embedding(&mut self, table: &Value, ids: &Value) -> Result<Value> {
+        Ok(self.node("Gather", &[table, ids], vec![attr_int("axis", 0)]))
+    }
+    fn constant(&mut self, values: &[f32], shape: &[usize]) -> Result<Value> {
+        Ok(self.const_f32(values, shape))
+    }
+    fn argmax_last(&mut self, x: &Value) -> Result<Value> {
+        // select_last_index = 0: ties go to the lowest index, as in every cuma backend.
+        Ok(self.node("ArgMax", &[x], vec![attr_int("axis", -1), attr_int("keepdims", 1), attr_int("select_last_index", 0)]))
+    }
+    fn one_hot(&mut self, idx: &Value, depth: usize) -> Result<Value> {
+        // idx [.., 1] == [0, 1, .., depth-1] -> [.., depth], as float.
+        let range: Vec<i64> = (0..depth as i64).collect();
+        let r = self.const_i64(&range);
+        let eq = self.node("Equal", &[idx, &r], Vec::new());
+        Ok(self.cast(&eq, data_type::FLOAT))
+    }
+}
