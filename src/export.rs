@@ -79,3 +79,126 @@ pub fn export_decoder(input: &ExportInput, store_as: StoreAs) -> Result<DecoderG
     };
     graph.map_err(|e| source.error(e))
 }
+
+/// Files written and how long it took.
+pub struct BundleReport {
+    /// File name -> size in bytes.
+    pub sizes: std::collections::BTreeMap<String, u64>,
+    pub routers: usize,
+    pub seconds: f64,
+}
+
+fn write_graph(graph: cuma_export::proto::GraphProto, doc: &str, path: &Path) -> Result<u64> {
+    cuma_export::write_model(&cuma_export::model_proto(graph, doc), path).map_err(|e| Error::Invalid(format!("writing {}: {e}", path.display())))
+}
+
+fn as_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// Writes a complete bundle for `input` into `out` (which must exist): `model.onnx`,
+/// `tokenizer.json`, for checkpoints whose routers read the profile also `encoder.onnx` and
+/// `encoder.tokenizer.json`, and `manifest.json` with every file's SHA-256.
+pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs) -> Result<BundleReport> {
+    use cuma_model::bundle::{self, BackboneSpec, EncoderSpec, GraphSpec, Manifest, ProfileSpec};
+    let started = std::time::Instant::now();
+    let mut graphs = std::collections::BTreeMap::new();
+    let mut files = Vec::new();
+
+    let source = ModelSource::open(&input.backbone)?;
+    let config = decoder_config(&source)?.clone();
+    let tokenizer = crate::models::backbone::tokenizer_for(&source)?;
+    let decoder = export_decoder(input, store_as)?;
+    let model_path = out.join("model.onnx");
+    write_graph(decoder.graph, "cuma decoder", &model_path)?;
+    graphs.insert("model".to_string(), GraphSpec { file: "model.onnx".into(), inputs: decoder.inputs, outputs: decoder.outputs });
+    files.push("model.onnx".to_string());
+    let tok_path = out.join("tokenizer.json");
+    tokenizer.inner.save(&tok_path, false).map_err(|e| Error::Tokenizer { path: tok_path.clone(), reason: e.to_string() })?;
+    files.push("tokenizer.json".into());
+
+    let train_config = input.checkpoint.as_ref().map(|c| c.manifest.config.clone()).unwrap_or_default();
+    let method = effective_method(&train_config.method)?;
+    let mut encoder_spec = None;
+    if let (Some(ck), Some(dim)) = (&input.checkpoint, decoder.demographic_dim) {
+        let enc_path = &ck.manifest.encoder.path;
+        let enc_source = ModelSource::open(enc_path)?;
+        let cuma_model::config::ModelConfig::Bert(bert) = &enc_source.config else {
+            return Err(Error::Invalid(format!("{}: only BERT-family encoders can be exported so far", enc_path.display())));
+        };
+        let (pooling, normalize) = if enc_source.path.is_dir() { crate::models::encoder::sentence_transformers_config(&enc_source.path)? } else { (cuma_model::layers::Pooling::Mean, false) };
+        let graph = cuma_export::encoder_graph(bert, &mut SourceWeights { source: &WeightSetSource(&enc_source.weights) }, pooling, normalize, store_as).map_err(|e| enc_source.error(e))?;
+        if graph.dim != dim {
+            return Err(Error::Invalid(format!("{}: the encoder gives {}-d vectors, the routers were trained on {dim}-d ones", enc_path.display(), graph.dim)));
+        }
+        let enc_model = out.join("encoder.onnx");
+        write_graph(graph.graph, "cuma demographic encoder", &enc_model)?;
+        graphs.insert("encoder".to_string(), GraphSpec { file: "encoder.onnx".into(), inputs: graph.inputs, outputs: graph.outputs });
+        let enc_tok = crate::models::backbone::tokenizer_for(&enc_source)?;
+        let enc_tok_path = out.join("encoder.tokenizer.json");
+        enc_tok.inner.save(&enc_tok_path, false).map_err(|e| Error::Tokenizer { path: enc_tok_path.clone(), reason: e.to_string() })?;
+        files.extend(["encoder.onnx".to_string(), "encoder.tokenizer.json".to_string()]);
+        encoder_spec = Some(EncoderSpec {
+            family: "bert".into(),
+            dim,
+            pooling: as_text(&pooling),
+            normalize,
+            max_tokens: crate::models::encoder::MAX_TOKENS,
+            tokenizer: "encoder.tokenizer.json".into(),
+        });
+    }
+    let adapter = input.checkpoint.as_ref().map(|_| bundle::AdapterSpec {
+        method: as_text(&method.method),
+        experts: method.experts,
+        top_k: method.top_k,
+        rank: method.rank,
+        alpha: method.alpha,
+        targets: method.targets.iter().map(|t| t.module().to_string()).collect(),
+        gate: as_text(&method.gate),
+        router_layout: as_text(&method.router_layout),
+        routers: decoder.routers.clone(),
+        demographic_dim: decoder.demographic_dim.unwrap_or(0),
+    });
+    let mut sizes = std::collections::BTreeMap::new();
+    let mut hashes = std::collections::BTreeMap::new();
+    for f in &files {
+        let p = out.join(f);
+        sizes.insert(f.clone(), std::fs::metadata(&p).map_err(crate::error::io(&p))?.len());
+        hashes.insert(f.clone(), checkpoint::hash_files(&[p])?);
+    }
+    let manifest = Manifest {
+        format_version: bundle::BUNDLE_FORMAT_VERSION,
+        producer: format!("cuma {}", env!("CARGO_PKG_VERSION")),
+        dtype: if store_as == StoreAs::F16 { "f16" } else { "f32" }.into(),
+        opset: cuma_export::OPSET,
+        ir_version: cuma_export::IR_VERSION,
+        backbone: BackboneSpec {
+            family: config.family.model_type().into(),
+            layers: config.num_layers,
+            hidden: config.hidden_size,
+            heads: config.num_heads,
+            kv_heads: config.num_kv_heads,
+            head_dim: config.head_dim,
+            vocab: config.vocab_size,
+            max_positions: config.max_position_embeddings,
+            tokenizer: "tokenizer.json".into(),
+            chat_template: tokenizer.chat_template.clone(),
+            end_of_turn: tokenizer.end_of_turn.clone(),
+            bos_token: tokenizer.bos_token.clone(),
+        },
+        encoder: encoder_spec,
+        adapter,
+        profile: ProfileSpec {
+            style: as_text(&train_config.profile_style),
+            order: train_config.profile_order.clone(),
+            in_prompt: train_config.method.profile_in_prompt,
+            neutral_system: crate::train::sft::NEUTRAL_SYSTEM.into(),
+        },
+        graphs,
+        files: hashes,
+    };
+    let manifest_path = out.join(bundle::MANIFEST_FILE);
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(&manifest_path, text).map_err(crate::error::io(&manifest_path))?;
+    Ok(BundleReport { sizes, routers: decoder.routers.len(), seconds: started.elapsed().as_secs_f64() })
+}

@@ -121,8 +121,31 @@ fn trained_cuma_in_every_gate_mode_matches_tch_logits_and_routing() {
         assert_eq!(onnx_experts.len(), experts.len());
         let same = experts.iter().zip(&onnx_experts).filter(|(a, b)| a == b).count() as f64 / experts.len() as f64;
         assert!(same >= 0.999, "{gate}: routing agrees on {:.2} % of (router, token) pairs", 100.0 * same);
+        // The encoder graph gives the same profile vectors (cosine >= 0.99999, as tch's).
+        let texts = ["You are a person from Country A1.", "You are a person from Country B2, age group: 18-34."];
+        let rows: Vec<Vec<u32>> = texts.iter().map(|t| e.encoder.tokenizer.encode(t, true).expect("tokens")).collect();
+        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let enc_ids: Vec<Vec<i64>> = rows.iter().map(|r| (0..width).map(|i| r.get(i).map_or(0, |&x| i64::from(x))).collect()).collect();
+        let enc_masks: Vec<Vec<i64>> = rows.iter().map(|r| (0..width).map(|i| i64::from(i < r.len())).collect()).collect();
+        let enc = ort(&bundle.join("encoder.onnx"), &json!({"encoder": true, "input_ids": enc_ids, "attention_mask": enc_masks}), &dir);
+        let want = e.encoder.embed(&texts).expect("tch embeddings");
+        let embedded = floats(&enc["embedding"]);
+        for (r, row) in embedded.chunks(e.encoder.dim).enumerate() {
+            let w = to_vec(&want.get(r as i64));
+            let dot: f32 = row.iter().zip(&w).map(|(a, b)| a * b).sum();
+            let norms = row.iter().map(|a| a * a).sum::<f32>().sqrt() * w.iter().map(|a| a * a).sum::<f32>().sqrt();
+            assert!(dot / norms >= 0.99999, "{gate}: encoder cosine {}", dot / norms);
+        }
+        // The manifest describes what was written, with correct checksums.
+        let manifest: cuma_model::bundle::Manifest = serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest")).expect("manifest parses");
+        assert_eq!(manifest.adapter.as_ref().map(|a| a.routers.len() as u64), got["routing_shape"][0].as_u64());
+        for (file, sha) in &manifest.files {
+            assert_eq!(&cuma::train::checkpoint::hash_files(&[bundle.join(file)]).expect("hash"), sha, "{file}");
+        }
+        assert!(manifest.graphs["model"].inputs.iter().any(|i| i.name == "demographic"));
         // Adapters must matter, or the comparison proves nothing.
         let (bare, _) = tch::no_grad(|| Backbone::load(&tiny("llama"), CPU).expect("bare").step(&ids, &mask, None)).expect("bare");
         assert!(max_diff(&to_vec(&bare), &to_vec(&out.logits)) > 1e-3, "{gate}: the trained adapters changed nothing");
     }
 }
+

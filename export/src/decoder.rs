@@ -13,7 +13,7 @@ use cuma_model::layers::AttentionMask;
 use cuma_model::{Ops, Result, Trainables, Weights};
 
 /// Large negative additive mask value (the same as the tch path's).
-const MASKED: f32 = -1e9;
+pub(crate) const MASKED: f32 = -1e9;
 
 /// The adapters to record with the backbone.
 pub struct AdapterSpec<'a, T: Trainables<GraphBuilder>> {
@@ -34,12 +34,14 @@ pub struct DecoderGraph {
     pub demographic_dim: Option<usize>,
 }
 
-fn scalar_i64(g: &mut GraphBuilder, v: i64) -> Value {
+/// A 0-D int64 `Constant`.
+pub(crate) fn scalar_i64(g: &mut GraphBuilder, v: i64) -> Value {
     let t = crate::graph::i64_tensor("", &[], &[v]);
     g.node("Constant", &[], vec![GraphBuilder::attr_tensor("value", TensorProto { name: String::new(), ..t })])
 }
 
-fn scalar_f32(g: &mut GraphBuilder, v: f32) -> Value {
+/// A 0-D float32 `Constant`.
+pub(crate) fn scalar_f32(g: &mut GraphBuilder, v: f32) -> Value {
     let t = crate::graph::f32_tensor("", &[], &[v]);
     g.node("Constant", &[], vec![GraphBuilder::attr_tensor("value", t)])
 }

@@ -1,23 +1,7 @@
-//! Graph inputs and outputs as the bundle manifest describes them, and their ONNX value infos.
+//! ONNX value infos of graph inputs and outputs as the bundle manifest describes them.
 
 use crate::proto::{data_type, DimValue, Dimension, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto};
-use serde::{Deserialize, Serialize};
-
-/// One graph input or output: its name, element type and shape, where a dimension is either a
-/// number or a symbol (`batch`, `seq`, `past_seq`, `total_seq`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IoSpec {
-    pub name: String,
-    /// `float32` or `int64`.
-    pub dtype: String,
-    pub shape: Vec<String>,
-}
-
-impl IoSpec {
-    pub fn new(name: &str, dtype: &str, shape: &[&str]) -> Self {
-        Self { name: name.into(), dtype: dtype.into(), shape: shape.iter().map(|s| s.to_string()).collect() }
-    }
-}
+pub use cuma_model::bundle::IoSpec;
 
 /// The ONNX value info of `spec`: numeric dimensions fixed, the others symbolic.
 pub fn value_info(spec: &IoSpec) -> ValueInfoProto {

@@ -7,6 +7,7 @@
 //! is k rounds of ArgMax, so no shape depends on the data.
 
 pub mod decoder;
+pub mod encoder;
 pub mod graph;
 pub mod io;
 pub mod proto;
@@ -14,6 +15,7 @@ pub mod weights;
 
 pub use cuma_model as model;
 pub use decoder::{decoder_graph, AdapterSpec, DecoderGraph};
+pub use encoder::{encoder_graph, EncoderGraph};
 pub use graph::{GraphBuilder, StoreAs, IR_VERSION, OPSET};
 pub use weights::{AdapterTensors, SourceWeights, TensorSource};
 

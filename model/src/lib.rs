@@ -7,6 +7,7 @@
 
 pub mod adapters;
 pub mod arch;
+pub mod bundle;
 pub mod config;
 pub mod error;
 pub mod layers;

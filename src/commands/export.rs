@@ -2,14 +2,13 @@
 
 use crate::cli::{ExportArgs, ExportDtype};
 use anyhow::Context;
-use cuma::export::{export_decoder, ExportInput};
-use cuma_export::{model_proto, write_model, StoreAs};
+use cuma::export::{write_bundle, ExportInput};
+use cuma_export::StoreAs;
 
 /// The file every bundle has; a directory holding it may be overwritten with --force.
 const MODEL_FILE: &str = "model.onnx";
 
 pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
     let target = match &a.onnx {
         Some(p) => p.clone(),
         None => cuma::defaults::backbone(None)?,
@@ -28,16 +27,12 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
         ExportDtype::F32 => StoreAs::F32,
         ExportDtype::F16 => StoreAs::F16,
     };
-    let graph = export_decoder(&input, store_as)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let what = if input.checkpoint.is_some() { "backbone + adapters" } else { "backbone" };
-    let bytes = write_model(&model_proto(graph.graph, &format!("cuma decoder ({what})")), &a.out.join(MODEL_FILE))?;
-    eprintln!(
-        "wrote {} ({:.1} MB, {} routers) in {:.1} s",
-        a.out.join(MODEL_FILE).display(),
-        bytes as f64 / 1e6,
-        graph.routers.len(),
-        started.elapsed().as_secs_f64()
-    );
+    let report = write_bundle(&input, &a.out, store_as)?;
+    for (file, size) in &report.sizes {
+        eprintln!("  {file:<24} {:>10.1} MB", *size as f64 / 1e6);
+    }
+    let total: u64 = report.sizes.values().sum();
+    eprintln!("wrote the bundle {} ({:.1} MB, {} routers) in {:.1} s", a.out.display(), total as f64 / 1e6, report.routers, report.seconds);
     Ok(())
 }

@@ -11,24 +11,14 @@ use crate::weights::TchStore;
 use crate::{Error, Result};
 use cuma_model::arch::{Bert, Decoder, DecoderCtx};
 use cuma_model::config::ModelConfig;
-use cuma_model::layers::AttentionMask;
+use cuma_model::layers::{pool, AttentionMask};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 /// Longest profile text, in tokens.
 pub const MAX_TOKENS: usize = 128;
 
-/// How token states become one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Pooling {
-    /// Mean over real (unpadded) tokens.
-    Mean,
-    /// The first token's state.
-    Cls,
-    /// The last real token's state (decoders; texts are left-padded).
-    LastToken,
-}
+pub use cuma_model::layers::Pooling;
 
 enum Network {
     Bert(Bert<Tensor>),
@@ -129,23 +119,10 @@ impl ProfileEncoder {
                 dec.forward(&mut o, &ids, &ctx, None)?.hidden
             }
         };
-        let pooled = match self.pooling {
-            Pooling::Mean => {
-                let m = mask.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?;
-                let summed = states.f_mul(&m)?.f_sum_dim_intlist(Some([1i64].as_slice()), false, Kind::Float)?;
-                summed.f_div(&m.f_sum_dim_intlist(Some([1i64].as_slice()), false, Kind::Float)?.f_clamp_min(1e-9)?)?
-            }
-            Pooling::Cls => states.f_select(1, 0)?,
-            Pooling::LastToken if is_decoder => states.f_select(1, -1)?,
-            Pooling::LastToken => {
-                return Err(Error::Invalid("last-token pooling needs a decoder encoder".into()));
-            }
-        };
-        if self.normalize {
-            let norm = pooled.f_norm_scalaropt_dim(2, [-1i64].as_slice(), true)?.f_clamp_min(1e-12)?;
-            Ok(pooled.f_div(&norm)?)
-        } else {
-            Ok(pooled)
+        if self.pooling == Pooling::LastToken && !is_decoder {
+            return Err(Error::Invalid("last-token pooling needs a decoder encoder".into()));
         }
+        let m = mask.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?;
+        Ok(pool(&mut o, &states, &m, self.pooling, self.normalize)?)
     }
 }

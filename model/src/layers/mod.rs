@@ -3,9 +3,11 @@
 pub mod attention;
 pub mod linear;
 pub mod norm;
+pub mod pooling;
 pub mod rope;
 
 pub use attention::{attend, AttentionMask, Heads};
 pub use linear::Linear;
 pub use norm::{LayerNorm, RmsNorm};
+pub use pooling::{pool, Pooling};
 pub use rope::Rope;

@@ -1,0 +1,50 @@
+//! The demographic-encoder graph (`encoder.onnx`): token ids + attention mask -> the pooled
+//! (optionally L2-normalised) profile vector `[batch, D]`, recorded from the shared BERT
+//! definition and the shared pooling.
+
+use crate::decoder::{scalar_f32, scalar_i64};
+use crate::graph::{GraphBuilder, StoreAs, Value};
+use crate::io::{value_info, IoSpec};
+use crate::proto::data_type;
+use cuma_model::arch::Bert;
+use cuma_model::config::BertConfig;
+use cuma_model::layers::{pool, AttentionMask, Pooling};
+use cuma_model::{Ops, Result, Weights};
+
+/// A recorded encoder graph and its interface.
+pub struct EncoderGraph {
+    pub graph: crate::proto::GraphProto,
+    pub inputs: Vec<IoSpec>,
+    pub outputs: Vec<IoSpec>,
+    pub dim: usize,
+}
+
+/// Records a BERT sentence encoder with `pooling` (and L2 normalisation when `normalize`).
+pub fn encoder_graph<W: Weights<GraphBuilder>>(config: &BertConfig, weights: &mut W, pooling: Pooling, normalize: bool, store_as: StoreAs) -> Result<EncoderGraph> {
+    if pooling == Pooling::LastToken {
+        return Err(cuma_model::Error::Config { field: "pooling", reason: "last-token pooling needs a decoder encoder; BERT pools by mean or CLS".into() });
+    }
+    let mut g = GraphBuilder::new(store_as);
+    let bert = Bert::load(&mut g, weights, config)?;
+    let (ids, mask) = (Value("input_ids".into()), Value("attention_mask".into()));
+    let (zero, one) = (scalar_i64(&mut g, 0), scalar_i64(&mut g, 1));
+    let shape = g.node("Shape", &[&ids], Vec::new());
+    let seq = g.node("Gather", &[&shape, &one], vec![GraphBuilder::attr_int("axis", 0)]);
+    let range = g.node("Range", &[&zero, &seq, &one], Vec::new());
+    let positions = g.unsqueeze(&range, 0)?; // [1, s], broadcast over the batch
+    let real = g.node("Equal", &[&mask, &one], Vec::new());
+    let real = g.unsqueeze(&real, 1)?;
+    let real = g.unsqueeze(&real, 1)?; // [b, 1, 1, t]
+    let (open, shut) = (scalar_f32(&mut g, 0.0), scalar_f32(&mut g, crate::decoder::MASKED));
+    let additive = g.node("Where", &[&real, &open, &shut], Vec::new());
+    let states = bert.forward(&mut g, &ids, &positions, &AttentionMask { additive })?;
+    let weights_mask = g.cast(&mask, data_type::FLOAT);
+    let weights_mask = g.unsqueeze(&weights_mask, -1)?;
+    let pooled = pool(&mut g, &states, &weights_mask, pooling, normalize)?;
+    g.output_as(&pooled, "embedding");
+    let dim = config.hidden_size;
+    let inputs = vec![IoSpec::new("input_ids", "int64", &["batch", "seq"]), IoSpec::new("attention_mask", "int64", &["batch", "seq"])];
+    let outputs = vec![IoSpec::new("embedding", "float32", &["batch", &dim.to_string()])];
+    let graph = g.finish("cuma_encoder", inputs.iter().map(value_info).collect(), outputs.iter().map(value_info).collect());
+    Ok(EncoderGraph { graph, inputs, outputs, dim })
+}
