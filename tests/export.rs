@@ -149,3 +149,40 @@ fn trained_cuma_in_every_gate_mode_matches_tch_logits_and_routing() {
     }
 }
 
+
+#[test]
+fn smollm2_cuma_bundle_matches_tch() {
+    let dir = scratch("export_smollm2");
+    let s = |p: &Path| p.to_str().expect("utf8").to_string();
+    let data = dir.join("synth");
+    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "1", "--questions", "1", "--respondents-per-profile", "1"]);
+    let run = dir.join("run");
+    cuma(&["train", "--data", &s(&data.join("items.jsonl")), "--out", &s(&run), "--steps", "2", "--batch-size", "2", "--lr", "1e-2", "--warmup-steps", "1", "--device", "cpu"]);
+    let bundle = run.join("bundle");
+    cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle), "--force"]);
+    let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
+    let profiles = e.encoder.embed(&["You are a person from Thailand, age group: 55-64.", "You are a person from Germany, age group: 25-34."]).expect("profiles");
+    let prompt: Vec<i64> = e.model.tokenizer.encode("What matters most in a good life?", false).expect("ids").into_iter().map(i64::from).collect();
+    let n = prompt.len();
+    let padded: Vec<i64> = std::iter::repeat_n(0, 2).chain(prompt[..n - 2].iter().copied()).collect();
+    let ids = vec![padded, prompt.clone()];
+    let masks: Vec<Vec<i64>> = vec![(0..n).map(|i| i64::from(i >= 2)).collect(), vec![1; n]];
+    let ids_t = Tensor::from_slice(&ids.concat()).view([2, n as i64]);
+    let mask_t = Tensor::from_slice(&masks.concat()).view([2, n as i64]);
+    let out = tch::no_grad(|| e.model.run(&mut TchOps::new(CPU), &StepInput { ids: &ids_t, attention_mask: &mask_t, past: None, profile: Some(&profiles) })).expect("tch");
+    let demographic: Vec<Vec<f32>> = (0..2).map(|r| to_vec(&profiles.get(r))).collect();
+    let got = ort(&bundle.join("model.onnx"), &json!({"input_ids": ids, "attention_mask": masks, "demographic": demographic}), &dir);
+    let diff = max_diff(&to_vec(&out.logits), &floats(&got["logits"]));
+    assert!(diff <= 1e-3, "SmolLM2 logits differ by {diff}");
+    let experts: Vec<i64> = Vec::try_from(Tensor::stack(&out.routing.iter().map(|r| r.experts.shallow_clone()).collect::<Vec<_>>(), 0).contiguous().view([-1])).expect("ids");
+    let onnx_experts: Vec<i64> = got["routing_experts"].as_array().expect("routing").iter().map(|x| x.as_i64().expect("id")).collect();
+    let same = experts.iter().zip(&onnx_experts).filter(|(a, b)| a == b).count() as f64 / experts.len() as f64;
+    assert!(same >= 0.999, "routing agrees on {:.3} % of (router, token) pairs", 100.0 * same);
+    // 32 greedy tokens through the KV cache, for the first profile.
+    let one = profiles.get(0).unsqueeze(0);
+    let want = tch_greedy(&e.model, &prompt, 32, Some(&one));
+    let greedy = ort(&bundle.join("model.onnx"), &json!({"input_ids": [prompt], "attention_mask": [vec![1; n]], "demographic": [demographic[0]], "greedy": 32}), &dir);
+    let got_ids: Vec<i64> = greedy["greedy"].as_array().expect("ids").iter().map(|x| x.as_i64().expect("id")).collect();
+    assert_eq!(got_ids, want, "greedy generation through the KV cache");
+    println!("SmolLM2 + CuMA: max |logit diff| {diff:.2e}, routing agreement {:.4}", same);
+}
