@@ -67,6 +67,9 @@ pub fn export_decoder(input: &ExportInput, store_as: StoreAs) -> Result<DecoderG
         None => decoder_graph::<_, AdapterTensors>(&config, &mut weights, None, store_as),
         Some(ck) => {
             let method = effective_method(&ck.manifest.config.method)?;
+            if matches!(method.method, cuma_model::config::Method::Full | cuma_model::config::Method::Ptuning) {
+                return Err(Error::Invalid(format!("exporting `{}` checkpoints is not supported yet (cuma exports backbones with LoRA-type adapters)", as_text(&method.method))));
+            }
             let mut tensors = AdapterTensors { origin: "the checkpoint's adapter.safetensors".into(), ..Default::default() };
             for (name, t) in &ck.adapters {
                 let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
