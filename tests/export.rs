@@ -186,3 +186,37 @@ fn smollm2_cuma_bundle_matches_tch() {
     assert_eq!(got_ids, want, "greedy generation through the KV cache");
     println!("SmolLM2 + CuMA: max |logit diff| {diff:.2e}, routing agreement {:.4}", same);
 }
+
+fn cuma_err(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cuma")).args(args).output().expect("runs");
+    assert!(!out.status.success(), "cuma {} should fail", args.join(" "));
+    String::from_utf8_lossy(&out.stderr).into()
+}
+
+#[test]
+fn export_refuses_bad_targets_and_mismatched_backbones() {
+    let dir = scratch("export_bad");
+    let s = |p: &Path| p.to_str().expect("utf8").to_string();
+    let llama = s(&tiny("llama"));
+    // A directory that is not a bundle is never written into.
+    let other = dir.join("photos");
+    std::fs::create_dir_all(&other).expect("dir");
+    std::fs::write(other.join("cat.jpg"), b"not a bundle").expect("file");
+    let err = cuma_err(&["export", "--onnx", &llama, "--out", &s(&other)]);
+    assert!(err.contains("is not a cuma bundle"), "{err}");
+    // An existing bundle needs --force.
+    let bundle = dir.join("bundle");
+    cuma(&["export", "--onnx", &llama, "--out", &s(&bundle), "--force"]);
+    let err = cuma_err(&["export", "--onnx", &llama, "--out", &s(&bundle)]);
+    assert!(err.contains("--force"), "{err}");
+    // A checkpoint exported onto another backbone than it was trained on.
+    let data = dir.join("synth");
+    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "1", "--questions", "1", "--respondents-per-profile", "1"]);
+    let run = dir.join("run");
+    cuma(&["train", "--model", &llama, "--encoder", &s(&tiny("bert")), "--data", &s(&data.join("items.jsonl")), "--out", &s(&run), "--steps", "1", "--batch-size", "2", "--device", "cpu"]);
+    let err = cuma_err(&["export", "--onnx", &s(&run), "--model", &s(&tiny("qwen2")), "--out", &s(&dir.join("b2"))]);
+    assert!(err.contains("SHA-256"), "{err}");
+    // Something that is no model at all.
+    let err = cuma_err(&["export", "--onnx", &s(&data.join("items.jsonl")), "--out", &s(&dir.join("b3"))]);
+    assert!(err.contains("items.jsonl"), "{err}");
+}
