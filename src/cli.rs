@@ -364,6 +364,10 @@ pub struct ExportArgs {
     /// Overwrite an existing bundle.
     #[arg(long)]
     pub force: bool,
+    /// Fold a plain LoRA checkpoint's update into the backbone weights (W + alpha/r B A): the
+    /// bundle runs at the bare backbone's speed.
+    #[arg(long)]
+    pub merge: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -32,6 +32,8 @@ impl TensorSource for WeightSetSource<'_> {
 pub struct ExportInput {
     pub backbone: PathBuf,
     pub checkpoint: Option<checkpoint::Checkpoint>,
+    /// Fold a plain LoRA's update into the backbone weights instead of recording adapter nodes.
+    pub merge: bool,
 }
 
 impl ExportInput {
@@ -40,7 +42,7 @@ impl ExportInput {
     pub fn resolve(path: &Path, backbone: Option<&Path>) -> Result<Self> {
         let dir = [path.to_path_buf(), path.join(crate::train::sft::CHECKPOINT_DIR)].into_iter().find(|d| d.join(checkpoint::MANIFEST_FILE).is_file());
         let Some(dir) = dir else {
-            return Ok(Self { backbone: backbone.unwrap_or(path).to_path_buf(), checkpoint: None });
+            return Ok(Self { backbone: backbone.unwrap_or(path).to_path_buf(), checkpoint: None, merge: false });
         };
         let ck = checkpoint::load(&dir)?;
         let recorded = &ck.manifest.backbone;
@@ -54,14 +56,71 @@ impl ExportInput {
                 chosen.display()
             )));
         }
-        Ok(Self { backbone: chosen, checkpoint: Some(ck) })
+        Ok(Self { backbone: chosen, checkpoint: Some(ck), merge: false })
     }
+}
+
+/// A tensor source with some tensors replaced (merged LoRA weights).
+struct Overlaid<'a> {
+    base: WeightSetSource<'a>,
+    replaced: std::collections::HashMap<String, Vec<f32>>,
+}
+
+impl TensorSource for Overlaid<'_> {
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.base.shape(name)
+    }
+    fn read(&self, name: &str) -> std::result::Result<Vec<f32>, String> {
+        match self.replaced.get(name) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.read(name),
+        }
+    }
+    fn describe(&self) -> String {
+        self.base.describe()
+    }
+}
+
+/// `W + (alpha / r) B A` for every adapted projection of a plain LoRA checkpoint.
+fn merged_lora(base: &WeightSetSource<'_>, ck: &checkpoint::Checkpoint, method: &cuma_model::config::MethodConfig, layers: usize) -> Result<std::collections::HashMap<String, Vec<f32>>> {
+    if method.method != cuma_model::config::Method::Lora || method.experts != 1 {
+        return Err(Error::Invalid(format!("--merge folds a single plain LoRA into the weights; this checkpoint is `{}` with {} experts", as_text(&method.method), method.experts)));
+    }
+    let adapters: std::collections::HashMap<&str, &tch::Tensor> = ck.adapters.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut out = std::collections::HashMap::new();
+    for layer in 0..layers {
+        for &target in &method.targets {
+            let prefix = cuma_model::adapters::target_prefix(layer, target);
+            let (a, b) = match (adapters.get(format!("{prefix}.lora_a").as_str()), adapters.get(format!("{prefix}.lora_b").as_str())) {
+                (Some(a), Some(b)) => (a, b),
+                _ => return Err(Error::Invalid(format!("the checkpoint has no LoRA tensors for {prefix}"))),
+            };
+            let delta = b.f_matmul(a)?.f_mul_scalar(method.scale())?.f_to_kind(tch::Kind::Float)?.f_contiguous()?;
+            let delta: Vec<f32> = Vec::try_from(delta.f_view([-1])?)?;
+            let name = format!("{prefix}.weight");
+            let mut w = base.read(&name).map_err(Error::Invalid)?;
+            if w.len() != delta.len() {
+                return Err(Error::Invalid(format!("{name}: {} values, the LoRA update has {}", w.len(), delta.len())));
+            }
+            w.iter_mut().zip(&delta).for_each(|(x, d)| *x += d);
+            out.insert(name, w);
+        }
+    }
+    Ok(out)
 }
 
 /// Records the decoder graph of `input`.
 pub fn export_decoder(input: &ExportInput, store_as: StoreAs) -> Result<DecoderGraph> {
     let source = ModelSource::open(&input.backbone)?;
     let config = decoder_config(&source)?.clone();
+    if let (true, Some(ck)) = (input.merge, &input.checkpoint) {
+        let method = effective_method(&ck.manifest.config.method)?;
+        let base = WeightSetSource(&source.weights);
+        let replaced = merged_lora(&base, ck, &method, config.num_layers)?;
+        let overlaid = Overlaid { base, replaced };
+        let mut weights = SourceWeights { source: &overlaid };
+        return decoder_graph::<_, AdapterTensors>(&config, &mut weights, None, store_as).map_err(|e| source.error(e));
+    }
     let mut weights = SourceWeights { source: &WeightSetSource(&source.weights) };
     let graph = match &input.checkpoint {
         None => decoder_graph::<_, AdapterTensors>(&config, &mut weights, None, store_as),
@@ -161,6 +220,7 @@ pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs) -> Resul
         router_layout: as_text(&method.router_layout),
         routers: decoder.routers.clone(),
         demographic_dim: decoder.demographic_dim.unwrap_or(0),
+        merged: input.merge,
     });
     let mut sizes = std::collections::BTreeMap::new();
     let mut hashes = std::collections::BTreeMap::new();

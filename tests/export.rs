@@ -220,3 +220,39 @@ fn export_refuses_bad_targets_and_mismatched_backbones() {
     let err = cuma_err(&["export", "--onnx", &s(&data.join("items.jsonl")), "--out", &s(&dir.join("b3"))]);
     assert!(err.contains("items.jsonl"), "{err}");
 }
+
+#[test]
+fn merged_lora_matches_the_unmerged_model() {
+    let dir = scratch("export_merge");
+    let s = |p: &Path| p.to_str().expect("utf8").to_string();
+    let data = dir.join("synth");
+    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "1", "--questions", "1", "--respondents-per-profile", "1"]);
+    let common = ["--model", &s(&tiny("qwen2")), "--encoder", &s(&tiny("bert")), "--data", &s(&data.join("items.jsonl")), "--steps", "3", "--batch-size", "4", "--lr", "5e-2", "--warmup-steps", "1", "--device", "cpu"];
+    let lora = dir.join("lora");
+    let mut args = vec!["train", "--method", "lora", "--targets", "q-proj,v-proj,down-proj", "--out"];
+    let lora_s = s(&lora);
+    args.push(&lora_s);
+    args.extend(common);
+    cuma(&args);
+    let bundle = lora.join("merged");
+    cuma(&["export", "--onnx", &lora_s, "--merge", "--out", &s(&bundle)]);
+    let e = Evaluator::from_checkpoint(&lora.join("checkpoint"), CPU).expect("checkpoint");
+    let (ids, mask) = tch_inputs();
+    let out = tch::no_grad(|| e.model.run(&mut TchOps::new(CPU), &StepInput { ids: &ids, attention_mask: &mask, past: None, profile: None })).expect("tch");
+    let got = ort(&bundle.join("model.onnx"), &json!({"input_ids": IDS, "attention_mask": MASK}), &dir);
+    let diff = max_diff(&to_vec(&out.logits), &floats(&got["logits"]));
+    assert!(diff <= 1e-4, "merged LoRA differs from the adapter model by {diff}");
+    assert!(got.get("routing_experts").is_none());
+    let manifest: cuma_model::bundle::Manifest = serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest")).expect("parses");
+    assert!(manifest.adapter.as_ref().is_some_and(|a| a.merged && a.routers.is_empty()));
+    let (bare, _) = tch::no_grad(|| Backbone::load(&tiny("qwen2"), CPU).expect("bare").step(&ids, &mask, None)).expect("bare");
+    assert!(max_diff(&to_vec(&bare), &to_vec(&out.logits)) > 1e-3, "the trained LoRA changed nothing");
+    // A mixture cannot be folded into one weight.
+    let cuma_run = dir.join("cuma");
+    let cuma_s = s(&cuma_run);
+    let mut args = vec!["train", "--out", &cuma_s];
+    args.extend(common);
+    cuma(&args);
+    let err = cuma_err(&["export", "--onnx", &cuma_s, "--merge", "--out", &s(&dir.join("nope"))]);
+    assert!(err.contains("--merge folds a single plain LoRA"), "{err}");
+}

@@ -85,6 +85,10 @@ pub struct AdapterSpec {
     pub routers: Vec<String>,
     /// D seen by the routers (0: token-only routers, no `demographic` input).
     pub demographic_dim: usize,
+    /// The update was folded into the backbone's weights (`--merge`, plain LoRA only): the graph
+    /// has no adapter nodes.
+    #[serde(default)]
+    pub merged: bool,
 }
 
 /// How a profile becomes text, and where it goes.

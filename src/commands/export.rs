@@ -22,7 +22,11 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
             (false, false, _) => anyhow::bail!("{} exists and is not a cuma bundle; refusing to write into it", a.out.display()),
         }
     }
-    let input = ExportInput::resolve(&target, a.model.as_deref()).with_context(|| format!("reading {}", target.display()))?;
+    let mut input = ExportInput::resolve(&target, a.model.as_deref()).with_context(|| format!("reading {}", target.display()))?;
+    if a.merge && input.checkpoint.is_none() {
+        anyhow::bail!("--merge needs a LoRA checkpoint; {} is a bare model", target.display());
+    }
+    input.merge = a.merge;
     let store_as = match a.dtype {
         ExportDtype::F32 => StoreAs::F32,
         ExportDtype::F16 => StoreAs::F16,

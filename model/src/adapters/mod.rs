@@ -16,4 +16,4 @@ pub use gate::{route, Routing};
 pub use prefix::Prefix;
 pub use router::{Router, RouterDims};
 pub use run::LayerRun;
-pub use set::{DecoderAdapters, LayerAdapters, ModuleAdapter};
+pub use set::{target_prefix, DecoderAdapters, LayerAdapters, ModuleAdapter};
