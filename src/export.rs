@@ -109,10 +109,9 @@ fn merged_lora(base: &WeightSetSource<'_>, ck: &checkpoint::Checkpoint, method: 
     Ok(out)
 }
 
-/// Records the decoder graph of `input`.
-pub fn export_decoder(input: &ExportInput, store_as: StoreAs) -> Result<DecoderGraph> {
-    let source = ModelSource::open(&input.backbone)?;
-    let config = decoder_config(&source)?.clone();
+/// Records the decoder graph of `input`, whose backbone is already open as `source`.
+pub fn export_decoder(input: &ExportInput, source: &ModelSource, store_as: StoreAs) -> Result<DecoderGraph> {
+    let config = decoder_config(source)?.clone();
     if let (true, Some(ck)) = (input.merge, &input.checkpoint) {
         let method = effective_method(&ck.manifest.config.method)?;
         let base = WeightSetSource(&source.weights);
@@ -170,7 +169,7 @@ pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs) -> Resul
     let source = ModelSource::open(&input.backbone)?;
     let config = decoder_config(&source)?.clone();
     let tokenizer = crate::models::backbone::tokenizer_for(&source)?;
-    let decoder = export_decoder(input, store_as)?;
+    let decoder = export_decoder(input, &source, store_as)?;
     let model_path = out.join("model.onnx");
     write_graph(decoder.graph, "cuma decoder", &model_path)?;
     graphs.insert("model".to_string(), GraphSpec { file: "model.onnx".into(), inputs: decoder.inputs, outputs: decoder.outputs });

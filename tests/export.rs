@@ -38,6 +38,18 @@ fn ort(model: &Path, request: &Value, dir: &Path) -> Value {
     v
 }
 
+/// Every router's selected experts, stacked `[routers, b, s, k]` and flattened.
+fn experts_of(routing: &[cuma_model::adapters::Routing<Tensor>]) -> Vec<i64> {
+    Vec::try_from(Tensor::stack(&routing.iter().map(|r| r.experts.shallow_clone()).collect::<Vec<_>>(), 0).contiguous().view([-1])).expect("ids")
+}
+
+/// Share of (router, token) decisions onnxruntime's `routing_experts` agrees on.
+fn routing_agreement(want: &[i64], got: &Value) -> f64 {
+    let got: Vec<i64> = got["routing_experts"].as_array().expect("routing").iter().map(|x| x.as_i64().expect("id")).collect();
+    assert_eq!(got.len(), want.len(), "routing sizes differ");
+    want.iter().zip(&got).filter(|(a, b)| a == b).count() as f64 / want.len() as f64
+}
+
 fn floats(v: &Value) -> Vec<f32> {
     v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
 }
@@ -116,10 +128,7 @@ fn trained_cuma_in_every_gate_mode_matches_tch_logits_and_routing() {
         let got = ort(&bundle.join("model.onnx"), &json!({"input_ids": IDS, "attention_mask": MASK, "demographic": demographic}), &dir);
         let diff = max_diff(&to_vec(&out.logits), &floats(&got["logits"]));
         assert!(diff <= 1e-4, "{gate}: logits differ by {diff}");
-        let experts: Vec<i64> = Vec::try_from(Tensor::stack(&out.routing.iter().map(|r| r.experts.shallow_clone()).collect::<Vec<_>>(), 0).contiguous().view([-1])).expect("ids");
-        let onnx_experts: Vec<i64> = got["routing_experts"].as_array().expect("routing").iter().map(|x| x.as_i64().expect("id")).collect();
-        assert_eq!(onnx_experts.len(), experts.len());
-        let same = experts.iter().zip(&onnx_experts).filter(|(a, b)| a == b).count() as f64 / experts.len() as f64;
+        let same = routing_agreement(&experts_of(&out.routing), &got);
         assert!(same >= 0.999, "{gate}: routing agrees on {:.2} % of (router, token) pairs", 100.0 * same);
         // The encoder graph gives the same profile vectors (cosine >= 0.99999, as tch's).
         let texts = ["You are a person from Country A1.", "You are a person from Country B2, age group: 18-34."];
@@ -174,9 +183,7 @@ fn smollm2_cuma_bundle_matches_tch() {
     let got = ort(&bundle.join("model.onnx"), &json!({"input_ids": ids, "attention_mask": masks, "demographic": demographic}), &dir);
     let diff = max_diff(&to_vec(&out.logits), &floats(&got["logits"]));
     assert!(diff <= 1e-3, "SmolLM2 logits differ by {diff}");
-    let experts: Vec<i64> = Vec::try_from(Tensor::stack(&out.routing.iter().map(|r| r.experts.shallow_clone()).collect::<Vec<_>>(), 0).contiguous().view([-1])).expect("ids");
-    let onnx_experts: Vec<i64> = got["routing_experts"].as_array().expect("routing").iter().map(|x| x.as_i64().expect("id")).collect();
-    let same = experts.iter().zip(&onnx_experts).filter(|(a, b)| a == b).count() as f64 / experts.len() as f64;
+    let same = routing_agreement(&experts_of(&out.routing), &got);
     assert!(same >= 0.999, "routing agrees on {:.3} % of (router, token) pairs", 100.0 * same);
     // 32 greedy tokens through the KV cache, for the first profile.
     let one = profiles.get(0).unsqueeze(0);

@@ -107,6 +107,9 @@ fn per_prompt_routing(routing: &[Routing<Tensor>], lens: &[usize], padding: Padd
     let (gs, es) = (size(&gates), size(&experts));
     let [routers, b, s, e] = gs[..] else { return Err(Error::Invalid(format!("routing gates of shape {gs:?}"))) };
     let k = es.last().copied().unwrap_or(0);
+    if e > usize::from(u8::MAX) + 1 {
+        return Err(Error::Invalid(format!("routing analysis stores expert ids in a byte; {e} experts is too many")));
+    }
     let gates: Vec<f32> = Vec::try_from(gates.f_view([-1])?)?;
     let experts: Vec<i64> = Vec::try_from(experts.f_view([-1])?)?;
     Ok((0..b.min(lens.len()))
