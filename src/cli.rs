@@ -144,6 +144,9 @@ pub struct GenerateArgs {
     /// Nucleus sampling: keep the most likely tokens up to this probability mass.
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f64,
+    /// Keep only the k most likely tokens before sampling (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
     /// Seed for sampling (same seed, same text).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -247,6 +247,7 @@ pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs) -> Resul
             chat_template: tokenizer.chat_template.clone(),
             end_of_turn: tokenizer.end_of_turn.clone(),
             bos_token: tokenizer.bos_token.clone(),
+            eos_token: tokenizer.eos_token.clone(),
         },
         encoder: encoder_spec,
         adapter,

@@ -1,7 +1,8 @@
 //! Text generation with the KV cache: prefill the prompt once, then one token per step until an
 //! end-of-turn token or the token budget. Tokens are reported as they come.
 
-use crate::models::backbone::Backbone;
+use crate::models::backbone::{Backbone, StepInput};
+use crate::tch_ops::TchOps;
 use crate::sampling::{Sampler, SamplingConfig};
 use crate::{Error, Result};
 use tch::{Kind, Tensor};
@@ -31,8 +32,9 @@ pub fn last_logits(logits: &Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(&row)?)
 }
 
-/// Generates from `prompt_ids`. `on_text` receives each new piece of decoded text.
-pub fn generate(model: &Backbone, prompt_ids: &[u32], opts: GenerateOptions, mut on_text: impl FnMut(&str)) -> Result<Generation> {
+/// Generates from `prompt_ids`, with `profile` (`[1, D]`) for demographic routers. `on_text`
+/// receives each new piece of decoded text.
+pub fn generate(model: &Backbone, prompt_ids: &[u32], profile: Option<&Tensor>, opts: GenerateOptions, mut on_text: impl FnMut(&str)) -> Result<Generation> {
     let max = model.config().max_position_embeddings;
     if prompt_ids.is_empty() {
         return Err(Error::Invalid("the prompt is empty".into()));
@@ -48,7 +50,9 @@ pub fn generate(model: &Backbone, prompt_ids: &[u32], opts: GenerateOptions, mut
     let start = std::time::Instant::now();
     let input = Tensor::f_from_slice(&ids)?.f_view([1, -1])?.f_to_device(device)?;
     let mask = Tensor::f_ones([1, mask_len], (Kind::Int64, device))?;
-    let (logits, mut cache) = model.step(&input, &mask, None)?;
+    let mut o = TchOps::new(device);
+    let out = model.run(&mut o, &StepInput { ids: &input, attention_mask: &mask, past: None, profile })?;
+    let (logits, mut cache) = (out.logits, out.presents);
     let mut row = last_logits(&logits)?;
     let prefill_seconds = start.elapsed().as_secs_f64();
 
@@ -73,9 +77,9 @@ pub fn generate(model: &Backbone, prompt_ids: &[u32], opts: GenerateOptions, mut
         mask_len += 1;
         let input = Tensor::f_from_slice(&[i64::from(next)])?.f_view([1, 1])?.f_to_device(device)?;
         let mask = Tensor::f_ones([1, mask_len], (Kind::Int64, device))?;
-        let (logits, new_cache) = model.step(&input, &mask, Some(&cache))?;
-        cache = new_cache;
-        row = last_logits(&logits)?;
+        let out = model.run(&mut o, &StepInput { ids: &input, attention_mask: &mask, past: Some(&cache), profile })?;
+        cache = out.presents;
+        row = last_logits(&out.logits)?;
     }
     let text = model.tokenizer.decode(&tokens)?;
     if text.len() > printed.len() && text.starts_with(&printed) {

@@ -15,6 +15,10 @@ use cuma_model::{Ops, Result, Trainables, Weights};
 /// Large negative additive mask value (the same as the tch path's).
 pub(crate) const MASKED: f32 = -1e9;
 
+/// The symbolic length of the attention mask and the present keys: past plus new tokens,
+/// written as an expression so that shape-inferring backends see it is a sum.
+pub const TOTAL_SEQ: &str = "past_seq+seq";
+
 /// The adapters to record with the backbone.
 pub struct AdapterSpec<'a, T: Trainables<GraphBuilder>> {
     pub method: &'a MethodConfig,
@@ -46,27 +50,41 @@ pub(crate) fn scalar_f32(g: &mut GraphBuilder, v: f32) -> Value {
     g.node("Constant", &[], vec![GraphBuilder::attr_tensor("value", t)])
 }
 
+/// `0, 1, ..., t-1` (int64 `[t]`) for `x` int64 `[b, t]`: a running sum over ones shaped like
+/// one row of `x` instead of a `Range` over shape values, so backends with symbolic shapes
+/// (tract) can follow the length.
+pub(crate) fn indices_along(g: &mut GraphBuilder, x: &Value) -> Value {
+    let (zero, one) = (scalar_i64(g, 0), scalar_i64(g, 1));
+    let first_row = g.node("Gather", &[x, &zero], vec![GraphBuilder::attr_int("axis", 0)]);
+    let nothing = g.node("Mul", &[&first_row, &zero], Vec::new());
+    let ones = g.node("Add", &[&nothing, &one], Vec::new());
+    let counted = g.node("CumSum", &[&ones, &zero], Vec::new());
+    g.node("Sub", &[&counted, &one], Vec::new())
+}
+
 /// Float positions `[b, s]` and the additive mask `[b, 1, s, past + s]`, from the 0/1
 /// `attention_mask` `[b, past + s]` and the past length read off `past_key` `[b, kv, past, d]`.
+///
+/// Every index is a running sum over the mask rather than a `Range` over shape values, so
+/// backends with symbolic shapes (tract) can follow the lengths through the graph.
 fn prepare_inputs(g: &mut GraphBuilder, attention_mask: &Value, past_key: &Value) -> Result<(Value, Value)> {
     let (two, one, zero) = (scalar_i64(g, 2), scalar_i64(g, 1), scalar_i64(g, 0));
     let past_shape = g.node("Shape", &[past_key], Vec::new());
     let past_len = g.node("Gather", &[&past_shape, &two], vec![GraphBuilder::attr_int("axis", 0)]);
-    let mask_shape = g.node("Shape", &[attention_mask], Vec::new());
-    let total = g.node("Gather", &[&mask_shape, &one], vec![GraphBuilder::attr_int("axis", 0)]);
+    let start = g.unsqueeze(&past_len, 0)?;
+    let end = g.const_i64(&[i64::MAX]);
+    let last_axis = g.const_i64(&[-1]);
     // Positions: running count of real tokens minus one, clamped at 0, for the new tokens only.
     let counted = g.node("CumSum", &[attention_mask, &one], Vec::new());
     let from_zero = g.node("Sub", &[&counted, &one], Vec::new());
     let clamped = g.node("Max", &[&from_zero, &zero], Vec::new());
-    let axes = g.const_i64(&[1]);
-    let start = g.unsqueeze(&past_len, 0)?;
-    let end = g.unsqueeze(&total, 0)?;
-    let new_positions = g.node("Slice", &[&clamped, &start, &end, &axes], Vec::new());
+    let new_positions = g.node("Slice", &[&clamped, &start, &end, &last_axis], Vec::new());
     let positions = g.cast(&new_positions, data_type::FLOAT);
+    // Absolute key indices 0..t, and the query indices past..t among them.
+    let k_abs = indices_along(g, attention_mask);
+    let q_abs = g.node("Slice", &[&k_abs, &start, &end, &last_axis], Vec::new());
     // Causal: key index <= query index (absolute), then padding.
-    let q_abs = g.node("Range", &[&past_len, &total, &one], Vec::new());
     let q_col = g.unsqueeze(&q_abs, 1)?; // [s, 1]
-    let k_abs = g.node("Range", &[&zero, &total, &one], Vec::new());
     let k_row = g.unsqueeze(&k_abs, 0)?; // [1, t]
     let causal = g.node("LessOrEqual", &[&k_row, &q_col], Vec::new()); // [s, t]
     let real = g.node("Equal", &[attention_mask, &one], Vec::new()); // [b, t]
@@ -92,7 +110,7 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
     }
     let (kv, hd) = (config.num_kv_heads, config.head_dim);
     let demographic_dim = decoder.adapters.as_ref().map(|a| a.profile_dim).filter(|&d| d > 0);
-    let mut inputs = vec![IoSpec::new("input_ids", "int64", &["batch", "seq"]), IoSpec::new("attention_mask", "int64", &["batch", "total_seq"])];
+    let mut inputs = vec![IoSpec::new("input_ids", "int64", &["batch", "seq"]), IoSpec::new("attention_mask", "int64", &["batch", TOTAL_SEQ])];
     if let Some(d) = demographic_dim {
         inputs.push(IoSpec::new("demographic", "float32", &["batch", &d.to_string()]));
     }
@@ -115,7 +133,7 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
         for (part, v) in [("key", &kvp.key), ("value", &kvp.value)] {
             let name = format!("present.{l}.{part}");
             g.output_as(v, &name);
-            outputs.push(IoSpec::new(&name, "float32", &["batch", &kv.to_string(), "total_seq", &hd.to_string()]));
+            outputs.push(IoSpec::new(&name, "float32", &["batch", &kv.to_string(), TOTAL_SEQ, &hd.to_string()]));
         }
     }
     let routers = decoder.adapters.as_ref().filter(|a| a.method.routed()).map(|a| a.router_names()).unwrap_or_default();

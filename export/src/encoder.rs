@@ -2,7 +2,7 @@
 //! (optionally L2-normalised) profile vector `[batch, D]`, recorded from the shared BERT
 //! definition and the shared pooling.
 
-use crate::decoder::{scalar_f32, scalar_i64};
+use crate::decoder::{indices_along, scalar_f32, scalar_i64};
 use crate::graph::{GraphBuilder, StoreAs, Value};
 use crate::io::{value_info, IoSpec};
 use crate::proto::data_type;
@@ -27,10 +27,8 @@ pub fn encoder_graph<W: Weights<GraphBuilder>>(config: &BertConfig, weights: &mu
     let mut g = GraphBuilder::new(store_as);
     let bert = Bert::load(&mut g, weights, config)?;
     let (ids, mask) = (Value("input_ids".into()), Value("attention_mask".into()));
-    let (zero, one) = (scalar_i64(&mut g, 0), scalar_i64(&mut g, 1));
-    let shape = g.node("Shape", &[&ids], Vec::new());
-    let seq = g.node("Gather", &[&shape, &one], vec![GraphBuilder::attr_int("axis", 0)]);
-    let range = g.node("Range", &[&zero, &seq, &one], Vec::new());
+    let one = scalar_i64(&mut g, 1);
+    let range = indices_along(&mut g, &ids);
     let positions = g.unsqueeze(&range, 0)?; // [1, s], broadcast over the batch
     let real = g.node("Equal", &[&mask, &one], Vec::new());
     let real = g.unsqueeze(&real, 1)?;

@@ -13,7 +13,7 @@ pub const BUNDLE_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// One graph input or output: its name, element type and shape, where a dimension is either a
-/// number or a symbol (`batch`, `seq`, `past_seq`, `total_seq`).
+/// number, a symbol (`batch`, `seq`, `past_seq`) or a sum of symbols (`past_seq+seq`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IoSpec {
     pub name: String,
@@ -53,6 +53,9 @@ pub struct BackboneSpec {
     /// Token ids that end an assistant turn.
     pub end_of_turn: Vec<u32>,
     pub bos_token: Option<String>,
+    /// The end-of-sequence token text, for chat templates that print it.
+    #[serde(default)]
+    pub eos_token: Option<String>,
 }
 
 /// The demographic encoder.

@@ -12,8 +12,10 @@ pub mod config;
 pub mod error;
 pub mod layers;
 pub mod names;
+pub mod sampling;
 pub mod ops;
 pub mod shape_ops;
+pub mod text;
 pub mod weights;
 
 pub use error::{Error, Result};

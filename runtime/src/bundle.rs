@@ -2,7 +2,7 @@
 //! lists must be present with the recorded SHA-256.
 
 use crate::RuntimeError;
-use cuma_model::bundle::{Manifest, BUNDLE_FORMAT_VERSION, MANIFEST_FILE};
+use cuma_model::bundle::{GraphSpec, Manifest, BUNDLE_FORMAT_VERSION, MANIFEST_FILE};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -45,9 +45,13 @@ impl Bundle {
         Ok(Self { dir, manifest })
     }
 
+    /// Graph `name`'s interface (`model` or `encoder`).
+    pub fn graph_spec(&self, name: &str) -> Result<&GraphSpec, RuntimeError> {
+        self.manifest.graphs.get(name).ok_or_else(|| RuntimeError::Manifest { path: self.dir.join(MANIFEST_FILE).display().to_string(), reason: format!("no `{name}` graph in this bundle") })
+    }
+
     /// The path of graph `name` (`model` or `encoder`).
     pub fn graph_path(&self, name: &str) -> Result<PathBuf, RuntimeError> {
-        let spec = self.manifest.graphs.get(name).ok_or_else(|| RuntimeError::Manifest { path: self.dir.join(MANIFEST_FILE).display().to_string(), reason: format!("no `{name}` graph in this bundle") })?;
-        Ok(self.dir.join(&spec.file))
+        Ok(self.dir.join(&self.graph_spec(name)?.file))
     }
 }

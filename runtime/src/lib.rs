@@ -1,16 +1,40 @@
-//! `cuma-runtime`: runs an exported cuma bundle without libtorch or Python.
+//! `cuma-runtime`: serves an exported cuma bundle without libtorch or Python.
 //!
-//! [`Bundle::open`] reads and verifies a bundle (manifest version, every file's SHA-256);
-//! [`tract_engine::TractGraph`] (feature `tract`) runs one of its graphs on pure-Rust tract.
-//! The ONNX Runtime backend, sessions with profiles and generation land with the runtime issue.
+//! [`Bundle::open`] reads and verifies a bundle (manifest version, every file's SHA-256). A
+//! [`Session`] loads its graphs on a [`Backend`]: ONNX Runtime (feature `ort`, CPU or CUDA with
+//! feature `cuda`) or tract (feature `tract`, pure Rust). A session answers multiple-choice
+//! questions ([`Session::choice_distribution`]) and chats ([`Session::generate`], KV cache,
+//! sampling, streaming, batches with different profiles) for a [`Profile`], and reports which
+//! experts every token was routed to ([`RoutingTrace`]).
+//!
+//! ```no_run
+//! use cuma_runtime::{Backend, Bundle, Device, EngineOptions, Profile, Session, SessionOptions};
+//! let bundle = Bundle::open("runs/demo/bundle")?;
+//! let engine = EngineOptions { backend: Backend::Ort { device: Device::Cpu }, threads: Some(4) };
+//! let mut session = Session::new(bundle, SessionOptions { engine, strict_profiles: true })?;
+//! let profile = Profile::new().with("country", "Germany").with("age", "25-34");
+//! let options = ["Yes".to_string(), "No".to_string()];
+//! let answer = session.choice_distribution(&profile, "Is divorce justifiable?", &options, true)?;
+//! println!("{:?}", answer.probabilities);
+//! # Ok::<(), cuma_runtime::RuntimeError>(())
+//! ```
 
 pub mod bundle;
+pub mod engine;
 pub mod error;
+pub mod generate;
+pub mod profile;
+pub mod routing;
+pub mod session;
 pub mod tensor;
-#[cfg(feature = "tract")]
-pub mod tract_engine;
+pub mod text;
 
 pub use bundle::Bundle;
 pub use cuma_model as model;
+pub use engine::{Backend, Device, EngineOptions};
 pub use error::RuntimeError;
+pub use generate::{FinishReason, GenerateOptions, GenerateRequest, Generation, TokenEvent};
+pub use profile::Profile;
+pub use routing::RoutingTrace;
+pub use session::{ChoiceDistribution, Session, SessionOptions};
 pub use tensor::HostTensor;

@@ -29,10 +29,10 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let ids = model.tokenizer.encode(&prompt, false)?;
     let opts = GenerateOptions {
         max_new_tokens: args.max_tokens,
-        sampling: SamplingConfig { temperature: args.temperature, top_p: args.top_p, seed: args.seed },
+        sampling: SamplingConfig { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k, seed: args.seed },
     };
     let mut out = std::io::stdout().lock();
-    let g = generate(&model, &ids, opts, |piece| {
+    let g = generate(&model, &ids, None, opts, |piece| {
         let _ = write!(out, "{piece}");
         let _ = out.flush();
     })?;

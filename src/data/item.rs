@@ -44,8 +44,7 @@ pub struct ChoiceItem {
     pub groups: BTreeMap<String, String>,
 }
 
-/// Option letters.
-pub const LETTERS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+pub use cuma_model::text::choice::LETTERS;
 
 impl ChoiceItem {
     /// Checks the fields fit together.
@@ -67,17 +66,12 @@ impl ChoiceItem {
 
     /// The user turn (spec section 6): `{question} A. {opt1} B. {opt2} ... You can only choose one option.`
     pub fn user_prompt(&self) -> String {
-        let mut s = self.question.trim().to_string();
-        for (letter, opt) in LETTERS.chars().zip(&self.options) {
-            s.push_str(&format!(" {letter}. {opt}"));
-        }
-        s.push_str(" You can only choose one option.");
-        s
+        cuma_model::text::choice::user_prompt(&self.question, &self.options)
     }
 
     /// The answer letter.
     pub fn answer_letter(&self) -> char {
-        LETTERS.chars().nth(self.answer).unwrap_or('?')
+        cuma_model::text::choice::letter(self.answer)
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Kind, Tensor};
 
 /// System prompt when the profile is kept out of the prompt (spec section 6).
-pub const NEUTRAL_SYSTEM: &str = "You are a helpful assistant that answers survey questions honestly.";
+pub use cuma_model::text::NEUTRAL_SYSTEM;
 /// The checkpoint directory inside a run.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 

@@ -1,6 +1,8 @@
 //! One bundle graph on tract (pure Rust, CPU). Inputs are given by name and ordered as the graph
-//! declares them; outputs come back in the graph's output order.
+//! declares them; outputs come back in the graph's output order (the manifest's). tract runs
+//! on the calling thread.
 
+use super::Engine;
 use crate::{HostTensor, RuntimeError};
 use std::path::Path;
 use tract_onnx::prelude::*;
@@ -31,8 +33,10 @@ impl TractGraph {
         &self.input_names
     }
 
-    /// Runs the graph; every input must be given.
-    pub fn run(&self, inputs: &[(&str, &HostTensor)]) -> Result<Vec<HostTensor>, RuntimeError> {
+}
+
+impl Engine for TractGraph {
+    fn run(&mut self, inputs: &[(&str, &HostTensor)]) -> Result<Vec<HostTensor>, RuntimeError> {
         let mut ordered: TVec<TValue> = TVec::new();
         for name in &self.input_names {
             let (_, t) = inputs.iter().find(|(n, _)| n == name).ok_or_else(|| RuntimeError::Input(format!("{}: input `{name}` not given", self.label)))?;

@@ -1,0 +1,77 @@
+//! Backends that run one bundle graph: ONNX Runtime (feature `ort`, CPU or CUDA) and tract
+//! (feature `tract`, pure Rust CPU). Both take named [`HostTensor`] inputs and return the graph's
+//! outputs in the order the manifest lists them, so everything above is backend-agnostic.
+
+#[cfg(feature = "ort")]
+pub mod ort;
+#[cfg(feature = "tract")]
+pub mod tract;
+
+use crate::{HostTensor, RuntimeError};
+use cuma_model::bundle::GraphSpec;
+use std::path::Path;
+
+/// Where ONNX Runtime runs a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    #[default]
+    Cpu,
+    /// A CUDA device by index (ONNX Runtime's CUDA execution provider; feature `cuda`).
+    Cuda(i32),
+}
+
+/// The inference engine behind a [`crate::Session`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// ONNX Runtime, loaded from the library named by `ORT_DYLIB_PATH`.
+    Ort { device: Device },
+    /// tract: pure Rust, CPU only, no native library needed.
+    Tract,
+}
+
+impl Default for Backend {
+    /// ONNX Runtime on the CPU when this build has it, else tract.
+    fn default() -> Self {
+        if cfg!(feature = "ort") {
+            Self::Ort { device: Device::Cpu }
+        } else {
+            Self::Tract
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ort { device: Device::Cpu } => write!(f, "ort-cpu"),
+            Self::Ort { device: Device::Cuda(i) } => write!(f, "ort-cuda:{i}"),
+            Self::Tract => write!(f, "tract"),
+        }
+    }
+}
+
+/// How graphs are loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineOptions {
+    pub backend: Backend,
+    /// Intra-op threads (ONNX Runtime); `None` lets the backend decide. tract runs on one thread.
+    pub threads: Option<usize>,
+}
+
+/// One loaded graph.
+pub trait Engine: Send {
+    /// Runs the graph on `inputs` (every graph input, by name); outputs in manifest order.
+    fn run(&mut self, inputs: &[(&str, &HostTensor)]) -> Result<Vec<HostTensor>, RuntimeError>;
+}
+
+/// Loads the graph at `path` (described by `spec`) on `options.backend`.
+pub fn load(path: &Path, spec: &GraphSpec, options: &EngineOptions) -> Result<Box<dyn Engine>, RuntimeError> {
+    match options.backend {
+        #[cfg(feature = "ort")]
+        Backend::Ort { device } => Ok(Box::new(ort::OrtGraph::load(path, spec, device, options.threads)?)),
+        #[cfg(feature = "tract")]
+        Backend::Tract => Ok(Box::new(tract::TractGraph::load(path)?)),
+        #[allow(unreachable_patterns)]
+        other => Err(RuntimeError::Unsupported(format!("backend {other} is not compiled into this build (cargo features `ort`, `tract`)"))),
+    }
+}

@@ -1,0 +1,244 @@
+//! Chat generation with the KV cache, for a batch of requests with different profiles: left
+//! padded prefill, then one token per request per step. Each request samples with its own
+//! [`Sampler`] from the same seed, so a request's text does not depend on its batch-mates.
+
+use crate::routing::{RoutingTrace, StepRouting};
+use crate::session::Session;
+use crate::{HostTensor, Profile, RuntimeError};
+use cuma_model::sampling::{Sampler, SamplingConfig};
+use cuma_model::text::Message;
+use serde::Serialize;
+use std::time::Instant;
+
+/// One chat request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    pub profile: Profile,
+    /// The conversation so far (a system turn is added unless it starts with one).
+    pub messages: Vec<Message>,
+}
+
+/// How to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    /// Greedy when `temperature` is 0; see [`SamplingConfig`].
+    pub sampling: SamplingConfig,
+    /// Generation stops when the text contains any of these (they are cut from the text).
+    pub stop: Vec<String>,
+    /// Record every token's routing.
+    pub trace_routing: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { max_new_tokens: 128, sampling: SamplingConfig::default(), stop: Vec::new(), trace_routing: false }
+    }
+}
+
+/// Why a request stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FinishReason {
+    /// The model ended its turn.
+    EndOfTurn,
+    /// A stop sequence appeared.
+    Stop,
+    /// `max_new_tokens` or the context length was reached.
+    Length,
+}
+
+/// Seconds spent per phase (the batch's, shared by its requests).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Timings {
+    pub encoder_seconds: f64,
+    pub prefill_seconds: f64,
+    /// One entry per decode step after the first token.
+    pub decode_seconds: Vec<f64>,
+}
+
+impl Timings {
+    /// Mean decode seconds per step (0 without decode steps).
+    pub fn mean_decode_seconds(&self) -> f64 {
+        if self.decode_seconds.is_empty() {
+            0.0
+        } else {
+            self.decode_seconds.iter().sum::<f64>() / self.decode_seconds.len() as f64
+        }
+    }
+}
+
+/// One request's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Generation {
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub finish_reason: FinishReason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<RoutingTrace>,
+    pub timings: Timings,
+}
+
+/// A token streamed to the caller: the request's index in the batch and the new text.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenEvent<'a> {
+    pub request: usize,
+    pub token: u32,
+    pub text: &'a str,
+}
+
+/// One request's decoding state.
+struct Row {
+    ids: Vec<u32>,
+    emitted: usize,
+    text: String,
+    sampler: Sampler,
+    done: Option<FinishReason>,
+    trace: Option<RoutingTrace>,
+}
+
+/// Text decoded so far that is safe to stream: everything but a trailing partial character.
+fn stable_prefix(text: &str) -> &str {
+    text.trim_end_matches('\u{FFFD}')
+}
+
+impl Session {
+    /// Generates replies for `requests`, calling `on_token` for every streamed piece of text.
+    ///
+    /// ```no_run
+    /// use cuma_runtime::{Bundle, GenerateOptions, GenerateRequest, Profile, Session, SessionOptions};
+    /// use cuma_runtime::model::text::Message;
+    /// let mut session = Session::new(Bundle::open("bundle")?, SessionOptions::default())?;
+    /// let request = GenerateRequest { profile: Profile::parse("country=Chile")?, messages: vec![Message::new("user", "What matters most in life?")] };
+    /// let replies = session.generate(&[request], &GenerateOptions::default(), |t| print!("{}", t.text))?;
+    /// # Ok::<(), cuma_runtime::RuntimeError>(())
+    /// ```
+    pub fn generate(&mut self, requests: &[GenerateRequest], options: &GenerateOptions, on_token: impl FnMut(TokenEvent<'_>)) -> Result<Vec<Generation>, RuntimeError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        if options.sampling.temperature < 0.0 || !(options.sampling.top_p > 0.0 && options.sampling.top_p <= 1.0) {
+            return Err(RuntimeError::Input(format!("temperature must be >= 0 and top-p in (0, 1]; got {} and {}", options.sampling.temperature, options.sampling.top_p)));
+        }
+        let mut timings = Timings::default();
+        let t0 = Instant::now();
+        let demographic = if self.reads_profile_vector() {
+            let mut all = Vec::new();
+            for r in requests {
+                all.extend(self.encode_profile(&r.profile)?);
+            }
+            Some(all)
+        } else {
+            None
+        };
+        timings.encoder_seconds = t0.elapsed().as_secs_f64();
+        let prompts: Vec<Vec<u32>> = requests.iter().map(|r| self.prompt_ids(&r.profile, &r.messages)).collect::<Result<_, _>>()?;
+        self.generate_ids(&prompts, demographic.as_deref(), options, timings, on_token)
+    }
+
+    /// [`Session::generate`] on prompts already tokenised, with the profile vectors `[batch * D]`
+    /// when the routers read them. `timings` carries the encoder time spent by the caller.
+    pub fn generate_ids(&mut self, prompts: &[Vec<u32>], demographic: Option<&[f32]>, options: &GenerateOptions, mut timings: Timings, mut on_token: impl FnMut(TokenEvent<'_>)) -> Result<Vec<Generation>, RuntimeError> {
+        if prompts.iter().any(Vec::is_empty) {
+            return Err(RuntimeError::Input("an empty prompt".into()));
+        }
+        let manifest = self.bundle().manifest.clone();
+        let (vocab, context) = (manifest.backbone.vocab, manifest.backbone.max_positions);
+        let end_of_turn = manifest.backbone.end_of_turn.clone();
+        if let Some(long) = prompts.iter().find(|p| p.len() >= context) {
+            return Err(RuntimeError::Input(format!("the prompt is {} tokens; the model's context is {context}", long.len())));
+        }
+        let b = prompts.len();
+        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let budget = options.max_new_tokens.min(context.saturating_sub(width));
+        // Left padding: every row's last prompt token sits at the same position.
+        let pad = end_of_turn.first().copied().unwrap_or(0);
+        let mut rows_ids = Vec::with_capacity(b);
+        let mut mask = Vec::with_capacity(b * width);
+        for p in prompts {
+            let gap = width - p.len();
+            rows_ids.push(std::iter::repeat_n(i64::from(pad), gap).chain(p.iter().map(|&i| i64::from(i))).collect::<Vec<_>>());
+            mask.extend(std::iter::repeat_n(0, gap).chain(std::iter::repeat_n(1, p.len())));
+        }
+        let routers = self.routers();
+        let mut rows: Vec<Row> = prompts
+            .iter()
+            .map(|_| Row { ids: Vec::new(), emitted: 0, text: String::new(), sampler: Sampler::new(options.sampling), done: None, trace: options.trace_routing.then(|| RoutingTrace { routers: routers.clone(), tokens: Vec::new() }) })
+            .collect();
+        let t1 = Instant::now();
+        let mut out = self.step(&rows_ids, &mask, demographic, None)?;
+        timings.prefill_seconds = t1.elapsed().as_secs_f64();
+        if let Some((experts, gates)) = &out.routing {
+            let step = StepRouting { experts, gates, batch: b, seq: width };
+            for (r, row) in rows.iter_mut().enumerate() {
+                if let Some(trace) = row.trace.as_mut() {
+                    trace.append(&step, r, &prompts[r])?;
+                }
+            }
+        }
+        let mut total = width;
+        for step in 0..budget {
+            let seq = out.seq;
+            let mut next = Vec::with_capacity(b);
+            for (r, row) in rows.iter_mut().enumerate() {
+                if row.done.is_some() {
+                    next.push(vec![i64::from(pad)]);
+                    continue;
+                }
+                let at = (r * seq + seq - 1) * vocab;
+                let token = row.sampler.pick(&out.logits[at..at + vocab]) as u32;
+                next.push(vec![i64::from(token)]);
+                if end_of_turn.contains(&token) {
+                    row.done = Some(FinishReason::EndOfTurn);
+                    continue;
+                }
+                row.ids.push(token);
+                row.text = self.tokenizer.decode(&row.ids)?;
+                if let Some(cut) = options.stop.iter().filter_map(|s| row.text.find(s.as_str())).min() {
+                    row.text.truncate(cut);
+                    row.done = Some(FinishReason::Stop);
+                }
+                let stable = stable_prefix(&row.text);
+                if stable.len() > row.emitted && stable.is_char_boundary(row.emitted) {
+                    on_token(TokenEvent { request: r, token, text: &stable[row.emitted..] });
+                    row.emitted = stable.len();
+                }
+            }
+            if rows.iter().all(|r| r.done.is_some()) || step + 1 == budget {
+                break;
+            }
+            // Finished rows keep stepping (batch shapes stay equal) on a masked pad token.
+            let mut grown = Vec::with_capacity(b * (total + 1));
+            for (r, row) in rows.iter().enumerate() {
+                grown.extend_from_slice(&mask[r * total..(r + 1) * total]);
+                grown.push(i64::from(row.done.is_none()));
+            }
+            mask = grown;
+            total += 1;
+            let past: Vec<HostTensor> = std::mem::take(&mut out.presents);
+            let t = Instant::now();
+            out = self.step(&next, &mask, demographic, Some(&past))?;
+            timings.decode_seconds.push(t.elapsed().as_secs_f64());
+            if let Some((experts, gates)) = &out.routing {
+                let step = StepRouting { experts, gates, batch: b, seq: 1 };
+                for (r, row) in rows.iter_mut().enumerate() {
+                    if let (Some(trace), None) = (row.trace.as_mut(), row.done) {
+                        trace.append(&step, r, &[next[r][0] as u32])?;
+                    }
+                }
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .zip(prompts)
+            .enumerate()
+            .map(|(r, (row, p))| {
+                if row.emitted < row.text.len() && row.text.is_char_boundary(row.emitted) {
+                    on_token(TokenEvent { request: r, token: row.ids.last().copied().unwrap_or(pad), text: &row.text[row.emitted..] });
+                }
+                Generation { text: row.text, token_ids: row.ids, prompt_tokens: p.len(), finish_reason: row.done.unwrap_or(FinishReason::Length), routing: row.trace, timings: timings.clone() }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,258 @@
+//! A [`Session`]: one bundle loaded on one backend, answering requests for profiles. It renders
+//! prompts exactly as training did, encodes each profile once (cached), and runs the decoder
+//! graph step by step with its KV cache.
+
+use crate::engine::{self, Engine, EngineOptions};
+use crate::routing::{RoutingTrace, StepRouting};
+use crate::text::{chat_prompt, TextTokenizer};
+use crate::{Bundle, HostTensor, Profile, RuntimeError};
+use cuma_model::text::{choice, Message};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// How a session is set up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionOptions {
+    pub engine: EngineOptions,
+    /// Refuse profiles with attributes the bundle does not know (else they are dropped with a
+    /// warning, see [`Session::take_warnings`]).
+    pub strict_profiles: bool,
+}
+
+/// One decoder call's results.
+pub(crate) struct StepOutput {
+    /// `[batch, seq, vocab]`, row-major.
+    pub logits: Vec<f32>,
+    pub seq: usize,
+    /// `present.{l}.key`, `present.{l}.value`, ... in layer order.
+    pub presents: Vec<HostTensor>,
+    /// `[routers, batch, seq, k]` experts and gates, for routed bundles.
+    pub routing: Option<(Vec<i64>, Vec<f32>)>,
+}
+
+/// The answer distribution over a question's options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChoiceDistribution {
+    /// One probability per option, summing to 1.
+    pub probabilities: Vec<f64>,
+    /// Which experts every prompt token went to, when asked for.
+    pub routing: Option<RoutingTrace>,
+    /// Seconds spent encoding the profile (0 when cached) and running the prompt.
+    pub encoder_seconds: f64,
+    pub prefill_seconds: f64,
+}
+
+/// A bundle loaded for serving.
+pub struct Session {
+    bundle: Bundle,
+    options: SessionOptions,
+    decoder: Box<dyn Engine>,
+    encoder: Option<Box<dyn Engine>>,
+    pub(crate) tokenizer: TextTokenizer,
+    encoder_tokenizer: Option<TextTokenizer>,
+    profile_cache: HashMap<String, Vec<f32>>,
+    warnings: Vec<String>,
+}
+
+impl Session {
+    /// Loads the bundle's graphs and tokenizers on `options.engine.backend`.
+    ///
+    /// ```no_run
+    /// use cuma_runtime::{Backend, Bundle, EngineOptions, Profile, Session, SessionOptions};
+    /// let bundle = Bundle::open("bundle")?;
+    /// let options = SessionOptions { engine: EngineOptions { backend: Backend::Tract, threads: None }, strict_profiles: false };
+    /// let mut session = Session::new(bundle, options)?;
+    /// let profile = Profile::parse("country=Thailand,age=55-64,religion=Buddhist")?;
+    /// let options = ["Very important".to_string(), "Not important".to_string()];
+    /// let answer = session.choice_distribution(&profile, "How important is religion in your life?", &options, false)?;
+    /// println!("{:?}", answer.probabilities);
+    /// # Ok::<(), cuma_runtime::RuntimeError>(())
+    /// ```
+    pub fn new(bundle: Bundle, options: SessionOptions) -> Result<Self, RuntimeError> {
+        let m = &bundle.manifest;
+        let model_spec = bundle.graph_spec("model")?;
+        let decoder = engine::load(&bundle.graph_path("model")?, model_spec, &options.engine)?;
+        let tokenizer = TextTokenizer::load(&bundle.dir.join(&m.backbone.tokenizer))?;
+        let (encoder, encoder_tokenizer) = match (&m.encoder, m.graphs.get("encoder")) {
+            (Some(spec), Some(graph)) => {
+                (Some(engine::load(&bundle.dir.join(&graph.file), graph, &options.engine)?), Some(TextTokenizer::load(&bundle.dir.join(&spec.tokenizer))?))
+            }
+            _ => (None, None),
+        };
+        Ok(Self { bundle, options, decoder, encoder, tokenizer, encoder_tokenizer, profile_cache: HashMap::new(), warnings: Vec::new() })
+    }
+
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    pub fn options(&self) -> &SessionOptions {
+        &self.options
+    }
+
+    /// Warnings collected since the last call (unknown profile attributes that were dropped).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Whether the decoder's routers read a profile vector.
+    pub fn reads_profile_vector(&self) -> bool {
+        self.bundle.manifest.adapter.as_ref().is_some_and(|a| a.demographic_dim > 0)
+    }
+
+    /// The router labels of `routing_experts`' first axis (empty without routers).
+    pub fn routers(&self) -> Vec<String> {
+        self.bundle.manifest.adapter.as_ref().map(|a| a.routers.clone()).unwrap_or_default()
+    }
+
+    /// The profile checked against the bundle (see [`SessionOptions::strict_profiles`]).
+    pub(crate) fn checked_profile(&mut self, profile: &Profile) -> Result<Profile, RuntimeError> {
+        let (kept, warnings) = profile.checked(&self.bundle.manifest.profile, self.options.strict_profiles)?;
+        for w in warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The profile vector `[D]` from the encoder graph, computed once per distinct profile text.
+    pub fn encode_profile(&mut self, profile: &Profile) -> Result<Vec<f32>, RuntimeError> {
+        let profile = self.checked_profile(profile)?;
+        let text = profile.render(&self.bundle.manifest.profile)?;
+        if let Some(v) = self.profile_cache.get(&text) {
+            return Ok(v.clone());
+        }
+        let (Some(encoder), Some(tok), Some(spec)) = (self.encoder.as_mut(), self.encoder_tokenizer.as_ref(), self.bundle.manifest.encoder.as_ref()) else {
+            return Err(RuntimeError::Unsupported("this bundle has no profile encoder (its method does not route on profiles)".into()));
+        };
+        let ids = tok.encode(&text, true)?;
+        if ids.len() > spec.max_tokens {
+            return Err(RuntimeError::Input(format!("the profile text is {} tokens, over the encoder's limit of {}", ids.len(), spec.max_tokens)));
+        }
+        let n = ids.len();
+        let ids = HostTensor::I64 { shape: vec![1, n], data: ids.iter().map(|&i| i64::from(i)).collect() };
+        let mask = HostTensor::I64 { shape: vec![1, n], data: vec![1; n] };
+        let out = encoder.run(&[("input_ids", &ids), ("attention_mask", &mask)])?;
+        let vector = out.into_iter().next().and_then(|t| if let HostTensor::F32 { data, .. } = t { Some(data) } else { None });
+        let vector = vector.filter(|v| v.len() == spec.dim).ok_or_else(|| RuntimeError::Backend { graph: "encoder".into(), reason: format!("expected a float [1, {}] embedding", spec.dim) })?;
+        self.profile_cache.insert(text, vector.clone());
+        Ok(vector)
+    }
+
+    /// The chat messages for `profile` before the user's turns: the rendered profile as the system
+    /// prompt when the bundle was trained that way, else the neutral system prompt.
+    pub fn system_message(&mut self, profile: &Profile) -> Result<Message, RuntimeError> {
+        let spec = self.bundle.manifest.profile.clone();
+        let text = if spec.in_prompt { self.checked_profile(profile)?.render(&spec)? } else { spec.neutral_system };
+        Ok(Message::new("system", &text))
+    }
+
+    /// Token ids of the chat prompt for `profile` and `messages` (a system turn is added unless
+    /// `messages` starts with one), checked against the context length.
+    pub fn prompt_ids(&mut self, profile: &Profile, messages: &[Message]) -> Result<Vec<u32>, RuntimeError> {
+        if messages.is_empty() {
+            return Err(RuntimeError::Input("no messages".into()));
+        }
+        let mut all = Vec::with_capacity(messages.len() + 1);
+        if messages[0].role != "system" {
+            all.push(self.system_message(profile)?);
+        }
+        all.extend(messages.iter().cloned());
+        let text = chat_prompt(&self.bundle.manifest.backbone, &all)?;
+        let ids = self.tokenizer.encode(&text, false)?;
+        let context = self.bundle.manifest.backbone.max_positions;
+        if ids.len() >= context {
+            return Err(RuntimeError::Input(format!("the prompt is {} tokens; the model's context is {context}", ids.len())));
+        }
+        Ok(ids)
+    }
+
+    /// Probabilities of each option of a multiple-choice question for `profile`: the softmax over
+    /// the option letters' logits right after the prompt (as in evaluation).
+    pub fn choice_distribution(&mut self, profile: &Profile, question: &str, options: &[String], trace_routing: bool) -> Result<ChoiceDistribution, RuntimeError> {
+        if options.is_empty() {
+            return Err(RuntimeError::Input("a question needs at least one option".into()));
+        }
+        if options.len() > choice::LETTERS.len() {
+            return Err(RuntimeError::Input(format!("{} options; at most {} can be lettered", options.len(), choice::LETTERS.len())));
+        }
+        if question.trim().is_empty() {
+            return Err(RuntimeError::Input("empty question".into()));
+        }
+        let letters: Vec<u32> = choice::LETTERS.chars().take(options.len()).map(|l| self.tokenizer.single_token(&l.to_string())).collect::<Result<_, _>>()?;
+        let t0 = Instant::now();
+        let demographic = if self.reads_profile_vector() { Some(self.encode_profile(profile)?) } else { None };
+        let encoder_seconds = t0.elapsed().as_secs_f64();
+        let ids = self.prompt_ids(profile, &[Message::new("user", &choice::user_prompt(question, options))])?;
+        let t1 = Instant::now();
+        let (last, routing) = self.next_token_logits(&ids, demographic.as_deref(), trace_routing)?;
+        let prefill_seconds = t1.elapsed().as_secs_f64();
+        let picked: Vec<f64> = letters.iter().map(|&l| f64::from(last[l as usize])).collect();
+        let max = picked.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let exp: Vec<f64> = picked.iter().map(|l| (l - max).exp()).collect();
+        let total: f64 = exp.iter().sum();
+        Ok(ChoiceDistribution { probabilities: exp.iter().map(|e| e / total).collect(), routing, encoder_seconds, prefill_seconds })
+    }
+
+    /// The next-token logits `[vocab]` after `prompt_ids` (one prefill), with `demographic` `[D]`
+    /// for routers that read it, and the prompt's routing when `trace_routing`.
+    pub fn next_token_logits(&mut self, prompt_ids: &[u32], demographic: Option<&[f32]>, trace_routing: bool) -> Result<(Vec<f32>, Option<RoutingTrace>), RuntimeError> {
+        if prompt_ids.is_empty() {
+            return Err(RuntimeError::Input("an empty prompt".into()));
+        }
+        let rows = [prompt_ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>()];
+        let mut out = self.step(&rows, &vec![1; prompt_ids.len()], demographic, None)?;
+        let vocab = self.bundle.manifest.backbone.vocab;
+        let last = out.logits.split_off((out.seq - 1) * vocab);
+        let routing = match (&out.routing, trace_routing) {
+            (Some((experts, gates)), true) => Some(RoutingTrace::from_step(&self.routers(), &StepRouting { experts, gates, batch: 1, seq: out.seq }, 0, prompt_ids)?),
+            _ => None,
+        };
+        Ok((last, routing))
+    }
+
+    /// One decoder call: `rows` (equal length) of new tokens, the 0/1 `mask` `[batch, past + seq]`
+    /// (row-major), the profile vectors `[batch * D]` and the past (None: empty).
+    pub(crate) fn step(&mut self, rows: &[Vec<i64>], mask: &[i64], demographic: Option<&[f32]>, past: Option<&[HostTensor]>) -> Result<StepOutput, RuntimeError> {
+        let (b, s) = (rows.len(), rows.first().map_or(0, Vec::len));
+        let bb = &self.bundle.manifest.backbone;
+        let (layers, kv, hd, vocab) = (bb.layers, bb.kv_heads, bb.head_dim, bb.vocab);
+        let ids = HostTensor::I64 { shape: vec![b, s], data: rows.concat() };
+        let total = mask.len() / b.max(1);
+        let mask_t = HostTensor::I64 { shape: vec![b, total], data: mask.to_vec() };
+        let empty = HostTensor::F32 { shape: vec![b, kv, 0, hd], data: Vec::new() };
+        let names: Vec<(String, String)> = (0..layers).map(|l| (format!("past.{l}.key"), format!("past.{l}.value"))).collect();
+        let mut inputs: Vec<(&str, &HostTensor)> = vec![("input_ids", &ids), ("attention_mask", &mask_t)];
+        let demo_t;
+        if self.reads_profile_vector() {
+            let d = self.bundle.manifest.adapter.as_ref().map_or(0, |a| a.demographic_dim);
+            let v = demographic.ok_or_else(|| RuntimeError::Input("this bundle's routers need a profile vector".into()))?;
+            demo_t = HostTensor::F32 { shape: vec![b, d], data: v.to_vec() };
+            inputs.push(("demographic", &demo_t));
+        }
+        for (l, (k, v)) in names.iter().enumerate() {
+            match past {
+                Some(p) => {
+                    inputs.push((k, &p[2 * l]));
+                    inputs.push((v, &p[2 * l + 1]));
+                }
+                None => {
+                    inputs.push((k, &empty));
+                    inputs.push((v, &empty));
+                }
+            }
+        }
+        let mut out = self.decoder.run(&inputs)?.into_iter();
+        let logits = match out.next() {
+            Some(HostTensor::F32 { shape, data }) if shape == [b, s, vocab] => data,
+            other => return Err(RuntimeError::Backend { graph: "model".into(), reason: format!("logits: expected float [{b}, {s}, {vocab}], got {:?}", other.map(|t| t.shape().to_vec())) }),
+        };
+        let presents: Vec<HostTensor> = out.by_ref().take(2 * layers).collect();
+        let routing = match (out.next(), out.next()) {
+            (Some(HostTensor::I64 { data: e, .. }), Some(HostTensor::F32 { data: g, .. })) => Some((e, g)),
+            _ => None,
+        };
+        Ok(StepOutput { logits, seq: s, presents, routing })
+    }
+}
