@@ -20,7 +20,7 @@ pub struct SessionOptions {
 }
 
 /// One decoder call's results.
-pub(crate) struct StepOutput {
+pub struct StepOutput {
     /// `[batch, seq, vocab]`, row-major.
     pub logits: Vec<f32>,
     pub seq: usize,
@@ -140,6 +140,11 @@ impl Session {
         Ok(vector)
     }
 
+    /// Forgets every cached profile vector.
+    pub fn clear_profile_cache(&mut self) {
+        self.profile_cache.clear();
+    }
+
     /// The chat messages for `profile` before the user's turns: the rendered profile as the system
     /// prompt when the bundle was trained that way, else the neutral system prompt.
     pub fn system_message(&mut self, profile: &Profile) -> Result<Message, RuntimeError> {
@@ -212,9 +217,10 @@ impl Session {
         Ok((last, routing))
     }
 
-    /// One decoder call: `rows` (equal length) of new tokens, the 0/1 `mask` `[batch, past + seq]`
+    /// One decoder call (the low-level step under generation; public for benchmarks and custom
+    /// decoding loops): `rows` (equal length) of new tokens, the 0/1 `mask` `[batch, past + seq]`
     /// (row-major), the profile vectors `[batch * D]` and the past (None: empty).
-    pub(crate) fn step(&mut self, rows: &[Vec<i64>], mask: &[i64], demographic: Option<&[f32]>, past: Option<&[HostTensor]>) -> Result<StepOutput, RuntimeError> {
+    pub fn step(&mut self, rows: &[Vec<i64>], mask: &[i64], demographic: Option<&[f32]>, past: Option<&[HostTensor]>) -> Result<StepOutput, RuntimeError> {
         let (b, s) = (rows.len(), rows.first().map_or(0, Vec::len));
         let bb = &self.bundle.manifest.backbone;
         let (layers, kv, hd, vocab) = (bb.layers, bb.kv_heads, bb.head_dim, bb.vocab);

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Serving benchmark: the plain SmolLM2 backbone against CuMA (E 8, k 2, r 8 on q,v) on tch, ONNX
+# Runtime (CPU) and tract, measured side by side in one criterion run (benches/runtime.rs), then
+# one table with the CuMA / plain ratios, plus Python onnxruntime decoding the same plain graph.
+#   scripts/bench.sh            (CUMA_BENCH_DIR: runs/bench; CUMA_BENCH_THREADS: 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CUMA_BENCH_DIR=${CUMA_BENCH_DIR:-runs/bench}
+export CUMA_BENCH_THREADS=${CUMA_BENCH_THREADS:-2}
+OUT=$CUMA_BENCH_DIR
+cargo build --quiet --bin cuma
+CUMA=target/debug/cuma
+mkdir -p "$OUT"
+[[ -f $OUT/plain/manifest.json ]] || "$CUMA" export --out "$OUT/plain" --force
+if [[ ! -f $OUT/cuma/bundle/manifest.json ]]; then
+    "$CUMA" data synth --out-dir "$OUT/synth"
+    # One step is enough: speed does not depend on what the experts learned.
+    "$CUMA" train --data "$OUT/synth/items.jsonl" --out "$OUT/cuma" --method cuma --experts 8 --top-k 2 --rank 8 \
+        --targets q-proj,v-proj --steps 1 --batch-size 2 --warmup-steps 0
+    "$CUMA" export --onnx "$OUT/cuma" --out "$OUT/cuma/bundle" --force
+fi
+cargo bench --bench runtime
+python=${CUMA_PYTHON:-.venv/bin/python}
+"$python" scripts/bench_table.py target/criterion "$OUT/plain/model.onnx" "$CUMA_BENCH_THREADS"

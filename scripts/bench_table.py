@@ -1,0 +1,75 @@
+"""Prints the serving table from criterion's results (benches/runtime.rs), and times Python
+onnxruntime decoding the plain bundle's graph the same way (one step at batch 1 after a 128-token
+context), for the README's comparison.
+
+    python scripts/bench_table.py target/criterion runs/bench/plain/model.onnx [threads]
+"""
+import json
+import pathlib
+import sys
+import time
+
+
+def criterion_means(root):
+    """full benchmark id -> mean seconds."""
+    means = {}
+    for bench in pathlib.Path(root).rglob("new/benchmark.json"):
+        full_id = json.loads(bench.read_text())["full_id"]
+        estimates = json.loads((bench.parent / "estimates.json").read_text())
+        means[full_id] = estimates["mean"]["point_estimate"] / 1e9
+    return means
+
+
+def python_ort_decode(model, threads, context=128, reps=20):
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    inputs = {i.name: i for i in sess.get_inputs()}
+    layers = sum(1 for n in inputs if n.endswith(".key"))
+    kv, hd = inputs["past.0.key"].shape[1], inputs["past.0.key"].shape[3]
+    ids = (1000 + (np.arange(context) * 7919) % 20000).astype(np.int64)[None, :]
+    feed = {"input_ids": ids, "attention_mask": np.ones((1, context), np.int64)}
+    for l in range(layers):
+        feed[f"past.{l}.key"] = np.zeros((1, kv, 0, hd), np.float32)
+        feed[f"past.{l}.value"] = np.zeros((1, kv, 0, hd), np.float32)
+    names = [o.name for o in sess.get_outputs()]
+    out = dict(zip(names, sess.run(None, feed)))
+    step = {"input_ids": np.array([[42]], np.int64), "attention_mask": np.ones((1, context + 1), np.int64)}
+    for l in range(layers):
+        step[f"past.{l}.key"] = out[f"present.{l}.key"]
+        step[f"past.{l}.value"] = out[f"present.{l}.value"]
+    sess.run(None, step)
+    start = time.perf_counter()
+    for _ in range(reps):
+        sess.run(None, step)
+    return (time.perf_counter() - start) / reps
+
+
+def main():
+    root, model = sys.argv[1], sys.argv[2]
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    m = criterion_means(root)
+    ms = lambda s: f"{1e3 * s:.1f} ms" if s else "-"
+    tps = lambda s, b: f"{b / s:.1f}" if s else "-"
+    ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"
+    print("| backend | encoder (1 profile) | prefill 128, plain | prefill 128, CuMA | CuMA/plain | decode b1 tok/s, plain | CuMA | CuMA/plain time | decode b8 tok/s, plain | CuMA | CuMA/plain time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for backend in ["tch", "ort", "tract"]:
+        get = lambda model_, what: m.get(f"serve/{model_}/{backend}/{what}")
+        enc = m.get(f"encoder/cuma/{backend}")
+        pp, pc = get("plain", "prefill128"), get("cuma", "prefill128")
+        d1p, d1c = get("plain", "decode/1"), get("cuma", "decode/1")
+        d8p, d8c = get("plain", "decode/8"), get("cuma", "decode/8")
+        print(f"| {backend} | {ms(enc)} | {ms(pp)} | {ms(pc)} | {ratio(pc, pp)} | {tps(d1p, 1)} | {tps(d1c, 1)} | {ratio(d1c, d1p)} | {tps(d8p, 8)} | {tps(d8c, 8)} | {ratio(d8c, d8p)} |")
+    rust = m.get("serve/plain/ort/decode/1")
+    py = python_ort_decode(model, threads)
+    print()
+    print(f"Python onnxruntime, same plain graph, decode batch 1: {1 / py:.1f} tokens/s "
+          f"(cuma-runtime on ort: {tps(rust, 1)} tokens/s; ratio {ratio(py, rust)} Python time / Rust time)")
+
+
+if __name__ == "__main__":
+    main()

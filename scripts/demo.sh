@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The main job on the embedded default models (SmolLM2-135M-Instruct + all-MiniLM-L6-v2), end to
+# end in a few minutes on a CPU:
+#   1. survey data: WVS wave 7 from ../shared/data/wvs7 (or `cuma data synth` when it is absent)
+#   2. a short `cuma train` of CuMA (8 experts, top-2, rank 8 on q,v)
+#   3. `cuma export --onnx` to a bundle
+#   4. `cuma-run` on ONNX Runtime and on tract for two contrasting profiles: each profile's answer
+#      distribution and routing.
+# Environment: OUT (runs/demo), WVS (../shared/data/wvs7), STEPS (30), CUMA_BIN / CUMA_RUN_BIN.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-runs/demo}
+WVS=${WVS:-../shared/data/wvs7}
+STEPS=${STEPS:-30}
+if [[ -z "${CUMA_BIN:-}" || -z "${CUMA_RUN_BIN:-}" ]]; then
+    cargo build --quiet --bin cuma --bin cuma-run
+    CUMA_BIN=target/debug/cuma
+    CUMA_RUN_BIN=target/debug/cuma-run
+fi
+mkdir -p "$OUT"
+
+echo "== 1/4 data" >&2
+if [[ -f "$WVS/codebook.json" ]]; then
+    # Five of the experiment's value questions (Q6 is the importance of religion).
+    "$CUMA_BIN" data convert --wvs "$WVS" --questions Q6,Q22,Q45,Q46,Q57 --out "$OUT/data/items.jsonl"
+else
+    echo "no WVS data at $WVS; using synthetic survey data" >&2
+    "$CUMA_BIN" data synth --out-dir "$OUT/data"
+fi
+
+echo "== 2/4 train CuMA ($STEPS steps)" >&2
+resume=()
+[[ -f "$OUT/run/checkpoint/cuma.json" ]] && resume=(--resume)
+"$CUMA_BIN" train --data "$OUT/data/items.jsonl" --out "$OUT/run" --method cuma --experts 8 --top-k 2 --rank 8 \
+    --targets q-proj,v-proj --steps "$STEPS" --batch-size 4 --lr 5e-4 --warmup-steps 3 --checkpoint-every 10 "${resume[@]}"
+
+echo "== 3/4 export" >&2
+"$CUMA_BIN" export --onnx "$OUT/run" --out "$OUT/bundle" --force
+
+echo "== 4/4 serve two contrasting profiles" >&2
+QUESTION="How important is religion in your life?"
+OPTIONS=(--option "Very important" --option "Rather important" --option "Not very important" --option "Not at all important")
+for backend in ort tract; do
+    for profile in "country=Thailand,age=55-64,gender=Female,religion=Buddhist" "country=Germany,age=25-34,gender=Male,religion=No religion"; do
+        echo "-- $backend: $profile" >&2
+        "$CUMA_RUN_BIN" --bundle "$OUT/bundle" --backend "$backend" --profile "$profile" \
+            --question "$QUESTION" "${OPTIONS[@]}" --trace-routing --timings
+    done
+done
