@@ -65,11 +65,14 @@ for entry in "${TRAINED[@]}"; do
 done
 [[ -n "${TRAIN_ONLY:-}" ]] && exit 0
 
+# The main comparison also runs on the held-out profiles; the two ablations on the test split only.
 for entry in "${TRAINED[@]}"; do
     name=${entry%%|*}
     run=$OUT/$name
+    heldout=()
+    [[ $name == lora || $name == hydralora || $name == cuma ]] && heldout=(--heldout "$OUT/data/heldout.jsonl")
     [[ -f $run/eval.json ]] || timed "eval $name" "$CUMA_BIN" eval --checkpoint "$run" --data "$OUT/data/test.jsonl" \
-        --heldout "$OUT/data/heldout.jsonl" --routing --out "$run"
+        "${heldout[@]}" --routing --out "$run"
 done
 
 for method in vanilla persona fewshot; do
