@@ -182,3 +182,26 @@ fn trained_cuma_in_every_gate_mode_agrees_across_runtimes() {
         }
     }
 }
+
+#[test]
+fn smollm2_minilm_cuma_trained_on_wvs_agrees_across_runtimes() {
+    let dir = scratch("runtime_smollm2");
+    let wvs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wvs7");
+    let items = dir.join("data/items.jsonl");
+    if wvs.join("codebook.json").is_file() {
+        cuma(&["data", "convert", "--wvs", &s(&wvs), "--questions", "Q6", "--out", &s(&items)]);
+    } else {
+        eprintln!("no WVS data at {}; training on synthetic survey data", wvs.display());
+        cuma(&["data", "synth", "--out-dir", &s(&dir.join("data"))]);
+    }
+    let run = dir.join("run");
+    cuma(&["train", "--data", &s(&items), "--out", &s(&run), "--steps", "2", "--batch-size", "2", "--lr", "1e-2", "--warmup-steps", "1", "--seed", "0", "--device", "cpu"]);
+    let bundle = run.join("bundle");
+    cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle)]);
+    let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
+    for (label, profile) in [("smollm2-cuma-thailand", "country=Thailand,age=55-64,gender=Female,religion=Buddhist"), ("smollm2-cuma-germany", "country=Germany,age=25-34,gender=Male,religion=No religion")] {
+        let messages = [Message::new("user", "How important is religion in your life? A. Very important B. Rather important C. Not very important D. Not at all important You can only choose one option.")];
+        let diff = compare(label, &bundle, &e.model, Some(&e.encoder), &Profile::parse(profile).expect("profile"), &messages, 1e-3);
+        println!("{label}: max |logit diff| {diff:.2e}");
+    }
+}
