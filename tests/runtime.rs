@@ -205,3 +205,99 @@ fn smollm2_minilm_cuma_trained_on_wvs_agrees_across_runtimes() {
         println!("{label}: max |logit diff| {diff:.2e}");
     }
 }
+
+/// `cuma-run` (driven through `cuma_runtime::cli`) on `input`; stdout or the error text.
+fn cuma_run(args: &[&str], input: &[u8]) -> Result<String, String> {
+    use clap::Parser;
+    let parsed = cuma_runtime::cli::Args::try_parse_from(std::iter::once("cuma-run").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    cuma_runtime::cli::run(parsed, &mut std::io::Cursor::new(input.to_vec()), &mut out).map_err(|e| format!("{e:#}"))?;
+    Ok(String::from_utf8(out).expect("utf8 output"))
+}
+
+#[test]
+fn cuma_run_serves_and_reports_bad_input_without_panicking() {
+    let dir = scratch("runtime_cli");
+    let data = dir.join("synth");
+    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "2", "--questions", "1", "--respondents-per-profile", "1"]);
+    let run = dir.join("run");
+    cuma(&["train", "--model", &s(&tiny("llama")), "--encoder", &s(&tiny("bert")), "--data", &s(&data.join("items.jsonl")), "--out", &s(&run), "--steps", "2", "--batch-size", "4", "--device", "cpu"]);
+    let bundle = run.join("bundle");
+    cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle)]);
+    let b = s(&bundle);
+    for backend in ["ort", "tract"] {
+        // A question: one line per option with its probability; the probabilities sum to 1.
+        let out = cuma_run(&["--bundle", &b, "--backend", backend, "--profile", "country=Country A1", "--question", "Do you agree?", "--option", "Yes", "--option", "No"], b"").expect("question");
+        let probs: Vec<f64> = out.lines().map(|l| l.split_whitespace().nth(2).expect("probability column").parse().expect("number")).collect();
+        assert_eq!(probs.len(), 2, "{out}");
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{out}");
+        // A streamed chat reply.
+        let reply = cuma_run(&["--bundle", &b, "--backend", backend, "--profile", "country=Country B2", "--prompt", "Hello", "--max-tokens", "4", "--trace-routing"], b"").expect("prompt");
+        assert!(reply.ends_with('\n'), "{reply:?}");
+    }
+    // Batch mode keeps going past bad lines: invalid JSON, invalid UTF-8, no options, unknown
+    // request kind, and an over-long prompt each get an error line; good lines get results.
+    let long = "why ".repeat(2000);
+    let mut input = Vec::new();
+    input.extend_from_slice(b"{\"id\": \"q\", \"profile\": \"country=Country A1\", \"question\": \"Agree?\", \"options\": [\"Yes\", \"No\"]}\n");
+    input.extend_from_slice(b"{not json\n");
+    input.extend_from_slice(b"{\"prompt\": \"caf\xe9\"}\n");
+    input.extend_from_slice(b"{\"question\": \"Agree?\", \"options\": []}\n");
+    input.extend_from_slice(b"{\"hello\": 1}\n");
+    input.extend_from_slice(format!("{{\"prompt\": \"{long}\"}}\n").as_bytes());
+    input.extend_from_slice(b"{\"id\": 7, \"profile\": {\"country\": \"Country B2\", \"shoe_size\": \"42\"}, \"prompt\": \"Hi\", \"max_tokens\": 3}\n");
+    let out = cuma_run(&["--bundle", &b, "--backend", "tract", "--jsonl", "--trace-routing"], &input).expect("batch runs to the end");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("each output line is JSON")).collect();
+    assert_eq!(lines.len(), 7, "{out}");
+    assert_eq!(lines[0]["id"], "q");
+    assert_eq!(lines[0]["probabilities"].as_array().map(Vec::len), Some(2), "{}", lines[0]);
+    assert!(lines[0]["routing"]["tokens"].as_array().is_some_and(|t| !t.is_empty()), "routing trace in {}", lines[0]);
+    for (i, needle) in [(1, "JSON"), (2, "UTF-8"), (3, "at least one option"), (4, "needs"), (5, "context")] {
+        let err = lines[i]["error"].as_str().unwrap_or_else(|| panic!("line {} should be an error: {}", i + 1, lines[i]));
+        assert!(err.contains(needle), "line {}: {err}", i + 1);
+        assert_eq!(lines[i]["line"], i + 1);
+    }
+    assert_eq!(lines[6]["id"], 7);
+    assert!(lines[6]["text"].is_string(), "{}", lines[6]);
+    assert!(lines[6]["warnings"][0].as_str().is_some_and(|w| w.contains("shoe_size")), "{}", lines[6]);
+    // --strict refuses the unknown attribute instead.
+    let err = cuma_run(&["--bundle", &b, "--backend", "tract", "--strict", "--profile", "country=X,shoe_size=42", "--question", "Agree?", "--option", "Yes", "--option", "No"], b"").expect_err("strict");
+    assert!(err.contains("shoe_size"), "{err}");
+    // Nothing to do, a CUDA device on tract, an empty profile pair.
+    assert!(cuma_run(&["--bundle", &b], b"").expect_err("no request").contains("nothing to do"));
+    assert!(cuma_run(&["--bundle", &b, "--backend", "tract", "--device", "cuda", "--prompt", "x"], b"").expect_err("tract on cuda").contains("CPU only"));
+    assert!(cuma_run(&["--bundle", &b, "--profile", "country", "--prompt", "x"], b"").expect_err("bad profile").contains("key=value"));
+}
+
+#[test]
+fn damaged_bundles_are_refused_with_the_file_named() {
+    let dir = scratch("runtime_damaged");
+    let bundle = dir.join("bundle");
+    cuma(&["export", "--onnx", &s(&tiny("llama")), "--out", &s(&bundle)]);
+    let copy = |name: &str| {
+        let to = dir.join(name);
+        std::fs::create_dir_all(&to).expect("mkdir");
+        for e in std::fs::read_dir(&bundle).expect("bundle") {
+            let e = e.expect("entry");
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+        to
+    };
+    let altered = copy("altered");
+    let mut bytes = std::fs::read(altered.join("tokenizer.json")).expect("read");
+    bytes.push(b' ');
+    std::fs::write(altered.join("tokenizer.json"), bytes).expect("write");
+    let err = Bundle::open(&altered).expect_err("altered").to_string();
+    assert!(err.contains("tokenizer.json") && err.contains("SHA-256"), "{err}");
+    let missing = copy("missing");
+    std::fs::remove_file(missing.join("model.onnx")).expect("rm");
+    let err = Bundle::open(&missing).expect_err("missing").to_string();
+    assert!(err.contains("model.onnx") && err.contains("missing"), "{err}");
+    let future = copy("future");
+    let manifest = std::fs::read_to_string(future.join("manifest.json")).expect("manifest");
+    std::fs::write(future.join("manifest.json"), manifest.replacen("\"format_version\": 1", "\"format_version\": 99", 1)).expect("write");
+    let err = Bundle::open(&future).expect_err("version").to_string();
+    assert!(err.contains("format version 99"), "{err}");
+    let err = Bundle::open(dir.join("nowhere")).expect_err("no dir").to_string();
+    assert!(err.contains("manifest.json"), "{err}");
+}

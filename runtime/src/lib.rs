@@ -20,6 +20,7 @@
 //! ```
 
 pub mod bundle;
+pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod generate;
