@@ -19,6 +19,8 @@ if [[ ! -f $OUT/cuma/bundle/manifest.json ]]; then
         --targets q-proj,v-proj --steps 1 --batch-size 2 --warmup-steps 0
     "$CUMA" export --onnx "$OUT/cuma" --out "$OUT/cuma/bundle" --force
 fi
-cargo bench --bench runtime
+# The dev profile compiles dependencies (libtorch bindings, ort, tract) at opt-level 3 and reuses
+# the test build; a release build would recompile everything for little gain here.
+cargo bench --profile dev --bench runtime
 python=${CUMA_PYTHON:-.venv/bin/python}
 "$python" scripts/bench_table.py target/criterion "$OUT/plain/model.onnx" "$CUMA_BENCH_THREADS"

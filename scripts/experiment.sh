@@ -65,33 +65,39 @@ for entry in "${TRAINED[@]}"; do
 done
 [[ -n "${TRAIN_ONLY:-}" ]] && exit 0
 
-# The main comparison also runs on the held-out profiles; the two ablations on the test split only.
-for entry in "${TRAINED[@]}"; do
-    name=${entry%%|*}
+# Evaluation, main comparison first: the trained methods on the test split (the main three also
+# on the held-out profiles), the untrained baselines, then the two ablations. RESULTS_ONLY=1 skips
+# to the summary, with whatever evaluations exist.
+[[ -n "${RESULTS_ONLY:-}" ]] || for name in hydralora cuma lora vanilla persona fewshot cuma-soft cuma-no-balance; do
     run=$OUT/$name
-    heldout=()
-    [[ $name == lora || $name == hydralora || $name == cuma ]] && heldout=(--heldout "$OUT/data/heldout.jsonl")
-    [[ -f $run/eval.json ]] || timed "eval $name" "$CUMA_BIN" eval --checkpoint "$run" --data "$OUT/data/test.jsonl" \
-        "${heldout[@]}" --routing --out "$run"
+    case $name in
+        lora | hydralora | cuma) [[ -f $run/heldout.json ]] && continue ;;
+        *) [[ -f $run/eval.json ]] && continue ;;
+    esac
+    case $name in
+        vanilla | persona | fewshot)
+            timed "eval $name" "$CUMA_BIN" eval --method "$name" --data "$OUT/data/test.jsonl" \
+                --examples "$OUT/data/train.jsonl" --out "$run" ;;
+        lora | hydralora | cuma)
+            timed "eval $name" "$CUMA_BIN" eval --checkpoint "$run" --data "$OUT/data/test.jsonl" \
+                --heldout "$OUT/data/heldout.jsonl" --routing --out "$run" ;;
+        *)
+            timed "eval $name" "$CUMA_BIN" eval --checkpoint "$run" --data "$OUT/data/test.jsonl" \
+                --routing --out "$run" ;;
+    esac
 done
 
-for method in vanilla persona fewshot; do
-    run=$OUT/$method
-    if [[ ! -f $run/eval.json ]]; then
-        timed "eval $method" "$CUMA_BIN" eval --method "$method" --data "$OUT/data/test.jsonl" \
-            --examples "$OUT/data/train.jsonl" --out "$run"
-    fi
-done
-
-timed "topology" "$CUMA_BIN" topology "$OUT/cuma" --out "$OUT/topology.png"
-timed "topology pca" "$CUMA_BIN" topology "$OUT/cuma" --pca --out "$OUT/topology-pca.png"
+if [[ -z "${RESULTS_ONLY:-}" && ! -f $OUT/topology-pca.png ]]; then
+    timed "topology" "$CUMA_BIN" topology "$OUT/cuma" --out "$OUT/topology.png"
+    timed "topology pca" "$CUMA_BIN" topology "$OUT/cuma" --pca --out "$OUT/topology-pca.png"
+fi
 
 {
     echo "## Test split ($(wc -l <"$OUT/data/test.jsonl") items)"
     echo
     head -n 2 "$OUT/lora/eval.md"
     for name in vanilla persona fewshot lora hydralora cuma cuma-soft cuma-no-balance; do
-        sed -n 3p "$OUT/$name/eval.md"
+        [[ -f $OUT/$name/eval.md ]] && sed -n 3p "$OUT/$name/eval.md"
     done
     echo
     for name in lora hydralora cuma cuma-soft cuma-no-balance; do

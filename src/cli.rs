@@ -371,6 +371,10 @@ pub struct ExportArgs {
     /// bundle runs at the bare backbone's speed.
     #[arg(long)]
     pub merge: bool,
+    /// Put a graph's weights in an external data file (`model.onnx.data`) once they exceed this
+    /// many bytes (protobuf files cannot exceed 2 GiB).
+    #[arg(long, default_value_t = cuma_export::DEFAULT_EXTERNAL_DATA_ABOVE)]
+    pub external_data_above: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

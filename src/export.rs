@@ -149,8 +149,11 @@ pub struct BundleReport {
     pub seconds: f64,
 }
 
-fn write_graph(graph: cuma_export::proto::GraphProto, doc: &str, path: &Path) -> Result<u64> {
-    cuma_export::write_model(&cuma_export::model_proto(graph, doc), path).map_err(|e| Error::Invalid(format!("writing {}: {e}", path.display())))
+/// Writes one graph (and its external data file, past `external_data_above` weight bytes); the
+/// names of the files written.
+fn write_graph(graph: cuma_export::proto::GraphProto, doc: &str, path: &Path, external_data_above: u64) -> Result<Vec<String>> {
+    let written = cuma_export::write_model(cuma_export::model_proto(graph, doc), path, external_data_above).map_err(|e| Error::Invalid(format!("writing {}: {e}", path.display())))?;
+    Ok(written.files.into_iter().map(|(name, _)| name).collect())
 }
 
 fn as_text<T: serde::Serialize>(v: &T) -> String {
@@ -160,7 +163,7 @@ fn as_text<T: serde::Serialize>(v: &T) -> String {
 /// Writes a complete bundle for `input` into `out` (which must exist): `model.onnx`,
 /// `tokenizer.json`, for checkpoints whose routers read the profile also `encoder.onnx` and
 /// `encoder.tokenizer.json`, and `manifest.json` with every file's SHA-256.
-pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs) -> Result<BundleReport> {
+pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs, external_data_above: u64) -> Result<BundleReport> {
     use cuma_model::bundle::{self, BackboneSpec, EncoderSpec, GraphSpec, Manifest, ProfileSpec};
     let started = std::time::Instant::now();
     let mut graphs = std::collections::BTreeMap::new();
@@ -171,9 +174,8 @@ pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs) -> Resul
     let tokenizer = crate::models::backbone::tokenizer_for(&source)?;
     let decoder = export_decoder(input, &source, store_as)?;
     let model_path = out.join("model.onnx");
-    write_graph(decoder.graph, "cuma decoder", &model_path)?;
+    files.extend(write_graph(decoder.graph, "cuma decoder", &model_path, external_data_above)?);
     graphs.insert("model".to_string(), GraphSpec { file: "model.onnx".into(), inputs: decoder.inputs, outputs: decoder.outputs });
-    files.push("model.onnx".to_string());
     let tok_path = out.join("tokenizer.json");
     tokenizer.inner.save(&tok_path, false).map_err(|e| Error::Tokenizer { path: tok_path.clone(), reason: e.to_string() })?;
     files.push("tokenizer.json".into());
@@ -184,23 +186,25 @@ pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs) -> Resul
     if let (Some(ck), Some(dim)) = (&input.checkpoint, decoder.demographic_dim) {
         let enc_path = &ck.manifest.encoder.path;
         let enc_source = ModelSource::open(enc_path)?;
-        let cuma_model::config::ModelConfig::Bert(bert) = &enc_source.config else {
-            return Err(Error::Invalid(format!("{}: only BERT-family encoders can be exported so far", enc_path.display())));
-        };
         let (pooling, normalize) = if enc_source.path.is_dir() { crate::models::encoder::sentence_transformers_config(&enc_source.path)? } else { (cuma_model::layers::Pooling::Mean, false) };
-        let graph = cuma_export::encoder_graph(bert, &mut SourceWeights { source: &WeightSetSource(&enc_source.weights) }, pooling, normalize, store_as).map_err(|e| enc_source.error(e))?;
+        let weights = &mut SourceWeights { source: &WeightSetSource(&enc_source.weights) };
+        let (graph, family) = match &enc_source.config {
+            cuma_model::config::ModelConfig::Bert(bert) => (cuma_export::encoder_graph(bert, weights, pooling, normalize, store_as), "bert".to_string()),
+            cuma_model::config::ModelConfig::Decoder(dec) => (cuma_export::encoder::decoder_encoder_graph(dec, weights, pooling, normalize, store_as), as_text(&dec.family)),
+        };
+        let graph = graph.map_err(|e| enc_source.error(e))?;
         if graph.dim != dim {
             return Err(Error::Invalid(format!("{}: the encoder gives {}-d vectors, the routers were trained on {dim}-d ones", enc_path.display(), graph.dim)));
         }
         let enc_model = out.join("encoder.onnx");
-        write_graph(graph.graph, "cuma demographic encoder", &enc_model)?;
+        files.extend(write_graph(graph.graph, "cuma demographic encoder", &enc_model, external_data_above)?);
         graphs.insert("encoder".to_string(), GraphSpec { file: "encoder.onnx".into(), inputs: graph.inputs, outputs: graph.outputs });
         let enc_tok = crate::models::backbone::tokenizer_for(&enc_source)?;
         let enc_tok_path = out.join("encoder.tokenizer.json");
         enc_tok.inner.save(&enc_tok_path, false).map_err(|e| Error::Tokenizer { path: enc_tok_path.clone(), reason: e.to_string() })?;
-        files.extend(["encoder.onnx".to_string(), "encoder.tokenizer.json".to_string()]);
+        files.push("encoder.tokenizer.json".to_string());
         encoder_spec = Some(EncoderSpec {
-            family: "bert".into(),
+            family,
             dim,
             pooling: as_text(&pooling),
             normalize,

@@ -122,7 +122,7 @@ fn compare(label: &str, bundle: &Path, model: &Backbone, encoder: Option<&cuma::
             all.extend(messages.iter().cloned());
             let tch_prompt = model.tokenizer.encode(&render(&model.tokenizer, &all).expect("template"), false).expect("tokens");
             assert_eq!(tch_prompt, prompt, "{label}: tch and cuma-runtime tokenise the chat prompt differently");
-            let vector = encoder.map(|e| e.embed(&[&profile.render(&session.bundle().manifest.profile).expect("text")]).expect("tch profile"));
+            let vector = encoder.filter(|_| demographic.is_some()).map(|e| e.embed(&[&profile.render(&session.bundle().manifest.profile).expect("text")]).expect("tch profile"));
             if let (Some(v), Some(d)) = (&vector, &demographic) {
                 let t: Vec<f32> = Vec::try_from(v.view([-1])).expect("vector");
                 let cos = t.iter().zip(d).map(|(a, b)| a * b).sum::<f32>() / (t.iter().map(|a| a * a).sum::<f32>().sqrt() * d.iter().map(|a| a * a).sum::<f32>().sqrt());
@@ -300,4 +300,59 @@ fn damaged_bundles_are_refused_with_the_file_named() {
     assert!(err.contains("format version 99"), "{err}");
     let err = Bundle::open(dir.join("nowhere")).expect_err("no dir").to_string();
     assert!(err.contains("manifest.json"), "{err}");
+}
+
+#[test]
+fn baseline_adapters_agree_across_runtimes() {
+    let dir = scratch("runtime_baselines");
+    let data = dir.join("synth");
+    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "2", "--questions", "1", "--respondents-per-profile", "1"]);
+    for method in ["lora", "dora", "hydralora", "mixlora"] {
+        let run = dir.join(method);
+        cuma(&[
+            "train", "--model", &s(&tiny("qwen2")), "--encoder", &s(&tiny("bert")), "--data", &s(&data.join("items.jsonl")), "--out", &s(&run), "--method", method,
+            "--steps", "3", "--batch-size", "4", "--lr", "5e-2", "--warmup-steps", "1", "--seed", "5", "--device", "cpu",
+        ]);
+        let bundle = run.join("bundle");
+        cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle)]);
+        let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
+        let diff = compare(&format!("{method}-qwen2"), &bundle, &e.model, Some(&e.encoder), &Profile::new().with("country", "Country A1"), &question(), 1e-4);
+        println!("{method}: max |logit diff| {diff:.2e}");
+    }
+}
+
+#[test]
+fn decoder_profile_encoder_exports_and_agrees_across_runtimes() {
+    // A Qwen3-Embedding-style encoder (the tiny Qwen3 with last-token pooling) under CuMA.
+    let dir = scratch("runtime_decoder_encoder");
+    let data = dir.join("synth");
+    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "2", "--questions", "1", "--respondents-per-profile", "1"]);
+    let run = dir.join("run");
+    cuma(&[
+        "train", "--model", &s(&tiny("llama")), "--encoder", &s(&tiny("qwen3")), "--data", &s(&data.join("items.jsonl")), "--out", &s(&run),
+        "--steps", "3", "--batch-size", "4", "--lr", "5e-2", "--warmup-steps", "1", "--seed", "4", "--device", "cpu",
+    ]);
+    let bundle = run.join("bundle");
+    cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle)]);
+    let manifest = Bundle::open(&bundle).expect("bundle").manifest;
+    let encoder = manifest.encoder.as_ref().expect("encoder in the manifest");
+    assert_eq!((encoder.family.as_str(), encoder.pooling.as_str()), ("qwen3", "last-token"));
+    let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
+    let diff = compare("cuma-qwen3-encoder", &bundle, &e.model, Some(&e.encoder), &Profile::parse("country=Country B1,age=35-44").expect("profile"), &question(), 1e-4);
+    println!("CuMA with a decoder encoder: max |logit diff| {diff:.2e}");
+}
+
+#[test]
+fn weights_in_an_external_data_file_load_on_every_runtime() {
+    // The 2 GB protobuf limit is forced down to 0 bytes, so every weight goes external.
+    let dir = scratch("runtime_external_data");
+    let bundle = dir.join("bundle");
+    cuma(&["export", "--onnx", &s(&tiny("qwen3")), "--out", &s(&bundle), "--external-data-above", "0"]);
+    let manifest = Bundle::open(&bundle).expect("bundle").manifest;
+    assert!(manifest.files.contains_key("model.onnx.data"), "files: {:?}", manifest.files.keys());
+    let graph = std::fs::metadata(bundle.join("model.onnx")).expect("graph").len();
+    let data = std::fs::metadata(bundle.join("model.onnx.data")).expect("data").len();
+    assert!(data > 10 * graph, "weights should live in the data file: graph {graph} B, data {data} B");
+    let model = Backbone::load(&tiny("qwen3"), CPU).expect("loads");
+    compare("bare-qwen3", &bundle, &model, None, &Profile::new().with("country", "Chile"), &question(), 1e-4);
 }

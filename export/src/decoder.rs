@@ -62,16 +62,22 @@ pub(crate) fn indices_along(g: &mut GraphBuilder, x: &Value) -> Value {
     g.node("Sub", &[&counted, &one], Vec::new())
 }
 
+/// The past length (0-D int64) read off `past_key` `[b, kv, past, d]`.
+fn past_length(g: &mut GraphBuilder, past_key: &Value) -> Value {
+    let two = scalar_i64(g, 2);
+    let past_shape = g.node("Shape", &[past_key], Vec::new());
+    g.node("Gather", &[&past_shape, &two], vec![GraphBuilder::attr_int("axis", 0)])
+}
+
 /// Float positions `[b, s]` and the additive mask `[b, 1, s, past + s]`, from the 0/1
-/// `attention_mask` `[b, past + s]` and the past length read off `past_key` `[b, kv, past, d]`.
+/// `attention_mask` `[b, past + s]` and the past length (0-D int64), as `src/models/inputs.rs`
+/// builds them for tch.
 ///
 /// Every index is a running sum over the mask rather than a `Range` over shape values, so
 /// backends with symbolic shapes (tract) can follow the lengths through the graph.
-fn prepare_inputs(g: &mut GraphBuilder, attention_mask: &Value, past_key: &Value) -> Result<(Value, Value)> {
-    let (two, one, zero) = (scalar_i64(g, 2), scalar_i64(g, 1), scalar_i64(g, 0));
-    let past_shape = g.node("Shape", &[past_key], Vec::new());
-    let past_len = g.node("Gather", &[&past_shape, &two], vec![GraphBuilder::attr_int("axis", 0)]);
-    let start = g.unsqueeze(&past_len, 0)?;
+pub(crate) fn prepare_inputs(g: &mut GraphBuilder, attention_mask: &Value, past_len: &Value) -> Result<(Value, Value)> {
+    let (one, zero) = (scalar_i64(g, 1), scalar_i64(g, 0));
+    let start = g.unsqueeze(past_len, 0)?;
     let end = g.const_i64(&[i64::MAX]);
     let last_axis = g.const_i64(&[-1]);
     // Positions: running count of real tokens minus one, clamped at 0, for the new tokens only.
@@ -122,7 +128,8 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
     let ids = Value("input_ids".into());
     let attention_mask = Value("attention_mask".into());
     let past: Vec<KvPair<Value>> = (0..config.num_layers).map(|l| KvPair { key: Value(format!("past.{l}.key")), value: Value(format!("past.{l}.value")) }).collect();
-    let (positions, additive) = prepare_inputs(&mut g, &attention_mask, &past[0].key)?;
+    let past_len = past_length(&mut g, &past[0].key);
+    let (positions, additive) = prepare_inputs(&mut g, &attention_mask, &past_len)?;
     let ctx = DecoderCtx { rope: decoder.rope(&mut g, &positions)?, mask: AttentionMask { additive }, profile: demographic_dim.map(|_| Value("demographic".into())) };
     let out = decoder.forward(&mut g, &ids, &ctx, Some(&past))?;
     let logits = decoder.logits(&mut g, &out.hidden)?;

@@ -1,13 +1,13 @@
 //! The demographic-encoder graph (`encoder.onnx`): token ids + attention mask -> the pooled
-//! (optionally L2-normalised) profile vector `[batch, D]`, recorded from the shared BERT
-//! definition and the shared pooling.
+//! (optionally L2-normalised) profile vector `[batch, D]`, recorded from the shared BERT or
+//! decoder definition (Qwen3-Embedding style, last-token pooling) and the shared pooling.
 
-use crate::decoder::{indices_along, scalar_f32, scalar_i64};
+use crate::decoder::{indices_along, prepare_inputs, scalar_f32, scalar_i64};
 use crate::graph::{GraphBuilder, StoreAs, Value};
 use crate::io::{value_info, IoSpec};
 use crate::proto::data_type;
-use cuma_model::arch::Bert;
-use cuma_model::config::BertConfig;
+use cuma_model::arch::{Bert, Decoder, DecoderCtx};
+use cuma_model::config::{BertConfig, DecoderConfig};
 use cuma_model::layers::{pool, AttentionMask, Pooling};
 use cuma_model::{Ops, Result, Weights};
 
@@ -36,6 +36,28 @@ pub fn encoder_graph<W: Weights<GraphBuilder>>(config: &BertConfig, weights: &mu
     let (open, shut) = (scalar_f32(&mut g, 0.0), scalar_f32(&mut g, crate::decoder::MASKED));
     let additive = g.node("Where", &[&real, &open, &shut], Vec::new());
     let states = bert.forward(&mut g, &ids, &positions, &AttentionMask { additive })?;
+    let weights_mask = g.cast(&mask, data_type::FLOAT);
+    let weights_mask = g.unsqueeze(&weights_mask, -1)?;
+    let pooled = pool(&mut g, &states, &weights_mask, pooling, normalize)?;
+    g.output_as(&pooled, "embedding");
+    let dim = config.hidden_size;
+    let inputs = vec![IoSpec::new("input_ids", "int64", &["batch", "seq"]), IoSpec::new("attention_mask", "int64", &["batch", "seq"])];
+    let outputs = vec![IoSpec::new("embedding", "float32", &["batch", &dim.to_string()])];
+    let graph = g.finish("cuma_encoder", inputs.iter().map(value_info).collect(), outputs.iter().map(value_info).collect());
+    Ok(EncoderGraph { graph, inputs, outputs, dim })
+}
+
+/// Records a decoder used as a sentence encoder (Qwen3-Embedding style): the shared decoder
+/// forward with causal attention, then `pooling` (normally the last token; inputs are left
+/// padded, as the tch encoder pads them).
+pub fn decoder_encoder_graph<W: Weights<GraphBuilder>>(config: &DecoderConfig, weights: &mut W, pooling: Pooling, normalize: bool, store_as: StoreAs) -> Result<EncoderGraph> {
+    let mut g = GraphBuilder::new(store_as);
+    let decoder = Decoder::load(&mut g, weights, config)?;
+    let (ids, mask) = (Value("input_ids".into()), Value("attention_mask".into()));
+    let no_past = scalar_i64(&mut g, 0);
+    let (positions, additive) = prepare_inputs(&mut g, &mask, &no_past)?;
+    let ctx = DecoderCtx { rope: decoder.rope(&mut g, &positions)?, mask: AttentionMask { additive }, profile: None };
+    let states = decoder.forward(&mut g, &ids, &ctx, None)?.hidden;
     let weights_mask = g.cast(&mask, data_type::FLOAT);
     let weights_mask = g.unsqueeze(&weights_mask, -1)?;
     let pooled = pool(&mut g, &states, &weights_mask, pooling, normalize)?;

@@ -44,9 +44,47 @@ pub fn model_proto(graph: proto::GraphProto, doc: &str) -> proto::ModelProto {
     }
 }
 
-/// Serialises `model` to `path`.
-pub fn write_model(model: &proto::ModelProto, path: &Path) -> Result<u64, ExportError> {
+/// Models whose weights exceed this many bytes keep them in an external data file: a protobuf
+/// message cannot exceed 2 GiB.
+pub const DEFAULT_EXTERNAL_DATA_ABOVE: u64 = 1_800_000_000;
+
+/// The files [`write_model`] wrote: the graph, and the external data file when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenModel {
+    /// (file name, bytes) of each file, the graph first.
+    pub files: Vec<(String, u64)>,
+}
+
+/// Serialises `model` to `path`. When its initializers hold more than `external_data_above`
+/// bytes, every initializer of 1 KiB or more goes to `<file name>.data` beside it (ONNX external
+/// data: location, offset and length per tensor) and the graph keeps only references.
+pub fn write_model(mut model: proto::ModelProto, path: &Path, external_data_above: u64) -> Result<WrittenModel, ExportError> {
+    let io = |reason| ExportError::Io { path: path.display().to_string(), reason };
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let mut files = Vec::new();
+    let graph = model.graph.as_mut();
+    let weight_bytes: u64 = graph.as_ref().map_or(0, |g| g.initializer.iter().map(|t| t.raw_data.len() as u64).sum());
+    if let (Some(graph), true) = (graph, weight_bytes > external_data_above) {
+        let data_name = format!("{name}.data");
+        let data_path = path.with_file_name(&data_name);
+        let mut data = std::io::BufWriter::new(std::fs::File::create(&data_path).map_err(|reason| ExportError::Io { path: data_path.display().to_string(), reason })?);
+        let mut offset = 0u64;
+        for t in graph.initializer.iter_mut().filter(|t| t.raw_data.len() >= 1024) {
+            use std::io::Write;
+            data.write_all(&t.raw_data).map_err(|reason| ExportError::Io { path: data_path.display().to_string(), reason })?;
+            let length = t.raw_data.len() as u64;
+            let entry = |key: &str, value: String| proto::StringStringEntryProto { key: key.into(), value };
+            t.external_data = vec![entry("location", data_name.clone()), entry("offset", offset.to_string()), entry("length", length.to_string())];
+            t.data_location = 1;
+            t.raw_data = Vec::new();
+            offset += length;
+        }
+        use std::io::Write;
+        data.flush().map_err(|reason| ExportError::Io { path: data_path.display().to_string(), reason })?;
+        files.push((data_name, offset));
+    }
     let bytes = model.encode_to_vec();
-    std::fs::write(path, &bytes).map_err(|reason| ExportError::Io { path: path.display().to_string(), reason })?;
-    Ok(bytes.len() as u64)
+    std::fs::write(path, &bytes).map_err(io)?;
+    files.insert(0, (name, bytes.len() as u64));
+    Ok(WrittenModel { files })
 }

@@ -61,7 +61,7 @@ pub struct BackboneSpec {
 /// The demographic encoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EncoderSpec {
-    /// `bert`.
+    /// `bert`, or a decoder family (`qwen3`, ...) used as an embedding model.
     pub family: String,
     /// D, the profile vector's size.
     pub dim: usize,

@@ -32,7 +32,7 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
         ExportDtype::F16 => StoreAs::F16,
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let report = write_bundle(&input, &a.out, store_as)?;
+    let report = write_bundle(&input, &a.out, store_as, a.external_data_above)?;
     for (file, size) in &report.sizes {
         eprintln!("  {file:<24} {:>10.1} MB", *size as f64 / 1e6);
     }
