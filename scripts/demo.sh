@@ -14,7 +14,7 @@ OUT=${OUT:-runs/demo}
 WVS=${WVS:-../shared/data/wvs7}
 STEPS=${STEPS:-30}
 if [[ -z "${CUMA_BIN:-}" || -z "${CUMA_RUN_BIN:-}" ]]; then
-    cargo build --quiet --bin cuma --bin cuma-run
+    cargo build --quiet --workspace --bins
     CUMA_BIN=target/debug/cuma
     CUMA_RUN_BIN=target/debug/cuma-run
 fi

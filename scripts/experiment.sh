@@ -68,7 +68,7 @@ done
 # Evaluation, main comparison first: the trained methods on the test split (the main three also
 # on the held-out profiles), the untrained baselines, then the two ablations. RESULTS_ONLY=1 skips
 # to the summary, with whatever evaluations exist.
-[[ -n "${RESULTS_ONLY:-}" ]] || for name in hydralora cuma lora vanilla persona fewshot cuma-soft cuma-no-balance; do
+[[ -n "${RESULTS_ONLY:-}" ]] || for name in hydralora cuma vanilla persona lora fewshot cuma-soft cuma-no-balance; do
     run=$OUT/$name
     case $name in
         lora | hydralora | cuma) [[ -f $run/heldout.json ]] && continue ;;

@@ -105,6 +105,6 @@ fn over_long_prompt_is_an_error() {
     let model = Backbone::load(&tiny("llama"), Device::Cpu).expect("loads");
     let ids = vec![5u32; 250];
     let opts = GenerateOptions { max_new_tokens: 10, sampling: Default::default() };
-    let err = generate(&model, &ids, opts, |_| {}).expect_err("too long").to_string();
+    let err = generate(&model, &ids, None, opts, |_| {}).expect_err("too long").to_string();
     assert!(err.contains("250 tokens") && err.contains("256"), "{err}");
 }

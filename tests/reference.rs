@@ -124,7 +124,7 @@ fn generation_stops_at_end_of_turn_like_the_reference() {
     let end = expected.iter().position(|id| model.tokenizer.end_of_turn.contains(id)).expect("reference reply ends its turn");
     let mut streamed = String::new();
     let opts = GenerateOptions { max_new_tokens: 48, sampling: Default::default() };
-    let g = generate(&model, &ids(&chat["prompt_ids"]), opts, |piece| streamed.push_str(piece)).expect("generates");
+    let g = generate(&model, &ids(&chat["prompt_ids"]), None, opts, |piece| streamed.push_str(piece)).expect("generates");
     assert!(g.stopped, "did not stop at <|im_end|>");
     assert_eq!(g.tokens, expected[..end].to_vec());
     assert_eq!(streamed, g.text);

@@ -36,15 +36,7 @@ pub fn encoder_graph<W: Weights<GraphBuilder>>(config: &BertConfig, weights: &mu
     let (open, shut) = (scalar_f32(&mut g, 0.0), scalar_f32(&mut g, crate::decoder::MASKED));
     let additive = g.node("Where", &[&real, &open, &shut], Vec::new());
     let states = bert.forward(&mut g, &ids, &positions, &AttentionMask { additive })?;
-    let weights_mask = g.cast(&mask, data_type::FLOAT);
-    let weights_mask = g.unsqueeze(&weights_mask, -1)?;
-    let pooled = pool(&mut g, &states, &weights_mask, pooling, normalize)?;
-    g.output_as(&pooled, "embedding");
-    let dim = config.hidden_size;
-    let inputs = vec![IoSpec::new("input_ids", "int64", &["batch", "seq"]), IoSpec::new("attention_mask", "int64", &["batch", "seq"])];
-    let outputs = vec![IoSpec::new("embedding", "float32", &["batch", &dim.to_string()])];
-    let graph = g.finish("cuma_encoder", inputs.iter().map(value_info).collect(), outputs.iter().map(value_info).collect());
-    Ok(EncoderGraph { graph, inputs, outputs, dim })
+    pooled_output(g, &states, &mask, pooling, normalize, config.hidden_size)
 }
 
 /// Records a decoder used as a sentence encoder (Qwen3-Embedding style): the shared decoder
@@ -58,11 +50,16 @@ pub fn decoder_encoder_graph<W: Weights<GraphBuilder>>(config: &DecoderConfig, w
     let (positions, additive) = prepare_inputs(&mut g, &mask, &no_past)?;
     let ctx = DecoderCtx { rope: decoder.rope(&mut g, &positions)?, mask: AttentionMask { additive }, profile: None };
     let states = decoder.forward(&mut g, &ids, &ctx, None)?.hidden;
-    let weights_mask = g.cast(&mask, data_type::FLOAT);
+    pooled_output(g, &states, &mask, pooling, normalize, config.hidden_size)
+}
+
+/// Pools `states` `[b, s, dim]` over the real tokens of `mask` (the shared pooling) into the
+/// `embedding` output, and finishes the encoder graph with its interface.
+fn pooled_output(mut g: GraphBuilder, states: &Value, mask: &Value, pooling: Pooling, normalize: bool, dim: usize) -> Result<EncoderGraph> {
+    let weights_mask = g.cast(mask, data_type::FLOAT);
     let weights_mask = g.unsqueeze(&weights_mask, -1)?;
-    let pooled = pool(&mut g, &states, &weights_mask, pooling, normalize)?;
+    let pooled = pool(&mut g, states, &weights_mask, pooling, normalize)?;
     g.output_as(&pooled, "embedding");
-    let dim = config.hidden_size;
     let inputs = vec![IoSpec::new("input_ids", "int64", &["batch", "seq"]), IoSpec::new("attention_mask", "int64", &["batch", "seq"])];
     let outputs = vec![IoSpec::new("embedding", "float32", &["batch", &dim.to_string()])];
     let graph = g.finish("cuma_encoder", inputs.iter().map(value_info).collect(), outputs.iter().map(value_info).collect());
