@@ -14,7 +14,7 @@ use cuma::models::backbone::{Backbone, StepInput};
 use cuma::tch_ops::TchOps;
 use cuma::tokenizer::chat::{render, Message};
 use cuma_runtime::generate::Timings;
-use cuma_runtime::{Backend, Bundle, Device as OrtDevice, EngineOptions, GenerateOptions, Profile, Session, SessionOptions};
+use cuma_runtime::{Backend, Bundle, Device as OrtDevice, EngineOptions, GenerateOptions, GenerateRequest, Profile, Session, SessionOptions};
 use serde::Serialize;
 use std::path::Path;
 use std::process::Command;
@@ -234,6 +234,28 @@ fn cuma_run_serves_and_reports_bad_input_without_panicking() {
         // A streamed chat reply.
         let reply = cuma_run(&["--bundle", &b, "--backend", backend, "--profile", "country=Country B2", "--prompt", "Hello", "--max-tokens", "4", "--trace-routing"], b"").expect("prompt");
         assert!(reply.ends_with('\n'), "{reply:?}");
+    }
+    // A batch of requests with different profiles gives each the reply it gets alone.
+    for backend in [Backend::Tract, Backend::Ort { device: OrtDevice::Cpu }] {
+        let mut session = session(&bundle, backend);
+        let request = |country: &str, text: &str| GenerateRequest { profile: Profile::new().with("country", country), messages: vec![Message::new("user", text)] };
+        let requests = [request("Country A1", "Hello there, how are you today?"), request("Country B2", "Hi")];
+        let options = GenerateOptions { max_new_tokens: 6, trace_routing: true, ..Default::default() };
+        let mut streamed = [String::new(), String::new()];
+        let together = session.generate(&requests, &options, |t| streamed[t.request].push_str(t.text)).expect("batch");
+        for (i, r) in requests.iter().enumerate() {
+            let alone = session.generate(std::slice::from_ref(r), &options, |_| {}).expect("alone");
+            assert_eq!(together[i].token_ids, alone[0].token_ids, "{backend}: request {i} in a batch");
+            assert_eq!(streamed[i], together[i].text, "{backend}: streamed text of request {i}");
+            let trace = together[i].routing.as_ref().expect("trace");
+            // Every prompt token and every generated token fed back (the last one is not, unless
+            // the model ended its turn after it).
+            let fed = match together[i].finish_reason {
+                cuma_runtime::FinishReason::EndOfTurn => together[i].token_ids.len(),
+                _ => together[i].token_ids.len().saturating_sub(1),
+            };
+            assert_eq!(trace.tokens.len(), together[i].prompt_tokens + fed, "{backend}: one trace entry per processed token");
+        }
     }
     // Batch mode keeps going past bad lines: invalid JSON, invalid UTF-8, no options, unknown
     // request kind, and an over-long prompt each get an error line; good lines get results.

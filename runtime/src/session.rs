@@ -234,6 +234,9 @@ impl Session {
         if self.reads_profile_vector() {
             let d = self.bundle.manifest.adapter.as_ref().map_or(0, |a| a.demographic_dim);
             let v = demographic.ok_or_else(|| RuntimeError::Input("this bundle's routers need a profile vector".into()))?;
+            if v.len() != b * d {
+                return Err(RuntimeError::Input(format!("{} profile values for a batch of {b} and D = {d}", v.len())));
+            }
             demo_t = HostTensor::F32 { shape: vec![b, d], data: v.to_vec() };
             inputs.push(("demographic", &demo_t));
         }
