@@ -136,6 +136,10 @@ fn routing_summary(trace: &RoutingTrace, experts: usize) -> String {
 
 fn print_timings(t: &Timings, new_tokens: usize) {
     let decode = t.mean_decode_seconds();
+    if new_tokens == 0 {
+        eprintln!("timings: encoder {:.1} ms, prefill {:.1} ms", 1e3 * t.encoder_seconds, 1e3 * t.prefill_seconds);
+        return;
+    }
     eprintln!(
         "timings: encoder {:.1} ms, prefill {:.1} ms, decode {:.1} ms/token ({:.1} tokens/s) over {new_tokens} tokens",
         1e3 * t.encoder_seconds,

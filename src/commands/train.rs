@@ -121,14 +121,8 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
         eprintln!("\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
     })?;
     let mut run = SftRun::prepare(c, a.resume, true)?;
-    eprintln!(
-        "{} examples ({} too long), {} profiles, {} trainable parameters; resuming at step {}",
-        run.examples.len(),
-        run.too_long,
-        run.profiles.size()[0],
-        run.store.numel(),
-        run.state.step
-    );
+    let start = if run.state.step > 0 { format!("resuming at step {}", run.state.step) } else { "starting at step 0".to_string() };
+    eprintln!("{} examples ({} too long), {} profiles, {} trainable parameters; {start}", run.examples.len(), run.too_long, run.profiles.size()[0], run.store.numel());
     let history = run.train(true, &stop)?;
     if let (Some(first), Some(last)) = (history.first(), history.last()) {
         let secs: f64 = history.iter().map(|m| m.seconds).sum();
