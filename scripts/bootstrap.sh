@@ -7,6 +7,8 @@
 # CUMA_DEV_EXTRAS=1 for the reference tooling (transformers, sentence-transformers, gguf) used by
 # fixtures/reference/.
 set -euo pipefail
+# pip's wheel cache would keep a second copy of torch (~4.7 GB) on disk for nothing.
+export PIP_NO_CACHE_DIR=1
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
 python=${PYTHON:-python3}

@@ -38,7 +38,8 @@ fn corrupt_safetensors_header_is_named() {
 
 #[test]
 fn gguf_with_unknown_version_is_rejected() {
-    let path = scratch("gguf_version").join("bad.gguf");
+    let dir = scratch("gguf_version");
+    let path = dir.join("bad.gguf");
     let mut bytes = std::fs::read(tiny("llama-q.gguf")).expect("read");
     bytes[4..8].copy_from_slice(&99u32.to_le_bytes());
     std::fs::write(&path, bytes).expect("write");
@@ -48,7 +49,8 @@ fn gguf_with_unknown_version_is_rejected() {
 
 #[test]
 fn truncated_gguf_is_named() {
-    let path = scratch("gguf_truncated").join("short.gguf");
+    let dir = scratch("gguf_truncated");
+    let path = dir.join("short.gguf");
     let bytes = std::fs::read(tiny("llama-q.gguf")).expect("read");
     std::fs::write(&path, &bytes[..bytes.len() - 1000]).expect("write");
     let err = load_err(&path);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{scratch, tiny};
+use common::{arg as s, cuma, cuma_err, scratch, small_survey, tiny, train_and_export, TINY_BUDGET};
 use cuma::eval::run::Evaluator;
 use cuma::models::backbone::{Backbone, StepInput};
 use cuma::tch_ops::TchOps;
@@ -19,11 +19,6 @@ const CPU: Device = Device::Cpu;
 fn python() -> PathBuf {
     let venv = std::env::var_os("CUMA_VENV").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
     venv.join("bin/python")
-}
-
-fn cuma(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cuma")).args(args).output().expect("runs");
-    assert!(out.status.success(), "cuma {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
 /// Runs `model` in onnxruntime on `request` (see fixtures/onnx/run_ort.py).
@@ -109,17 +104,12 @@ fn bare_backbones_of_every_family_match_tch() {
 #[test]
 fn trained_cuma_in_every_gate_mode_matches_tch_logits_and_routing() {
     let dir = scratch("export_cuma");
-    let s = |p: &Path| p.to_str().expect("utf8").to_string();
-    let data = dir.join("synth");
-    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "2", "--questions", "1", "--respondents-per-profile", "1"]);
+    let items = small_survey(&dir, 2);
+    let (llama, bert) = (s(&tiny("llama")), s(&tiny("bert")));
     for gate in ["topk-softmax", "double-softmax", "soft"] {
         let run = dir.join(gate);
-        cuma(&[
-            "train", "--model", &s(&tiny("llama")), "--encoder", &s(&tiny("bert")), "--data", &s(&data.join("items.jsonl")), "--out", &s(&run), "--gate", gate,
-            "--targets", "q-proj,v-proj,up-proj", "--steps", "3", "--batch-size", "4", "--lr", "5e-2", "--warmup-steps", "1", "--device", "cpu",
-        ]);
-        let bundle = run.join("bundle");
-        cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle)]);
+        let args = [&["--model", &llama, "--encoder", &bert, "--gate", gate, "--targets", "q-proj,v-proj,up-proj"], &TINY_BUDGET[..]].concat();
+        let bundle = train_and_export(&items, &run, &args);
         let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
         let profiles = e.encoder.embed(&["You are a person from Country A1.", "You are a person from Country B2."]).expect("profiles");
         let (ids, mask) = tch_inputs();
@@ -162,13 +152,9 @@ fn trained_cuma_in_every_gate_mode_matches_tch_logits_and_routing() {
 #[test]
 fn smollm2_cuma_bundle_matches_tch() {
     let dir = scratch("export_smollm2");
-    let s = |p: &Path| p.to_str().expect("utf8").to_string();
-    let data = dir.join("synth");
-    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "1", "--questions", "1", "--respondents-per-profile", "1"]);
+    let items = small_survey(&dir, 1);
     let run = dir.join("run");
-    cuma(&["train", "--data", &s(&data.join("items.jsonl")), "--out", &s(&run), "--steps", "2", "--batch-size", "2", "--lr", "1e-2", "--warmup-steps", "1", "--device", "cpu"]);
-    let bundle = run.join("bundle");
-    cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle), "--force"]);
+    let bundle = train_and_export(&items, &run, &["--steps", "2", "--batch-size", "2", "--lr", "1e-2", "--warmup-steps", "1"]);
     let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
     let profiles = e.encoder.embed(&["You are a person from Thailand, age group: 55-64.", "You are a person from Germany, age group: 25-34."]).expect("profiles");
     let prompt: Vec<i64> = e.model.tokenizer.encode("What matters most in a good life?", false).expect("ids").into_iter().map(i64::from).collect();
@@ -194,16 +180,9 @@ fn smollm2_cuma_bundle_matches_tch() {
     println!("SmolLM2 + CuMA: max |logit diff| {diff:.2e}, routing agreement {:.4}", same);
 }
 
-fn cuma_err(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cuma")).args(args).output().expect("runs");
-    assert!(!out.status.success(), "cuma {} should fail", args.join(" "));
-    String::from_utf8_lossy(&out.stderr).into()
-}
-
 #[test]
 fn export_refuses_bad_targets_and_mismatched_backbones() {
     let dir = scratch("export_bad");
-    let s = |p: &Path| p.to_str().expect("utf8").to_string();
     let llama = s(&tiny("llama"));
     // A directory that is not a bundle is never written into.
     let other = dir.join("photos");
@@ -217,30 +196,25 @@ fn export_refuses_bad_targets_and_mismatched_backbones() {
     let err = cuma_err(&["export", "--onnx", &llama, "--out", &s(&bundle)]);
     assert!(err.contains("--force"), "{err}");
     // A checkpoint exported onto another backbone than it was trained on.
-    let data = dir.join("synth");
-    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "1", "--questions", "1", "--respondents-per-profile", "1"]);
+    let items = small_survey(&dir, 1);
     let run = dir.join("run");
-    cuma(&["train", "--model", &llama, "--encoder", &s(&tiny("bert")), "--data", &s(&data.join("items.jsonl")), "--out", &s(&run), "--steps", "1", "--batch-size", "2", "--device", "cpu"]);
+    cuma(&["train", "--model", &llama, "--encoder", &s(&tiny("bert")), "--data", &s(&items), "--out", &s(&run), "--steps", "1", "--batch-size", "2", "--device", "cpu"]);
     let err = cuma_err(&["export", "--onnx", &s(&run), "--model", &s(&tiny("qwen2")), "--out", &s(&dir.join("b2"))]);
     assert!(err.contains("SHA-256"), "{err}");
     // Something that is no model at all.
-    let err = cuma_err(&["export", "--onnx", &s(&data.join("items.jsonl")), "--out", &s(&dir.join("b3"))]);
+    let err = cuma_err(&["export", "--onnx", &s(&items), "--out", &s(&dir.join("b3"))]);
     assert!(err.contains("items.jsonl"), "{err}");
 }
 
 #[test]
 fn merged_lora_matches_the_unmerged_model() {
     let dir = scratch("export_merge");
-    let s = |p: &Path| p.to_str().expect("utf8").to_string();
-    let data = dir.join("synth");
-    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "1", "--questions", "1", "--respondents-per-profile", "1"]);
-    let common = ["--model", &s(&tiny("qwen2")), "--encoder", &s(&tiny("bert")), "--data", &s(&data.join("items.jsonl")), "--steps", "3", "--batch-size", "4", "--lr", "5e-2", "--warmup-steps", "1", "--device", "cpu"];
+    let items = s(&small_survey(&dir, 1));
+    let (qwen2, bert) = (s(&tiny("qwen2")), s(&tiny("bert")));
+    let common = [&["--model", &qwen2, "--encoder", &bert, "--data", &items, "--device", "cpu"], &TINY_BUDGET[..]].concat();
     let lora = dir.join("lora");
-    let mut args = vec!["train", "--method", "lora", "--targets", "q-proj,v-proj,down-proj", "--out"];
     let lora_s = s(&lora);
-    args.push(&lora_s);
-    args.extend(common);
-    cuma(&args);
+    cuma(&[&["train", "--method", "lora", "--targets", "q-proj,v-proj,down-proj", "--out", &lora_s], &common[..]].concat());
     let bundle = lora.join("merged");
     cuma(&["export", "--onnx", &lora_s, "--merge", "--out", &s(&bundle)]);
     let e = Evaluator::from_checkpoint(&lora.join("checkpoint"), CPU).expect("checkpoint");
@@ -257,9 +231,7 @@ fn merged_lora_matches_the_unmerged_model() {
     // A mixture cannot be folded into one weight.
     let cuma_run = dir.join("cuma");
     let cuma_s = s(&cuma_run);
-    let mut args = vec!["train", "--out", &cuma_s];
-    args.extend(common);
-    cuma(&args);
+    cuma(&[&["train", "--out", &cuma_s], &common[..]].concat());
     let err = cuma_err(&["export", "--onnx", &cuma_s, "--merge", "--out", &s(&dir.join("nope"))]);
     assert!(err.contains("--merge folds a single plain LoRA"), "{err}");
 }

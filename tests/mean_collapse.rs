@@ -7,14 +7,7 @@
 
 mod common;
 
-use common::{scratch, tiny};
-use std::process::Command;
-
-fn cuma(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cuma")).args(args).output().expect("runs");
-    assert!(out.status.success(), "cuma {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into()
-}
+use common::{arg as s, cuma, scratch, tiny};
 
 fn metrics(run: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).expect("eval.json")).expect("json")
@@ -23,7 +16,6 @@ fn metrics(run: &std::path::Path) -> serde_json::Value {
 #[test]
 fn cuma_keeps_clusters_apart_where_dense_lora_collapses_to_the_mean() {
     let dir = scratch("mean_collapse");
-    let s = |p: &std::path::Path| p.to_str().expect("utf8").to_string();
     let data = dir.join("synth");
     cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "2", "--questions", "1", "--options", "4", "--respondents-per-profile", "4"]);
     let items = s(&data.join("items.jsonl"));

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{scratch, tiny};
+use common::{arg as s, cuma, scratch, small_survey, tiny, train_and_export, TINY_BUDGET};
 use cuma::eval::run::Evaluator;
 use cuma::generate::{generate, GenerateOptions as TchGenerate};
 use cuma::models::backbone::{Backbone, StepInput};
@@ -17,20 +17,10 @@ use cuma_runtime::generate::Timings;
 use cuma_runtime::{Backend, Bundle, Device as OrtDevice, EngineOptions, GenerateOptions, GenerateRequest, Profile, Session, SessionOptions};
 use serde::Serialize;
 use std::path::Path;
-use std::process::Command;
 use tch::{Device, Kind, Tensor};
 
 const CPU: Device = Device::Cpu;
 const GREEDY_TOKENS: usize = 16;
-
-fn cuma(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cuma")).args(args).output().expect("runs");
-    assert!(out.status.success(), "cuma {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().expect("utf8").to_string()
-}
 
 /// What one stack decided for one prompt.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,16 +154,12 @@ fn bare_backbones_agree_across_tch_ort_and_tract() {
 #[test]
 fn trained_cuma_in_every_gate_mode_agrees_across_runtimes() {
     let dir = scratch("runtime_cuma");
-    let data = dir.join("synth");
-    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "2", "--questions", "1", "--respondents-per-profile", "1"]);
+    let items = small_survey(&dir, 2);
+    let (llama, bert) = (s(&tiny("llama")), s(&tiny("bert")));
     for gate in ["topk-softmax", "double-softmax", "soft"] {
         let run = dir.join(gate);
-        cuma(&[
-            "train", "--model", &s(&tiny("llama")), "--encoder", &s(&tiny("bert")), "--data", &s(&data.join("items.jsonl")), "--out", &s(&run), "--gate", gate,
-            "--targets", "q-proj,v-proj,up-proj", "--steps", "3", "--batch-size", "4", "--lr", "5e-2", "--warmup-steps", "1", "--seed", "3", "--device", "cpu",
-        ]);
-        let bundle = run.join("bundle");
-        cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle)]);
+        let args = [&["--model", &llama, "--encoder", &bert, "--gate", gate, "--targets", "q-proj,v-proj,up-proj", "--seed", "3"], &TINY_BUDGET[..]].concat();
+        let bundle = train_and_export(&items, &run, &args);
         let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
         for (i, profile) in ["country=Country A1,age=18-34", "country=Country B2,age=55+"].iter().enumerate() {
             let profile = Profile::parse(profile).expect("profile");
@@ -195,9 +181,7 @@ fn smollm2_minilm_cuma_trained_on_wvs_agrees_across_runtimes() {
         cuma(&["data", "synth", "--out-dir", &s(&dir.join("data"))]);
     }
     let run = dir.join("run");
-    cuma(&["train", "--data", &s(&items), "--out", &s(&run), "--steps", "2", "--batch-size", "2", "--lr", "1e-2", "--warmup-steps", "1", "--seed", "0", "--device", "cpu"]);
-    let bundle = run.join("bundle");
-    cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle)]);
+    let bundle = train_and_export(&items, &run, &["--steps", "2", "--batch-size", "2", "--lr", "1e-2", "--warmup-steps", "1", "--seed", "0"]);
     let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
     for (label, profile) in [("smollm2-cuma-thailand", "country=Thailand,age=55-64,gender=Female,religion=Buddhist"), ("smollm2-cuma-germany", "country=Germany,age=25-34,gender=Male,religion=No religion")] {
         let messages = [Message::new("user", "How important is religion in your life? A. Very important B. Rather important C. Not very important D. Not at all important You can only choose one option.")];
@@ -218,12 +202,8 @@ fn cuma_run(args: &[&str], input: &[u8]) -> Result<String, String> {
 #[test]
 fn cuma_run_serves_and_reports_bad_input_without_panicking() {
     let dir = scratch("runtime_cli");
-    let data = dir.join("synth");
-    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "2", "--questions", "1", "--respondents-per-profile", "1"]);
-    let run = dir.join("run");
-    cuma(&["train", "--model", &s(&tiny("llama")), "--encoder", &s(&tiny("bert")), "--data", &s(&data.join("items.jsonl")), "--out", &s(&run), "--steps", "2", "--batch-size", "4", "--device", "cpu"]);
-    let bundle = run.join("bundle");
-    cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle)]);
+    let items = small_survey(&dir, 2);
+    let bundle = train_and_export(&items, &dir.join("run"), &["--model", &s(&tiny("llama")), "--encoder", &s(&tiny("bert")), "--steps", "2", "--batch-size", "4"]);
     let b = s(&bundle);
     for backend in ["ort", "tract"] {
         // A question: one line per option with its probability; the probabilities sum to 1.
@@ -327,16 +307,11 @@ fn damaged_bundles_are_refused_with_the_file_named() {
 #[test]
 fn baseline_adapters_agree_across_runtimes() {
     let dir = scratch("runtime_baselines");
-    let data = dir.join("synth");
-    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "2", "--questions", "1", "--respondents-per-profile", "1"]);
+    let items = small_survey(&dir, 2);
+    let (qwen2, bert) = (s(&tiny("qwen2")), s(&tiny("bert")));
     for method in ["lora", "dora", "hydralora", "mixlora"] {
         let run = dir.join(method);
-        cuma(&[
-            "train", "--model", &s(&tiny("qwen2")), "--encoder", &s(&tiny("bert")), "--data", &s(&data.join("items.jsonl")), "--out", &s(&run), "--method", method,
-            "--steps", "3", "--batch-size", "4", "--lr", "5e-2", "--warmup-steps", "1", "--seed", "5", "--device", "cpu",
-        ]);
-        let bundle = run.join("bundle");
-        cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle)]);
+        let bundle = train_and_export(&items, &run, &[&["--model", &qwen2, "--encoder", &bert, "--method", method, "--seed", "5"], &TINY_BUDGET[..]].concat());
         let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
         let diff = compare(&format!("{method}-qwen2"), &bundle, &e.model, Some(&e.encoder), &Profile::new().with("country", "Country A1"), &question(), 1e-4);
         println!("{method}: max |logit diff| {diff:.2e}");
@@ -347,15 +322,9 @@ fn baseline_adapters_agree_across_runtimes() {
 fn decoder_profile_encoder_exports_and_agrees_across_runtimes() {
     // A Qwen3-Embedding-style encoder (the tiny Qwen3 with last-token pooling) under CuMA.
     let dir = scratch("runtime_decoder_encoder");
-    let data = dir.join("synth");
-    cuma(&["data", "synth", "--out-dir", &s(&data), "--clusters", "2", "--countries-per-cluster", "2", "--questions", "1", "--respondents-per-profile", "1"]);
+    let items = small_survey(&dir, 2);
     let run = dir.join("run");
-    cuma(&[
-        "train", "--model", &s(&tiny("llama")), "--encoder", &s(&tiny("qwen3")), "--data", &s(&data.join("items.jsonl")), "--out", &s(&run),
-        "--steps", "3", "--batch-size", "4", "--lr", "5e-2", "--warmup-steps", "1", "--seed", "4", "--device", "cpu",
-    ]);
-    let bundle = run.join("bundle");
-    cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle)]);
+    let bundle = train_and_export(&items, &run, &[&["--model", &s(&tiny("llama")), "--encoder", &s(&tiny("qwen3")), "--seed", "4"], &TINY_BUDGET[..]].concat());
     let manifest = Bundle::open(&bundle).expect("bundle").manifest;
     let encoder = manifest.encoder.as_ref().expect("encoder in the manifest");
     assert_eq!((encoder.family.as_str(), encoder.pooling.as_str()), ("qwen3", "last-token"));

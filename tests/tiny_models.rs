@@ -120,7 +120,8 @@ fn qwen3_as_last_token_encoder_matches_transformers() {
 #[test]
 fn sharded_safetensors_load_like_the_single_file() {
     use safetensors::tensor::{Dtype, TensorView};
-    let dir = common::scratch("sharded").join("llama");
+    let scratch = common::scratch("sharded");
+    let dir = scratch.join("llama");
     std::fs::create_dir_all(&dir).expect("mkdir");
     for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(tiny("llama").join(f), dir.join(f)).expect("copy");

@@ -98,9 +98,19 @@ struct Row {
     trace: Option<RoutingTrace>,
 }
 
-/// Text decoded so far that is safe to stream: everything but a trailing partial character.
-fn stable_prefix(text: &str) -> &str {
-    text.trim_end_matches('\u{FFFD}')
+/// Text decoded so far that is safe to stream: everything but a trailing partial character and
+/// any tail that could be the start of a stop sequence (it is streamed once the next tokens show
+/// it is not one, or cut with the stop sequence when it is).
+fn streamable<'t>(text: &'t str, stop: &[String]) -> &'t str {
+    let text = text.trim_end_matches('\u{FFFD}');
+    let held = stop
+        .iter()
+        .flat_map(|s| s.char_indices().skip(1).map(move |(k, _)| &s[..k]))
+        .filter(|start| text.ends_with(start))
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    &text[..text.len() - held]
 }
 
 impl Session {
@@ -199,7 +209,7 @@ impl Session {
                     row.text.truncate(cut);
                     row.done = Some(FinishReason::Stop);
                 }
-                let stable = stable_prefix(&row.text);
+                let stable = if row.done.is_some() { row.text.as_str() } else { streamable(&row.text, &options.stop) };
                 if stable.len() > row.emitted && stable.is_char_boundary(row.emitted) {
                     on_token(TokenEvent { request: r, token, text: &stable[row.emitted..] });
                     row.emitted = stable.len();
@@ -240,5 +250,33 @@ impl Session {
                 Generation { text: row.text, token_ids: row.ids, prompt_tokens: p.len(), finish_reason: row.done.unwrap_or(FinishReason::Length), routing: row.trace, timings: timings.clone() }
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::streamable;
+
+    fn stops(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_possible_start_of_a_stop_sequence_is_held_back() {
+        let stop = stops(&["\n\nUser:", "END"]);
+        assert_eq!(streamable("Yes.\n\nUs", &stop), "Yes.");
+        assert_eq!(streamable("Yes. E", &stop), "Yes. ");
+        assert_eq!(streamable("Yes. EN", &stop), "Yes. ");
+        // Once the tail can no longer become a stop sequence, it streams.
+        assert_eq!(streamable("Yes. ENd", &stop), "Yes. ENd");
+        assert_eq!(streamable("Yes.\n\nUsed", &stop), "Yes.\n\nUsed");
+    }
+
+    #[test]
+    fn without_stop_sequences_only_a_partial_character_is_held() {
+        assert_eq!(streamable("caf\u{FFFD}", &[]), "caf");
+        assert_eq!(streamable("café", &[]), "café");
+        // Multi-byte stop sequences are matched on character boundaries.
+        assert_eq!(streamable("voilà «", &stops(&["«»"])), "voilà ");
     }
 }

@@ -52,6 +52,8 @@ pub struct Session {
     encoder_tokenizer: Option<TextTokenizer>,
     profile_cache: HashMap<String, Vec<f32>>,
     warnings: Vec<String>,
+    /// The decoder's `past.{l}.key` / `past.{l}.value` input names, built once.
+    past_names: Vec<(String, String)>,
 }
 
 impl Session {
@@ -79,7 +81,8 @@ impl Session {
             }
             _ => (None, None),
         };
-        Ok(Self { bundle, options, decoder, encoder, tokenizer, encoder_tokenizer, profile_cache: HashMap::new(), warnings: Vec::new() })
+        let past_names = (0..m.backbone.layers).map(|l| (format!("past.{l}.key"), format!("past.{l}.value"))).collect();
+        Ok(Self { bundle, options, decoder, encoder, tokenizer, encoder_tokenizer, profile_cache: HashMap::new(), warnings: Vec::new(), past_names })
     }
 
     pub fn bundle(&self) -> &Bundle {
@@ -224,11 +227,19 @@ impl Session {
         let (b, s) = (rows.len(), rows.first().map_or(0, Vec::len));
         let bb = &self.bundle.manifest.backbone;
         let (layers, kv, hd, vocab) = (bb.layers, bb.kv_heads, bb.head_dim, bb.vocab);
+        if rows.iter().any(|r| r.len() != s) {
+            return Err(RuntimeError::Input("step: the rows of new tokens differ in length".into()));
+        }
+        if let Some(p) = past.filter(|p| p.len() != 2 * layers) {
+            return Err(RuntimeError::Input(format!("step: {} past tensors for {layers} layers (a key and a value each)", p.len())));
+        }
+        if b == 0 || mask.len() % b != 0 {
+            return Err(RuntimeError::Input(format!("step: a mask of {} values for a batch of {b}", mask.len())));
+        }
         let ids = HostTensor::I64 { shape: vec![b, s], data: rows.concat() };
         let total = mask.len() / b.max(1);
         let mask_t = HostTensor::I64 { shape: vec![b, total], data: mask.to_vec() };
         let empty = HostTensor::F32 { shape: vec![b, kv, 0, hd], data: Vec::new() };
-        let names: Vec<(String, String)> = (0..layers).map(|l| (format!("past.{l}.key"), format!("past.{l}.value"))).collect();
         let mut inputs: Vec<(&str, &HostTensor)> = vec![("input_ids", &ids), ("attention_mask", &mask_t)];
         let demo_t;
         if self.reads_profile_vector() {
@@ -240,7 +251,7 @@ impl Session {
             demo_t = HostTensor::F32 { shape: vec![b, d], data: v.to_vec() };
             inputs.push(("demographic", &demo_t));
         }
-        for (l, (k, v)) in names.iter().enumerate() {
+        for (l, (k, v)) in self.past_names.iter().enumerate() {
             match past {
                 Some(p) => {
                     inputs.push((k, &p[2 * l]));

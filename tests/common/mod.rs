@@ -8,17 +8,48 @@ pub fn tiny(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny").join(name)
 }
 
-/// A fresh, empty scratch directory under the target dir, unique per test.
-pub fn scratch(test: &str) -> PathBuf {
+/// A fresh, empty directory under the target dir, unique per test, left in place afterwards.
+fn fresh_dir(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
 
+/// A fresh, empty scratch directory under the target dir, unique per test.  It is deleted when
+/// the test passes (trained runs and exported bundles of real models are hundreds of megabytes)
+/// and kept when the test panics, for a look at what went wrong.
+pub fn scratch(test: &str) -> Scratch {
+    Scratch(fresh_dir(test))
+}
+
+/// See [`scratch`].
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// Copies the tiny fixture `name` (a directory) into a scratch directory and returns the copy.
 pub fn copy_tiny(name: &str, test: &str) -> PathBuf {
-    let dst = scratch(test).join(name);
+    let dst = fresh_dir(test).join(name);
     copy_dir(&tiny(name), &dst);
     dst
 }
@@ -53,4 +84,47 @@ pub fn f32s(v: &serde_json::Value) -> Vec<f32> {
 pub fn device() -> tch::Device {
     let flag = std::env::var("CUMA_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
     cuma::device::parse_device(&flag).unwrap_or_else(|e| panic!("CUMA_TEST_DEVICE: {e}"))
+}
+
+/// A path as a command-line argument.
+pub fn arg(p: &Path) -> String {
+    p.to_str().expect("utf8 path").to_string()
+}
+
+/// Runs the `cuma` binary with `args`; its stdout, or a panic with its stderr when it fails.
+pub fn cuma(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cuma")).args(args).output().expect("runs");
+    assert!(out.status.success(), "cuma {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into()
+}
+
+/// Runs the `cuma` binary with `args`, which must fail; its stderr.
+pub fn cuma_err(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cuma")).args(args).output().expect("runs");
+    assert!(!out.status.success(), "cuma {} should fail", args.join(" "));
+    String::from_utf8_lossy(&out.stderr).into()
+}
+
+/// The training budget of the tiny-model tests: enough steps to move the adapters off zero.
+pub const TINY_BUDGET: [&str; 8] = ["--steps", "3", "--batch-size", "4", "--lr", "5e-2", "--warmup-steps", "1"];
+
+/// `cuma data synth` into `dir/synth`: two clusters of `countries` countries each, one question,
+/// one respondent per profile. Returns the items file.
+pub fn small_survey(dir: &Path, countries: usize) -> PathBuf {
+    let out = dir.join("synth");
+    let countries = countries.to_string();
+    cuma(&["data", "synth", "--out-dir", &arg(&out), "--clusters", "2", "--countries-per-cluster", &countries, "--questions", "1", "--respondents-per-profile", "1"]);
+    out.join("items.jsonl")
+}
+
+/// `cuma train --data <data> --out <run> --device cpu <args>`, then `cuma export --onnx` of the
+/// run into `run/bundle`. Returns the bundle directory.
+pub fn train_and_export(data: &Path, run: &Path, args: &[&str]) -> PathBuf {
+    let (data, run_arg) = (arg(data), arg(run));
+    let mut train = vec!["train", "--data", &data, "--out", &run_arg, "--device", "cpu"];
+    train.extend_from_slice(args);
+    cuma(&train);
+    let bundle = run.join("bundle");
+    cuma(&["export", "--onnx", &run_arg, "--out", &arg(&bundle)]);
+    bundle
 }
