@@ -236,6 +236,23 @@ fn cuma_run_serves_and_reports_bad_input_without_panicking() {
             };
             assert_eq!(trace.tokens.len(), together[i].prompt_tokens + fed, "{backend}: one trace entry per processed token");
         }
+        // A stop sequence that spans the last two tokens of the first reply: from the last whole
+        // character of the first five tokens' text to the first character of the sixth's.
+        // Generation stops there, the text is cut before it, and its first half, decoded a step
+        // earlier, was never streamed.
+        let full = &together[0].text;
+        let shorter = GenerateOptions { max_new_tokens: options.max_new_tokens - 1, ..options.clone() };
+        let head = session.generate(&requests[..1], &shorter, |_| {}).expect("one token fewer").remove(0).text;
+        assert!(head.len() < full.len() && full.starts_with(&head), "{backend}: {head:?} should be a proper prefix of {full:?}");
+        let from = head.trim_end_matches('\u{FFFD}').char_indices().last().expect("a whole character in the first five tokens").0;
+        let to = head.len() + full[head.len()..].chars().next().map_or(0, char::len_utf8);
+        let stop = full[from..to].to_string();
+        let options = GenerateOptions { stop: vec![stop.clone()], ..options.clone() };
+        let mut streamed = String::new();
+        let stopped = session.generate(&requests[..1], &options, |t| streamed.push_str(t.text)).expect("with a stop sequence");
+        let want = &full[..full.find(&stop).expect("stop is in the reply")];
+        assert_eq!((stopped[0].text.as_str(), stopped[0].finish_reason), (want, cuma_runtime::FinishReason::Stop), "{backend}: stop {stop:?}");
+        assert_eq!(streamed, want, "{backend}: streamed text with stop {stop:?}");
     }
     // Batch mode keeps going past bad lines: invalid JSON, invalid UTF-8, no options, unknown
     // request kind, and an over-long prompt each get an error line; good lines get results.
