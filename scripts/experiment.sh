@@ -8,7 +8,9 @@
 # script can be re-run after a crash or after changing only the evaluation.
 #
 # Environment: WVS (default ../shared/data/wvs7), STEPS (100), BATCH (8), LR (5e-4),
-# SEED (0), CUMA_BIN (default: target/debug/cuma, built first), TRAIN_ONLY (stop after training).
+# SEED (0), CUMA_BIN (default: target/debug/cuma, built first), TRAIN_ONLY (stop after training),
+# FEWSHOT=1 (also evaluate 3-shot prompting; its prompts are about four times longer, so it is the
+# slowest evaluation and not part of the default table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,9 +68,12 @@ done
 [[ -n "${TRAIN_ONLY:-}" ]] && exit 0
 
 # Evaluation, main comparison first: the trained methods on the test split (the main three also
-# on the held-out profiles), the untrained baselines, then the two ablations. RESULTS_ONLY=1 skips
+# on the held-out profiles), the untrained baselines, then the two ablations (and few-shot when
+# asked). RESULTS_ONLY=1 skips
 # to the summary, with whatever evaluations exist.
-[[ -n "${RESULTS_ONLY:-}" ]] || for name in hydralora cuma vanilla persona lora fewshot cuma-soft cuma-no-balance; do
+EVALUATED=(hydralora cuma lora vanilla persona cuma-soft cuma-no-balance)
+[[ -n "${FEWSHOT:-}" ]] && EVALUATED+=(fewshot)
+[[ -n "${RESULTS_ONLY:-}" ]] || for name in "${EVALUATED[@]}"; do
     run=$OUT/$name
     case $name in
         lora | hydralora | cuma) [[ -f $run/heldout.json ]] && continue ;;

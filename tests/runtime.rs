@@ -34,7 +34,7 @@ struct Observation {
 }
 
 /// The snapshot form of an observation: one line per token, routers separated by `|`.
-#[derive(Serialize)]
+#[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
 struct Snapshot {
     prompt: String,
     top5: String,
@@ -100,6 +100,25 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 /// Checks every backend against tch's observation of `messages` for `profile`, and snapshots
 /// tch's. Returns the largest logit difference seen.
 fn compare(label: &str, bundle: &Path, model: &Backbone, encoder: Option<&cuma::models::encoder::ProfileEncoder>, profile: &Profile, messages: &[Message], tolerance: f32) -> f32 {
+    compare_pinned(label, bundle, model, encoder, profile, messages, tolerance, Pin::Exact)
+}
+
+/// How tch's observation must match its committed snapshot.
+#[derive(Clone, Copy)]
+enum Pin {
+    /// Identical in every field.
+    Exact,
+    /// Prompt, top-5 and greedy tokens identical; at most this fraction of the (token, router)
+    /// routing decisions may differ. For models trained inside the test: Adam's first steps move
+    /// every weight by about the learning rate times the sign of its gradient, so last-bit
+    /// differences between CPUs (AVX2 vs AVX-512 kernels) can flip a gradient's sign and, with it,
+    /// a near-tied routing decision. The live comparison between tch, ort and tract stays exact.
+    Routing(f64),
+}
+
+/// [`compare`], with tch's snapshot pinned as `pin` says.
+#[allow(clippy::too_many_arguments)]
+fn compare_pinned(label: &str, bundle: &Path, model: &Backbone, encoder: Option<&cuma::models::encoder::ProfileEncoder>, profile: &Profile, messages: &[Message], tolerance: f32, pin: Pin) -> f32 {
     let mut worst = 0.0f32;
     let mut reference: Option<Observation> = None;
     for (name, backend) in backends() {
@@ -129,10 +148,55 @@ fn compare(label: &str, bundle: &Path, model: &Backbone, encoder: Option<&cuma::
         worst = worst.max(diff);
     }
     let want = reference.expect("observed");
+    let snapshot = want.snapshot();
+    if let Pin::Routing(fraction) = pin {
+        if let Some(pinned) = read_snapshot(label) {
+            let (differ, total) = routing_differences(&pinned.routing, &snapshot.routing);
+            let same_tokens = (&pinned.prompt, &pinned.top5, &pinned.greedy) == (&snapshot.prompt, &snapshot.top5, &snapshot.greedy);
+            println!("{label}: {differ} of {total} routing decisions differ from the snapshot");
+            if same_tokens && total > 0 && (differ as f64) <= fraction * total as f64 && std::env::var("INSTA_UPDATE").as_deref() != Ok("always") {
+                return worst;
+            }
+        }
+    }
+    // Exact, or outside the tolerance: insta reports the difference (and writes `.snap.new`).
     insta::with_settings!({ snapshot_path => "../fixtures/snapshots", prepend_module_to_snapshot => false }, {
-        insta::assert_json_snapshot!(label, want.snapshot());
+        insta::assert_json_snapshot!(label, snapshot);
     });
     worst
+}
+
+/// The committed snapshot `label`, if there is one.
+fn read_snapshot(label: &str) -> Option<Snapshot> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/snapshots").join(format!("{label}.snap"));
+    let text = std::fs::read_to_string(path).ok()?;
+    // insta's file: a `---` header block, then the JSON.
+    let json = text.splitn(3, "---\n").nth(2)?;
+    serde_json::from_str(json).ok()
+}
+
+/// (differing, total) (token, router) decisions between two routing snapshots; tokens or
+/// routers present in only one count as differing.
+fn routing_differences(a: &[String], b: &[String]) -> (usize, usize) {
+    let (mut differ, mut total) = (0, 0);
+    for i in 0..a.len().max(b.len()) {
+        let split = |v: &[String]| v.get(i).map(|t| t.split('|').map(str::to_string).collect::<Vec<_>>()).unwrap_or_default();
+        let (x, y) = (split(a), split(b));
+        for j in 0..x.len().max(y.len()) {
+            total += 1;
+            differ += usize::from(x.get(j) != y.get(j));
+        }
+    }
+    (differ, total)
+}
+
+#[test]
+fn routing_differences_count_each_router_decision() {
+    let a = ["0 1|2 3".to_string(), "4 5|6 7".to_string()];
+    let b = ["0 1|3 2".to_string(), "4 5".to_string()];
+    assert_eq!(routing_differences(&a, &a), (0, 4));
+    assert_eq!(routing_differences(&a, &b), (2, 4));
+    assert_eq!(routing_differences(&a, &b[..1]), (3, 4));
 }
 
 fn question() -> Vec<Message> {
@@ -185,7 +249,7 @@ fn smollm2_minilm_cuma_trained_on_wvs_agrees_across_runtimes() {
     let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
     for (label, profile) in [("smollm2-cuma-thailand", "country=Thailand,age=55-64,gender=Female,religion=Buddhist"), ("smollm2-cuma-germany", "country=Germany,age=25-34,gender=Male,religion=No religion")] {
         let messages = [Message::new("user", "How important is religion in your life? A. Very important B. Rather important C. Not very important D. Not at all important You can only choose one option.")];
-        let diff = compare(label, &bundle, &e.model, Some(&e.encoder), &Profile::parse(profile).expect("profile"), &messages, 1e-3);
+        let diff = compare_pinned(label, &bundle, &e.model, Some(&e.encoder), &Profile::parse(profile).expect("profile"), &messages, 1e-3, Pin::Routing(5e-3));
         println!("{label}: max |logit diff| {diff:.2e}");
     }
 }

@@ -4,7 +4,7 @@
 use super::choice::{score, ChoicePrompt, Padding};
 use super::fewshot::ShotPool;
 use super::metrics::{summarize, Scored, Summary};
-use super::routing::{analyse, RoutedPrompt, RoutingReport};
+use super::routing::{analyse, ItemRouting, RoutedPrompt, RoutingReport};
 use crate::data::{jsonl, profile, ChoiceItem};
 use crate::models::{Backbone, ProfileEncoder};
 use crate::tch_ops::TchOps;
@@ -115,15 +115,26 @@ impl Evaluator {
             None
         };
         let record = opts.routing && self.model.decoder.adapters.as_ref().is_some_and(|a| a.method.routed());
-        let (mut scored, mut routings) = (Vec::with_capacity(items.len()), Vec::new());
-        for (chunk_items, chunk) in items.chunks(opts.batch.max(1)).zip(prompts.chunks(opts.batch.max(1))) {
-            let (probs, routing) = score(&self.model, chunk, profiles.as_ref(), Padding::Left, record)?;
-            routings.extend(routing);
-            for (item, p) in chunk_items.iter().zip(probs) {
-                scored.push(Scored { question: item.question_id.clone(), group: country_of(item), truth: item.answer, probs: p, attributes: item.profile.clone() });
+        // Batches of similar lengths pad little; results go back to the items' order.
+        let mut probs: Vec<Option<Vec<f64>>> = vec![None; items.len()];
+        let mut routings: Vec<Option<ItemRouting>> = vec![None; if record { items.len() } else { 0 }];
+        for batch in length_sorted_batches(&prompts, opts.batch) {
+            let chunk: Vec<ChoicePrompt> = batch.iter().map(|&i| prompts[i].clone()).collect();
+            let (batch_probs, batch_routing) = score(&self.model, &chunk, profiles.as_ref(), Padding::Left, record)?;
+            for (&i, p) in batch.iter().zip(batch_probs) {
+                probs[i] = Some(p);
             }
-            on_batch(chunk.len());
+            for (&i, r) in batch.iter().zip(batch_routing) {
+                routings[i] = Some(r);
+            }
+            on_batch(batch.len());
         }
+        let scored: Vec<Scored> = items
+            .iter()
+            .zip(probs)
+            .map(|(item, p)| Scored { question: item.question_id.clone(), group: country_of(item), truth: item.answer, probs: p.unwrap_or_default(), attributes: item.profile.clone() })
+            .collect();
+        let routings: Vec<ItemRouting> = routings.into_iter().flatten().collect();
         let summary = summarize(&scored);
         let routing = match (&self.model.decoder.adapters, record) {
             (Some(adapters), true) => {
@@ -139,6 +150,14 @@ impl Evaluator {
         };
         Ok(Evaluation { scored, summary, routing })
     }
+}
+
+/// Indices of `prompts` in batches of at most `batch`, each batch holding prompts of similar
+/// length (sorted by length, ties in input order), so left padding wastes little compute.
+fn length_sorted_batches(prompts: &[ChoicePrompt], batch: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| prompts[i].ids.len());
+    order.chunks(batch.max(1)).map(<[usize]>::to_vec).collect()
 }
 
 /// The group an item's `emd_country` and routing signature count it in: its country.
@@ -168,4 +187,22 @@ pub fn markdown(name: &str, s: &Summary) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt(len: usize) -> ChoicePrompt {
+        ChoicePrompt { ids: vec![1; len], options: 2, profile: 0 }
+    }
+
+    #[test]
+    fn batches_group_similar_lengths_and_cover_every_prompt_once() {
+        let prompts: Vec<ChoicePrompt> = [5, 1, 9, 1, 7, 3].into_iter().map(prompt).collect();
+        let batches = length_sorted_batches(&prompts, 4);
+        assert_eq!(batches, vec![vec![1, 3, 5, 0], vec![4, 2]]);
+        assert_eq!(length_sorted_batches(&prompts, 0).len(), 6, "a zero batch size means one prompt per batch");
+        assert!(length_sorted_batches(&[], 4).is_empty());
+    }
 }
