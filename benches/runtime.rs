@@ -79,7 +79,8 @@ fn measure(c: &mut Criterion, backend: &str, subjects: &mut [Subject<'_>]) {
 fn runtime_subject<'a>(model: &'static str, bundle: &Path, backend: Backend) -> Subject<'a> {
     let s = Rc::new(RefCell::new(session(bundle, backend)));
     let profile = Profile::parse(PROFILE).expect("profile");
-    let vector = s.borrow().reads_profile_vector().then(|| s.borrow_mut().encode_profile(&profile).expect("vector"));
+    let reads_profile = s.borrow().reads_profile_vector();
+    let vector = reads_profile.then(|| s.borrow_mut().encode_profile(&profile).expect("vector"));
     let encode: Option<Work<'a>> = vector.as_ref().map(|_| {
         let s = Rc::clone(&s);
         Box::new(move || {

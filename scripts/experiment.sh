@@ -52,6 +52,10 @@ TRAINED=(
     "cuma|--method cuma"
     "cuma-soft|--method cuma --gate soft"
     "cuma-no-balance|--method cuma --no-balance"
+    # The mean-collapse setting: the profile is kept out of the prompt, so only CuMA's routers
+    # can see who is answering.
+    "lora-blind|--method lora --no-profile-prompt"
+    "cuma-blind|--method cuma --no-profile-prompt"
 )
 for entry in "${TRAINED[@]}"; do
     name=${entry%%|*}
@@ -71,7 +75,7 @@ done
 # on the held-out profiles), the untrained baselines, then the two ablations (and few-shot when
 # asked). RESULTS_ONLY=1 skips
 # to the summary, with whatever evaluations exist.
-EVALUATED=(hydralora cuma lora vanilla persona cuma-soft cuma-no-balance)
+EVALUATED=(hydralora cuma lora vanilla persona cuma-soft cuma-no-balance lora-blind cuma-blind)
 [[ -n "${FEWSHOT:-}" ]] && EVALUATED+=(fewshot)
 [[ -n "${RESULTS_ONLY:-}" ]] || for name in "${EVALUATED[@]}"; do
     run=$OUT/$name
@@ -96,19 +100,34 @@ if [[ -z "${RESULTS_ONLY:-}" && ! -f $OUT/topology-pca.png ]]; then
     timed "topology" "$CUMA_BIN" topology "$OUT/cuma" --out "$OUT/topology.png"
     timed "topology pca" "$CUMA_BIN" topology "$OUT/cuma" --pca --out "$OUT/topology-pca.png"
 fi
+# The control: HydraLoRA's routers see the tokens only.
+if [[ -z "${RESULTS_ONLY:-}" && ! -f $OUT/topology-hydralora.png ]]; then
+    "$CUMA_BIN" topology "$OUT/hydralora" --out "$OUT/topology-hydralora.png"
+    "$CUMA_BIN" topology "$OUT/hydralora" --pca --out "$OUT/topology-pca-hydralora.png"
+fi
 
 {
     echo "## Test split ($(wc -l <"$OUT/data/test.jsonl") items)"
     echo
     head -n 2 "$OUT/lora/eval.md"
-    for name in vanilla persona fewshot lora hydralora cuma cuma-soft cuma-no-balance; do
+    for name in vanilla persona fewshot lora hydralora cuma cuma-soft cuma-no-balance lora-blind cuma-blind; do
         [[ -f $OUT/$name/eval.md ]] && sed -n 3p "$OUT/$name/eval.md"
     done
     echo
-    for name in lora hydralora cuma cuma-soft cuma-no-balance; do
+    for name in lora hydralora cuma cuma-soft cuma-no-balance lora-blind cuma-blind; do
         [[ -f $OUT/$name/heldout.md ]] && { echo "### $name: seen vs held-out profiles"; echo; cat "$OUT/$name/heldout.md"; echo; }
         [[ -f $OUT/$name/routing.md ]] && { echo "### $name: routing"; echo; cat "$OUT/$name/routing.md"; echo; }
     done
+    routed=()
+    for name in hydralora cuma cuma-soft cuma-no-balance cuma-blind; do
+        [[ -f $OUT/$name/routing.json ]] && routed+=("$OUT/$name")
+    done
+    if ((${#routed[@]})); then
+        echo "## Routing signatures against the cultural clusters"
+        echo
+        python3 scripts/routing_clusters.py "${routed[@]}"
+        echo
+    fi
     echo "## Wall time (seconds)"
     echo
     echo '| step | seconds |'
