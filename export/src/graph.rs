@@ -28,6 +28,8 @@ pub struct GraphBuilder {
     initializers: Vec<TensorProto>,
     counter: usize,
     store_as: StoreAs,
+    /// (value, graph output name) pairs, resolved by [`GraphBuilder::finish`].
+    outputs: Vec<(String, String)>,
 }
 
 fn attr_int(name: &str, i: i64) -> AttributeProto {
@@ -63,7 +65,7 @@ fn f16_tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
 
 impl GraphBuilder {
     pub fn new(store_as: StoreAs) -> Self {
-        Self { nodes: Vec::new(), initializers: Vec::new(), counter: 0, store_as }
+        Self { nodes: Vec::new(), initializers: Vec::new(), counter: 0, store_as, outputs: Vec::new() }
     }
 
     fn fresh(&mut self, hint: &str) -> String {
@@ -92,9 +94,44 @@ impl GraphBuilder {
         Value(output.to_string())
     }
 
-    /// Renames `v` to `name` with an Identity node (graph outputs need fixed names).
+    /// Makes `v` the graph output `name` (graph outputs need fixed names). [`GraphBuilder::finish`]
+    /// renames the node that computes `v`, so no copy is made: an `Identity` per output would
+    /// copy the whole KV cache on every decode step. Only a value no node computes (a graph
+    /// input or a weight), or one already given another output name, goes through `Identity`.
     pub fn output_as(&mut self, v: &Value, name: &str) -> Value {
-        self.node_into("Identity", &[v], Vec::new(), name)
+        self.outputs.push((v.0.clone(), name.to_string()));
+        Value(name.to_string())
+    }
+
+    /// Gives each recorded output its name (see [`GraphBuilder::output_as`]).
+    fn name_outputs(&mut self) {
+        let mut renamed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        for (value, name) in std::mem::take(&mut self.outputs) {
+            if value == name {
+                continue;
+            }
+            if let Some(first) = renamed.get(&value) {
+                let source = Value(first.clone());
+                self.node_into("Identity", &[&source], Vec::new(), &name);
+                continue;
+            }
+            match self.nodes.iter().position(|n| n.output.contains(&value)) {
+                Some(producer) => {
+                    for node in &mut self.nodes {
+                        for input in node.input.iter_mut().filter(|i| **i == value) {
+                            input.clone_from(&name);
+                        }
+                    }
+                    for output in self.nodes[producer].output.iter_mut().filter(|o| **o == value) {
+                        output.clone_from(&name);
+                    }
+                    renamed.insert(value, name);
+                }
+                None => {
+                    self.node_into("Identity", &[&Value(value)], Vec::new(), &name);
+                }
+            }
+        }
     }
 
     /// A weight: stored per [`StoreAs`], always seen by the graph as float32.
@@ -137,7 +174,8 @@ impl GraphBuilder {
     }
 
     /// Finishes the graph.
-    pub fn finish(self, name: &str, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>) -> proto::GraphProto {
+    pub fn finish(mut self, name: &str, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>) -> proto::GraphProto {
+        self.name_outputs();
         proto::GraphProto { node: self.nodes, name: name.into(), initializer: self.initializers, doc_string: String::new(), input: inputs, output: outputs }
     }
 
@@ -265,5 +303,38 @@ impl Ops for GraphBuilder {
         let r = self.const_i64(&range);
         let eq = self.node("Equal", &[idx, &r], Vec::new());
         Ok(self.cast(&eq, data_type::FLOAT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ops(graph: &proto::GraphProto) -> Vec<(&str, Vec<&str>, Vec<&str>)> {
+        graph.node.iter().map(|n| (n.op_type.as_str(), n.input.iter().map(String::as_str).collect(), n.output.iter().map(String::as_str).collect())).collect()
+    }
+
+    #[test]
+    fn outputs_rename_their_producer_instead_of_copying() {
+        let mut g = GraphBuilder::new(StoreAs::F32);
+        let x = Value("x".into());
+        let y = g.node("Add", &[&x, &x], Vec::new());
+        let z = g.node("Mul", &[&y, &x], Vec::new());
+        g.output_as(&y, "present");
+        g.output_as(&z, "logits");
+        g.output_as(&y, "again");
+        g.output_as(&x, "echo");
+        let graph = g.finish("t", Vec::new(), Vec::new());
+        assert_eq!(
+            ops(&graph),
+            vec![
+                ("Add", vec!["x", "x"], vec!["present"]),
+                // The consumer of a renamed value reads the new name.
+                ("Mul", vec!["present", "x"], vec!["logits"]),
+                // A second name for one value, and a graph input, still need a node.
+                ("Identity", vec!["present"], vec!["again"]),
+                ("Identity", vec!["x"], vec!["echo"]),
+            ]
+        );
     }
 }
