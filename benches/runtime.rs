@@ -163,7 +163,7 @@ fn serving(c: &mut Criterion) {
     let encoder = &e.encoder;
     let encode: Work<'_> = Box::new(move || {
         let _g = tch::no_grad_guard();
-        std::hint::black_box(encoder.embed(&[&text]).expect("embed"));
+        let _ = std::hint::black_box(encoder.embed(&[&text]).expect("embed"));
     });
     let mut subjects = [tch_subject("plain", &plain, None, None), tch_subject("cuma", &e.model, Some(encode), Some(vector))];
     measure(c, "tch", &mut subjects);
