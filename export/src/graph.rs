@@ -115,6 +115,11 @@ impl GraphBuilder {
                 self.node_into("Identity", &[&source], Vec::new(), &name);
                 continue;
             }
+            // Already an output under this name (the value `output_as` returned): keep it, copy.
+            if renamed.values().any(|n| *n == value) {
+                self.node_into("Identity", &[&Value(value)], Vec::new(), &name);
+                continue;
+            }
             match self.nodes.iter().position(|n| n.output.contains(&value)) {
                 Some(producer) => {
                     for node in &mut self.nodes {
@@ -324,6 +329,8 @@ mod tests {
         g.output_as(&z, "logits");
         g.output_as(&y, "again");
         g.output_as(&x, "echo");
+        let present = Value("present".into());
+        g.output_as(&present, "present_copy");
         let graph = g.finish("t", Vec::new(), Vec::new());
         assert_eq!(
             ops(&graph),
@@ -334,6 +341,7 @@ mod tests {
                 // A second name for one value, and a graph input, still need a node.
                 ("Identity", vec!["present"], vec!["again"]),
                 ("Identity", vec!["x"], vec!["echo"]),
+                ("Identity", vec!["present"], vec!["present_copy"]),
             ]
         );
     }
