@@ -72,9 +72,8 @@ done
 [[ -n "${TRAIN_ONLY:-}" ]] && exit 0
 
 # Evaluation, main comparison first: the trained methods on the test split (the main three also
-# on the held-out profiles), the untrained baselines, then the two ablations (and few-shot when
-# asked). RESULTS_ONLY=1 skips
-# to the summary, with whatever evaluations exist.
+# on the held-out profiles), the untrained baselines, the two ablations and the blind runs (and
+# few-shot when asked). RESULTS_ONLY=1 skips to the summary, with whatever evaluations exist.
 EVALUATED=(hydralora cuma lora vanilla persona cuma-soft cuma-no-balance lora-blind cuma-blind)
 [[ -n "${FEWSHOT:-}" ]] && EVALUATED+=(fewshot)
 [[ -n "${RESULTS_ONLY:-}" ]] || for name in "${EVALUATED[@]}"; do
@@ -111,7 +110,8 @@ fi
     echo
     head -n 2 "$OUT/lora/eval.md"
     for name in vanilla persona fewshot lora hydralora cuma cuma-soft cuma-no-balance lora-blind cuma-blind; do
-        [[ -f $OUT/$name/eval.md ]] && sed -n 3p "$OUT/$name/eval.md"
+        # eval.md names the method (`cuma` for every CuMA variant); the table names the run.
+        [[ -f $OUT/$name/eval.md ]] && sed -n 3p "$OUT/$name/eval.md" | sed "s/^| [^|]* |/| $name |/"
     done
     echo
     for name in lora hydralora cuma cuma-soft cuma-no-balance lora-blind cuma-blind; do

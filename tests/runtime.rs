@@ -34,7 +34,7 @@ struct Observation {
 }
 
 /// The snapshot form of an observation: one line per token, routers separated by `|`.
-#[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+#[derive(Serialize, serde::Deserialize)]
 struct Snapshot {
     prompt: String,
     top5: String,
