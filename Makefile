@@ -1,12 +1,16 @@
 # cuma: the two commands of the README, plus set-up on its own.
 #   make demo   set up (idempotent), then the main job on the embedded default models:
 #               train CuMA on WVS data, export to ONNX, serve two profiles on ort and tract
-#   make test   set up (idempotent), then run every test of the workspace
+#   make test   set up (idempotent), then run every test of the workspace; every test binary
+#               runs even after one fails (--no-fail-fast), and any failure fails the target
+#   make test-kernels
+#               the whole suite once per CPU kernel setting of libtorch and MKL (default, AVX2,
+#               AVX-512), to show that no test depends on one CPU's last bits
 # Both start with scripts/bootstrap.sh, which is a no-op once everything is in place.
 
 CARGO ?= cargo
 
-.PHONY: setup demo test
+.PHONY: setup demo test test-kernels
 setup:
 	@bash scripts/bootstrap.sh
 
@@ -15,4 +19,8 @@ demo: setup
 
 test:
 	@CUMA_TEST_EXTRAS=1 bash scripts/bootstrap.sh
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
+
+test-kernels:
+	@CUMA_TEST_EXTRAS=1 bash scripts/bootstrap.sh
+	bash scripts/test_kernels.sh

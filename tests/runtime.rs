@@ -2,15 +2,21 @@
 //! makes the same decisions as the tch model it was exported from - the same prompt tokens, the
 //! same experts for every router and token, the same top-5 next tokens and the same 16-token
 //! greedy generation (through each runtime's KV cache), with last-position logits within 1e-4
-//! (tiny fixtures) or 1e-3 (SmolLM2). tch's observations are also pinned as insta snapshots under
-//! `fixtures/snapshots`, so a change in any of the three shows up in review.
+//! (tiny fixtures) or 1e-3 (SmolLM2). Between the three on one machine all of it is exact.
+//!
+//! tch's observations are also pinned as insta snapshots under `fixtures/snapshots`, so a change
+//! in any of the three shows up in review. They pin inference on fixed weights: the adapters are
+//! seeded (`common::seeded`), never the result of training on the machine at hand, and a
+//! recorded ranking may differ from the live one only at near-ties (`common::ties`).
 
 mod common;
 
-use common::{arg as s, cuma, scratch, small_survey, tiny, train_and_export, TINY_BUDGET};
+use common::seeded::SplitMix64;
+use common::ties::{compare_ranking, near_tie, Ranking, Tally};
+use common::{arg as s, cuma, scratch, seeded_bundle, small_survey, tiny, train_and_export};
 use cuma::eval::run::Evaluator;
 use cuma::generate::{generate, GenerateOptions as TchGenerate};
-use cuma::models::backbone::{Backbone, StepInput};
+use cuma::models::backbone::{Backbone, StepInput, StepOutput};
 use cuma::tch_ops::TchOps;
 use cuma::tokenizer::chat::{render, Message};
 use cuma_runtime::generate::Timings;
@@ -23,7 +29,7 @@ const CPU: Device = Device::Cpu;
 const GREEDY_TOKENS: usize = 16;
 
 /// What one stack decided for one prompt.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct Observation {
     prompt: Vec<u32>,
     top5: Vec<u32>,
@@ -31,6 +37,8 @@ struct Observation {
     routing: Vec<Vec<Vec<u32>>>,
     greedy: Vec<u32>,
     last_logits: Vec<f32>,
+    /// token -> router -> the score of every expert (what the top-k ranks); tch only.
+    scores: Vec<Vec<Vec<f32>>>,
 }
 
 /// The snapshot form of an observation: one line per token, routers separated by `|`.
@@ -46,6 +54,10 @@ fn ids(xs: &[u32]) -> String {
     xs.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
 }
 
+fn parse_ids(text: &str) -> Vec<u32> {
+    text.split_whitespace().map(|x| x.parse().expect("snapshot ids are integers")).collect()
+}
+
 impl Observation {
     fn snapshot(&self) -> Snapshot {
         let routing = self.routing.iter().filter(|t| !t.is_empty()).map(|t| t.iter().map(|experts| ids(experts)).collect::<Vec<_>>().join("|")).collect();
@@ -54,24 +66,36 @@ impl Observation {
 }
 
 fn top5(logits: &[f32]) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-    order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
-    order.truncate(5);
-    order
+    common::ties::live_order(logits).into_iter().take(5).map(|i| i as u32).collect()
+}
+
+/// One tch forward over `prompt` (no KV cache).
+fn tch_forward(model: &Backbone, prompt: &[u32], profile: Option<&Tensor>) -> StepOutput {
+    let _g = tch::no_grad_guard();
+    let ids = Tensor::from_slice(&prompt.iter().map(|&i| i64::from(i)).collect::<Vec<_>>()).view([1, -1]);
+    let mask = Tensor::ones([1, prompt.len() as i64], (Kind::Int64, CPU));
+    model.run(&mut TchOps::new(CPU), &StepInput { ids: &ids, attention_mask: &mask, past: None, profile }).expect("tch forward")
+}
+
+/// `[1, seq, n]` -> one row of `n` values per position.
+fn rows_f32(t: &Tensor, seq: usize) -> Vec<Vec<f32>> {
+    let flat: Vec<f32> = Vec::try_from(t.contiguous().view([-1])).expect("f32 values");
+    let n = flat.len() / seq;
+    flat.chunks(n).map(<[f32]>::to_vec).collect()
 }
 
 /// tch: one forward over the prompt, then greedy generation with tch's own KV cache.
 fn tch_observe(model: &Backbone, prompt: &[u32], profile: Option<&Tensor>) -> Observation {
-    let _g = tch::no_grad_guard();
-    let ids = Tensor::from_slice(&prompt.iter().map(|&i| i64::from(i)).collect::<Vec<_>>()).view([1, -1]);
-    let mask = Tensor::ones([1, prompt.len() as i64], (Kind::Int64, CPU));
-    let out = model.run(&mut TchOps::new(CPU), &StepInput { ids: &ids, attention_mask: &mask, past: None, profile }).expect("tch forward");
-    let last: Vec<f32> = Vec::try_from(out.logits.select(1, prompt.len() as i64 - 1).view([-1])).expect("logits");
+    let out = tch_forward(model, prompt, profile);
+    let n = prompt.len();
+    let last: Vec<f32> = Vec::try_from(out.logits.select(1, n as i64 - 1).view([-1])).expect("logits");
     let per_router: Vec<Vec<i64>> = out.routing.iter().map(|r| Vec::try_from(r.experts.contiguous().view([-1])).expect("experts")).collect();
-    let k = per_router.first().map_or(0, |e| e.len() / prompt.len());
-    let routing = (0..prompt.len()).map(|t| per_router.iter().map(|e| e[t * k..(t + 1) * k].iter().map(|&x| x as u32).collect()).collect()).collect();
+    let k = per_router.first().map_or(0, |e| e.len() / n);
+    let routing = (0..n).map(|t| per_router.iter().map(|e| e[t * k..(t + 1) * k].iter().map(|&x| x as u32).collect()).collect()).collect();
+    let per_router_scores: Vec<Vec<Vec<f32>>> = out.routing.iter().map(|r| rows_f32(&r.scores, n)).collect();
+    let scores = (0..n).map(|t| per_router_scores.iter().map(|r| r[t].clone()).collect()).collect();
     let g = generate(model, prompt, profile, TchGenerate { max_new_tokens: GREEDY_TOKENS, sampling: Default::default() }, |_| {}).expect("tch generate");
-    Observation { prompt: prompt.to_vec(), top5: top5(&last), routing, greedy: g.tokens, last_logits: last }
+    Observation { prompt: prompt.to_vec(), top5: top5(&last), routing, greedy: g.tokens, last_logits: last, scores }
 }
 
 /// cuma-runtime: the same, through a session's public API.
@@ -80,7 +104,7 @@ fn runtime_observe(session: &mut Session, prompt: &[u32], demographic: Option<&[
     let routing = trace.map(|t| t.tokens.into_iter().map(|tok| tok.experts).collect()).unwrap_or_else(|| vec![Vec::new(); prompt.len()]);
     let options = GenerateOptions { max_new_tokens: GREEDY_TOKENS, ..Default::default() };
     let g = session.generate_ids(&[prompt.to_vec()], demographic, &options, Timings::default(), |_| {}).expect("runtime generate");
-    Observation { prompt: prompt.to_vec(), top5: top5(&last), routing, greedy: g[0].token_ids.clone(), last_logits: last }
+    Observation { prompt: prompt.to_vec(), top5: top5(&last), routing, greedy: g[0].token_ids.clone(), last_logits: last, scores: Vec::new() }
 }
 
 fn backends() -> [(&'static str, Backend); 2] {
@@ -97,35 +121,16 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-/// Checks every backend against tch's observation of `messages` for `profile`, and snapshots
-/// tch's. Returns the largest logit difference seen.
+/// Checks every backend against tch's observation of `messages` for `profile`, and tch's
+/// observation against its snapshot. Returns the largest logit difference seen.
 fn compare(label: &str, bundle: &Path, model: &Backbone, encoder: Option<&cuma::models::encoder::ProfileEncoder>, profile: &Profile, messages: &[Message], tolerance: f32) -> f32 {
-    compare_pinned(label, bundle, model, encoder, profile, messages, tolerance, Pin::Exact)
-}
-
-/// How tch's observation must match its committed snapshot.
-#[derive(Clone, Copy)]
-enum Pin {
-    /// Identical in every field.
-    Exact,
-    /// Prompt, top-5 and greedy tokens identical; at most this fraction of the (token, router)
-    /// routing decisions may differ. For models trained inside the test: Adam's first steps move
-    /// every weight by about the learning rate times the sign of its gradient, so last-bit
-    /// differences between CPUs (AVX2 vs AVX-512 kernels) can flip a gradient's sign and, with it,
-    /// a near-tied routing decision. The live comparison between tch, ort and tract stays exact.
-    Routing(f64),
-}
-
-/// [`compare`], with tch's snapshot pinned as `pin` says.
-#[allow(clippy::too_many_arguments)]
-fn compare_pinned(label: &str, bundle: &Path, model: &Backbone, encoder: Option<&cuma::models::encoder::ProfileEncoder>, profile: &Profile, messages: &[Message], tolerance: f32, pin: Pin) -> f32 {
     let mut worst = 0.0f32;
-    let mut reference: Option<Observation> = None;
+    let mut reference: Option<(Observation, Option<Tensor>)> = None;
     for (name, backend) in backends() {
         let mut session = session(bundle, backend);
         let prompt = session.prompt_ids(profile, messages).expect("runtime prompt");
         let demographic = session.reads_profile_vector().then(|| session.encode_profile(profile).expect("profile vector"));
-        let want = reference.get_or_insert_with(|| {
+        let (want, _) = reference.get_or_insert_with(|| {
             // tch builds its prompt from the same messages with its own tokenizer and template.
             let mut all = vec![session.system_message(profile).expect("system")];
             all.extend(messages.iter().cloned());
@@ -137,33 +142,85 @@ fn compare_pinned(label: &str, bundle: &Path, model: &Backbone, encoder: Option<
                 let cos = t.iter().zip(d).map(|(a, b)| a * b).sum::<f32>() / (t.iter().map(|a| a * a).sum::<f32>().sqrt() * d.iter().map(|a| a * a).sum::<f32>().sqrt());
                 assert!(cos >= 0.99999, "{label}: profile vector cosine {cos}");
             }
-            tch_observe(model, &prompt, vector.as_ref())
+            (tch_observe(model, &prompt, vector.as_ref()), vector)
         });
         let got = runtime_observe(&mut session, &prompt, demographic.as_deref());
         let diff = max_diff(&want.last_logits, &got.last_logits);
         assert!(diff <= tolerance, "{label} on {name}: last-position logits differ by {diff}");
         assert_eq!(got.top5, want.top5, "{label} on {name}: top-5 next tokens");
-        assert_eq!(got.routing, want.routing, "{label} on {name}: routing experts per router and token");
+        let routing = routing_against(&want.scores, &got.routing);
+        assert!(routing.is_some_and(|t| t.differ == 0), "{label} on {name}: routing experts per router and token differ from tch's ({routing:?})");
+        println!("{label} on {name}: routing against tch: {}", routing.unwrap_or_default());
         assert_eq!(got.greedy, want.greedy, "{label} on {name}: {GREEDY_TOKENS}-token greedy generation");
         worst = worst.max(diff);
     }
-    let want = reference.expect("observed");
-    let snapshot = want.snapshot();
-    if let Pin::Routing(fraction) = pin {
-        if let Some(pinned) = read_snapshot(label) {
-            let (differ, total) = routing_differences(&pinned.routing, &snapshot.routing);
-            let same_tokens = (&pinned.prompt, &pinned.top5, &pinned.greedy) == (&snapshot.prompt, &snapshot.top5, &snapshot.greedy);
-            println!("{label}: {differ} of {total} routing decisions differ from the snapshot");
-            if same_tokens && total > 0 && (differ as f64) <= fraction * total as f64 && std::env::var("INSTA_UPDATE").as_deref() != Ok("always") {
-                return worst;
-            }
+    let (want, vector) = reference.expect("observed");
+    check_snapshot(label, model, vector.as_ref(), &want);
+    worst
+}
+
+/// Every (token, router) choice of experts in `routing` judged against tch's `scores` (token ->
+/// router -> expert): tch's own choice, or another only at a near-tie. `None` when the shapes
+/// differ.
+fn routing_against(scores: &[Vec<Vec<f32>>], routing: &[Vec<Vec<u32>>]) -> Option<Tally> {
+    let mut tally = Tally::default();
+    if scores.len() != routing.len() {
+        return None;
+    }
+    for (token_scores, token_routing) in scores.iter().zip(routing) {
+        if token_scores.len() != token_routing.len() {
+            return None;
+        }
+        for (s, experts) in token_scores.iter().zip(token_routing) {
+            tally.add(compare_ranking(experts, s));
         }
     }
-    // Exact, or outside the tolerance: insta reports the difference (and writes `.snap.new`).
+    Some(tally)
+}
+
+/// Pins tch's observation `live` to the committed snapshot `label`: the prompt tokens exactly;
+/// the top-5 tokens, every (token, router) choice of experts and every greedy token up to
+/// near-ties (`common::ties`). A recorded greedy continuation that leaves the live one must be
+/// greedy under the live model, teacher-forced, at every step. Anything else - and recording
+/// (`INSTA_UPDATE=always`, or no snapshot yet) - goes to insta, which fails with the difference
+/// and writes `.snap.new`, or records.
+fn check_snapshot(label: &str, model: &Backbone, profile: Option<&Tensor>, live: &Observation) {
+    let recording = std::env::var("INSTA_UPDATE").as_deref() == Ok("always");
+    if let (false, Some(pinned)) = (recording, read_snapshot(label)) {
+        if let Some((tokens, routing)) = match_up_to_ties(model, profile, live, &pinned) {
+            println!("{label}: matches its snapshot; tokens: {tokens}; routing: {routing}");
+            return;
+        }
+    }
     insta::with_settings!({ snapshot_path => "../fixtures/snapshots", prepend_module_to_snapshot => false }, {
-        insta::assert_json_snapshot!(label, snapshot);
+        insta::assert_json_snapshot!(label, live.snapshot());
     });
-    worst
+}
+
+/// The verdicts (token rankings, routing rankings) when `pinned` matches `live` up to
+/// near-ties; `None` when it does not.
+fn match_up_to_ties(model: &Backbone, profile: Option<&Tensor>, live: &Observation, pinned: &Snapshot) -> Option<(Tally, Tally)> {
+    if parse_ids(&pinned.prompt) != live.prompt {
+        return None;
+    }
+    let mut tokens = Tally::default();
+    tokens.add(compare_ranking(&parse_ids(&pinned.top5), &live.last_logits));
+    let recorded: Vec<Vec<Vec<u32>>> = pinned.routing.iter().map(|line| line.split('|').map(parse_ids).collect()).collect();
+    let routed: Vec<Vec<Vec<f32>>> = live.scores.iter().filter(|t| !t.is_empty()).cloned().collect();
+    let routing = routing_against(&routed, &recorded)?;
+    let greedy = parse_ids(&pinned.greedy);
+    if greedy == live.greedy {
+        (0..greedy.len()).for_each(|_| tokens.add(Ranking::Exact));
+    } else if !greedy.is_empty() {
+        let mut forced = live.prompt.clone();
+        forced.extend_from_slice(&greedy[..greedy.len() - 1]);
+        let out = tch_forward(model, &forced, profile);
+        let logits = rows_f32(&out.logits, forced.len());
+        for (i, &token) in greedy.iter().enumerate() {
+            tokens.add(compare_ranking(&[token], &logits[live.prompt.len() - 1 + i]));
+        }
+    }
+    (tokens.differ == 0 && routing.differ == 0).then_some((tokens, routing))
 }
 
 /// The committed snapshot `label`, if there is one.
@@ -175,28 +232,30 @@ fn read_snapshot(label: &str) -> Option<Snapshot> {
     serde_json::from_str(json).ok()
 }
 
-/// (differing, total) (token, router) decisions between two routing snapshots; tokens or
-/// routers present in only one count as differing.
-fn routing_differences(a: &[String], b: &[String]) -> (usize, usize) {
-    let (mut differ, mut total) = (0, 0);
-    for i in 0..a.len().max(b.len()) {
-        let split = |v: &[String]| v.get(i).map(|t| t.split('|').map(str::to_string).collect::<Vec<_>>()).unwrap_or_default();
-        let (x, y) = (split(a), split(b));
-        for j in 0..x.len().max(y.len()) {
-            total += 1;
-            differ += usize::from(x.get(j) != y.get(j));
-        }
-    }
-    (differ, total)
+#[test]
+fn near_ties_accept_either_order_and_nothing_else() {
+    assert!(near_tie(0.5, 0.50009) && !near_tie(0.5, 0.5002));
+    // Relative above 1: 1.5e-3 at a logit of 15.
+    assert!(near_tie(15.0, 15.0014) && !near_tie(15.0, 15.002));
+    let gates = [0.1, 0.30004, 0.3, 0.05];
+    assert_eq!(compare_ranking(&[1, 2], &gates), Ranking::Exact);
+    assert_eq!(compare_ranking(&[2, 1], &gates), Ranking::NearTie);
+    assert_eq!(compare_ranking(&[1, 0], &gates), Ranking::Differs);
+    assert_eq!(compare_ranking(&[1, 1], &gates), Ranking::Differs, "an expert twice");
+    assert_eq!(compare_ranking(&[7], &gates), Ranking::Differs, "out of range");
+    // The k-th against the (k+1)-th: a near-tie at the edge of the top-k counts as well.
+    assert_eq!(compare_ranking(&[1], &[0.2, 0.2, 0.1]), Ranking::NearTie);
+    let mut t = Tally::default();
+    [Ranking::Exact, Ranking::NearTie, Ranking::Exact].into_iter().for_each(|r| t.add(r));
+    assert_eq!((t.exact, t.near_ties, t.differ, t.total()), (2, 1, 0, 3));
 }
 
 #[test]
-fn routing_differences_count_each_router_decision() {
-    let a = ["0 1|2 3".to_string(), "4 5|6 7".to_string()];
-    let b = ["0 1|3 2".to_string(), "4 5".to_string()];
-    assert_eq!(routing_differences(&a, &a), (0, 4));
-    assert_eq!(routing_differences(&a, &b), (2, 4));
-    assert_eq!(routing_differences(&a, &b[..1]), (3, 4));
+fn seeded_generator_is_splitmix64() {
+    // splitmix64's published first output for state 0.
+    assert_eq!(SplitMix64(0).next(), 0xE220_A839_7B1D_CDAF);
+    let mut g = SplitMix64(1);
+    assert!((0..1000).map(|_| g.symmetric()).all(|v| (-1.0..1.0).contains(&v)));
 }
 
 fn question() -> Vec<Message> {
@@ -216,14 +275,13 @@ fn bare_backbones_agree_across_tch_ort_and_tract() {
 }
 
 #[test]
-fn trained_cuma_in_every_gate_mode_agrees_across_runtimes() {
+fn seeded_cuma_in_every_gate_mode_agrees_across_runtimes() {
     let dir = scratch("runtime_cuma");
     let items = small_survey(&dir, 2);
     let (llama, bert) = (s(&tiny("llama")), s(&tiny("bert")));
     for gate in ["topk-softmax", "double-softmax", "soft"] {
         let run = dir.join(gate);
-        let args = [&["--model", &llama, "--encoder", &bert, "--gate", gate, "--targets", "q-proj,v-proj,up-proj", "--seed", "3"], &TINY_BUDGET[..]].concat();
-        let bundle = train_and_export(&items, &run, &args);
+        let bundle = seeded_bundle(&items, &run, &["--model", &llama, "--encoder", &bert, "--gate", gate, "--targets", "q-proj,v-proj,up-proj"], 3);
         let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
         for (i, profile) in ["country=Country A1,age=18-34", "country=Country B2,age=55+"].iter().enumerate() {
             let profile = Profile::parse(profile).expect("profile");
@@ -234,7 +292,7 @@ fn trained_cuma_in_every_gate_mode_agrees_across_runtimes() {
 }
 
 #[test]
-fn smollm2_minilm_cuma_trained_on_wvs_agrees_across_runtimes() {
+fn smollm2_minilm_cuma_on_wvs_agrees_across_runtimes() {
     let dir = scratch("runtime_smollm2");
     let wvs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wvs7");
     let items = dir.join("data/items.jsonl");
@@ -245,11 +303,11 @@ fn smollm2_minilm_cuma_trained_on_wvs_agrees_across_runtimes() {
         cuma(&["data", "synth", "--out-dir", &s(&dir.join("data"))]);
     }
     let run = dir.join("run");
-    let bundle = train_and_export(&items, &run, &["--steps", "2", "--batch-size", "2", "--lr", "1e-2", "--warmup-steps", "1", "--seed", "0"]);
+    let bundle = seeded_bundle(&items, &run, &[], 0);
     let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
     for (label, profile) in [("smollm2-cuma-thailand", "country=Thailand,age=55-64,gender=Female,religion=Buddhist"), ("smollm2-cuma-germany", "country=Germany,age=25-34,gender=Male,religion=No religion")] {
         let messages = [Message::new("user", "How important is religion in your life? A. Very important B. Rather important C. Not very important D. Not at all important You can only choose one option.")];
-        let diff = compare_pinned(label, &bundle, &e.model, Some(&e.encoder), &Profile::parse(profile).expect("profile"), &messages, 1e-3, Pin::Routing(5e-3));
+        let diff = compare(label, &bundle, &e.model, Some(&e.encoder), &Profile::parse(profile).expect("profile"), &messages, 1e-3);
         println!("{label}: max |logit diff| {diff:.2e}");
     }
 }
@@ -392,7 +450,7 @@ fn baseline_adapters_agree_across_runtimes() {
     let (qwen2, bert) = (s(&tiny("qwen2")), s(&tiny("bert")));
     for method in ["lora", "dora", "hydralora", "mixlora"] {
         let run = dir.join(method);
-        let bundle = train_and_export(&items, &run, &[&["--model", &qwen2, "--encoder", &bert, "--method", method, "--seed", "5"], &TINY_BUDGET[..]].concat());
+        let bundle = seeded_bundle(&items, &run, &["--model", &qwen2, "--encoder", &bert, "--method", method], 5);
         let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
         let diff = compare(&format!("{method}-qwen2"), &bundle, &e.model, Some(&e.encoder), &Profile::new().with("country", "Country A1"), &question(), 1e-4);
         println!("{method}: max |logit diff| {diff:.2e}");
@@ -405,7 +463,7 @@ fn decoder_profile_encoder_exports_and_agrees_across_runtimes() {
     let dir = scratch("runtime_decoder_encoder");
     let items = small_survey(&dir, 2);
     let run = dir.join("run");
-    let bundle = train_and_export(&items, &run, &[&["--model", &s(&tiny("llama")), "--encoder", &s(&tiny("qwen3")), "--seed", "4"], &TINY_BUDGET[..]].concat());
+    let bundle = seeded_bundle(&items, &run, &["--model", &s(&tiny("llama")), "--encoder", &s(&tiny("qwen3"))], 4);
     let manifest = Bundle::open(&bundle).expect("bundle").manifest;
     let encoder = manifest.encoder.as_ref().expect("encoder in the manifest");
     assert_eq!((encoder.family.as_str(), encoder.pooling.as_str()), ("qwen3", "last-token"));

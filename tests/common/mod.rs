@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod seeded;
+pub mod ties;
+
 use std::path::{Path, PathBuf};
 
 /// `fixtures/tiny/<name>`.
@@ -120,11 +123,35 @@ pub fn small_survey(dir: &Path, countries: usize) -> PathBuf {
 /// `cuma train --data <data> --out <run> --device cpu <args>`, then `cuma export --onnx` of the
 /// run into `run/bundle`. Returns the bundle directory.
 pub fn train_and_export(data: &Path, run: &Path, args: &[&str]) -> PathBuf {
-    let (data, run_arg) = (arg(data), arg(run));
-    let mut train = vec!["train", "--data", &data, "--out", &run_arg, "--device", "cpu"];
+    train(data, run, args);
+    export(run)
+}
+
+/// `cuma train --data <data> --out <run> --device cpu <args>`.
+fn train(data: &Path, run: &Path, args: &[&str]) {
+    let (data, run) = (arg(data), arg(run));
+    let mut train = vec!["train", "--data", &data, "--out", &run, "--device", "cpu"];
     train.extend_from_slice(args);
     cuma(&train);
+}
+
+/// `cuma export --onnx <run> --out <run>/bundle`; the bundle directory.
+fn export(run: &Path) -> PathBuf {
     let bundle = run.join("bundle");
-    cuma(&["export", "--onnx", &run_arg, "--out", &arg(&bundle)]);
+    cuma(&["export", "--onnx", &arg(run), "--out", &arg(&bundle)]);
     bundle
+}
+
+/// The arguments that make `cuma train` write a checkpoint after one step, for tests that
+/// replace its adapters anyway ([`seeded_bundle`]).
+pub const ONE_STEP: [&str; 6] = ["--steps", "1", "--batch-size", "1", "--warmup-steps", "1"];
+
+/// A run of `cuma train <args>` (the method, backbone, encoder and targets) whose adapters and
+/// routers are then replaced by [`seeded::seed_adapters`] with `seed`, exported to
+/// `run/bundle`. Its weights are the same bits on every CPU, whatever training did there.
+/// Returns the bundle directory.
+pub fn seeded_bundle(data: &Path, run: &Path, args: &[&str], seed: u64) -> PathBuf {
+    train(data, run, &[args, &ONE_STEP[..]].concat());
+    seeded::seed_adapters(run, seed);
+    export(run)
 }

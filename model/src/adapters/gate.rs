@@ -19,6 +19,10 @@ pub struct Routing<T> {
     pub experts: T,
     /// `[.., k]`: the gates of `experts`.
     pub topk_gates: T,
+    /// `[.., E]`: what the experts are ranked by, for every expert (router logits in
+    /// `TopkSoftmax`, their softmax otherwise). Two experts whose scores are nearly equal are a
+    /// near-tie: the order between them is at the mercy of the last bits of the kernels.
+    pub scores: T,
 }
 
 /// Turns router `logits` `[.., E]` into gates with `mode`, selecting `k` experts.
@@ -50,7 +54,7 @@ pub fn route<O: Ops>(o: &mut O, logits: &O::T, mode: GateMode, k: usize, experts
     let val_refs: Vec<&O::T> = vals.iter().collect();
     let topk_scores = o.concat(&val_refs, -1)?; // [.., k]
     match mode {
-        GateMode::Soft => Ok(Routing { gates: scores, selected, experts: experts_t, topk_gates: topk_scores }),
+        GateMode::Soft => Ok(Routing { gates: o.share(&scores), selected, experts: experts_t, topk_gates: topk_scores, scores }),
         GateMode::TopkSoftmax | GateMode::DoubleSoftmax => {
             let topk_gates = o.softmax_last(&topk_scores)?;
             let mut gates = None;
@@ -63,7 +67,7 @@ pub fn route<O: Ops>(o: &mut O, logits: &O::T, mode: GateMode, k: usize, experts
                 });
             }
             let gates = gates.ok_or_else(|| crate::Error::Config { field: "top_k", reason: "must be at least 1".into() })?;
-            Ok(Routing { gates, selected, experts: experts_t, topk_gates })
+            Ok(Routing { gates, selected, experts: experts_t, topk_gates, scores })
         }
     }
 }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The whole test suite once per CPU kernel setting of libtorch (ATEN_CPU_CAPABILITY) and MKL
+# (MKL_CBWR), on this one machine. The snapshots pin inference on fixed weights up to stated
+# near-ties, so they must pass whichever kernels compute them; a test that pins one CPU's last
+# bits fails here before it fails on the next machine.
+#
+#   bash scripts/test_kernels.sh            # the three settings below (after scripts/bootstrap.sh)
+#   KERNEL_SETTINGS="ATEN_CPU_CAPABILITY=default" bash scripts/test_kernels.sh   # just one
+#
+# A setting above what the CPU has is clamped by libtorch to the best it has: the summary
+# prints the capability libtorch really used, so an AVX2-only machine shows "avx512 -> AVX2".
+# ONNX Runtime and tract choose their kernels from the CPU alone; they are compared with tch
+# live on the same machine, never against a snapshot. Logs: target/test-kernels/*.log.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+python=.venv/bin/python
+[ -x "$python" ] || { echo "test_kernels: run scripts/bootstrap.sh first (no $python)" >&2; exit 2; }
+
+if [ -n "${KERNEL_SETTINGS:-}" ]; then
+  IFS=';' read -r -a settings <<< "$KERNEL_SETTINGS"
+else
+  settings=(
+    "ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE"
+    "ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2"
+    "ATEN_CPU_CAPABILITY=avx512 MKL_CBWR=AVX512"
+  )
+fi
+
+logs=target/test-kernels
+mkdir -p "$logs"
+echo "test_kernels: building the test binaries once"
+cargo test --workspace --no-run -q || exit 1
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+isa=$(grep -m1 -o -w -E 'avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')
+summary=()
+failed=0
+for setting in "${settings[@]}"; do
+  name=$(printf '%s' "$setting" | tr ' =' '_-')
+  # shellcheck disable=SC2086 # the setting is a list of VAR=value words
+  used=$(env $setting "$python" -c 'import torch; print(torch.backends.cpu.get_cpu_capability())' 2>/dev/null)
+  echo "test_kernels: $setting (libtorch uses ${used:-?})"
+  start=$(date +%s)
+  # shellcheck disable=SC2086
+  env $setting cargo test --workspace --no-fail-fast -- --show-output > "$logs/$name.log" 2>&1
+  rc=$?
+  passed=$(grep -E '^test result:' "$logs/$name.log" | awk '{s += $4} END {print s + 0}')
+  failures=$(grep -E '^test result:' "$logs/$name.log" | awk '{s += $6} END {print s + 0}')
+  # Snapshot tests print "<label>: matches its snapshot; tokens: N decisions: a exact, b differ
+  # only at near-ties, 0 differ; routing: ..." (tests/runtime.rs).
+  snapshots=$(grep -c 'matches its snapshot' "$logs/$name.log")
+  ties=$(grep 'matches its snapshot' "$logs/$name.log" | grep -c -v -E 'tokens: [0-9]+ decisions: [0-9]+ exact, 0 differ only at near-ties, 0 differ; routing: [0-9]+ decisions: [0-9]+ exact, 0 differ only')
+  line="$setting (libtorch: ${used:-?}): rc $rc, $passed passed, $failures failed, $snapshots snapshots matched ($ties with near-ties), $(( $(date +%s) - start ))s"
+  [ "$rc" -eq 0 ] || { failed=1; line="$line  <- FAILED, see $logs/$name.log"; }
+  summary+=("$line")
+done
+
+echo
+echo "test_kernels on $cpu ($isa), $(date -u +%Y-%m-%d):"
+printf '  %s\n' "${summary[@]}"
+exit "$failed"
