@@ -256,8 +256,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub device: Option<String>,
     /// Continue from the run directory's checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     pub resume: bool,
+    /// Start afresh in a run directory that already holds a checkpoint (it is replaced at the
+    /// first save, and its metrics.jsonl restarts). Without --resume or --force, such a
+    /// directory is refused.
+    #[arg(long)]
+    pub force: bool,
     /// Print trainable parameters (and the share of the backbone) without training.
     #[arg(long)]
     pub dry_run: bool,

@@ -160,6 +160,17 @@ fn as_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
+/// `bytes` as a new file at `path`, never through a link planted there ([`cuma_export::create_new_file`]).
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    cuma_export::write_new_file(path, bytes).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// A tokenizer as `tokenizer.json` at `path`.
+fn write_tokenizer(tokenizer: &tokenizers::Tokenizer, path: &Path) -> Result<()> {
+    let json = tokenizer.to_string(false).map_err(|e| Error::Tokenizer { path: path.to_path_buf(), reason: e.to_string() })?;
+    write_new(path, json.as_bytes())
+}
+
 /// Writes a complete bundle for `input` into `out` (which must exist): `model.onnx`,
 /// `tokenizer.json`, for checkpoints whose routers read the profile also `encoder.onnx` and
 /// `encoder.tokenizer.json`, and `manifest.json` with every file's SHA-256.
@@ -177,7 +188,7 @@ pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs, external
     files.extend(write_graph(decoder.graph, "cuma decoder", &model_path, external_data_above)?);
     graphs.insert("model".to_string(), GraphSpec { file: "model.onnx".into(), inputs: decoder.inputs, outputs: decoder.outputs });
     let tok_path = out.join("tokenizer.json");
-    tokenizer.inner.save(&tok_path, false).map_err(|e| Error::Tokenizer { path: tok_path.clone(), reason: e.to_string() })?;
+    write_tokenizer(&tokenizer.inner, &tok_path)?;
     files.push("tokenizer.json".into());
 
     let train_config = input.checkpoint.as_ref().map(|c| c.manifest.config.clone()).unwrap_or_default();
@@ -201,7 +212,7 @@ pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs, external
         graphs.insert("encoder".to_string(), GraphSpec { file: "encoder.onnx".into(), inputs: graph.inputs, outputs: graph.outputs });
         let enc_tok = crate::models::backbone::tokenizer_for(&enc_source)?;
         let enc_tok_path = out.join("encoder.tokenizer.json");
-        enc_tok.inner.save(&enc_tok_path, false).map_err(|e| Error::Tokenizer { path: enc_tok_path.clone(), reason: e.to_string() })?;
+        write_tokenizer(&enc_tok.inner, &enc_tok_path)?;
         files.push("encoder.tokenizer.json".to_string());
         encoder_spec = Some(EncoderSpec {
             family,
@@ -266,6 +277,6 @@ pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs, external
     };
     let manifest_path = out.join(bundle::MANIFEST_FILE);
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
-    std::fs::write(&manifest_path, text).map_err(crate::error::io(&manifest_path))?;
+    write_new(&manifest_path, text.as_bytes())?;
     Ok(BundleReport { sizes, routers: decoder.routers.len(), seconds: started.elapsed().as_secs_f64() })
 }

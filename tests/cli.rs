@@ -138,3 +138,27 @@ fn convert_split_train_eval_pipeline() {
     assert!(ok, "{err}");
     assert!(out.contains("| fewshot | 4 |"), "{out}");
 }
+
+#[test]
+fn train_into_a_run_with_a_checkpoint_needs_resume_or_force() {
+    let dir = common::scratch("cli_train_twice");
+    let items = common::small_survey(&dir, 1);
+    let run = dir.join("run");
+    let (llama, bert) = (common::arg(&tiny("llama")), common::arg(&tiny("bert")));
+    let train = |extra: &[&str]| {
+        let (data, out) = (common::arg(&items), common::arg(&run));
+        let mut args = vec!["train", "--model", &llama, "--encoder", &bert, "--data", &data, "--out", &out, "--device", "cpu", "--batch-size", "2", "--warmup-steps", "1"];
+        args.extend_from_slice(extra);
+        cuma(&args)
+    };
+    let (ok, _, err) = train(&["--steps", "2"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = train(&["--steps", "3"]);
+    assert!(!ok && err.contains("at step 2") && err.contains("--resume") && err.contains("--force"), "{err}");
+    let (ok, _, err) = train(&["--steps", "3", "--resume"]);
+    assert!(ok && err.contains("resuming at step 2"), "{err}");
+    let (ok, _, err) = train(&["--steps", "1", "--force"]);
+    assert!(ok && err.contains("starting at step 0"), "{err}");
+    let steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics").lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON")["step"].as_u64().expect("step")).collect();
+    assert_eq!(steps, [1], "a forced restart keeps only its own steps");
+}

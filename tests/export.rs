@@ -244,3 +244,26 @@ fn merged_lora_matches_the_unmerged_model() {
     let err = cuma_err(&["export", "--onnx", &cuma_s, "--merge", "--out", &s(&dir.join("nope"))]);
     assert!(err.contains("--merge folds a single plain LoRA"), "{err}");
 }
+
+#[test]
+fn export_never_writes_through_a_link_in_its_output_folder() {
+    let dir = scratch("export_symlink");
+    let bundle = dir.join("bundle");
+    let llama = s(&tiny("llama"));
+    cuma(&["export", "--onnx", &llama, "--out", &s(&bundle)]);
+    // Links planted where the next export writes its files, pointing at files elsewhere.
+    let mut victims = Vec::new();
+    for name in ["tokenizer.json", "model.onnx", "manifest.json"] {
+        let victim = dir.join(format!("victim-{name}"));
+        std::fs::write(&victim, "precious").expect("victim");
+        std::fs::remove_file(bundle.join(name)).expect("rm");
+        std::os::unix::fs::symlink(&victim, bundle.join(name)).expect("symlink");
+        victims.push((name, victim));
+    }
+    cuma(&["export", "--onnx", &llama, "--out", &s(&bundle), "--force"]);
+    for (name, victim) in victims {
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious", "{name}: export wrote through the link");
+        assert!(std::fs::symlink_metadata(bundle.join(name)).expect("written").is_file(), "{name} is a regular file again");
+    }
+    cuma_runtime::Bundle::open(&bundle).expect("the new bundle opens");
+}

@@ -486,3 +486,161 @@ fn weights_in_an_external_data_file_load_on_every_runtime() {
     let model = Backbone::load(&tiny("qwen3"), CPU).expect("loads");
     compare("bare-qwen3", &bundle, &model, None, &Profile::new().with("country", "Chile"), &question(), 1e-4);
 }
+
+/// A named pipe outside a bundle that tells whether anything opened it: a helper thread keeps
+/// trying a non-blocking open for writing, which succeeds only while a reader has the pipe open
+/// (and then lets that reader go on, at end of file). Trusts no code path of the runtime.
+struct Sentinel {
+    path: std::path::PathBuf,
+    opened: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sentinel {
+    fn new(path: std::path::PathBuf) -> Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let made = std::process::Command::new("mkfifo").arg(&path).status().expect("mkfifo runs");
+        assert!(made.success(), "mkfifo {}", path.display());
+        let (opened, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (o, s, p) = (opened.clone(), stop.clone(), path.clone());
+        const O_NONBLOCK: i32 = 0o4000; // Linux
+        let watcher = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                if std::fs::OpenOptions::new().write(true).custom_flags(O_NONBLOCK).open(&p).is_ok() {
+                    o.store(true, Ordering::SeqCst);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        Self { path, opened, stop, watcher: Some(watcher) }
+    }
+
+    /// Whether anything opened the pipe so far (after a moment for the watcher to see it).
+    fn was_opened(&self) -> bool {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        self.opened.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+#[test]
+fn a_hostile_manifest_cannot_reach_outside_its_bundle() {
+    let dir = scratch("runtime_hostile");
+    let bundle = dir.join("bundle");
+    cuma(&["export", "--onnx", &s(&tiny("llama")), "--out", &s(&bundle), "--external-data-above", "0"]);
+    // `../sentinel.fif` has the length of `model.onnx.data`, so the graph's bytes can be patched.
+    let sentinel = Sentinel::new(dir.join("sentinel.fif"));
+    let outside = sentinel.path.to_str().expect("utf8").to_string();
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest")).expect("json");
+    let variant = |name: &str, edit: &dyn Fn(&Path, &mut serde_json::Value)| -> std::path::PathBuf {
+        let to = dir.join(name);
+        std::fs::create_dir_all(&to).expect("mkdir");
+        for e in std::fs::read_dir(&bundle).expect("bundle") {
+            let e = e.expect("entry");
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+        let mut m = manifest.clone();
+        edit(&to, &mut m);
+        std::fs::write(to.join("manifest.json"), serde_json::to_string_pretty(&m).expect("json")).expect("write");
+        to
+    };
+    let sha = |p: &Path| cuma::train::checkpoint::hash_files(&[p.to_path_buf()]).expect("hash");
+    let cases: Vec<(&str, std::path::PathBuf, &str)> = vec![
+        ("dotdot", variant("dotdot", &|_, m| m["files"]["../sentinel.fif"] = "0".repeat(64).into()), "plain relative name"),
+        ("absolute", variant("absolute", &|_, m| m["files"][outside.as_str()] = "0".repeat(64).into()), "plain relative name"),
+        ("unlisted tokenizer", variant("unlisted", &|_, m| m["backbone"]["tokenizer"] = "../sentinel.fif".into()), "not listed"),
+        (
+            "symlinked tokenizer",
+            variant("symlink", &|to, _| {
+                std::fs::remove_file(to.join("tokenizer.json")).expect("rm");
+                std::os::unix::fs::symlink(&outside, to.join("tokenizer.json")).expect("symlink");
+            }),
+            "symbolic link",
+        ),
+        (
+            "external data outside",
+            variant("external", &|to, m| {
+                let graph = std::fs::read(to.join("model.onnx")).expect("graph");
+                let (from, into) = (b"model.onnx.data".as_slice(), b"../sentinel.fif".as_slice());
+                let mut patched = Vec::with_capacity(graph.len());
+                let mut i = 0;
+                while i < graph.len() {
+                    if graph[i..].starts_with(from) {
+                        patched.extend_from_slice(into);
+                        i += from.len();
+                    } else {
+                        patched.push(graph[i]);
+                        i += 1;
+                    }
+                }
+                assert_ne!(patched, graph, "the graph names its data file");
+                std::fs::write(to.join("model.onnx"), &patched).expect("write");
+                m["files"]["model.onnx"] = sha(&to.join("model.onnx")).into();
+            }),
+            "external data",
+        ),
+    ];
+    for (what, bundle, needle) in &cases {
+        let opened = Bundle::open(bundle).and_then(|b| Session::new(b, SessionOptions { engine: EngineOptions { backend: Backend::Tract, threads: Some(1) }, strict_profiles: false }));
+        let err = opened.err().map(|e| e.to_string()).unwrap_or_else(|| panic!("{what}: the bundle was served"));
+        assert!(!sentinel.was_opened(), "{what}: a file outside the bundle was opened ({err})");
+        assert!(err.contains(needle), "{what}: {err}");
+    }
+    // External data cut short is refused before an engine reads past its end.
+    let truncated = variant("truncated", &|to, m| {
+        let data = to.join("model.onnx.data");
+        let bytes = std::fs::read(&data).expect("data");
+        std::fs::write(&data, &bytes[..bytes.len() - 100]).expect("truncate");
+        m["files"]["model.onnx.data"] = sha(&data).into();
+    });
+    let err = Bundle::open(&truncated).expect_err("truncated data").to_string();
+    assert!(err.contains("truncated"), "{err}");
+    // The untouched bundle still opens and serves.
+    Session::new(Bundle::open(&bundle).expect("bundle"), SessionOptions { engine: EngineOptions { backend: Backend::Tract, threads: Some(1) }, strict_profiles: false }).expect("serves");
+}
+
+#[test]
+fn out_of_range_sampling_threads_and_request_values_are_refused() {
+    let dir = scratch("runtime_bad_values");
+    let bundle = dir.join("bundle");
+    cuma(&["export", "--onnx", &s(&tiny("llama")), "--out", &s(&bundle)]);
+    let b = s(&bundle);
+    let cases: [(&[&str], &str); 6] = [
+        (&["--temperature", "nan"], "temperature"),
+        (&["--temperature=-1"], "temperature"),
+        (&["--top-p", "0"], "top_p"),
+        (&["--stop", ""], "empty stop sequence"),
+        (&["--threads", "1000000"], "--threads"),
+        (&["--threads", "0"], "--threads"),
+    ];
+    for (flags, needle) in cases {
+        let mut args = vec!["--bundle", b.as_str(), "--backend", "ort", "--prompt", "Hi", "--max-tokens", "2"];
+        args.extend_from_slice(flags);
+        let err = cuma_run(&args, b"").expect_err(&format!("{flags:?} should be refused"));
+        assert!(err.contains(needle), "{flags:?}: {err}");
+    }
+    // The library checks thread counts too, for embedders that bypass the CLI.
+    let huge = SessionOptions { engine: EngineOptions { backend: Backend::Ort { device: OrtDevice::Cpu }, threads: Some(1_000_000) }, strict_profiles: false };
+    let err = Session::new(Bundle::open(&bundle).expect("bundle"), huge).err().expect("a million threads").to_string();
+    assert!(err.contains("threads"), "{err}");
+    // In JSONL, a max_tokens of the wrong type or sign is an error for that line, not ignored.
+    let input = b"{\"prompt\": \"Hi\", \"max_tokens\": -1}\n{\"prompt\": \"Hi\", \"max_tokens\": \"5\"}\n{\"prompt\": \"Hi\", \"max_tokens\": 1.5}\n{\"prompt\": \"Hi\", \"max_tokens\": 2}\n";
+    let out = cuma_run(&["--bundle", &b, "--backend", "tract", "--jsonl"], input).expect("batch runs to the end");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    for line in &lines[..3] {
+        assert!(line["error"].as_str().is_some_and(|e| e.contains("max_tokens")), "{line}");
+    }
+    assert!(lines[3]["text"].is_string(), "{}", lines[3]);
+}

@@ -212,3 +212,22 @@ fn corrupt_checkpoint_files_are_named_errors() {
     let err = SftRun::prepare(config(&dir, "run"), true, false).err().expect("refused").to_string();
     assert!(err.contains("cuma.json") && err.contains("invalid JSON"), "{err}");
 }
+
+#[test]
+fn resume_drops_metrics_logged_after_the_checkpoint() {
+    let _turn = serial();
+    let dir = scratch("metrics_cut");
+    let never = AtomicBool::new(false);
+    let c = config(&dir, "run");
+    let mut run = SftRun::prepare(c.clone(), false, false).expect("prepare");
+    run.train_until(3, false, &never).expect("three steps, checkpoint at 3");
+    drop(run);
+    // A kill after steps 4 and 5 were logged but before their checkpoint, mid-way through a line.
+    let metrics = dir.join("run").join("metrics.jsonl");
+    let mut text = std::fs::read_to_string(&metrics).expect("metrics");
+    text.push_str("{\"step\":4,\"loss\":1.0}\n{\"step\":5,\"loss\":1.0}\n{\"st");
+    std::fs::write(&metrics, text).expect("write");
+    SftRun::prepare(c, true, false).expect("resume").train(false, &never).expect("train");
+    let steps: Vec<u64> = std::fs::read_to_string(&metrics).expect("metrics").lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line")["step"].as_u64().expect("step")).collect();
+    assert_eq!(steps, (1..=6).collect::<Vec<u64>>(), "every step once, in order");
+}

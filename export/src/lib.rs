@@ -31,6 +31,27 @@ pub enum ExportError {
     Io { path: String, reason: std::io::Error },
 }
 
+/// Creates `path` as a new regular file for writing. Whatever is there already - an earlier
+/// export's file, or a symbolic link planted in the output folder - is removed first (a link is
+/// removed, never followed), and the file is created exclusively, so a write can never land
+/// outside the folder. A folder at `path` is an error.
+pub fn create_new_file(path: &Path) -> Result<std::fs::File, ExportError> {
+    let io = |reason| ExportError::Io { path: path.display().to_string(), reason };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => return Err(io(std::io::Error::other("is a folder, not a file"))),
+        Ok(_) => std::fs::remove_file(path).map_err(io)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)
+}
+
+/// [`create_new_file`], then `bytes` written into it.
+pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    use std::io::Write;
+    create_new_file(path)?.write_all(bytes).map_err(|reason| ExportError::Io { path: path.display().to_string(), reason })
+}
+
 /// Wraps a graph into a model with cuma's opset and IR version.
 pub fn model_proto(graph: proto::GraphProto, doc: &str) -> proto::ModelProto {
     proto::ModelProto {
@@ -59,7 +80,6 @@ pub struct WrittenModel {
 /// bytes, every initializer of 1 KiB or more goes to `<file name>.data` beside it (ONNX external
 /// data: location, offset and length per tensor) and the graph keeps only references.
 pub fn write_model(mut model: proto::ModelProto, path: &Path, external_data_above: u64) -> Result<WrittenModel, ExportError> {
-    let io = |reason| ExportError::Io { path: path.display().to_string(), reason };
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let mut files = Vec::new();
     let graph = model.graph.as_mut();
@@ -67,7 +87,7 @@ pub fn write_model(mut model: proto::ModelProto, path: &Path, external_data_abov
     if let (Some(graph), true) = (graph, weight_bytes > external_data_above) {
         let data_name = format!("{name}.data");
         let data_path = path.with_file_name(&data_name);
-        let mut data = std::io::BufWriter::new(std::fs::File::create(&data_path).map_err(|reason| ExportError::Io { path: data_path.display().to_string(), reason })?);
+        let mut data = std::io::BufWriter::new(create_new_file(&data_path)?);
         let mut offset = 0u64;
         for t in graph.initializer.iter_mut().filter(|t| t.raw_data.len() >= 1024) {
             use std::io::Write;
@@ -84,7 +104,7 @@ pub fn write_model(mut model: proto::ModelProto, path: &Path, external_data_abov
         files.push((data_name, offset));
     }
     let bytes = model.encode_to_vec();
-    std::fs::write(path, &bytes).map_err(io)?;
+    write_new_file(path, &bytes)?;
     files.insert(0, (name, bytes.len() as u64));
     Ok(WrittenModel { files })
 }

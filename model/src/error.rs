@@ -15,6 +15,9 @@ pub enum Error {
     /// A configuration field is missing or out of range.
     #[error("invalid model config: `{field}`: {reason}")]
     Config { field: &'static str, reason: String },
+    /// A sampling parameter (temperature, top-p) out of range.
+    #[error("sampling `{field}`: {reason}")]
+    Sampling { field: &'static str, reason: String },
     /// The tensor backend reported a failure.
     #[error("tensor backend: {0}")]
     Backend(String),

@@ -20,6 +20,20 @@ impl Default for SamplingConfig {
     }
 }
 
+impl SamplingConfig {
+    /// Checks the parameters every binary and request takes: `temperature` finite and >= 0,
+    /// `top_p` in (0, 1]. NaN fails both (it compares false with everything).
+    pub fn validate(&self) -> crate::Result<()> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(crate::Error::Sampling { field: "temperature", reason: format!("must be a finite number >= 0 (0 is greedy), got {}", self.temperature) });
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(crate::Error::Sampling { field: "top_p", reason: format!("must be in (0, 1], got {}", self.top_p) });
+        }
+        Ok(())
+    }
+}
+
 /// SplitMix64: a small, fast, seedable generator (enough for sampling; not for cryptography).
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -112,6 +126,16 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampling_parameters_are_checked() {
+        let ok = SamplingConfig { temperature: 0.7, top_p: 0.9, ..Default::default() };
+        assert!(ok.validate().is_ok() && SamplingConfig::default().validate().is_ok());
+        for (temperature, top_p, field) in [(f64::NAN, 1.0, "temperature"), (-0.1, 1.0, "temperature"), (f64::INFINITY, 1.0, "temperature"), (1.0, 0.0, "top_p"), (1.0, 1.5, "top_p"), (1.0, f64::NAN, "top_p")] {
+            let err = SamplingConfig { temperature, top_p, ..Default::default() }.validate().expect_err("refused").to_string();
+            assert!(err.contains(field), "{temperature} / {top_p}: {err}");
+        }
+    }
 
     #[test]
     fn greedy_takes_lowest_index_on_ties() {

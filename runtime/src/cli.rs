@@ -37,9 +37,9 @@ pub struct Args {
     /// cpu, cuda or cuda:N (CUDA needs --backend ort and a build with feature `cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Intra-op threads for ONNX Runtime (default: its own choice).
-    #[arg(long)]
-    threads: Option<usize>,
+    /// Intra-op threads for ONNX Runtime, 1 to 1024 (default: its own choice).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::engine::MAX_THREADS as i64))]
+    threads: Option<u16>,
     /// The profile as key=value pairs, e.g. "country=Thailand,age=55-64,religion=Buddhist".
     #[arg(long, conflicts_with = "profile_json")]
     profile: Option<String>,
@@ -216,8 +216,9 @@ fn serve_line(session: &mut Session, args: &Args, line: &str) -> Result<serde_js
             (None, None) => bail!("a request needs \"prompt\", \"messages\" or \"question\""),
         };
         let mut options = generate_options(args);
-        if let Some(n) = req.get("max_tokens").and_then(serde_json::Value::as_u64) {
-            options.max_new_tokens = n as usize;
+        match req.get("max_tokens") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(v) => options.max_new_tokens = v.as_u64().and_then(|n| usize::try_from(n).ok()).with_context(|| format!("\"max_tokens\" must be a whole number >= 0, got {v}"))?,
         }
         let reply = session.generate(&[GenerateRequest { profile, messages }], &options, |_| {})?.remove(0);
         result = serde_json::to_value(&reply)?;
@@ -270,7 +271,7 @@ pub fn run(args: Args, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(
         BackendArg::Tract => Backend::Tract,
     };
     let bundle = Bundle::open(&args.bundle).with_context(|| format!("opening bundle {}", args.bundle.display()))?;
-    let options = SessionOptions { engine: EngineOptions { backend, threads: args.threads }, strict_profiles: args.strict };
+    let options = SessionOptions { engine: EngineOptions { backend, threads: args.threads.map(usize::from) }, strict_profiles: args.strict };
     let mut session = Session::new(bundle, options).with_context(|| format!("loading {} on {backend}", args.bundle.display()))?;
     if args.jsonl {
         run_jsonl(&mut session, &args, input, out)

@@ -36,6 +36,18 @@ impl Default for GenerateOptions {
     }
 }
 
+impl GenerateOptions {
+    /// Checks the options before any work: sampling parameters in range
+    /// ([`SamplingConfig::validate`]) and no empty stop sequence (it would match at once).
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        self.sampling.validate().map_err(|e| RuntimeError::Input(e.to_string()))?;
+        if self.stop.iter().any(String::is_empty) {
+            return Err(RuntimeError::Input("an empty stop sequence would end every reply before it starts".into()));
+        }
+        Ok(())
+    }
+}
+
 /// Why a request stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -128,9 +140,7 @@ impl Session {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
-        if options.sampling.temperature < 0.0 || !(options.sampling.top_p > 0.0 && options.sampling.top_p <= 1.0) {
-            return Err(RuntimeError::Input(format!("temperature must be >= 0 and top-p in (0, 1]; got {} and {}", options.sampling.temperature, options.sampling.top_p)));
-        }
+        options.validate()?;
         let mut timings = Timings::default();
         let t0 = Instant::now();
         let demographic = if self.reads_profile_vector() {
@@ -150,6 +160,7 @@ impl Session {
     /// [`Session::generate`] on prompts already tokenised, with the profile vectors `[batch * D]`
     /// when the routers read them. `timings` carries the encoder time spent by the caller.
     pub fn generate_ids(&mut self, prompts: &[Vec<u32>], demographic: Option<&[f32]>, options: &GenerateOptions, mut timings: Timings, mut on_token: impl FnMut(TokenEvent<'_>)) -> Result<Vec<Generation>, RuntimeError> {
+        options.validate()?;
         if prompts.iter().any(Vec::is_empty) {
             return Err(RuntimeError::Input("an empty prompt".into()));
         }

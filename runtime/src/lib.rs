@@ -23,6 +23,7 @@ pub mod bundle;
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod external_data;
 pub mod generate;
 pub mod profile;
 pub mod routing;

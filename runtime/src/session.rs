@@ -74,15 +74,15 @@ impl Session {
         let m = &bundle.manifest;
         let model_spec = bundle.graph_spec("model")?;
         let decoder = engine::load(&bundle.graph_path("model")?, model_spec, &options.engine)?;
-        let tokenizer = TextTokenizer::load(&bundle.dir.join(&m.backbone.tokenizer))?;
+        // Only files the bundle lists (and `Bundle::open` verified) are opened.
+        let tokenizer = |name: &str| TextTokenizer::from_bytes(&bundle.read_text_file(name)?, &bundle.dir.join(name).display().to_string());
+        let backbone_tokenizer = tokenizer(&m.backbone.tokenizer)?;
         let (encoder, encoder_tokenizer) = match (&m.encoder, m.graphs.get("encoder")) {
-            (Some(spec), Some(graph)) => {
-                (Some(engine::load(&bundle.dir.join(&graph.file), graph, &options.engine)?), Some(TextTokenizer::load(&bundle.dir.join(&spec.tokenizer))?))
-            }
+            (Some(spec), Some(graph)) => (Some(engine::load(&bundle.file(&graph.file)?, graph, &options.engine)?), Some(tokenizer(&spec.tokenizer)?)),
             _ => (None, None),
         };
         let past_names = (0..m.backbone.layers).map(|l| (format!("past.{l}.key"), format!("past.{l}.value"))).collect();
-        Ok(Self { bundle, options, decoder, encoder, tokenizer, encoder_tokenizer, profile_cache: HashMap::new(), warnings: Vec::new(), past_names })
+        Ok(Self { bundle, options, decoder, encoder, tokenizer: backbone_tokenizer, encoder_tokenizer, profile_cache: HashMap::new(), warnings: Vec::new(), past_names })
     }
 
     pub fn bundle(&self) -> &Bundle {

@@ -5,7 +5,6 @@ use crate::RuntimeError;
 use cuma_model::bundle::BackboneSpec;
 use cuma_model::text::chat::{render, SpecialTokens};
 use cuma_model::text::Message;
-use std::path::Path;
 use tokenizers::Tokenizer;
 
 /// A loaded `tokenizer.json`.
@@ -15,11 +14,12 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
-    /// Loads `path` (padding and truncation off: lengths are the runtime's to check).
-    pub fn load(path: &Path) -> Result<Self, RuntimeError> {
-        let label = path.display().to_string();
+    /// The tokenizer in the JSON `bytes` (a bundle's `tokenizer.json`), named `label` in errors;
+    /// padding and truncation off: lengths are the runtime's to check.
+    pub fn from_bytes(bytes: &[u8], label: &str) -> Result<Self, RuntimeError> {
+        let label = label.to_string();
         let err = |e: &dyn std::fmt::Display| RuntimeError::Tokenizer { path: label.clone(), reason: e.to_string() };
-        let mut inner = Tokenizer::from_file(path).map_err(|e| err(&e))?;
+        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| err(&e))?;
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| err(&e))?;
         Ok(Self { inner, path: label })

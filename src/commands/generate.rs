@@ -9,12 +9,8 @@ use cuma::tokenizer::chat::{render, Message};
 use std::io::Write;
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
-    if !(0.0..=1.0).contains(&args.top_p) || args.top_p == 0.0 {
-        anyhow::bail!("--top-p must be in (0, 1], got {}", args.top_p);
-    }
-    if args.temperature < 0.0 || !args.temperature.is_finite() {
-        anyhow::bail!("--temperature must be >= 0, got {}", args.temperature);
-    }
+    let sampling = SamplingConfig { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k, seed: args.seed };
+    sampling.validate()?;
     let device = cuma::device::parse_device(&args.device)?;
     let path = cuma::defaults::backbone(args.model.as_deref())?;
     let load = std::time::Instant::now();
@@ -29,7 +25,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let ids = model.tokenizer.encode(&prompt, false)?;
     let opts = GenerateOptions {
         max_new_tokens: args.max_tokens,
-        sampling: SamplingConfig { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k, seed: args.seed },
+        sampling,
     };
     let mut out = std::io::stdout().lock();
     let g = generate(&model, &ids, None, opts, |piece| {

@@ -120,6 +120,11 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
         }
         eprintln!("\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
     })?;
+    let existing = c.out.join(cuma::train::sft::CHECKPOINT_DIR);
+    if !a.resume && !a.force && existing.join(cuma::train::checkpoint::MANIFEST_FILE).is_file() {
+        let step = cuma::train::checkpoint::load(&existing).map(|ck| format!(" at step {}", ck.manifest.state.step)).unwrap_or_default();
+        anyhow::bail!("{} already holds a checkpoint{step}; pass --resume to continue it or --force to start over", c.out.display());
+    }
     let mut run = SftRun::prepare(c, a.resume, true)?;
     let start = if run.state.step > 0 { format!("resuming at step {}", run.state.step) } else { "starting at step 0".to_string() };
     eprintln!("{} examples ({} too long), {} profiles, {} trainable parameters; {start}", run.examples.len(), run.too_long, run.profiles.size()[0], run.store.numel());

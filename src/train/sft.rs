@@ -160,6 +160,30 @@ pub struct SftRun {
     epoch_order: Option<(usize, Vec<usize>)>,
 }
 
+/// The per-step log in a run directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// Keeps the lines of the metrics log at `path` whose `step` is at most `step` (none for a run
+/// starting afresh); a torn or unreadable line goes too. Rewritten atomically; no file, no-op.
+fn cut_metrics(path: &Path, step: usize) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(crate::error::io(path)(e)),
+    };
+    let kept: String = text
+        .lines()
+        .filter(|line| serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("step")?.as_u64()).is_some_and(|s| s <= step as u64))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    if kept.len() == text.len() {
+        return Ok(());
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, kept).map_err(crate::error::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(crate::error::io(path))
+}
+
 /// One optimiser step's numbers (also a line of `metrics.jsonl`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepMetrics {
@@ -278,6 +302,9 @@ impl SftRun {
             }
             None => TrainState { step: 0, items_seen: 0, last_loss: None },
         };
+        // Steps logged after the checkpoint (a kill between saves) are run again: drop them, so
+        // every step appears once, in order.
+        cut_metrics(&config.out.join(METRICS_FILE), state.step)?;
         let manifest = CheckpointManifest {
             version: checkpoint::CHECKPOINT_VERSION,
             config: config.clone(),
@@ -370,7 +397,7 @@ impl SftRun {
     /// spans `config.steps`).
     pub fn train_until(&mut self, last: usize, progress: bool, stop: &AtomicBool) -> Result<Vec<StepMetrics>> {
         use std::io::Write;
-        let metrics_path = self.config.out.join("metrics.jsonl");
+        let metrics_path = self.config.out.join(METRICS_FILE);
         std::fs::create_dir_all(&self.config.out).map_err(crate::error::io(&self.config.out))?;
         let mut metrics_file = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(crate::error::io(&metrics_path))?;
         let c = self.config.clone();

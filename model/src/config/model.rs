@@ -86,9 +86,32 @@ fn need<T: Copy>(v: Option<T>, field: &'static str) -> Result<T> {
     v.ok_or(Error::Config { field, reason: "missing".into() })
 }
 
+/// The largest value cuma accepts for a size field: far above any real model, and low enough
+/// that no product of sizes overflows and a hostile file cannot size an impossible allocation
+/// (`num_hidden_layers: 1e9`).
+fn size_limit(field: &str) -> usize {
+    match field {
+        "num_hidden_layers" | "num_attention_heads" | "num_key_value_heads" | "head_dim" | "type_vocab_size" => 1 << 10,
+        "hidden_size" | "intermediate_size" => 1 << 18,
+        _ => 1 << 24, // vocab_size, max_position_embeddings
+    }
+}
+
+/// `v`, when it is at least 1 and at most [`size_limit`] of `field`.
 fn positive(v: usize, field: &'static str) -> Result<usize> {
     if v == 0 {
         return Err(Error::Config { field, reason: "must be positive".into() });
+    }
+    if v > size_limit(field) {
+        return Err(Error::Config { field, reason: format!("{v} is beyond the largest cuma accepts ({})", size_limit(field)) });
+    }
+    Ok(v)
+}
+
+/// `v`, when it is finite and positive (RoPE bases, normalisation epsilons, scaling factors).
+fn finite_positive(v: f64, field: &'static str) -> Result<f64> {
+    if !(v.is_finite() && v > 0.0) {
+        return Err(Error::Config { field, reason: format!("must be a finite number > 0, got {v}") });
     }
     Ok(v)
 }
@@ -139,21 +162,31 @@ fn decoder(hf: &HfConfig, family: DecoderFamily) -> Result<DecoderConfig> {
     if hf.use_sliding_window == Some(true) {
         return Err(Error::Config { field: "use_sliding_window", reason: "sliding-window attention is not supported".into() });
     }
-    let rope_theta = hf.rope_theta.or_else(|| hf.rope_parameters.as_ref().and_then(|p| p.rope_theta)).unwrap_or(10_000.0);
+    let rope_theta = finite_positive(hf.rope_theta.or_else(|| hf.rope_parameters.as_ref().and_then(|p| p.rope_theta)).unwrap_or(10_000.0), "rope_theta")?;
     let rope_scaling = match hf.rope_scaling.as_ref().or(hf.rope_parameters.as_ref()) {
         None => None,
         Some(s) => {
             let kind = s.rope_type.clone().or_else(|| s.kind.clone()).unwrap_or_default();
             match kind.as_str() {
-                "llama3" => Some(RopeScaling {
-                    factor: need(s.factor, "rope_scaling.factor")?,
-                    low_freq_factor: need(s.low_freq_factor, "rope_scaling.low_freq_factor")?,
-                    high_freq_factor: need(s.high_freq_factor, "rope_scaling.high_freq_factor")?,
-                    original_max_position_embeddings: need(
-                        s.original_max_position_embeddings,
-                        "rope_scaling.original_max_position_embeddings",
-                    )?,
-                }),
+                "llama3" => {
+                    let scaling = RopeScaling {
+                        factor: finite_positive(need(s.factor, "rope_scaling.factor")?, "rope_scaling.factor")?,
+                        low_freq_factor: finite_positive(need(s.low_freq_factor, "rope_scaling.low_freq_factor")?, "rope_scaling.low_freq_factor")?,
+                        high_freq_factor: finite_positive(need(s.high_freq_factor, "rope_scaling.high_freq_factor")?, "rope_scaling.high_freq_factor")?,
+                        original_max_position_embeddings: positive(
+                            need(s.original_max_position_embeddings, "rope_scaling.original_max_position_embeddings")?,
+                            "rope_scaling.original_max_position_embeddings",
+                        )?,
+                    };
+                    // The smooth band between the two wavelengths divides by their difference.
+                    if scaling.high_freq_factor <= scaling.low_freq_factor {
+                        return Err(Error::Config {
+                            field: "rope_scaling.high_freq_factor",
+                            reason: format!("must exceed low_freq_factor ({} <= {})", scaling.high_freq_factor, scaling.low_freq_factor),
+                        });
+                    }
+                    Some(scaling)
+                }
                 "default" | "" => None,
                 other => {
                     return Err(Error::Config { field: "rope_scaling", reason: format!("type `{other}` is not supported") })
@@ -170,10 +203,10 @@ fn decoder(hf: &HfConfig, family: DecoderFamily) -> Result<DecoderConfig> {
         num_heads,
         num_kv_heads,
         head_dim,
-        rms_norm_eps: hf.rms_norm_eps.unwrap_or(1e-6),
+        rms_norm_eps: finite_positive(hf.rms_norm_eps.unwrap_or(1e-6), "rms_norm_eps")?,
         rope_theta,
         rope_scaling,
-        max_position_embeddings: hf.max_position_embeddings.unwrap_or(4096),
+        max_position_embeddings: positive(hf.max_position_embeddings.unwrap_or(4096), "max_position_embeddings")?,
         tie_embeddings: hf.tie_word_embeddings.unwrap_or(false),
         qkv_bias: family == DecoderFamily::Qwen2 || hf.attention_bias.unwrap_or(false),
         qk_norm: family == DecoderFamily::Qwen3,
@@ -202,7 +235,7 @@ fn bert(hf: &HfConfig) -> Result<BertConfig> {
         num_heads,
         max_position_embeddings: positive(hf.max_position_embeddings.unwrap_or(512), "max_position_embeddings")?,
         type_vocab_size: positive(hf.type_vocab_size.unwrap_or(2), "type_vocab_size")?,
-        layer_norm_eps: hf.layer_norm_eps.unwrap_or(1e-12),
+        layer_norm_eps: finite_positive(hf.layer_norm_eps.unwrap_or(1e-12), "layer_norm_eps")?,
     })
 }
 
@@ -264,6 +297,7 @@ impl BertConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::hf::HfRopeScaling;
 
     fn smollm2() -> HfConfig {
         HfConfig {
@@ -286,6 +320,55 @@ mod tests {
         };
         assert_eq!(c.head_dim, 64);
         assert_eq!(c.parameter_count(), 134_515_008);
+    }
+
+    #[test]
+    fn sizes_beyond_any_real_model_are_refused_not_overflowed() {
+        let huge = 1usize << 62;
+        let cases: [(&str, HfConfig); 6] = [
+            ("num_hidden_layers", HfConfig { num_hidden_layers: Some(1_000_000_000), ..smollm2() }),
+            ("num_hidden_layers", HfConfig { num_hidden_layers: Some(usize::MAX), ..smollm2() }),
+            ("hidden_size", HfConfig { hidden_size: Some(huge), ..smollm2() }),
+            ("vocab_size", HfConfig { vocab_size: Some(huge), ..smollm2() }),
+            ("intermediate_size", HfConfig { intermediate_size: Some(huge), ..smollm2() }),
+            ("head_dim", HfConfig { head_dim: Some(huge), ..smollm2() }),
+        ];
+        for (field, hf) in cases {
+            let err = ModelConfig::try_from(&hf).expect_err("refused").to_string();
+            assert!(err.contains(field) && err.contains("largest"), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn non_finite_or_non_positive_constants_are_refused() {
+        let cases: [(&str, HfConfig); 6] = [
+            ("rope_theta", HfConfig { rope_theta: Some(f64::NAN), ..smollm2() }),
+            ("rope_theta", HfConfig { rope_theta: Some(0.0), ..smollm2() }),
+            ("rope_theta", HfConfig { rope_theta: Some(-1.0), ..smollm2() }),
+            ("rms_norm_eps", HfConfig { rms_norm_eps: Some(f64::NAN), ..smollm2() }),
+            ("rms_norm_eps", HfConfig { rms_norm_eps: Some(-1e-6), ..smollm2() }),
+            ("max_position_embeddings", HfConfig { max_position_embeddings: Some(0), ..smollm2() }),
+        ];
+        for (field, hf) in cases {
+            let err = ModelConfig::try_from(&hf).expect_err("refused").to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn llama3_scaling_with_equal_frequency_factors_is_a_config_error() {
+        let scaling = |low: f64, high: f64| HfRopeScaling {
+            rope_type: Some("llama3".into()),
+            factor: Some(8.0),
+            low_freq_factor: Some(low),
+            high_freq_factor: Some(high),
+            original_max_position_embeddings: Some(8192),
+            ..Default::default()
+        };
+        let err = ModelConfig::try_from(&HfConfig { rope_scaling: Some(scaling(4.0, 4.0)), ..smollm2() }).expect_err("equal factors").to_string();
+        assert!(err.contains("high_freq_factor"), "{err}");
+        let ModelConfig::Decoder(ok) = ModelConfig::try_from(&HfConfig { rope_scaling: Some(scaling(1.0, 4.0)), ..smollm2() }).expect("valid") else { panic!("decoder") };
+        assert!(ok.rope_inv_freq().iter().all(|f| f.is_finite() && *f > 0.0));
     }
 
     #[test]

@@ -50,11 +50,16 @@ impl std::fmt::Display for Backend {
     }
 }
 
+/// The most intra-op threads a session may ask for: more is a mistake, not a setting (each
+/// thread reserves a stack, and a million of them exhaust memory).
+pub const MAX_THREADS: usize = 1024;
+
 /// How graphs are loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EngineOptions {
     pub backend: Backend,
-    /// Intra-op threads (ONNX Runtime); `None` lets the backend decide. tract runs on one thread.
+    /// Intra-op threads (ONNX Runtime), 1 to [`MAX_THREADS`]; `None` lets the backend decide.
+    /// tract runs on one thread.
     pub threads: Option<usize>,
 }
 
@@ -66,6 +71,9 @@ pub trait Engine: Send {
 
 /// Loads the graph at `path` (described by `spec`) on `options.backend`.
 pub fn load(path: &Path, spec: &GraphSpec, options: &EngineOptions) -> Result<Box<dyn Engine>, RuntimeError> {
+    if let Some(n) = options.threads.filter(|n| !(1..=MAX_THREADS).contains(n)) {
+        return Err(RuntimeError::Input(format!("{n} threads: ask for 1 to {MAX_THREADS}")));
+    }
     match options.backend {
         #[cfg(feature = "ort")]
         Backend::Ort { device } => Ok(Box::new(ort::OrtGraph::load(path, spec, device, options.threads)?)),
