@@ -34,7 +34,7 @@ echo "test_kernels: building the test binaries once"
 cargo test --workspace --no-run -q || exit 1
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
-isa=$(grep -m1 -o -w -E 'avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')
+isa=$(grep -o -w -E 'avx512f|avx2' /proc/cpuinfo | sort -u | paste -sd' ' -)
 summary=()
 failed=0
 for setting in "${settings[@]}"; do

@@ -318,6 +318,10 @@ pub struct EvalArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Refuse the whole evaluation at an item that cannot be scored (a prompt longer than the
+    /// model's context); by default such items are skipped and counted.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(clap::Args, Debug)]

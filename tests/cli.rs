@@ -90,7 +90,15 @@ fn convert_split_train_eval_pipeline() {
     let (ok, _, err) = cuma(&["data", "split", "--in", &s(&all), "--out-dir", &s(&dir), "--heldout-fraction", "0.1"]);
     assert!(ok, "{err}");
     assert!(dir.join("heldout.jsonl").is_file());
-    let (llama, bert, run) = (tiny("llama"), tiny("bert"), dir.join("run"));
+    // WVS prompts run to a few hundred tokens in the tiny 320-token vocabulary (few-shot ones to
+    // over a thousand), past the tiny Llama's 256 positions, and eval skips what does not fit
+    // the context: this copy of it declares 4,096 (RoPE needs no other change).
+    let llama = common::copy_tiny("llama", "cli_pipeline_llama");
+    let config = llama.join("config.json");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains("\"max_position_embeddings\": 256"), "the tiny Llama's config changed");
+    std::fs::write(&config, text.replace("\"max_position_embeddings\": 256", "\"max_position_embeddings\": 4096")).expect("write config");
+    let (bert, run) = (tiny("bert"), dir.join("run"));
     let common_args = ["--model", &s(&llama), "--encoder", &s(&bert), "--data", &s(&dir.join("train.jsonl"))];
     let mut dry: Vec<&str> = vec!["train", "--dry-run"];
     dry.extend(common_args);

@@ -56,3 +56,30 @@ fn fresh_cuma_scores_exactly_like_the_backbone() {
     let cuma = option_probs(&model, &ps, Some(&profiles), Padding::Left).expect("cuma");
     assert_eq!(max_diff(&bare, &cuma), 0.0);
 }
+
+#[test]
+fn items_longer_than_the_context_are_skipped_and_counted_or_refused_with_strict() {
+    use cuma::data::ChoiceItem;
+    use cuma::eval::run::{EvalMethod, EvalOptions, Evaluator};
+    let evaluator = Evaluator::baseline(&tiny("llama"), &tiny("bert"), EvalMethod::Vanilla, Device::Cpu).expect("baseline");
+    let item = |id: &str, question: String| ChoiceItem {
+        id: id.into(),
+        respondent: id.into(),
+        question_id: "Q1".into(),
+        profile: [("country".to_string(), "Chile".to_string())].into_iter().collect(),
+        question,
+        options: vec!["Yes".into(), "No".into()],
+        answer: 0,
+        scale: None,
+        groups: Default::default(),
+    };
+    // The tiny Llama has 256 positions; the long question alone is far more.
+    let items = vec![item("short", "Is family important?".into()), item("long", "why ".repeat(2000)), item("also-short", "Is work important?".into())];
+    let run = evaluator.evaluate(&items, EvalOptions::default(), |_| {}).expect("one long item does not abort the evaluation");
+    assert_eq!(run.scored.len(), 2);
+    assert_eq!(run.skipped.len(), 1);
+    assert!(run.skipped[0].0 == "long" && run.skipped[0].1.contains("context of 256"), "{:?}", run.skipped);
+    assert_eq!(run.summary.items, 2);
+    let err = evaluator.evaluate(&items, EvalOptions { strict: true, ..Default::default() }, |_| {}).err().expect("strict refuses").to_string();
+    assert!(err.contains("item long") && err.contains("context"), "{err}");
+}

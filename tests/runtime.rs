@@ -415,15 +415,7 @@ fn damaged_bundles_are_refused_with_the_file_named() {
     let dir = scratch("runtime_damaged");
     let bundle = dir.join("bundle");
     cuma(&["export", "--onnx", &s(&tiny("llama")), "--out", &s(&bundle)]);
-    let copy = |name: &str| {
-        let to = dir.join(name);
-        std::fs::create_dir_all(&to).expect("mkdir");
-        for e in std::fs::read_dir(&bundle).expect("bundle") {
-            let e = e.expect("entry");
-            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
-        }
-        to
-    };
+    let copy = |name: &str| bundle_variant(&bundle, &dir.join(name), &|_, _| {});
     let altered = copy("altered");
     let mut bytes = std::fs::read(altered.join("tokenizer.json")).expect("read");
     bytes.push(b' ');
@@ -534,6 +526,47 @@ impl Drop for Sentinel {
     }
 }
 
+/// A copy of `bundle` in `to` whose manifest `edit` changed (it may change the copied files too).
+fn bundle_variant(bundle: &Path, to: &Path, edit: &dyn Fn(&Path, &mut serde_json::Value)) -> std::path::PathBuf {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(bundle).expect("bundle") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest")).expect("json");
+    edit(to, &mut m);
+    std::fs::write(to.join("manifest.json"), serde_json::to_string_pretty(&m).expect("json")).expect("write");
+    to.to_path_buf()
+}
+
+#[test]
+fn manifest_metadata_that_contradicts_itself_or_the_graphs_is_refused() {
+    let dir = scratch("runtime_manifest_checks");
+    let items = small_survey(&dir, 1);
+    let bundle = seeded_bundle(&items, &dir.join("run"), &["--model", &s(&tiny("llama")), "--encoder", &s(&tiny("bert"))], 9);
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &str); 12] = [
+        ("top_k 0", |m| m["adapter"]["top_k"] = 0.into(), "adapter.top_k"),
+        ("top_k above experts", |m| m["adapter"]["top_k"] = 9.into(), "adapter.top_k"),
+        ("experts 0", |m| m["adapter"]["experts"] = 0.into(), "adapter.experts"),
+        ("experts 1e12", |m| m["adapter"]["experts"] = 1_000_000_000_000u64.into(), "adapter.experts"),
+        ("no routers", |m| m["adapter"]["routers"] = serde_json::json!([]), "adapter.routers"),
+        ("unknown method", |m| m["adapter"]["method"] = "magic".into(), "adapter.method"),
+        ("unknown pooling", |m| m["encoder"]["pooling"] = "max".into(), "encoder.pooling"),
+        ("unknown dtype", |m| m["dtype"] = "int3".into(), "dtype"),
+        ("unknown key", |m| m["backbone"]["shoe_size"] = 42.into(), "shoe_size"),
+        ("layers 3", |m| m["backbone"]["layers"] = 3.into(), "backbone.layers"),
+        ("layers 1e9", |m| m["backbone"]["layers"] = 1_000_000_000u64.into(), "backbone.layers"),
+        ("layers 2^64-1", |m| m["backbone"]["layers"] = u64::MAX.into(), "backbone.layers"),
+    ];
+    for (i, (what, edit, needle)) in cases.into_iter().enumerate() {
+        let variant = bundle_variant(&bundle, &dir.join(format!("case{i}")), &|_, m| edit(m));
+        let err = Bundle::open(&variant).expect_err(what).to_string();
+        assert!(err.contains(needle), "{what}: {err}");
+    }
+    Bundle::open(&bundle).expect("the untouched bundle opens");
+}
+
 #[test]
 fn a_hostile_manifest_cannot_reach_outside_its_bundle() {
     let dir = scratch("runtime_hostile");
@@ -542,19 +575,7 @@ fn a_hostile_manifest_cannot_reach_outside_its_bundle() {
     // `../sentinel.fif` has the length of `model.onnx.data`, so the graph's bytes can be patched.
     let sentinel = Sentinel::new(dir.join("sentinel.fif"));
     let outside = sentinel.path.to_str().expect("utf8").to_string();
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest")).expect("json");
-    let variant = |name: &str, edit: &dyn Fn(&Path, &mut serde_json::Value)| -> std::path::PathBuf {
-        let to = dir.join(name);
-        std::fs::create_dir_all(&to).expect("mkdir");
-        for e in std::fs::read_dir(&bundle).expect("bundle") {
-            let e = e.expect("entry");
-            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
-        }
-        let mut m = manifest.clone();
-        edit(&to, &mut m);
-        std::fs::write(to.join("manifest.json"), serde_json::to_string_pretty(&m).expect("json")).expect("write");
-        to
-    };
+    let variant = |name: &str, edit: &dyn Fn(&Path, &mut serde_json::Value)| bundle_variant(&bundle, &dir.join(name), edit);
     let sha = |p: &Path| cuma::train::checkpoint::hash_files(&[p.to_path_buf()]).expect("hash");
     let cases: Vec<(&str, std::path::PathBuf, &str)> = vec![
         ("dotdot", variant("dotdot", &|_, m| m["files"]["../sentinel.fif"] = "0".repeat(64).into()), "plain relative name"),

@@ -15,6 +15,7 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// One graph input or output: its name, element type and shape, where a dimension is either a
 /// number, a symbol (`batch`, `seq`, `past_seq`) or a sum of symbols (`past_seq+seq`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IoSpec {
     pub name: String,
     /// `float32` or `int64`.
@@ -30,6 +31,7 @@ impl IoSpec {
 
 /// One graph file and its interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GraphSpec {
     pub file: String,
     pub inputs: Vec<IoSpec>,
@@ -38,6 +40,7 @@ pub struct GraphSpec {
 
 /// The decoder backbone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BackboneSpec {
     /// `llama`, `qwen2` or `qwen3`.
     pub family: String,
@@ -60,6 +63,7 @@ pub struct BackboneSpec {
 
 /// The demographic encoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EncoderSpec {
     /// `bert`, or a decoder family (`qwen3`, ...) used as an embedding model.
     pub family: String,
@@ -75,6 +79,7 @@ pub struct EncoderSpec {
 
 /// The adapters recorded into the decoder graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdapterSpec {
     pub method: String,
     pub experts: usize,
@@ -96,6 +101,7 @@ pub struct AdapterSpec {
 
 /// How a profile becomes text, and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProfileSpec {
     /// `wvb` (`You are a person from {country}, age group: {age}, ...`) or `prism`.
     pub style: String,
@@ -108,6 +114,7 @@ pub struct ProfileSpec {
 
 /// `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub format_version: u32,
     pub producer: String,
@@ -123,4 +130,126 @@ pub struct Manifest {
     pub graphs: BTreeMap<String, GraphSpec>,
     /// Every other file of the bundle -> its SHA-256 (hex).
     pub files: BTreeMap<String, String>,
+}
+
+/// Largest sizes a manifest may state: beyond any real model, low enough that no count from a
+/// hostile file sizes an impossible allocation.
+const MAX_LAYERS: usize = 1 << 10;
+const MAX_HEADS: usize = 1 << 10;
+const MAX_HEAD_DIM: usize = 1 << 10;
+const MAX_HIDDEN: usize = 1 << 18;
+const MAX_VOCAB: usize = 1 << 24;
+const MAX_POSITIONS: usize = 1 << 24;
+const MAX_EXPERTS: usize = 1 << 10;
+const MAX_RANK: usize = 1 << 12;
+const MAX_PROFILE_DIM: usize = 1 << 16;
+
+fn within(field: &str, v: usize, max: usize) -> Result<(), String> {
+    if v == 0 || v > max {
+        return Err(format!("`{field}` is {v}; it must be 1 to {max}"));
+    }
+    Ok(())
+}
+
+fn one_of(field: &str, v: &str, allowed: &[&str]) -> Result<(), String> {
+    if !allowed.contains(&v) {
+        return Err(format!("`{field}` is {v:?}; expected one of {}", allowed.join(", ")));
+    }
+    Ok(())
+}
+
+impl GraphSpec {
+    fn input(&self, name: &str) -> Option<&IoSpec> {
+        self.inputs.iter().find(|i| i.name == name)
+    }
+
+    fn output(&self, name: &str) -> Option<&IoSpec> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+}
+
+/// The last dimension of `spec`, when it is a number.
+fn last_dim(spec: &IoSpec) -> Option<usize> {
+    spec.shape.last().and_then(|d| d.parse().ok())
+}
+
+impl Manifest {
+    /// Checks the metadata against itself and against the graphs' signatures, so that no stated
+    /// size is out of range and what the runtime allocates from it matches the graphs: the
+    /// decoder takes `past.{l}.key/value` for exactly `backbone.layers` layers, a `demographic`
+    /// input of `adapter.demographic_dim` exactly when the routers read the profile, and gives
+    /// `routing_experts` `[routers, batch, seq, top_k]` exactly when there are routers; the
+    /// encoder's `embedding` has `encoder.dim` values. The error says which field is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        one_of("dtype", &self.dtype, &["f32", "f16"])?;
+        let b = &self.backbone;
+        one_of("backbone.family", &b.family, &["llama", "qwen2", "qwen3"])?;
+        within("backbone.layers", b.layers, MAX_LAYERS)?;
+        within("backbone.heads", b.heads, MAX_HEADS)?;
+        within("backbone.kv_heads", b.kv_heads, MAX_HEADS)?;
+        within("backbone.head_dim", b.head_dim, MAX_HEAD_DIM)?;
+        within("backbone.hidden", b.hidden, MAX_HIDDEN)?;
+        within("backbone.vocab", b.vocab, MAX_VOCAB)?;
+        within("backbone.max_positions", b.max_positions, MAX_POSITIONS)?;
+        if let Some(id) = b.end_of_turn.iter().find(|&&id| id as usize >= b.vocab) {
+            return Err(format!("`backbone.end_of_turn` holds {id}, outside the vocabulary of {}", b.vocab));
+        }
+        let model = self.graphs.get("model").ok_or("no `model` graph")?;
+        for name in ["input_ids", "attention_mask"] {
+            model.input(name).ok_or_else(|| format!("graph `model` has no input `{name}`"))?;
+        }
+        let past = model.inputs.iter().filter(|i| i.name.starts_with("past.")).count();
+        let all_layers = (0..b.layers).all(|l| model.input(&format!("past.{l}.key")).is_some() && model.input(&format!("past.{l}.value")).is_some());
+        if past != 2 * b.layers || !all_layers {
+            return Err(format!("`backbone.layers` is {}, but graph `model` takes the KV cache of {} layers", b.layers, past / 2));
+        }
+        if model.output("logits").and_then(last_dim) != Some(b.vocab) {
+            return Err(format!("graph `model` gives no `logits` of `backbone.vocab` ({}) values", b.vocab));
+        }
+        let demographic = model.input("demographic");
+        let routing = model.output("routing_experts");
+        match &self.adapter {
+            None if demographic.is_some() || routing.is_some() => return Err("graph `model` has routers or a `demographic` input, but the manifest has no `adapter`".into()),
+            None => {}
+            Some(a) => {
+                one_of("adapter.method", &a.method, &["cuma", "lora", "dora", "hydralora", "mixlora"])?;
+                one_of("adapter.gate", &a.gate, &["topk-softmax", "double-softmax", "soft"])?;
+                one_of("adapter.router_layout", &a.router_layout, &["per-module", "shared-qkv", "per-layer"])?;
+                within("adapter.experts", a.experts, MAX_EXPERTS)?;
+                within("adapter.top_k", a.top_k, a.experts)?;
+                within("adapter.rank", a.rank, MAX_RANK)?;
+                if a.routers.len() > MAX_LAYERS * 8 {
+                    return Err(format!("`adapter.routers` lists {} routers", a.routers.len()));
+                }
+                match (demographic, a.demographic_dim) {
+                    (None, 0) => {}
+                    (Some(d), dim) if dim > 0 && dim <= MAX_PROFILE_DIM && last_dim(d) == Some(dim) => {}
+                    _ => return Err(format!("`adapter.demographic_dim` is {}, which the graph's `demographic` input does not match", a.demographic_dim)),
+                }
+                match routing {
+                    None if a.routers.is_empty() => {}
+                    Some(r) if !a.routers.is_empty() && r.shape.first().and_then(|n| n.parse().ok()) == Some(a.routers.len()) && last_dim(r) == Some(a.top_k) => {}
+                    _ => return Err(format!("`adapter.routers` ({}) and `adapter.top_k` ({}) do not match the graph's `routing_experts`", a.routers.len(), a.top_k)),
+                }
+            }
+        }
+        match (&self.encoder, self.graphs.get("encoder")) {
+            (None, None) => {}
+            (Some(e), Some(g)) => {
+                one_of("encoder.pooling", &e.pooling, &["mean", "cls", "last-token"])?;
+                within("encoder.dim", e.dim, MAX_PROFILE_DIM)?;
+                within("encoder.max_tokens", e.max_tokens, MAX_POSITIONS)?;
+                if g.output("embedding").and_then(last_dim) != Some(e.dim) {
+                    return Err(format!("`encoder.dim` is {}, but graph `encoder` gives no `embedding` of that size", e.dim));
+                }
+            }
+            (Some(_), None) => return Err("the manifest describes an `encoder` but there is no `encoder` graph".into()),
+            (None, Some(_)) => return Err("there is an `encoder` graph but no `encoder` in the manifest".into()),
+        }
+        let extra: Vec<&String> = self.graphs.keys().filter(|k| !matches!(k.as_str(), "model" | "encoder")).collect();
+        if !extra.is_empty() {
+            return Err(format!("unknown graphs {extra:?} (a bundle has `model` and optionally `encoder`)"));
+        }
+        Ok(())
+    }
 }

@@ -2,8 +2,9 @@
 //! a closed folder. Every file it lists is a plain relative name inside the folder (no `..`, no
 //! absolute path, no symbolic link on the way, a regular file), present with the recorded SHA-256;
 //! every file a session opens - graphs, tokenizers, the graphs' external data - must be one of
-//! them; external data must lie within its file. Nothing outside the folder is opened, hashed or
-//! named in an error.
+//! them; external data must lie within its file; and the metadata must agree with itself and
+//! with the graphs' signatures (`Manifest::validate`). Nothing outside the folder is opened,
+//! hashed or named in an error.
 
 use crate::external_data::{external_refs, ExternalRef};
 use crate::RuntimeError;
@@ -86,6 +87,7 @@ impl Bundle {
             });
         }
         let manifest: Manifest = serde_json::from_value(value).map_err(|e| RuntimeError::Manifest { path: path.display().to_string(), reason: e.to_string() })?;
+        manifest.validate().map_err(|reason| RuntimeError::Manifest { path: path.display().to_string(), reason })?;
         if manifest.files.contains_key(MANIFEST_FILE) {
             return Err(RuntimeError::Manifest { path: path.display().to_string(), reason: format!("`files` lists {MANIFEST_FILE} itself") });
         }

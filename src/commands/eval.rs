@@ -34,7 +34,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
         (EvalMethod::Fewshot, None) => anyhow::bail!("--method fewshot needs --examples <answered items, e.g. train.jsonl>"),
         _ => None,
     };
-    let opts = EvalOptions { batch: a.batch_size, routing: a.routing, shots: pool.as_ref().map(|p| (p, a.shots)), seed: a.seed };
+    let opts = EvalOptions { batch: a.batch_size, routing: a.routing, shots: pool.as_ref().map(|p| (p, a.shots)), seed: a.seed, strict: a.strict };
     let out = a.out.clone().unwrap_or(default_out);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
 
@@ -81,6 +81,9 @@ fn evaluate(evaluator: &Evaluator, items: &[ChoiceItem], opts: EvalOptions<'_>, 
     bar.set_message(what.to_string());
     let result = evaluator.evaluate(items, opts, |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
+    if let Some((id, why)) = result.skipped.first() {
+        eprintln!("warning: {what}: skipped {} of {} items that cannot be scored (first: item {id}: {why}); --strict refuses them instead", result.skipped.len(), items.len());
+    }
     Ok(result)
 }
 

@@ -41,17 +41,23 @@ pub struct EvalOptions<'a> {
     /// Few-shot examples and how many to show per question.
     pub shots: Option<(&'a ShotPool, usize)>,
     pub seed: u64,
+    /// Refuse the evaluation at the first item that cannot be scored (its prompt is longer
+    /// than the model's context, or it does not tokenise) instead of skipping it.
+    pub strict: bool,
 }
 
 impl Default for EvalOptions<'_> {
     fn default() -> Self {
-        Self { batch: 16, routing: false, shots: None, seed: 0 }
+        Self { batch: 16, routing: false, shots: None, seed: 0, strict: false }
     }
 }
 
 /// Scores, metrics and (when asked) the routing analysis of one item set.
 pub struct Evaluation {
+    /// The items scored, in input order (skipped ones left out).
     pub scored: Vec<Scored>,
+    /// Items that could not be scored: (item id, why). Only without [`EvalOptions::strict`].
+    pub skipped: Vec<(String, String)>,
     pub summary: Summary,
     pub routing: Option<RoutingReport>,
 }
@@ -101,12 +107,30 @@ impl Evaluator {
         let (texts, rows) = profile::index(items.iter().map(|i| &i.profile), &order, self.config.profile_style);
         let mut cfg = self.config.clone();
         cfg.max_len = usize::MAX;
+        // The same context rule as training and cuma-run: a prompt must fit the model's
+        // positions. An item that does not is skipped (and counted), or refused with `strict`;
+        // either way it never reaches a forward pass.
+        let context = self.model.config().max_position_embeddings;
         let mut prompts = Vec::with_capacity(items.len());
+        let (mut kept, mut skipped) = (Vec::with_capacity(items.len()), Vec::new());
         for (item, &row) in items.iter().zip(&rows) {
             let shots = opts.shots.map(|(pool, n)| pool.pick(item, n, opts.seed)).unwrap_or_default();
-            let ex = tokenize(&self.model, item, &texts[row], &cfg, row, &shots)?.ok_or_else(|| Error::Invalid(format!("item {} could not be tokenised", item.id)))?;
-            prompts.push(ChoicePrompt { ids: ex.ids[..ex.targets_from].to_vec(), options: item.options.len(), profile: row });
+            let prompt = match tokenize(&self.model, item, &texts[row], &cfg, row, &shots) {
+                Ok(Some(ex)) if ex.targets_from <= context => Ok(ex.ids[..ex.targets_from].to_vec()),
+                Ok(Some(ex)) => Err(format!("its prompt is {} tokens, past the model's context of {context}", ex.targets_from)),
+                Ok(None) => Err("it could not be tokenised".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match prompt {
+                Ok(ids) => {
+                    prompts.push(ChoicePrompt { ids, options: item.options.len(), profile: row });
+                    kept.push(item);
+                }
+                Err(why) if opts.strict => return Err(Error::Invalid(format!("item {}: {why}", item.id))),
+                Err(why) => skipped.push((item.id.clone(), why)),
+            }
         }
+        let items = kept;
         let profiles: Option<Tensor> = if self.model.decoder.adapters.as_ref().is_some_and(|a| a.profile_dim > 0) {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let rows = refs.chunks(32).map(|c| self.encoder.embed(c)).collect::<Result<Vec<_>>>()?;
@@ -148,7 +172,7 @@ impl Evaluator {
             }
             _ => None,
         };
-        Ok(Evaluation { scored, summary, routing })
+        Ok(Evaluation { scored, skipped, summary, routing })
     }
 }
 

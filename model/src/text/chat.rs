@@ -37,10 +37,41 @@ pub struct SpecialTokens<'a> {
     pub eos: Option<&'a str>,
 }
 
+/// Template instructions one rendering may execute: real chat templates need a few thousand
+/// for a long conversation; a hostile one (nested `range(100000)` loops) stops here instead of
+/// hanging the process.
+pub const TEMPLATE_FUEL: u64 = 20_000_000;
+
+/// The longest rendered prompt, in bytes (far beyond any model's context).
+pub const MAX_RENDERED_BYTES: usize = 16 << 20;
+
+/// Collects rendered text up to [`MAX_RENDERED_BYTES`], then refuses more.
+struct CappedOutput {
+    text: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + bytes.len() > MAX_RENDERED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered prompt too long"));
+        }
+        self.text.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Renders `messages` with `template`, ending with the assistant prompt. The error is the
-/// template engine's message (a syntax error, or the template's own `raise_exception`).
+/// template engine's message (a syntax error, or the template's own `raise_exception`), or says
+/// that the template ran out of [`TEMPLATE_FUEL`] or wrote more than [`MAX_RENDERED_BYTES`].
 pub fn render(template: &str, messages: &[Message], special: &SpecialTokens<'_>) -> Result<String, String> {
     let mut env = minijinja::Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
     minijinja_contrib::add_to_environment(&mut env);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
@@ -49,13 +80,22 @@ pub fn render(template: &str, messages: &[Message], special: &SpecialTokens<'_>)
     env.add_function("strftime_now", strftime_now);
     env.add_template("chat", template).map_err(|e| e.to_string())?;
     let tmpl = env.get_template("chat").map_err(|e| e.to_string())?;
-    tmpl.render(minijinja::context! {
-        messages => messages,
-        add_generation_prompt => true,
-        bos_token => special.bos.unwrap_or_default(),
-        eos_token => special.eos.unwrap_or_default(),
-    })
-    .map_err(|e| e.to_string())
+    let mut out = CappedOutput { text: Vec::new(), overflowed: false };
+    let rendered = tmpl.render_captured_to(
+        minijinja::context! {
+            messages => messages,
+            add_generation_prompt => true,
+            bos_token => special.bos.unwrap_or_default(),
+            eos_token => special.eos.unwrap_or_default(),
+        },
+        &mut out,
+    );
+    match rendered {
+        Ok(_) => String::from_utf8(out.text).map_err(|e| format!("the template wrote invalid UTF-8: {e}")),
+        Err(_) if out.overflowed => Err(format!("the chat template wrote more than {} MiB; refusing it", MAX_RENDERED_BYTES >> 20)),
+        Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Err(format!("the chat template ran more than {TEMPLATE_FUEL} instructions (a runaway loop?); refusing it")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -95,6 +135,13 @@ mod tests {
         assert!(err.contains("first message must be the user"), "{err}");
         let err = render("{% for %}", &chat(), &with_bos("")).expect_err("syntax");
         assert!(err.contains("syntax"), "{err}");
+        // Runaway templates end with an error instead of hanging or exhausting memory.
+        let started = std::time::Instant::now();
+        let err = render("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", &chat(), &with_bos("")).expect_err("loops");
+        assert!(err.contains("instructions"), "{err}");
+        let err = render("{% for i in range(1000) %}{{ 'x' * 100000 }}{% endfor %}", &chat(), &with_bos("")).expect_err("huge output");
+        assert!(err.contains("MiB"), "{err}");
+        assert!(started.elapsed().as_secs() < 30, "limits took {:?}", started.elapsed());
     }
 
     #[test]
