@@ -94,7 +94,7 @@ fn runtime_subject<'a>(model: &'static str, bundle: &Path, backend: Backend) -> 
     let prefill: Work<'a> = {
         let (s, ids, vector) = (Rc::clone(&s), ids.clone(), vector.clone());
         Box::new(move || {
-            s.borrow_mut().step(&[ids.clone()], &vec![1; CONTEXT], vector.as_deref(), None).expect("prefill");
+            s.borrow_mut().step(std::slice::from_ref(&ids), &vec![1; CONTEXT], vector.as_deref(), None).expect("prefill");
         })
     };
     let decode = [1usize, 8]

@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn malformed_bytes_are_errors_not_panics() {
         let g = bytes_field(GRAPH_INITIALIZER, &external_tensor("w", "d", "-1", "8"));
-        assert!(external_refs(&bytes_field(MODEL_GRAPH, &g)).unwrap_err().0.contains("byte count"));
+        assert!(external_refs(&bytes_field(MODEL_GRAPH, &g)).expect_err("a byte count").0.contains("byte count"));
         let mut cut = bytes_field(MODEL_GRAPH, &g);
         cut.truncate(cut.len() - 3);
         assert!(external_refs(&cut).is_err());
@@ -252,6 +252,6 @@ mod tests {
         for _ in 0..(MAX_DEPTH + 2) {
             deep = bytes_field(GRAPH_NODE, &bytes_field(NODE_ATTRIBUTE, &bytes_field(ATTRIBUTE_G, &deep)));
         }
-        assert!(external_refs(&bytes_field(MODEL_GRAPH, &deep)).unwrap_err().0.contains("nested"));
+        assert!(external_refs(&bytes_field(MODEL_GRAPH, &deep)).expect_err("too deep").0.contains("nested"));
     }
 }
