@@ -62,10 +62,19 @@ fn bad_flags_are_errors_not_panics() {
         vec!["generate", "--prompt", "x", "--top-p", "0"],
         vec!["generate", "--model", "/nonexistent.gguf", "--prompt", "x"],
         vec!["embed", "--encoder", "/nonexistent", "--text", "x"],
+        vec!["generate", "--prompt", "x", "--temperature", "nan"],
     ] {
         let (ok, _, err) = cuma(&args);
         assert!(!ok, "{args:?} succeeded");
         assert!(err.starts_with("error:") && !err.contains("panicked"), "{args:?}: {err}");
+    }
+    // Sizes no run can mean are refused before anything is allocated (10^12 rows aborted).
+    let dir = common::scratch("cli_bad_sizes");
+    let items = common::small_survey(&dir, 1);
+    let (llama, bert, data, out) = (common::arg(&tiny("llama")), common::arg(&tiny("bert")), common::arg(&items), common::arg(&dir.join("run")));
+    for (flag, value) in [("--batch-size", "1000000000000"), ("--steps", "1000000000000")] {
+        let (ok, _, err) = cuma(&["train", "--model", &llama, "--encoder", &bert, "--data", &data, "--out", &out, "--device", "cpu", flag, value]);
+        assert!(!ok && err.contains("at most") && !err.contains("panicked"), "{flag} {value}: {err}");
     }
 }
 

@@ -10,6 +10,13 @@ use std::path::PathBuf;
 /// Current version of the training config format.
 pub const TRAIN_CONFIG_VERSION: u32 = 1;
 
+/// The largest micro-batch (and gradient accumulation) a run may ask for.
+pub const MAX_BATCH: usize = 1 << 16;
+/// The most optimiser steps a run may ask for.
+pub const MAX_STEPS: usize = 1 << 30;
+/// The longest training example in tokens.
+pub const MAX_LEN: usize = 1 << 20;
+
 /// A training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,6 +124,14 @@ impl TrainConfig {
         }
         if self.batch_size == 0 || self.grad_accum == 0 || self.steps == 0 {
             return bad("batch_size, grad_accum and steps must be positive");
+        }
+        // Beyond these a run cannot be meant: they would size impossible allocations (a batch
+        // of 10^12 rows) or overflow the count of items seen.
+        if self.batch_size > MAX_BATCH || self.grad_accum > MAX_BATCH {
+            return bad(&format!("batch_size and grad_accum must be at most {MAX_BATCH}, got {} and {}", self.batch_size, self.grad_accum));
+        }
+        if self.steps > MAX_STEPS || self.max_len > MAX_LEN {
+            return bad(&format!("steps must be at most {MAX_STEPS} and max_len at most {MAX_LEN}, got {} and {}", self.steps, self.max_len));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(&format!("lr must be positive, got {}", self.lr));
