@@ -98,7 +98,8 @@ fn a_training_step_moves_adapters_and_never_the_backbone() {
 
 /// Two groups answer the same question with opposite letters; the profile is kept out of the
 /// prompt, so only a router that sees it can tell them apart.
-fn train_two_groups(cfg: &MethodConfig, steps: usize) -> f64 {
+/// Returns, per group, the probability of "A" among the two letters after training.
+fn train_two_groups(cfg: &MethodConfig, steps: usize) -> [f64; 2] {
     let mut model = Backbone::load(&tiny("llama"), CPU).expect("loads");
     let encoder = ProfileEncoder::load(&tiny("bert"), CPU).expect("encoder");
     let profiles = encoder
@@ -135,9 +136,8 @@ fn train_two_groups(cfg: &MethodConfig, steps: usize) -> f64 {
     let _guard = tch::no_grad_guard();
     let out = model.run(&mut TchOps::new(CPU), &input).expect("eval");
     let last = out.logits.select(1, n - 1).index_select(1, &answers); // [2, 2]: logits of A, B
-    let predicted = last.argmax(-1, false);
-    let right = predicted.eq_tensor(&Tensor::from_slice(&[0i64, 1])).to_kind(Kind::Float).mean(Kind::Float);
-    right.double_value(&[])
+    let p_a = last.softmax(-1, Kind::Float).select(1, 0);
+    [p_a.double_value(&[0]), p_a.double_value(&[1])]
 }
 
 #[test]
@@ -145,8 +145,16 @@ fn routing_on_the_profile_beats_mean_collapse() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cuma = MethodConfig { experts: 4, top_k: 2, rank: 4, alpha: 8.0, dropout: 0.0, ..MethodConfig::default() };
     let dense = MethodConfig { method: Method::Lora, experts: 1, top_k: 1, ..cuma.clone() };
-    let cuma_acc = train_two_groups(&cuma, 40);
-    let dense_acc = train_two_groups(&dense, 40);
-    assert_eq!(cuma_acc, 1.0, "CuMA should answer both groups correctly");
-    assert!(dense_acc <= 0.5, "a profile-blind adapter cannot beat 50 %, got {dense_acc}");
+    let untrained = train_two_groups(&dense, 0);
+    let [cuma_a0, cuma_a1] = train_two_groups(&cuma, 40);
+    let [dense_a0, dense_a1] = train_two_groups(&dense, 40);
+    println!("P(A) group 0 / group 1: untrained {untrained:.3?}, CuMA {cuma_a0:.3} / {cuma_a1:.3}, dense LoRA {dense_a0:.3} / {dense_a1:.3}");
+    // CuMA tells the groups apart: group 0 answers A, group 1 answers B.
+    assert!(cuma_a0 > 0.5 && cuma_a1 < 0.5, "CuMA should answer both groups correctly");
+    // The profile-blind adapter sees identical inputs, so it can only learn the pooled mix of
+    // the two answers: it moves to about 50 / 50 for both (mean collapse), from wherever the
+    // backbone started.
+    assert!((dense_a0 - dense_a1).abs() < 1e-6, "identical inputs, different outputs: {dense_a0} vs {dense_a1}");
+    // Measured 0.589 after 40 steps, from 0.086 untrained.
+    assert!((dense_a0 - 0.5).abs() < 0.15, "the dense adapter should sit near the pooled mix, got P(A) = {dense_a0}");
 }

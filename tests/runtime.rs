@@ -665,3 +665,26 @@ fn out_of_range_sampling_threads_and_request_values_are_refused() {
     }
     assert!(lines[3]["text"].is_string(), "{}", lines[3]);
 }
+
+#[test]
+fn a_tokenizer_with_ids_past_the_vocabulary_is_an_error_not_a_panic() {
+    let dir = scratch("runtime_tokenizer_ids");
+    let bundle = dir.join("bundle");
+    cuma(&["export", "--onnx", &s(&tiny("llama")), "--out", &s(&bundle)]);
+    // The letter "A" (an option letter, and in every option list) moved to id 100000.
+    let broken = bundle_variant(&bundle, &dir.join("broken"), &|to, m| {
+        let path = to.join("tokenizer.json");
+        let mut tok: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("tokenizer")).expect("json");
+        let vocab = tok["model"]["vocab"].as_object_mut().expect("a BPE vocabulary");
+        assert!(vocab.contains_key("A"), "the tiny vocabulary has the letter A");
+        vocab.insert("A".into(), 100_000.into());
+        std::fs::write(&path, tok.to_string()).expect("write");
+        m["files"]["tokenizer.json"] = cuma::train::checkpoint::hash_files(&[path]).expect("hash").into();
+    });
+    for backend in backends().map(|(_, b)| b) {
+        let mut session = session(&broken, backend);
+        let options = ["Yes".to_string(), "No".to_string()];
+        let err = session.choice_distribution(&Profile::new().with("country", "Chile"), "Agree?", &options, false).err().expect("refused").to_string();
+        assert!(err.contains("100000") && err.contains("vocabulary"), "{backend}: {err}");
+    }
+}

@@ -196,7 +196,11 @@ impl Session {
         let t1 = Instant::now();
         let (last, routing) = self.next_token_logits(&ids, demographic.as_deref(), trace_routing)?;
         let prefill_seconds = t1.elapsed().as_secs_f64();
-        let picked: Vec<f64> = letters.iter().map(|&l| f64::from(last[l as usize])).collect();
+        // A tokenizer whose letter ids lie past the graph's vocabulary is a broken bundle, not a panic.
+        let picked: Vec<f64> = letters
+            .iter()
+            .map(|&l| last.get(l as usize).map(|&v| f64::from(v)).ok_or_else(|| RuntimeError::Unsupported(format!("option letter token {l} lies outside the model's {} logits (tokenizer and graph disagree)", last.len()))))
+            .collect::<Result<_, _>>()?;
         let max = picked.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let exp: Vec<f64> = picked.iter().map(|l| (l - max).exp()).collect();
         let total: f64 = exp.iter().sum();
@@ -235,6 +239,10 @@ impl Session {
         }
         if b == 0 || mask.len() % b != 0 {
             return Err(RuntimeError::Input(format!("step: a mask of {} values for a batch of {b}", mask.len())));
+        }
+        // An id outside the embedding table would index past it inside the engine.
+        if let Some(id) = rows.iter().flatten().find(|&&id| id < 0 || id as u64 >= vocab as u64) {
+            return Err(RuntimeError::Input(format!("step: token id {id} is outside the vocabulary of {vocab} (tokenizer and graph disagree?)")));
         }
         let ids = HostTensor::I64 { shape: vec![b, s], data: rows.concat() };
         let total = mask.len() / b.max(1);

@@ -54,7 +54,8 @@ pub fn render(profile: &Profile, order: &[&str], style: ProfileStyle) -> String 
                     parts.push(format!("{}: {v}", wvb_label(k)));
                 }
             }
-            if !profile.contains_key("country") || parts.is_empty() {
+            // A blank country counts as none: the opening must not depend on an empty value.
+            if !attrs.iter().any(|(k, _)| *k == "country") {
                 parts.insert(0, "You are a person".into());
             }
             format!("{}.", parts.join(", "))
@@ -77,6 +78,14 @@ mod tests {
             render(&prof, &DEFAULT_ORDER, ProfileStyle::Wvb),
             "You are a person from Thailand, age group: 55-64, gender: Female, religion: Buddhist."
         );
+    }
+
+    #[test]
+    fn a_blank_country_still_gets_the_opening() {
+        let blank = p(&[("country", "  "), ("age", "25-34")]);
+        assert_eq!(render(&blank, &DEFAULT_ORDER, ProfileStyle::Wvb), "You are a person, age group: 25-34.");
+        assert_eq!(render(&p(&[("age", "25-34")]), &DEFAULT_ORDER, ProfileStyle::Wvb), "You are a person, age group: 25-34.");
+        assert_eq!(render(&p(&[("country", "")]), &DEFAULT_ORDER, ProfileStyle::Wvb), "You are a person.");
     }
 
     #[test]
