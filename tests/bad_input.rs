@@ -110,3 +110,25 @@ fn over_long_prompt_is_an_error() {
     let err = generate(&model, &ids, None, opts, |_| {}).expect_err("too long").to_string();
     assert!(err.contains("250 tokens") && err.contains("256"), "{err}");
 }
+
+#[test]
+fn a_nan_weight_is_refused_at_load_with_the_tensor_named() {
+    let dir = copy_tiny("llama", "nan_weight");
+    let file = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&file).expect("read");
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).expect("header");
+    let (name, info) = header.as_object().expect("object").iter().find(|(k, _)| k.ends_with("mlp.up_proj.weight")).expect("an up projection");
+    // The first value of that tensor becomes a NaN of its dtype.
+    let nan: &[u8] = match info["dtype"].as_str().expect("dtype") {
+        "F32" => &[0x00, 0x00, 0xC0, 0x7F],
+        "F16" => &[0x00, 0x7E],
+        "BF16" => &[0xC0, 0x7F],
+        other => panic!("unexpected dtype {other}"),
+    };
+    let at = 8 + header_len + info["data_offsets"][0].as_u64().expect("offset") as usize;
+    bytes[at..at + nan.len()].copy_from_slice(nan);
+    std::fs::write(&file, bytes).expect("write");
+    let err = load_err(&dir);
+    assert!(err.contains(name.as_str()) && err.contains("NaN") && err.contains("finite"), "{err}");
+}

@@ -243,6 +243,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         }
         let ty = c.u32("tensor type")?;
         let offset = c.u64("tensor offset")?;
+        if offset % alignment != 0 {
+            return Err(Error::Gguf { path: path.into(), reason: format!("tensor `{name}`: offset {offset} is not a multiple of the alignment {alignment}") });
+        }
         raw.push((name, dims, ty, offset));
     }
     let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
@@ -270,6 +273,12 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
             _ => None,
         };
         tensors.insert(hf, TensorEntry { file: 0, start: end - byte_len, end, dtype, shape, unpermute_heads });
+    }
+    // Two tensors may not share bytes: a hostile file could otherwise alias weights.
+    let mut ranges: Vec<(&String, usize, usize)> = tensors.iter().map(|(n, t)| (n, t.start, t.end)).collect();
+    ranges.sort_by_key(|&(_, start, end)| (start, end));
+    if let Some(w) = ranges.windows(2).find(|w| w[1].1 < w[0].2) {
+        return Err(Error::Gguf { path: path.into(), reason: format!("tensors `{}` and `{}` share bytes {}..{} of the file", w[0].0, w[1].0, w[1].1, w[0].2.min(w[1].2)) });
     }
     Ok((version, metadata, tensors))
 }
@@ -305,6 +314,39 @@ mod tests {
     fn put_str(b: &mut Vec<u8>, s: &str) {
         b.extend((s.len() as u64).to_le_bytes());
         b.extend(s.as_bytes());
+    }
+
+    /// A GGUF with F32 tensors `(name, elements, offset)` and `data` bytes of tensor data.
+    fn f32_gguf(tensors: &[(&str, u64, u64)], data: usize) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend((tensors.len() as u64).to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        put_str(&mut b, "general.architecture");
+        b.extend(8u32.to_le_bytes());
+        put_str(&mut b, "llama");
+        for &(name, n, offset) in tensors {
+            put_str(&mut b, name);
+            b.extend(1u32.to_le_bytes());
+            b.extend(n.to_le_bytes());
+            b.extend(0u32.to_le_bytes()); // F32
+            b.extend(offset.to_le_bytes());
+        }
+        b.resize(b.len().div_ceil(32) * 32 + data, 0);
+        b
+    }
+
+    #[test]
+    fn overlapping_or_unaligned_tensor_data_is_refused() {
+        let ok = f32_gguf(&[("blk.0.attn_norm.weight", 8, 0), ("blk.0.ffn_norm.weight", 8, 32)], 64);
+        assert!(parse(Path::new("ok.gguf"), &ok).is_ok());
+        let overlap = f32_gguf(&[("blk.0.attn_norm.weight", 16, 0), ("blk.0.ffn_norm.weight", 8, 32)], 64);
+        let msg = parse(Path::new("o.gguf"), &overlap).expect_err("overlap").to_string();
+        // File positions: the 32 bytes after the second tensor's start.
+        assert!(msg.contains("input_layernorm") && msg.contains("post_attention_layernorm") && msg.contains("share bytes"), "{msg}");
+        let unaligned = f32_gguf(&[("blk.0.attn_norm.weight", 8, 4)], 64);
+        let msg = parse(Path::new("u.gguf"), &unaligned).expect_err("unaligned").to_string();
+        assert!(msg.contains("offset 4 is not a multiple of the alignment 32"), "{msg}");
     }
 
     #[test]

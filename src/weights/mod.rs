@@ -110,6 +110,11 @@ impl WeightSet {
             path: path.clone(),
             reason: format!("tensor `{name}`: {reason}"),
         })?;
+        // Policy: a weight that is NaN or infinite makes the whole model unusable (every logit it
+        // touches becomes NaN), so the file is refused at load with the tensor named.
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(crate::Error::Invalid(format!("{}: tensor `{name}` holds {v} at index {i}; weights must be finite (corrupt file?)", path.display())));
+        }
         if let Some(heads) = e.unpermute_heads {
             values = dequant::unpermute_rotary(&values, &e.shape, heads).map_err(|reason| crate::Error::Gguf {
                 path: path.clone(),
