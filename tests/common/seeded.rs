@@ -1,28 +1,17 @@
 //! Adapter weights that are the same bits on every CPU: a checkpoint's adapters and routers
-//! overwritten with values from a seeded integer generator (splitmix64), so tests that pin a
+//! overwritten with values from a seeded integer generator (splitmix64, `cuma_model::sampling::Rng`), so tests that pin a
 //! model's decisions pin inference on fixed weights, not the training noise of the machine
 //! that recorded them. Every tensor is non-zero (LoRA B included, unlike a fresh adapter), so
 //! experts, routers and gates all shape the output.
 
+use cuma_model::sampling::Rng;
 use std::path::Path;
 use tch::Tensor;
 
-/// splitmix64: a tiny, well-mixed integer generator; integer arithmetic only, so exact everywhere.
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1), on a grid of 2^-23: exact in f32.
-    pub fn symmetric(&mut self) -> f32 {
-        ((self.next() >> 40) as f32) / (1u32 << 23) as f32 - 1.0
-    }
+/// Uniform in [-1, 1) on a grid of 2^-23 (exact in f32), from cuma-model's splitmix64
+/// generator: integer arithmetic only, so the same on every CPU.
+pub fn symmetric(g: &mut Rng) -> f32 {
+    ((g.next_u64() >> 40) as f32) / (1u32 << 23) as f32 - 1.0
 }
 
 /// FNV-1a of a tensor name: each tensor's values depend on its name and the seed only.
@@ -32,9 +21,9 @@ fn name_hash(name: &str) -> u64 {
 
 /// Deterministic values for the adapter tensor `name` of `shape`, standing in for `current`.
 fn values(name: &str, shape: &[i64], current: &Tensor, seed: u64) -> Tensor {
-    let mut g = SplitMix64(seed ^ name_hash(name));
+    let mut g = Rng::new(seed ^ name_hash(name));
     let n: i64 = shape.iter().product();
-    let u: Vec<f32> = (0..n).map(|_| g.symmetric()).collect();
+    let u: Vec<f32> = (0..n).map(|_| symmetric(&mut g)).collect();
     let fresh = Tensor::from_slice(&u).view(shape);
     if name.ends_with("dora_magnitude") {
         // DoRA's magnitudes start at the frozen weight's row norms; scale them by 0.75..1.25.
