@@ -1,8 +1,10 @@
 # cuma: the two commands of the README, plus set-up on its own.
 #   make demo   set up (idempotent), then the main job on the embedded default models:
 #               train CuMA on WVS data, export to ONNX, serve two profiles on ort and tract
-#   make test   set up (idempotent), then run every test of the workspace; every test binary
-#               runs even after one fails (--no-fail-fast), and any failure fails the target
+#   make test   set up (idempotent), then run every test of the workspace, `cargo fmt --check`
+#               and clippy with -D warnings; every test binary runs even after one fails
+#               (--no-fail-fast), each check runs after another failed, and any failure fails
+#               the target
 #   make test-kernels
 #               the whole suite once per CPU kernel setting of libtorch and MKL (default, AVX2,
 #               AVX-512), to show that no test depends on one CPU's last bits
@@ -19,7 +21,11 @@ demo: setup
 
 test:
 	@CUMA_TEST_EXTRAS=1 bash scripts/bootstrap.sh
-	$(CARGO) test --workspace --no-fail-fast
+	@status=0; \
+	$(CARGO) test --workspace --no-fail-fast || status=1; \
+	$(CARGO) fmt --all --check || status=1; \
+	$(CARGO) clippy --workspace --all-targets -- -D warnings || status=1; \
+	exit $$status
 
 test-kernels:
 	@CUMA_TEST_EXTRAS=1 bash scripts/bootstrap.sh

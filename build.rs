@@ -5,7 +5,9 @@
 
 fn main() {
     println!("cargo:rerun-if-env-changed=CUMA_TORCH_LIB");
-    let Some(lib) = std::env::var_os("CUMA_TORCH_LIB") else { return };
+    let Some(lib) = std::env::var_os("CUMA_TORCH_LIB") else {
+        return;
+    };
     if std::path::Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch_cuda");

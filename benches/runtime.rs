@@ -30,16 +30,31 @@ fn prompt_ids() -> Vec<i64> {
 }
 
 fn bench_dir() -> Option<PathBuf> {
-    std::env::var_os("CUMA_BENCH_DIR").map(PathBuf::from).filter(|d| d.join("plain/manifest.json").is_file())
+    std::env::var_os("CUMA_BENCH_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("plain/manifest.json").is_file())
 }
 
 fn threads() -> usize {
-    std::env::var("CUMA_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2)
+    std::env::var("CUMA_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2)
 }
 
 fn session(bundle: &Path, backend: Backend) -> Session {
-    let engine = EngineOptions { backend, threads: Some(threads()) };
-    Session::new(Bundle::open(bundle).expect("bundle"), SessionOptions { engine, strict_profiles: false }).expect("session")
+    let engine = EngineOptions {
+        backend,
+        threads: Some(threads()),
+    };
+    Session::new(
+        Bundle::open(bundle).expect("bundle"),
+        SessionOptions {
+            engine,
+            strict_profiles: false,
+        },
+    )
+    .expect("session")
 }
 
 type Work<'a> = Box<dyn FnMut() + 'a>;
@@ -64,12 +79,16 @@ fn measure(c: &mut Criterion, backend: &str, subjects: &mut [Subject<'_>]) {
         }
     }
     for s in subjects.iter_mut() {
-        c.bench_function(&format!("serve/{}/{backend}/prefill128", s.model), |b| b.iter(&mut s.prefill));
+        c.bench_function(&format!("serve/{}/{backend}/prefill128", s.model), |b| {
+            b.iter(&mut s.prefill)
+        });
     }
     for batch in [1usize, 8] {
         for s in subjects.iter_mut() {
             if let Some((_, step)) = s.decode.iter_mut().find(|(n, _)| *n == batch) {
-                c.bench_function(&format!("serve/{}/{backend}/decode/{batch}", s.model), |b| b.iter(&mut *step));
+                c.bench_function(&format!("serve/{}/{backend}/decode/{batch}", s.model), |b| {
+                    b.iter(&mut *step)
+                });
             }
         }
     }
@@ -94,7 +113,9 @@ fn runtime_subject<'a>(model: &'static str, bundle: &Path, backend: Backend) -> 
     let prefill: Work<'a> = {
         let (s, ids, vector) = (Rc::clone(&s), ids.clone(), vector.clone());
         Box::new(move || {
-            s.borrow_mut().step(std::slice::from_ref(&ids), &vec![1; CONTEXT], vector.as_deref(), None).expect("prefill");
+            s.borrow_mut()
+                .step(std::slice::from_ref(&ids), &vec![1; CONTEXT], vector.as_deref(), None)
+                .expect("prefill");
         })
     };
     let decode = [1usize, 8]
@@ -102,27 +123,57 @@ fn runtime_subject<'a>(model: &'static str, bundle: &Path, backend: Backend) -> 
         .map(|batch| {
             let rows: Vec<Vec<i64>> = vec![ids.clone(); batch];
             let demo: Option<Vec<f32>> = vector.as_ref().map(|v| v.repeat(batch));
-            let past: Vec<HostTensor> = s.borrow_mut().step(&rows, &vec![1; batch * CONTEXT], demo.as_deref(), None).expect("context").presents;
+            let past: Vec<HostTensor> = s
+                .borrow_mut()
+                .step(&rows, &vec![1; batch * CONTEXT], demo.as_deref(), None)
+                .expect("context")
+                .presents;
             let (next, mask) = (vec![vec![42i64]; batch], vec![1i64; batch * (CONTEXT + 1)]);
             let s = Rc::clone(&s);
             let step: Work<'a> = Box::new(move || {
-                s.borrow_mut().step(&next, &mask, demo.as_deref(), Some(&past)).expect("decode");
+                s.borrow_mut()
+                    .step(&next, &mask, demo.as_deref(), Some(&past))
+                    .expect("decode");
             });
             (batch, step)
         })
         .collect();
-    Subject { model, encode, prefill, decode }
+    Subject {
+        model,
+        encode,
+        prefill,
+        decode,
+    }
 }
 
 /// tch eager: the same measurements on the model a bundle came from.
-fn tch_subject<'a>(model_name: &'static str, model: &'a Backbone, encode: Option<Work<'a>>, profile_vector: Option<Tensor>) -> Subject<'a> {
+fn tch_subject<'a>(
+    model_name: &'static str,
+    model: &'a Backbone,
+    encode: Option<Work<'a>>,
+    profile_vector: Option<Tensor>,
+) -> Subject<'a> {
     let run = move |ids: &Tensor, mask: &Tensor, past: Option<&[KvPair<Tensor>]>, profile: Option<&Tensor>| {
         let _g = tch::no_grad_guard();
-        model.run(&mut TchOps::new(Device::Cpu), &StepInput { ids, attention_mask: mask, past, profile }).expect("tch step")
+        model
+            .run(
+                &mut TchOps::new(Device::Cpu),
+                &StepInput {
+                    ids,
+                    attention_mask: mask,
+                    past,
+                    profile,
+                },
+            )
+            .expect("tch step")
     };
     let ids = Tensor::from_slice(&prompt_ids()).view([1, -1]);
     let prefill: Work<'a> = {
-        let (ids, mask, profile) = (ids.shallow_clone(), Tensor::ones([1, CONTEXT as i64], (Kind::Int64, Device::Cpu)), profile_vector.as_ref().map(Tensor::shallow_clone));
+        let (ids, mask, profile) = (
+            ids.shallow_clone(),
+            Tensor::ones([1, CONTEXT as i64], (Kind::Int64, Device::Cpu)),
+            profile_vector.as_ref().map(Tensor::shallow_clone),
+        );
         Box::new(move || {
             run(&ids, &mask, None, profile.as_ref());
         })
@@ -132,7 +183,13 @@ fn tch_subject<'a>(model_name: &'static str, model: &'a Backbone, encode: Option
         .map(|batch| {
             let rows = ids.repeat([batch, 1]);
             let profile = profile_vector.as_ref().map(|p| p.repeat([batch, 1]));
-            let past = run(&rows, &Tensor::ones([batch, CONTEXT as i64], (Kind::Int64, Device::Cpu)), None, profile.as_ref()).presents;
+            let past = run(
+                &rows,
+                &Tensor::ones([batch, CONTEXT as i64], (Kind::Int64, Device::Cpu)),
+                None,
+                profile.as_ref(),
+            )
+            .presents;
             let next = Tensor::full([batch, 1], 42, (Kind::Int64, Device::Cpu));
             let mask = Tensor::ones([batch, CONTEXT as i64 + 1], (Kind::Int64, Device::Cpu));
             let step: Work<'a> = Box::new(move || {
@@ -141,7 +198,12 @@ fn tch_subject<'a>(model_name: &'static str, model: &'a Backbone, encode: Option
             (batch as usize, step)
         })
         .collect();
-    Subject { model: model_name, encode, prefill, decode }
+    Subject {
+        model: model_name,
+        encode,
+        prefill,
+        decode,
+    }
 }
 
 fn serving(c: &mut Criterion) {
@@ -150,22 +212,38 @@ fn serving(c: &mut Criterion) {
         return;
     };
     let (plain_bundle, cuma_bundle) = (dir.join("plain"), dir.join("cuma/bundle"));
-    for (name, backend) in [("ort", Backend::Ort { device: OrtDevice::Cpu }), ("tract", Backend::Tract)] {
-        let mut subjects = [runtime_subject("plain", &plain_bundle, backend), runtime_subject("cuma", &cuma_bundle, backend)];
+    for (name, backend) in [
+        ("ort", Backend::Ort { device: OrtDevice::Cpu }),
+        ("tract", Backend::Tract),
+    ] {
+        let mut subjects = [
+            runtime_subject("plain", &plain_bundle, backend),
+            runtime_subject("cuma", &cuma_bundle, backend),
+        ];
         measure(c, name, &mut subjects);
     }
     tch::set_num_threads(threads() as i32);
     let e = Evaluator::from_checkpoint(&dir.join("cuma/checkpoint"), Device::Cpu).expect("CuMA checkpoint");
-    let text = Profile::parse(PROFILE).expect("profile").render(&Bundle::open(&cuma_bundle).expect("bundle").manifest.profile).expect("text");
+    let text = Profile::parse(PROFILE)
+        .expect("profile")
+        .render(&Bundle::open(&cuma_bundle).expect("bundle").manifest.profile)
+        .expect("text");
     let vector = e.encoder.embed(&[&text]).expect("embed");
-    let backbone = cuma::train::checkpoint::load(&dir.join("cuma/checkpoint")).expect("checkpoint").manifest.backbone.path;
+    let backbone = cuma::train::checkpoint::load(&dir.join("cuma/checkpoint"))
+        .expect("checkpoint")
+        .manifest
+        .backbone
+        .path;
     let plain = Backbone::load(&backbone, Device::Cpu).expect("plain backbone");
     let encoder = &e.encoder;
     let encode: Work<'_> = Box::new(move || {
         let _g = tch::no_grad_guard();
         let _ = std::hint::black_box(encoder.embed(&[&text]).expect("embed"));
     });
-    let mut subjects = [tch_subject("plain", &plain, None, None), tch_subject("cuma", &e.model, Some(encode), Some(vector))];
+    let mut subjects = [
+        tch_subject("plain", &plain, None, None),
+        tch_subject("cuma", &e.model, Some(encode), Some(vector)),
+    ];
     measure(c, "tch", &mut subjects);
 }
 

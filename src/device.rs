@@ -11,7 +11,9 @@ pub fn parse_device(flag: &str) -> Result<Device> {
         "cuda" => cuda(0),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(i)) => cuda(i),
-            _ => Err(Error::Invalid(format!("unknown device `{other}` (use auto, cpu, cuda or cuda:N)"))),
+            _ => Err(Error::Invalid(format!(
+                "unknown device `{other}` (use auto, cpu, cuda or cuda:N)"
+            ))),
         },
     }
 }
@@ -19,7 +21,9 @@ pub fn parse_device(flag: &str) -> Result<Device> {
 fn cuda(i: usize) -> Result<Device> {
     let n = tch::Cuda::device_count() as usize;
     if i >= n {
-        return Err(Error::Invalid(format!("CUDA device {i} requested but libtorch sees {n} CUDA device(s)")));
+        return Err(Error::Invalid(format!(
+            "CUDA device {i} requested but libtorch sees {n} CUDA device(s)"
+        )));
     }
     Ok(Device::Cuda(i))
 }

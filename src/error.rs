@@ -17,7 +17,11 @@ pub enum Error {
     Gguf { path: PathBuf, reason: String },
     /// A tensor is stored in a data type cuma cannot convert.
     #[error("{path}: tensor `{tensor}` has unsupported data type {dtype}")]
-    UnsupportedDtype { path: PathBuf, tensor: String, dtype: String },
+    UnsupportedDtype {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+    },
     /// The model definition rejected the weights or configuration found in `path`.
     #[error("{path}: {source}")]
     Model { path: PathBuf, source: cuma_model::Error },
@@ -46,7 +50,10 @@ pub enum Error {
 
 impl From<cuma_model::Error> for Error {
     fn from(e: cuma_model::Error) -> Self {
-        Error::Model { path: PathBuf::from("<model>"), source: e }
+        Error::Model {
+            path: PathBuf::from("<model>"),
+            source: e,
+        }
     }
 }
 

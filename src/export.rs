@@ -19,7 +19,10 @@ impl TensorSource for WeightSetSource<'_> {
     }
     fn read(&self, name: &str) -> std::result::Result<Vec<f32>, String> {
         if let Some(dtype) = self.0.unreadable(name) {
-            return Err(format!("tensor `{name}` in {} is stored as {dtype}, which cuma cannot convert to f32", self.0.describe()));
+            return Err(format!(
+                "tensor `{name}` in {} is stored as {dtype}, which cuma cannot convert to f32",
+                self.0.describe()
+            ));
         }
         self.0.read_f32(name).map_err(|e| e.to_string())
     }
@@ -40,9 +43,15 @@ impl ExportInput {
     /// `path` is a run directory, a checkpoint directory, or a model (GGUF file / HF directory).
     /// `backbone` overrides the checkpoint's recorded backbone, which must then hash the same.
     pub fn resolve(path: &Path, backbone: Option<&Path>) -> Result<Self> {
-        let dir = [path.to_path_buf(), path.join(crate::train::sft::CHECKPOINT_DIR)].into_iter().find(|d| d.join(checkpoint::MANIFEST_FILE).is_file());
+        let dir = [path.to_path_buf(), path.join(crate::train::sft::CHECKPOINT_DIR)]
+            .into_iter()
+            .find(|d| d.join(checkpoint::MANIFEST_FILE).is_file());
         let Some(dir) = dir else {
-            return Ok(Self { backbone: backbone.unwrap_or(path).to_path_buf(), checkpoint: None, merge: false });
+            return Ok(Self {
+                backbone: backbone.unwrap_or(path).to_path_buf(),
+                checkpoint: None,
+                merge: false,
+            });
         };
         let ck = checkpoint::load(&dir)?;
         let recorded = &ck.manifest.backbone;
@@ -56,7 +65,11 @@ impl ExportInput {
                 chosen.display()
             )));
         }
-        Ok(Self { backbone: chosen, checkpoint: Some(ck), merge: false })
+        Ok(Self {
+            backbone: chosen,
+            checkpoint: Some(ck),
+            merge: false,
+        })
     }
 }
 
@@ -82,25 +95,50 @@ impl TensorSource for Overlaid<'_> {
 }
 
 /// `W + (alpha / r) B A` for every adapted projection of a plain LoRA checkpoint.
-fn merged_lora(base: &WeightSetSource<'_>, ck: &checkpoint::Checkpoint, method: &cuma_model::config::MethodConfig, layers: usize) -> Result<std::collections::HashMap<String, Vec<f32>>> {
+fn merged_lora(
+    base: &WeightSetSource<'_>,
+    ck: &checkpoint::Checkpoint,
+    method: &cuma_model::config::MethodConfig,
+    layers: usize,
+) -> Result<std::collections::HashMap<String, Vec<f32>>> {
     if method.method != cuma_model::config::Method::Lora || method.experts != 1 {
-        return Err(Error::Invalid(format!("--merge folds a single plain LoRA into the weights; this checkpoint is `{}` with {} experts", as_text(&method.method), method.experts)));
+        return Err(Error::Invalid(format!(
+            "--merge folds a single plain LoRA into the weights; this checkpoint is `{}` with {} experts",
+            as_text(&method.method),
+            method.experts
+        )));
     }
-    let adapters: std::collections::HashMap<&str, &tch::Tensor> = ck.adapters.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let adapters: std::collections::HashMap<&str, &tch::Tensor> =
+        ck.adapters.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let mut out = std::collections::HashMap::new();
     for layer in 0..layers {
         for &target in &method.targets {
             let prefix = cuma_model::adapters::target_prefix(layer, target);
-            let (a, b) = match (adapters.get(format!("{prefix}.lora_a").as_str()), adapters.get(format!("{prefix}.lora_b").as_str())) {
+            let (a, b) = match (
+                adapters.get(format!("{prefix}.lora_a").as_str()),
+                adapters.get(format!("{prefix}.lora_b").as_str()),
+            ) {
                 (Some(a), Some(b)) => (a, b),
-                _ => return Err(Error::Invalid(format!("the checkpoint has no LoRA tensors for {prefix}"))),
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "the checkpoint has no LoRA tensors for {prefix}"
+                    )))
+                }
             };
-            let delta = b.f_matmul(a)?.f_mul_scalar(method.scale())?.f_to_kind(tch::Kind::Float)?.f_contiguous()?;
+            let delta = b
+                .f_matmul(a)?
+                .f_mul_scalar(method.scale())?
+                .f_to_kind(tch::Kind::Float)?
+                .f_contiguous()?;
             let delta: Vec<f32> = Vec::try_from(delta.f_view([-1])?)?;
             let name = format!("{prefix}.weight");
             let mut w = base.read(&name).map_err(Error::Invalid)?;
             if w.len() != delta.len() {
-                return Err(Error::Invalid(format!("{name}: {} values, the LoRA update has {}", w.len(), delta.len())));
+                return Err(Error::Invalid(format!(
+                    "{name}: {} values, the LoRA update has {}",
+                    w.len(),
+                    delta.len()
+                )));
             }
             w.iter_mut().zip(&delta).for_each(|(x, d)| *x += d);
             out.insert(name, w);
@@ -120,21 +158,36 @@ pub fn export_decoder(input: &ExportInput, source: &ModelSource, store_as: Store
         let mut weights = SourceWeights { source: &overlaid };
         return decoder_graph::<_, AdapterTensors>(&config, &mut weights, None, store_as).map_err(|e| source.error(e));
     }
-    let mut weights = SourceWeights { source: &WeightSetSource(&source.weights) };
+    let mut weights = SourceWeights {
+        source: &WeightSetSource(&source.weights),
+    };
     let graph = match &input.checkpoint {
         None => decoder_graph::<_, AdapterTensors>(&config, &mut weights, None, store_as),
         Some(ck) => {
             let method = effective_method(&ck.manifest.config.method)?;
-            if matches!(method.method, cuma_model::config::Method::Full | cuma_model::config::Method::Ptuning) {
-                return Err(Error::Invalid(format!("exporting `{}` checkpoints is not supported yet (cuma exports backbones with LoRA-type adapters)", as_text(&method.method))));
+            if matches!(
+                method.method,
+                cuma_model::config::Method::Full | cuma_model::config::Method::Ptuning
+            ) {
+                return Err(Error::Invalid(format!(
+                    "exporting `{}` checkpoints is not supported yet (cuma exports backbones with LoRA-type adapters)",
+                    as_text(&method.method)
+                )));
             }
-            let mut tensors = AdapterTensors { origin: "the checkpoint's adapter.safetensors".into(), ..Default::default() };
+            let mut tensors = AdapterTensors {
+                origin: "the checkpoint's adapter.safetensors".into(),
+                ..Default::default()
+            };
             for (name, t) in &ck.adapters {
                 let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
                 let values: Vec<f32> = Vec::try_from(t.f_to_kind(tch::Kind::Float)?.f_contiguous()?.f_view([-1])?)?;
                 tensors.tensors.insert(name.clone(), (shape, values));
             }
-            let spec = AdapterSpec { method: &method, tensors: &mut tensors, encoder_dim: ck.manifest.profile_dim };
+            let spec = AdapterSpec {
+                method: &method,
+                tensors: &mut tensors,
+                encoder_dim: ck.manifest.profile_dim,
+            };
             decoder_graph(&config, &mut weights, Some(spec), store_as)
         }
     };
@@ -151,13 +204,22 @@ pub struct BundleReport {
 
 /// Writes one graph (and its external data file, past `external_data_above` weight bytes); the
 /// names of the files written.
-fn write_graph(graph: cuma_export::proto::GraphProto, doc: &str, path: &Path, external_data_above: u64) -> Result<Vec<String>> {
-    let written = cuma_export::write_model(cuma_export::model_proto(graph, doc), path, external_data_above).map_err(|e| Error::Invalid(format!("writing {}: {e}", path.display())))?;
+fn write_graph(
+    graph: cuma_export::proto::GraphProto,
+    doc: &str,
+    path: &Path,
+    external_data_above: u64,
+) -> Result<Vec<String>> {
+    let written = cuma_export::write_model(cuma_export::model_proto(graph, doc), path, external_data_above)
+        .map_err(|e| Error::Invalid(format!("writing {}: {e}", path.display())))?;
     Ok(written.files.into_iter().map(|(name, _)| name).collect())
 }
 
 fn as_text<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// `bytes` as a new file at `path`, never through a link planted there ([`cuma_export::create_new_file`]).
@@ -167,14 +229,22 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// A tokenizer as `tokenizer.json` at `path`.
 fn write_tokenizer(tokenizer: &tokenizers::Tokenizer, path: &Path) -> Result<()> {
-    let json = tokenizer.to_string(false).map_err(|e| Error::Tokenizer { path: path.to_path_buf(), reason: e.to_string() })?;
+    let json = tokenizer.to_string(false).map_err(|e| Error::Tokenizer {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     write_new(path, json.as_bytes())
 }
 
 /// Writes a complete bundle for `input` into `out` (which must exist): `model.onnx`,
 /// `tokenizer.json`, for checkpoints whose routers read the profile also `encoder.onnx` and
 /// `encoder.tokenizer.json`, and `manifest.json` with every file's SHA-256.
-pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs, external_data_above: u64) -> Result<BundleReport> {
+pub fn write_bundle(
+    input: &ExportInput,
+    out: &Path,
+    store_as: StoreAs,
+    external_data_above: u64,
+) -> Result<BundleReport> {
     use cuma_model::bundle::{self, BackboneSpec, EncoderSpec, GraphSpec, Manifest, ProfileSpec};
     let started = std::time::Instant::now();
     let mut graphs = std::collections::BTreeMap::new();
@@ -185,31 +255,75 @@ pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs, external
     let tokenizer = crate::models::backbone::tokenizer_for(&source)?;
     let decoder = export_decoder(input, &source, store_as)?;
     let model_path = out.join("model.onnx");
-    files.extend(write_graph(decoder.graph, "cuma decoder", &model_path, external_data_above)?);
-    graphs.insert("model".to_string(), GraphSpec { file: "model.onnx".into(), inputs: decoder.inputs, outputs: decoder.outputs });
+    files.extend(write_graph(
+        decoder.graph,
+        "cuma decoder",
+        &model_path,
+        external_data_above,
+    )?);
+    graphs.insert(
+        "model".to_string(),
+        GraphSpec {
+            file: "model.onnx".into(),
+            inputs: decoder.inputs,
+            outputs: decoder.outputs,
+        },
+    );
     let tok_path = out.join("tokenizer.json");
     write_tokenizer(&tokenizer.inner, &tok_path)?;
     files.push("tokenizer.json".into());
 
-    let train_config = input.checkpoint.as_ref().map(|c| c.manifest.config.clone()).unwrap_or_default();
+    let train_config = input
+        .checkpoint
+        .as_ref()
+        .map(|c| c.manifest.config.clone())
+        .unwrap_or_default();
     let method = effective_method(&train_config.method)?;
     let mut encoder_spec = None;
     if let (Some(ck), Some(dim)) = (&input.checkpoint, decoder.demographic_dim) {
         let enc_path = &ck.manifest.encoder.path;
         let enc_source = ModelSource::open(enc_path)?;
-        let (pooling, normalize) = if enc_source.path.is_dir() { crate::models::encoder::sentence_transformers_config(&enc_source.path)? } else { (cuma_model::layers::Pooling::Mean, false) };
-        let weights = &mut SourceWeights { source: &WeightSetSource(&enc_source.weights) };
+        let (pooling, normalize) = if enc_source.path.is_dir() {
+            crate::models::encoder::sentence_transformers_config(&enc_source.path)?
+        } else {
+            (cuma_model::layers::Pooling::Mean, false)
+        };
+        let weights = &mut SourceWeights {
+            source: &WeightSetSource(&enc_source.weights),
+        };
         let (graph, family) = match &enc_source.config {
-            cuma_model::config::ModelConfig::Bert(bert) => (cuma_export::encoder_graph(bert, weights, pooling, normalize, store_as), "bert".to_string()),
-            cuma_model::config::ModelConfig::Decoder(dec) => (cuma_export::encoder::decoder_encoder_graph(dec, weights, pooling, normalize, store_as), as_text(&dec.family)),
+            cuma_model::config::ModelConfig::Bert(bert) => (
+                cuma_export::encoder_graph(bert, weights, pooling, normalize, store_as),
+                "bert".to_string(),
+            ),
+            cuma_model::config::ModelConfig::Decoder(dec) => (
+                cuma_export::encoder::decoder_encoder_graph(dec, weights, pooling, normalize, store_as),
+                as_text(&dec.family),
+            ),
         };
         let graph = graph.map_err(|e| enc_source.error(e))?;
         if graph.dim != dim {
-            return Err(Error::Invalid(format!("{}: the encoder gives {}-d vectors, the routers were trained on {dim}-d ones", enc_path.display(), graph.dim)));
+            return Err(Error::Invalid(format!(
+                "{}: the encoder gives {}-d vectors, the routers were trained on {dim}-d ones",
+                enc_path.display(),
+                graph.dim
+            )));
         }
         let enc_model = out.join("encoder.onnx");
-        files.extend(write_graph(graph.graph, "cuma demographic encoder", &enc_model, external_data_above)?);
-        graphs.insert("encoder".to_string(), GraphSpec { file: "encoder.onnx".into(), inputs: graph.inputs, outputs: graph.outputs });
+        files.extend(write_graph(
+            graph.graph,
+            "cuma demographic encoder",
+            &enc_model,
+            external_data_above,
+        )?);
+        graphs.insert(
+            "encoder".to_string(),
+            GraphSpec {
+                file: "encoder.onnx".into(),
+                inputs: graph.inputs,
+                outputs: graph.outputs,
+            },
+        );
         let enc_tok = crate::models::backbone::tokenizer_for(&enc_source)?;
         let enc_tok_path = out.join("encoder.tokenizer.json");
         write_tokenizer(&enc_tok.inner, &enc_tok_path)?;
@@ -278,5 +392,9 @@ pub fn write_bundle(input: &ExportInput, out: &Path, store_as: StoreAs, external
     let manifest_path = out.join(bundle::MANIFEST_FILE);
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
     write_new(&manifest_path, text.as_bytes())?;
-    Ok(BundleReport { sizes, routers: decoder.routers.len(), seconds: started.elapsed().as_secs_f64() })
+    Ok(BundleReport {
+        sizes,
+        routers: decoder.routers.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }

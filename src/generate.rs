@@ -2,8 +2,8 @@
 //! end-of-turn token or the token budget. Tokens are reported as they come.
 
 use crate::models::backbone::{Backbone, StepInput};
-use crate::tch_ops::TchOps;
 use crate::sampling::{Sampler, SamplingConfig};
+use crate::tch_ops::TchOps;
 use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
@@ -28,19 +28,33 @@ pub struct Generation {
 
 /// Logits of the last position as host f32 values.
 pub fn last_logits(logits: &Tensor) -> Result<Vec<f32>> {
-    let row = logits.f_select(0, 0)?.f_select(0, -1)?.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?;
+    let row = logits
+        .f_select(0, 0)?
+        .f_select(0, -1)?
+        .f_to_kind(Kind::Float)?
+        .f_to_device(tch::Device::Cpu)?;
     Ok(Vec::<f32>::try_from(&row)?)
 }
 
 /// Generates from `prompt_ids`, with `profile` (`[1, D]`) for demographic routers. `on_text`
 /// receives each new piece of decoded text.
-pub fn generate(model: &Backbone, prompt_ids: &[u32], profile: Option<&Tensor>, opts: GenerateOptions, mut on_text: impl FnMut(&str)) -> Result<Generation> {
+pub fn generate(
+    model: &Backbone,
+    prompt_ids: &[u32],
+    profile: Option<&Tensor>,
+    opts: GenerateOptions,
+    mut on_text: impl FnMut(&str),
+) -> Result<Generation> {
     let max = model.config().max_position_embeddings;
     if prompt_ids.is_empty() {
         return Err(Error::Invalid("the prompt is empty".into()));
     }
     if prompt_ids.len() + opts.max_new_tokens > max {
-        return Err(Error::PromptTooLong { tokens: prompt_ids.len(), max, new: opts.max_new_tokens });
+        return Err(Error::PromptTooLong {
+            tokens: prompt_ids.len(),
+            max,
+            new: opts.max_new_tokens,
+        });
     }
     let _guard = tch::no_grad_guard();
     let device = model.device;
@@ -51,7 +65,15 @@ pub fn generate(model: &Backbone, prompt_ids: &[u32], profile: Option<&Tensor>, 
     let input = Tensor::f_from_slice(&ids)?.f_view([1, -1])?.f_to_device(device)?;
     let mask = Tensor::f_ones([1, mask_len], (Kind::Int64, device))?;
     let mut o = TchOps::new(device);
-    let out = model.run(&mut o, &StepInput { ids: &input, attention_mask: &mask, past: None, profile })?;
+    let out = model.run(
+        &mut o,
+        &StepInput {
+            ids: &input,
+            attention_mask: &mask,
+            past: None,
+            profile,
+        },
+    )?;
     let (logits, mut cache) = (out.logits, out.presents);
     let mut row = last_logits(&logits)?;
     let prefill_seconds = start.elapsed().as_secs_f64();
@@ -75,9 +97,19 @@ pub fn generate(model: &Backbone, prompt_ids: &[u32], profile: Option<&Tensor>, 
             break;
         }
         mask_len += 1;
-        let input = Tensor::f_from_slice(&[i64::from(next)])?.f_view([1, 1])?.f_to_device(device)?;
+        let input = Tensor::f_from_slice(&[i64::from(next)])?
+            .f_view([1, 1])?
+            .f_to_device(device)?;
         let mask = Tensor::f_ones([1, mask_len], (Kind::Int64, device))?;
-        let out = model.run(&mut o, &StepInput { ids: &input, attention_mask: &mask, past: Some(&cache), profile })?;
+        let out = model.run(
+            &mut o,
+            &StepInput {
+                ids: &input,
+                attention_mask: &mask,
+                past: Some(&cache),
+                profile,
+            },
+        )?;
         cache = out.presents;
         row = last_logits(&out.logits)?;
     }
@@ -85,5 +117,12 @@ pub fn generate(model: &Backbone, prompt_ids: &[u32], profile: Option<&Tensor>, 
     if text.len() > printed.len() && text.starts_with(&printed) {
         on_text(&text[printed.len()..]);
     }
-    Ok(Generation { prompt_tokens: prompt_ids.len(), tokens, text, stopped, prefill_seconds, decode_seconds: start.elapsed().as_secs_f64() })
+    Ok(Generation {
+        prompt_tokens: prompt_ids.len(),
+        tokens,
+        text,
+        stopped,
+        prefill_seconds,
+        decode_seconds: start.elapsed().as_secs_f64(),
+    })
 }

@@ -4,8 +4,8 @@
 //! (BERT, Qwen3-Embedding-style decoders) into the one model definition of `cuma-model`, computed
 //! eagerly by [`tch_ops::TchOps`].
 
-pub mod defaults;
 pub mod data;
+pub mod defaults;
 pub mod device;
 pub mod error;
 pub mod eval;

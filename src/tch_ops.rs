@@ -18,12 +18,20 @@ pub struct TchOps {
 impl TchOps {
     /// Inference on `device` (dropout off, f32 throughout).
     pub fn new(device: Device) -> Self {
-        Self { device, train: false, bf16_matmul: false }
+        Self {
+            device,
+            train: false,
+            bf16_matmul: false,
+        }
     }
 
     /// Training on `device`: dropout on, bf16 matrix products when `mixed`.
     pub fn training(device: Device, mixed: bool) -> Self {
-        Self { device, train: true, bf16_matmul: mixed }
+        Self {
+            device,
+            train: true,
+            bf16_matmul: mixed,
+        }
     }
 }
 
@@ -44,14 +52,18 @@ impl Ops for TchOps {
 
     fn matmul(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         if self.bf16_matmul {
-            return t(bf16(a).and_then(|a| a.f_matmul(&bf16(b)?)).and_then(|y| y.f_to_kind(Kind::Float)));
+            return t(bf16(a)
+                .and_then(|a| a.f_matmul(&bf16(b)?))
+                .and_then(|y| y.f_to_kind(Kind::Float)));
         }
         t(a.f_matmul(b))
     }
     fn linear(&mut self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         if self.bf16_matmul {
             let bias = b.map(bf16).transpose().map_err(|e| Error::Backend(e.to_string()))?;
-            return t(bf16(x).and_then(|x| x.f_linear(&bf16(w)?, bias.as_ref())).and_then(|y| y.f_to_kind(Kind::Float)));
+            return t(bf16(x)
+                .and_then(|x| x.f_linear(&bf16(w)?, bias.as_ref()))
+                .and_then(|y| y.f_to_kind(Kind::Float)));
         }
         t(x.f_linear(w, b))
     }
@@ -111,7 +123,9 @@ impl Ops for TchOps {
         let mut resolved = Vec::with_capacity(shape.len());
         for (i, &s) in shape.iter().enumerate() {
             if s == 0 {
-                let d = size.get(i).ok_or_else(|| Error::Backend(format!("reshape: 0 at axis {i} of a rank-{} tensor", size.len())))?;
+                let d = size
+                    .get(i)
+                    .ok_or_else(|| Error::Backend(format!("reshape: 0 at axis {i} of a rank-{} tensor", size.len())))?;
                 resolved.push(*d);
             } else {
                 resolved.push(s);
@@ -137,14 +151,19 @@ impl Ops for TchOps {
     }
     fn constant(&mut self, values: &[f32], shape: &[usize]) -> Result<Tensor> {
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        t(Tensor::f_from_slice(values).and_then(|x| x.f_reshape(dims.as_slice())).and_then(|x| x.f_to_device(self.device)))
+        t(Tensor::f_from_slice(values)
+            .and_then(|x| x.f_reshape(dims.as_slice()))
+            .and_then(|x| x.f_to_device(self.device)))
     }
 
     fn argmax_last(&mut self, x: &Tensor) -> Result<Tensor> {
         t(x.f_argmax(-1, true))
     }
     fn one_hot(&mut self, idx: &Tensor, depth: usize) -> Result<Tensor> {
-        t(idx.f_squeeze_dim(-1).and_then(|i| i.f_one_hot(depth as i64)).and_then(|h| h.f_to_kind(Kind::Float)))
+        t(idx
+            .f_squeeze_dim(-1)
+            .and_then(|i| i.f_one_hot(depth as i64))
+            .and_then(|h| h.f_to_kind(Kind::Float)))
     }
     fn dropout(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
         if self.train && p > 0.0 {
@@ -161,7 +180,10 @@ impl Ops for TchOps {
         t(x.f_gelu("none"))
     }
     fn layer_norm(&mut self, x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
-        let last = *x.size().last().ok_or_else(|| Error::Backend("layer_norm on a scalar".into()))?;
+        let last = *x
+            .size()
+            .last()
+            .ok_or_else(|| Error::Backend("layer_norm on a scalar".into()))?;
         t(x.f_layer_norm([last].as_slice(), Some(w), Some(b), eps, false))
     }
 }

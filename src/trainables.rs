@@ -29,7 +29,11 @@ impl Trainables<TchOps> for TchTrainables {
         if let Some(t) = self.tensors.get(name) {
             let got: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
             if got != shape {
-                return Err(ModelError::Shape { name: name.into(), expected: shape.to_vec(), got });
+                return Err(ModelError::Shape {
+                    name: name.into(),
+                    expected: shape.to_vec(),
+                    got,
+                });
             }
             return Ok(t.shallow_clone());
         }
@@ -39,7 +43,9 @@ impl Trainables<TchOps> for TchTrainables {
             Init::Zeros => Tensor::f_zeros(dims.as_slice(), opts),
             Init::Ones => Tensor::f_ones(dims.as_slice(), opts),
             Init::Normal { std } => Tensor::f_randn(dims.as_slice(), opts).and_then(|t| t.f_mul_scalar(std)),
-            Init::Uniform { bound } => Tensor::f_rand(dims.as_slice(), opts).and_then(|t| t.f_mul_scalar(2.0 * bound)).and_then(|t| t.f_sub_scalar(bound)),
+            Init::Uniform { bound } => Tensor::f_rand(dims.as_slice(), opts)
+                .and_then(|t| t.f_mul_scalar(2.0 * bound))
+                .and_then(|t| t.f_sub_scalar(bound)),
         }
         .map_err(backend)?
         .set_requires_grad(true);
@@ -53,10 +59,18 @@ impl Trainables<TchOps> for TchTrainables {
         }
         let got: Vec<usize> = value.size().iter().map(|&d| d as usize).collect();
         if got != shape {
-            return Err(ModelError::Shape { name: name.into(), expected: shape.to_vec(), got });
+            return Err(ModelError::Shape {
+                name: name.into(),
+                expected: shape.to_vec(),
+                got,
+            });
         }
         // `* 1.0` makes a fresh copy, so training never writes into `value`.
-        let t = value.f_detach().and_then(|v| v.f_mul_scalar(1.0)).map_err(backend)?.set_requires_grad(true);
+        let t = value
+            .f_detach()
+            .and_then(|v| v.f_mul_scalar(1.0))
+            .map_err(backend)?
+            .set_requires_grad(true);
         self.tensors.insert(name.into(), t.shallow_clone());
         Ok(t)
     }

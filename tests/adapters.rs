@@ -96,7 +96,11 @@ fn balance_loss_is_one_when_balanced_and_e_over_k_when_collapsed() {
     let same_sel = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]).view([1, 2, 4]);
     let same_g = Tensor::from_slice(&[0.7f32, 0.3, 0.0, 0.0, 0.6, 0.4, 0.0, 0.0]).view([1, 2, 4]);
     let loss = balance_loss(&mut o, &same_g, &same_sel, &mask, 4, 2).expect("loss");
-    assert!((loss.double_value(&[0]) - 2.0).abs() < 1e-6, "E/k = 2, got {}", loss.double_value(&[0]));
+    assert!(
+        (loss.double_value(&[0]) - 2.0).abs() < 1e-6,
+        "E/k = 2, got {}",
+        loss.double_value(&[0])
+    );
     // Padding tokens do not count.
     let padded_mask = Tensor::from_slice(&[1.0f32, 0.0]).view([1, 2, 1]);
     let mixed_sel = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]).view([1, 2, 4]);
@@ -118,13 +122,23 @@ fn fresh_experts_change_nothing() {
     let g = Tensor::full([2, 3, 8], 0.125, (Kind::Float, Device::Cpu));
     let delta = b.forward(&mut ops(), &x, Some(&g)).expect("forward");
     assert_eq!(delta.abs().max().double_value(&[]), 0.0);
-    assert!((b.a.std(true).double_value(&[]) - 0.01).abs() < 0.002, "A ~ N(0, 0.01^2)");
+    assert!(
+        (b.a.std(true).double_value(&[]) - 0.01).abs() < 0.002,
+        "A ~ N(0, 0.01^2)"
+    );
 }
 
 #[test]
 fn stacked_form_equals_the_sparse_sum() {
     for layout in [ExpertLayout::SeparateA, ExpertLayout::SharedA] {
-        let cfg = MethodConfig { experts: 4, rank: 3, alpha: 6.0, dropout: 0.0, expert_layout: layout, ..MethodConfig::default() };
+        let cfg = MethodConfig {
+            experts: 4,
+            rank: 3,
+            alpha: 6.0,
+            dropout: 0.0,
+            expert_layout: layout,
+            ..MethodConfig::default()
+        };
         let (mut b, _) = bank(&cfg, 1);
         let _guard = tch::no_grad_guard();
         b.b = Tensor::randn([5, 12], (Kind::Float, Device::Cpu));
@@ -134,7 +148,11 @@ fn stacked_form_equals_the_sparse_sum() {
         let stacked = b.forward(&mut ops(), &x, Some(&r.gates)).expect("forward");
         let mut sparse = Tensor::zeros([1, 2, 5], (Kind::Float, Device::Cpu));
         for e in 0..4i64 {
-            let a_e = if b.shared_a { b.a.shallow_clone() } else { b.a.narrow(0, e * 3, 3) };
+            let a_e = if b.shared_a {
+                b.a.shallow_clone()
+            } else {
+                b.a.narrow(0, e * 3, 3)
+            };
             let b_e = b.b.narrow(1, e * 3, 3);
             let g_e = r.gates.narrow(2, e, 1);
             sparse += x.matmul(&a_e.tr()).matmul(&b_e.tr()) * g_e * 2.0;
@@ -146,8 +164,17 @@ fn stacked_form_equals_the_sparse_sum() {
 
 #[test]
 fn one_expert_no_profile_is_lora() {
-    let cuma = MethodConfig { experts: 1, top_k: 1, profile_in_router: false, dropout: 0.0, ..MethodConfig::default() };
-    let lora = MethodConfig { dropout: 0.0, ..MethodConfig::lora(8) };
+    let cuma = MethodConfig {
+        experts: 1,
+        top_k: 1,
+        profile_in_router: false,
+        dropout: 0.0,
+        ..MethodConfig::default()
+    };
+    let lora = MethodConfig {
+        dropout: 0.0,
+        ..MethodConfig::lora(8)
+    };
     let (mut cb, _) = bank(&cuma, 5);
     let (mut lb, _) = bank(&lora, 5);
     let _guard = tch::no_grad_guard();

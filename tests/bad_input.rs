@@ -20,9 +20,17 @@ fn truncated_safetensors_is_named() {
     let dir = copy_tiny("llama", "truncated_safetensors");
     let file = dir.join("model.safetensors");
     let len = std::fs::metadata(&file).expect("meta").len();
-    std::fs::OpenOptions::new().write(true).open(&file).expect("open").set_len(len / 2).expect("truncate");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("open")
+        .set_len(len / 2)
+        .expect("truncate");
     let err = load_err(&dir);
-    assert!(err.contains("model.safetensors") && err.contains("not a valid safetensors file"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("not a valid safetensors file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -33,7 +41,10 @@ fn corrupt_safetensors_header_is_named() {
     bytes[8..24].copy_from_slice(b"this is not json");
     std::fs::write(&file, bytes).expect("write");
     let err = load_err(&dir);
-    assert!(err.contains("model.safetensors") && err.contains("safetensors"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("safetensors"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -44,7 +55,10 @@ fn gguf_with_unknown_version_is_rejected() {
     bytes[4..8].copy_from_slice(&99u32.to_le_bytes());
     std::fs::write(&path, bytes).expect("write");
     let err = load_err(&path);
-    assert!(err.contains("bad.gguf") && err.contains("unsupported GGUF version 99"), "{err}");
+    assert!(
+        err.contains("bad.gguf") && err.contains("unsupported GGUF version 99"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -54,17 +68,25 @@ fn truncated_gguf_is_named() {
     let bytes = std::fs::read(tiny("llama-q.gguf")).expect("read");
     std::fs::write(&path, &bytes[..bytes.len() - 1000]).expect("write");
     let err = load_err(&path);
-    assert!(err.contains("short.gguf") && err.contains("runs past the end of the file"), "{err}");
+    assert!(
+        err.contains("short.gguf") && err.contains("runs past the end of the file"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unsupported_architecture_is_named() {
     let dir = copy_tiny("llama", "unsupported_arch");
     let cfg = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg).expect("read").replace("\"llama\"", "\"gpt_neox\"");
+    let text = std::fs::read_to_string(&cfg)
+        .expect("read")
+        .replace("\"llama\"", "\"gpt_neox\"");
     std::fs::write(&cfg, text).expect("write");
     let err = load_err(&dir);
-    assert!(err.contains("config.json") && err.contains("unsupported architecture `gpt_neox`"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("unsupported architecture `gpt_neox`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -79,11 +101,16 @@ fn missing_tokenizer_is_named() {
 fn tensor_of_the_wrong_shape_is_named_with_its_file() {
     let dir = copy_tiny("llama", "wrong_shape");
     let cfg = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg).expect("read").replace("\"intermediate_size\": 128", "\"intermediate_size\": 96");
+    let text = std::fs::read_to_string(&cfg)
+        .expect("read")
+        .replace("\"intermediate_size\": 128", "\"intermediate_size\": 96");
     std::fs::write(&cfg, text).expect("write");
     let err = load_err(&dir);
     assert!(
-        err.contains("model.safetensors") && err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("[128, 64]") && err.contains("[96, 64]"),
+        err.contains("model.safetensors")
+            && err.contains("model.layers.0.mlp.gate_proj.weight")
+            && err.contains("[128, 64]")
+            && err.contains("[96, 64]"),
         "{err}"
     );
 }
@@ -91,14 +118,20 @@ fn tensor_of_the_wrong_shape_is_named_with_its_file() {
 #[test]
 fn missing_model_path_is_named() {
     let err = load_err(std::path::Path::new("/nonexistent/model"));
-    assert!(err.contains("/nonexistent/model") && err.contains("no such file"), "{err}");
+    assert!(
+        err.contains("/nonexistent/model") && err.contains("no such file"),
+        "{err}"
+    );
 }
 
 #[test]
 fn encoder_given_a_directory_without_weights_is_named() {
     let dir = copy_tiny("bert", "encoder_no_weights");
     std::fs::remove_file(dir.join("model.safetensors")).expect("rm");
-    let err = ProfileEncoder::load(&dir, Device::Cpu).err().expect("must fail").to_string();
+    let err = ProfileEncoder::load(&dir, Device::Cpu)
+        .err()
+        .expect("must fail")
+        .to_string();
     assert!(err.contains("no model.safetensors"), "{err}");
 }
 
@@ -106,8 +139,13 @@ fn encoder_given_a_directory_without_weights_is_named() {
 fn over_long_prompt_is_an_error() {
     let model = Backbone::load(&tiny("llama"), Device::Cpu).expect("loads");
     let ids = vec![5u32; 250];
-    let opts = GenerateOptions { max_new_tokens: 10, sampling: Default::default() };
-    let err = generate(&model, &ids, None, opts, |_| {}).expect_err("too long").to_string();
+    let opts = GenerateOptions {
+        max_new_tokens: 10,
+        sampling: Default::default(),
+    };
+    let err = generate(&model, &ids, None, opts, |_| {})
+        .expect_err("too long")
+        .to_string();
     assert!(err.contains("250 tokens") && err.contains("256"), "{err}");
 }
 
@@ -118,7 +156,12 @@ fn a_nan_weight_is_refused_at_load_with_the_tensor_named() {
     let mut bytes = std::fs::read(&file).expect("read");
     let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).expect("header");
-    let (name, info) = header.as_object().expect("object").iter().find(|(k, _)| k.ends_with("mlp.up_proj.weight")).expect("an up projection");
+    let (name, info) = header
+        .as_object()
+        .expect("object")
+        .iter()
+        .find(|(k, _)| k.ends_with("mlp.up_proj.weight"))
+        .expect("an up projection");
     // The first value of that tensor becomes a NaN of its dtype.
     let nan: &[u8] = match info["dtype"].as_str().expect("dtype") {
         "F32" => &[0x00, 0x00, 0xC0, 0x7F],
@@ -130,5 +173,8 @@ fn a_nan_weight_is_refused_at_load_with_the_tensor_named() {
     bytes[at..at + nan.len()].copy_from_slice(nan);
     std::fs::write(&file, bytes).expect("write");
     let err = load_err(&dir);
-    assert!(err.contains(name.as_str()) && err.contains("NaN") && err.contains("finite"), "{err}");
+    assert!(
+        err.contains(name.as_str()) && err.contains("NaN") && err.contains("finite"),
+        "{err}"
+    );
 }

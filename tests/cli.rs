@@ -7,15 +7,32 @@ use common::tiny;
 use std::process::Command;
 
 fn cuma(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cuma")).args(args).output().expect("runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_cuma"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
 fn info_on_embedded_smollm2_reports_its_architecture() {
     let (ok, out, err) = cuma(&["info"]);
     assert!(ok, "{err}");
-    for want in ["architecture:   llama", "layers:         30", "hidden:         576", "heads:          9 (3 KV heads", "vocab:          49152", "134.5 M", "Q4_1", "<|im_end|>", "chat template:"] {
+    for want in [
+        "architecture:   llama",
+        "layers:         30",
+        "hidden:         576",
+        "heads:          9 (3 KV heads",
+        "vocab:          49152",
+        "134.5 M",
+        "Q4_1",
+        "<|im_end|>",
+        "chat template:",
+    ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
 }
@@ -30,7 +47,18 @@ fn info_on_an_encoder_directory() {
 #[test]
 fn generate_streams_text_and_stops() {
     let model = tiny("llama");
-    let (ok, out, err) = cuma(&["generate", "--model", model.to_str().expect("utf8"), "--prompt", "Hello", "--max-tokens", "5", "--device", "cpu", "--timings"]);
+    let (ok, out, err) = cuma(&[
+        "generate",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--prompt",
+        "Hello",
+        "--max-tokens",
+        "5",
+        "--device",
+        "cpu",
+        "--timings",
+    ]);
     assert!(ok, "{err}");
     assert!(!out.trim().is_empty(), "no text generated");
     assert!(err.contains("new tokens"), "{err}");
@@ -39,7 +67,23 @@ fn generate_streams_text_and_stops() {
 #[test]
 fn seeded_sampling_is_reproducible() {
     let model = tiny("qwen2");
-    let args = ["generate", "--model", model.to_str().expect("utf8"), "--prompt", "Hi", "--max-tokens", "12", "--temperature", "1.0", "--top-p", "0.9", "--seed", "7", "--device", "cpu"];
+    let args = [
+        "generate",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--prompt",
+        "Hi",
+        "--max-tokens",
+        "12",
+        "--temperature",
+        "1.0",
+        "--top-p",
+        "0.9",
+        "--seed",
+        "7",
+        "--device",
+        "cpu",
+    ];
     let (a, b) = (cuma(&args), cuma(&args));
     assert!(a.0 && b.0, "{} {}", a.2, b.2);
     assert_eq!(a.1, b.1);
@@ -48,7 +92,16 @@ fn seeded_sampling_is_reproducible() {
 #[test]
 fn embed_prints_json_vectors() {
     let enc = tiny("qwen3");
-    let (ok, out, err) = cuma(&["embed", "--encoder", enc.to_str().expect("utf8"), "--text", "a profile", "--json", "--device", "cpu"]);
+    let (ok, out, err) = cuma(&[
+        "embed",
+        "--encoder",
+        enc.to_str().expect("utf8"),
+        "--text",
+        "a profile",
+        "--json",
+        "--device",
+        "cpu",
+    ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(v["dim"], 64);
@@ -66,15 +119,40 @@ fn bad_flags_are_errors_not_panics() {
     ] {
         let (ok, _, err) = cuma(&args);
         assert!(!ok, "{args:?} succeeded");
-        assert!(err.starts_with("error:") && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error:") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
     }
     // Sizes no run can mean are refused before anything is allocated (10^12 rows aborted).
     let dir = common::scratch("cli_bad_sizes");
     let items = common::small_survey(&dir, 1);
-    let (llama, bert, data, out) = (common::arg(&tiny("llama")), common::arg(&tiny("bert")), common::arg(&items), common::arg(&dir.join("run")));
+    let (llama, bert, data, out) = (
+        common::arg(&tiny("llama")),
+        common::arg(&tiny("bert")),
+        common::arg(&items),
+        common::arg(&dir.join("run")),
+    );
     for (flag, value) in [("--batch-size", "1000000000000"), ("--steps", "1000000000000")] {
-        let (ok, _, err) = cuma(&["train", "--model", &llama, "--encoder", &bert, "--data", &data, "--out", &out, "--device", "cpu", flag, value]);
-        assert!(!ok && err.contains("at most") && !err.contains("panicked"), "{flag} {value}: {err}");
+        let (ok, _, err) = cuma(&[
+            "train",
+            "--model",
+            &llama,
+            "--encoder",
+            &bert,
+            "--data",
+            &data,
+            "--out",
+            &out,
+            "--device",
+            "cpu",
+            flag,
+            value,
+        ]);
+        assert!(
+            !ok && err.contains("at most") && !err.contains("panicked"),
+            "{flag} {value}: {err}"
+        );
     }
 }
 
@@ -93,10 +171,28 @@ fn convert_split_train_eval_pipeline() {
     let s = |p: &std::path::Path| p.to_str().expect("utf8").to_string();
     let wvs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wvs7");
     let all = dir.join("q1.jsonl");
-    let (ok, _, err) = cuma(&["data", "convert", "--wvs", &s(&wvs), "--questions", "Q1,Q46", "--out", &s(&all)]);
+    let (ok, _, err) = cuma(&[
+        "data",
+        "convert",
+        "--wvs",
+        &s(&wvs),
+        "--questions",
+        "Q1,Q46",
+        "--out",
+        &s(&all),
+    ]);
     assert!(ok, "{err}");
     assert!(err.contains("2 questions"), "{err}");
-    let (ok, _, err) = cuma(&["data", "split", "--in", &s(&all), "--out-dir", &s(&dir), "--heldout-fraction", "0.1"]);
+    let (ok, _, err) = cuma(&[
+        "data",
+        "split",
+        "--in",
+        &s(&all),
+        "--out-dir",
+        &s(&dir),
+        "--heldout-fraction",
+        "0.1",
+    ]);
     assert!(ok, "{err}");
     assert!(dir.join("heldout.jsonl").is_file());
     // WVS prompts run to a few hundred tokens in the tiny 320-token vocabulary (few-shot ones to
@@ -105,36 +201,92 @@ fn convert_split_train_eval_pipeline() {
     let llama = common::copy_tiny("llama", "cli_pipeline_llama");
     let config = llama.join("config.json");
     let text = std::fs::read_to_string(&config).expect("config");
-    assert!(text.contains("\"max_position_embeddings\": 256"), "the tiny Llama's config changed");
-    std::fs::write(&config, text.replace("\"max_position_embeddings\": 256", "\"max_position_embeddings\": 4096")).expect("write config");
+    assert!(
+        text.contains("\"max_position_embeddings\": 256"),
+        "the tiny Llama's config changed"
+    );
+    std::fs::write(
+        &config,
+        text.replace("\"max_position_embeddings\": 256", "\"max_position_embeddings\": 4096"),
+    )
+    .expect("write config");
     let (bert, run) = (tiny("bert"), dir.join("run"));
-    let common_args = ["--model", &s(&llama), "--encoder", &s(&bert), "--data", &s(&dir.join("train.jsonl"))];
+    let common_args = [
+        "--model",
+        &s(&llama),
+        "--encoder",
+        &s(&bert),
+        "--data",
+        &s(&dir.join("train.jsonl")),
+    ];
     let mut dry: Vec<&str> = vec!["train", "--dry-run"];
     dry.extend(common_args);
     let (ok, out, err) = cuma(&dry);
     assert!(ok && out.contains("trainable:"), "{out}{err}");
-    let mut train: Vec<&str> = vec!["train", "--max-items", "40", "--steps", "2", "--batch-size", "4", "--device", "cpu"];
+    let mut train: Vec<&str> = vec![
+        "train",
+        "--max-items",
+        "40",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+    ];
     train.extend(common_args);
     let run_s = s(&run);
     train.extend(["--out", run_s.as_str()]);
     let (ok, _, err) = cuma(&train);
     assert!(ok, "{err}");
     assert!(run.join("checkpoint/adapter.safetensors").is_file() && run.join("metrics.jsonl").is_file());
-    let (ok, out, err) = cuma(&["eval", "--checkpoint", &run_s, "--data", &s(&dir.join("test.jsonl")), "--max-items", "16", "--device", "cpu"]);
+    let (ok, out, err) = cuma(&[
+        "eval",
+        "--checkpoint",
+        &run_s,
+        "--data",
+        &s(&dir.join("test.jsonl")),
+        "--max-items",
+        "16",
+        "--device",
+        "cpu",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("| cuma | 16 |"), "{out}");
     assert!(run.join("eval.json").is_file() && run.join("eval.md").is_file());
 
     // Routing analysis and the seen vs held-out table, then the topology in both projections.
     let (test_s, held_s) = (s(&dir.join("test.jsonl")), s(&dir.join("heldout.jsonl")));
-    let (ok, out, err) = cuma(&["eval", "--checkpoint", &run_s, "--data", &test_s, "--heldout", &held_s, "--routing", "--max-items", "80", "--device", "cpu"]);
+    let (ok, out, err) = cuma(&[
+        "eval",
+        "--checkpoint",
+        &run_s,
+        "--data",
+        &test_s,
+        "--heldout",
+        &held_s,
+        "--routing",
+        "--max-items",
+        "80",
+        "--device",
+        "cpu",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("routing: ") && out.contains("| **macro** |"), "{out}");
-    let routing: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("routing.json")).expect("routing.json")).expect("json");
+    let routing: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("routing.json")).expect("routing.json")).expect("json");
     let signatures = routing["signatures"].as_object().expect("signatures");
-    assert!(signatures.len() >= 3, "{} countries in the first 80 test items", signatures.len());
+    assert!(
+        signatures.len() >= 3,
+        "{} countries in the first 80 test items",
+        signatures.len()
+    );
     let routers = routing["routers"].as_array().expect("routers");
-    assert!(routers[0]["router"].as_str().is_some_and(|r| r.starts_with("L0.")), "{}", routers[0]);
+    assert!(
+        routers[0]["router"].as_str().is_some_and(|r| r.starts_with("L0.")),
+        "{}",
+        routers[0]
+    );
     let overlap = routing["overlap"].as_f64().expect("overlap");
     assert!((0.0..=1.0).contains(&overlap));
     for extra in [&[][..], &["--pca"][..]] {
@@ -148,10 +300,44 @@ fn convert_split_train_eval_pipeline() {
         assert!(std::fs::read(&png).expect("png").starts_with(b"\x89PNG"));
     }
     // Few-shot prompting of the bare backbone needs examples, and runs with them.
-    let (ok, _, err) = cuma(&["eval", "--method", "fewshot", "--model", &s(&llama), "--encoder", &s(&bert), "--data", &test_s, "--max-items", "4", "--out", &s(&dir), "--device", "cpu"]);
+    let (ok, _, err) = cuma(&[
+        "eval",
+        "--method",
+        "fewshot",
+        "--model",
+        &s(&llama),
+        "--encoder",
+        &s(&bert),
+        "--data",
+        &test_s,
+        "--max-items",
+        "4",
+        "--out",
+        &s(&dir),
+        "--device",
+        "cpu",
+    ]);
     assert!(!ok && err.contains("--examples"), "{err}");
     let train_s = s(&dir.join("train.jsonl"));
-    let (ok, out, err) = cuma(&["eval", "--method", "fewshot", "--model", &s(&llama), "--encoder", &s(&bert), "--data", &test_s, "--examples", &train_s, "--max-items", "4", "--out", &s(&dir), "--device", "cpu"]);
+    let (ok, out, err) = cuma(&[
+        "eval",
+        "--method",
+        "fewshot",
+        "--model",
+        &s(&llama),
+        "--encoder",
+        &s(&bert),
+        "--data",
+        &test_s,
+        "--examples",
+        &train_s,
+        "--max-items",
+        "4",
+        "--out",
+        &s(&dir),
+        "--device",
+        "cpu",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("| fewshot | 4 |"), "{out}");
 }
@@ -164,18 +350,45 @@ fn train_into_a_run_with_a_checkpoint_needs_resume_or_force() {
     let (llama, bert) = (common::arg(&tiny("llama")), common::arg(&tiny("bert")));
     let train = |extra: &[&str]| {
         let (data, out) = (common::arg(&items), common::arg(&run));
-        let mut args = vec!["train", "--model", &llama, "--encoder", &bert, "--data", &data, "--out", &out, "--device", "cpu", "--batch-size", "2", "--warmup-steps", "1"];
+        let mut args = vec![
+            "train",
+            "--model",
+            &llama,
+            "--encoder",
+            &bert,
+            "--data",
+            &data,
+            "--out",
+            &out,
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--warmup-steps",
+            "1",
+        ];
         args.extend_from_slice(extra);
         cuma(&args)
     };
     let (ok, _, err) = train(&["--steps", "2"]);
     assert!(ok, "{err}");
     let (ok, _, err) = train(&["--steps", "3"]);
-    assert!(!ok && err.contains("at step 2") && err.contains("--resume") && err.contains("--force"), "{err}");
+    assert!(
+        !ok && err.contains("at step 2") && err.contains("--resume") && err.contains("--force"),
+        "{err}"
+    );
     let (ok, _, err) = train(&["--steps", "3", "--resume"]);
     assert!(ok && err.contains("resuming at step 2"), "{err}");
     let (ok, _, err) = train(&["--steps", "1", "--force"]);
     assert!(ok && err.contains("starting at step 0"), "{err}");
-    let steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics").lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON")["step"].as_u64().expect("step")).collect();
+    let steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["step"]
+                .as_u64()
+                .expect("step")
+        })
+        .collect();
     assert_eq!(steps, [1], "a forced restart keeps only its own steps");
 }

@@ -13,30 +13,60 @@ use cuma_model::config::MethodConfig;
 use tch::{Device, Kind, Tensor};
 
 fn prompts(model: &Backbone) -> Vec<ChoicePrompt> {
-    ["Is family important? A. Yes B. No", "How often do you pray? A. Daily B. Weekly C. Rarely D. Never", "Trust? A. Yes B. No C. Depends"]
-        .iter()
-        .enumerate()
-        .map(|(i, q)| {
-            let text = format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n");
-            ChoicePrompt { ids: model.tokenizer.encode(&text, false).expect("ids"), options: q.matches(". ").count(), profile: i % 2 }
-        })
-        .collect()
+    [
+        "Is family important? A. Yes B. No",
+        "How often do you pray? A. Daily B. Weekly C. Rarely D. Never",
+        "Trust? A. Yes B. No C. Depends",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, q)| {
+        let text = format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n");
+        ChoicePrompt {
+            ids: model.tokenizer.encode(&text, false).expect("ids"),
+            options: q.matches(". ").count(),
+            profile: i % 2,
+        }
+    })
+    .collect()
 }
 
 fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
-    a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 #[test]
 fn left_right_and_unpadded_give_the_same_probabilities() {
     let model = Backbone::load(&tiny("qwen3"), Device::Cpu).expect("loads");
     let ps = prompts(&model);
-    assert!(ps.iter().map(|p| p.ids.len()).min() != ps.iter().map(|p| p.ids.len()).max(), "prompts must differ in length");
+    assert!(
+        ps.iter().map(|p| p.ids.len()).min() != ps.iter().map(|p| p.ids.len()).max(),
+        "prompts must differ in length"
+    );
     let left = option_probs(&model, &ps, None, Padding::Left).expect("left");
     let right = option_probs(&model, &ps, None, Padding::Right).expect("right");
-    let alone: Vec<Vec<f64>> = ps.iter().map(|p| option_probs(&model, std::slice::from_ref(p), None, Padding::Left).expect("alone").remove(0)).collect();
-    assert!(max_diff(&left, &right) < 1e-5, "left vs right: {}", max_diff(&left, &right));
-    assert!(max_diff(&left, &alone) < 1e-5, "batched vs alone: {}", max_diff(&left, &alone));
+    let alone: Vec<Vec<f64>> = ps
+        .iter()
+        .map(|p| {
+            option_probs(&model, std::slice::from_ref(p), None, Padding::Left)
+                .expect("alone")
+                .remove(0)
+        })
+        .collect();
+    assert!(
+        max_diff(&left, &right) < 1e-5,
+        "left vs right: {}",
+        max_diff(&left, &right)
+    );
+    assert!(
+        max_diff(&left, &alone) < 1e-5,
+        "batched vs alone: {}",
+        max_diff(&left, &alone)
+    );
     for (p, probs) in ps.iter().zip(&left) {
         assert_eq!(probs.len(), p.options);
         assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-9);
@@ -50,7 +80,14 @@ fn fresh_cuma_scores_exactly_like_the_backbone() {
     let bare = option_probs(&model, &ps, None, Padding::Left).expect("bare");
     tch::manual_seed(9);
     let mut store = TchTrainables::default();
-    let adapters = DecoderAdapters::init(&mut TchOps::new(Device::Cpu), &mut store, &model.decoder, &MethodConfig::default(), 16).expect("adapters");
+    let adapters = DecoderAdapters::init(
+        &mut TchOps::new(Device::Cpu),
+        &mut store,
+        &model.decoder,
+        &MethodConfig::default(),
+        16,
+    )
+    .expect("adapters");
     model.decoder.adapters = Some(adapters);
     let profiles = Tensor::randn([2, 16], (Kind::Float, Device::Cpu));
     let cuma = option_probs(&model, &ps, Some(&profiles), Padding::Left).expect("cuma");
@@ -61,7 +98,8 @@ fn fresh_cuma_scores_exactly_like_the_backbone() {
 fn items_longer_than_the_context_are_skipped_and_counted_or_refused_with_strict() {
     use cuma::data::ChoiceItem;
     use cuma::eval::run::{EvalMethod, EvalOptions, Evaluator};
-    let evaluator = Evaluator::baseline(&tiny("llama"), &tiny("bert"), EvalMethod::Vanilla, Device::Cpu).expect("baseline");
+    let evaluator =
+        Evaluator::baseline(&tiny("llama"), &tiny("bert"), EvalMethod::Vanilla, Device::Cpu).expect("baseline");
     let item = |id: &str, question: String| ChoiceItem {
         id: id.into(),
         respondent: id.into(),
@@ -74,12 +112,33 @@ fn items_longer_than_the_context_are_skipped_and_counted_or_refused_with_strict(
         groups: Default::default(),
     };
     // The tiny Llama has 256 positions; the long question alone is far more.
-    let items = vec![item("short", "Is family important?".into()), item("long", "why ".repeat(2000)), item("also-short", "Is work important?".into())];
-    let run = evaluator.evaluate(&items, EvalOptions::default(), |_| {}).expect("one long item does not abort the evaluation");
+    let items = vec![
+        item("short", "Is family important?".into()),
+        item("long", "why ".repeat(2000)),
+        item("also-short", "Is work important?".into()),
+    ];
+    let run = evaluator
+        .evaluate(&items, EvalOptions::default(), |_| {})
+        .expect("one long item does not abort the evaluation");
     assert_eq!(run.scored.len(), 2);
     assert_eq!(run.skipped.len(), 1);
-    assert!(run.skipped[0].0 == "long" && run.skipped[0].1.contains("context of 256"), "{:?}", run.skipped);
+    assert!(
+        run.skipped[0].0 == "long" && run.skipped[0].1.contains("context of 256"),
+        "{:?}",
+        run.skipped
+    );
     assert_eq!(run.summary.items, 2);
-    let err = evaluator.evaluate(&items, EvalOptions { strict: true, ..Default::default() }, |_| {}).err().expect("strict refuses").to_string();
+    let err = evaluator
+        .evaluate(
+            &items,
+            EvalOptions {
+                strict: true,
+                ..Default::default()
+            },
+            |_| {},
+        )
+        .err()
+        .expect("strict refuses")
+        .to_string();
     assert!(err.contains("item long") && err.contains("context"), "{err}");
 }

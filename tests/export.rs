@@ -18,7 +18,9 @@ use tch::{Device, Kind, Tensor};
 const CPU: Device = Device::Cpu;
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("CUMA_VENV").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let venv = std::env::var_os("CUMA_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
     venv.join("bin/python")
 }
 
@@ -27,8 +29,18 @@ fn ort(model: &Path, request: &Value, dir: &Path) -> Value {
     let (req, out) = (dir.join("request.json"), dir.join("ort.json"));
     std::fs::write(&req, request.to_string()).expect("request");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/onnx/run_ort.py");
-    let run = Command::new(python()).arg(script).arg(model).arg(&req).arg(&out).output().expect("python runs");
-    assert!(run.status.success(), "onnxruntime: {}", String::from_utf8_lossy(&run.stderr));
+    let run = Command::new(python())
+        .arg(script)
+        .arg(model)
+        .arg(&req)
+        .arg(&out)
+        .output()
+        .expect("python runs");
+    assert!(
+        run.status.success(),
+        "onnxruntime: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("ort output")).expect("json");
     assert_eq!(v["checker"], "ok", "onnx.checker.check_model(full_check=True) failed");
     v
@@ -37,14 +49,24 @@ fn ort(model: &Path, request: &Value, dir: &Path) -> Value {
 /// onnxruntime's `routing_experts` (`[routers, b, s, k]`) judged against tch's routing: every
 /// (router, token) choice must be tch's, or differ from it only at a near-tie of tch's scores.
 fn routing_verdicts(routing: &[cuma_model::adapters::Routing<Tensor>], got: &Value) -> Tally {
-    let got: Vec<u32> = got["routing_experts"].as_array().expect("routing").iter().map(|x| x.as_u64().expect("id") as u32).collect();
+    let got: Vec<u32> = got["routing_experts"]
+        .as_array()
+        .expect("routing")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect();
     let mut tally = Tally::default();
     let mut offset = 0;
     for r in routing {
-        let (k, e) = (r.experts.size().last().copied().unwrap_or(0) as usize, r.scores.size().last().copied().unwrap_or(0) as usize);
+        let (k, e) = (
+            r.experts.size().last().copied().unwrap_or(0) as usize,
+            r.scores.size().last().copied().unwrap_or(0) as usize,
+        );
         let scores = to_vec(&r.scores);
         for row in scores.chunks(e) {
-            let choice = got.get(offset..offset + k).expect("onnxruntime gives as many routing decisions as tch");
+            let choice = got
+                .get(offset..offset + k)
+                .expect("onnxruntime gives as many routing decisions as tch");
             tally.add(compare_ranking(choice, row));
             offset += k;
         }
@@ -54,7 +76,11 @@ fn routing_verdicts(routing: &[cuma_model::adapters::Routing<Tensor>], got: &Val
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect()
 }
 
 fn to_vec(t: &Tensor) -> Vec<f32> {
@@ -82,8 +108,22 @@ fn tch_greedy(model: &Backbone, prompt: &[i64], n: usize, profile: Option<&Tenso
     for _ in 0..n {
         let t = Tensor::from_slice(&ids).view([1, -1]);
         let mask = Tensor::ones([1, ids.len() as i64], (Kind::Int64, CPU));
-        let r = model.run(&mut TchOps::new(CPU), &StepInput { ids: &t, attention_mask: &mask, past: None, profile }).expect("forward");
-        let next = r.logits.select(1, ids.len() as i64 - 1).argmax(-1, false).int64_value(&[0]);
+        let r = model
+            .run(
+                &mut TchOps::new(CPU),
+                &StepInput {
+                    ids: &t,
+                    attention_mask: &mask,
+                    past: None,
+                    profile,
+                },
+            )
+            .expect("forward");
+        let next = r
+            .logits
+            .select(1, ids.len() as i64 - 1)
+            .argmax(-1, false)
+            .int64_value(&[0]);
         ids.push(next);
         out.push(next);
     }
@@ -95,16 +135,36 @@ fn bare_backbones_of_every_family_match_tch() {
     for family in ["llama", "qwen2", "qwen3"] {
         let dir = scratch(&format!("export_bare_{family}"));
         let bundle = dir.join("bundle");
-        cuma(&["export", "--onnx", tiny(family).to_str().expect("utf8"), "--out", bundle.to_str().expect("utf8"), "--force"]);
+        cuma(&[
+            "export",
+            "--onnx",
+            tiny(family).to_str().expect("utf8"),
+            "--out",
+            bundle.to_str().expect("utf8"),
+            "--force",
+        ]);
         let model = Backbone::load(&tiny(family), CPU).expect("loads");
         let (ids, mask) = tch_inputs();
         let (logits, _) = tch::no_grad(|| model.step(&ids, &mask, None)).expect("tch");
-        let got = ort(&bundle.join("model.onnx"), &json!({"input_ids": IDS, "attention_mask": MASK}), &dir);
+        let got = ort(
+            &bundle.join("model.onnx"),
+            &json!({"input_ids": IDS, "attention_mask": MASK}),
+            &dir,
+        );
         let diff = max_diff(&to_vec(&logits), &floats(&got["logits"]));
         assert!(diff <= 1e-4, "{family}: logits differ by {diff}");
-        let greedy = ort(&bundle.join("model.onnx"), &json!({"input_ids": [[5, 6, 7, 8]], "attention_mask": [[1, 1, 1, 1]], "greedy": 8}), &dir);
+        let greedy = ort(
+            &bundle.join("model.onnx"),
+            &json!({"input_ids": [[5, 6, 7, 8]], "attention_mask": [[1, 1, 1, 1]], "greedy": 8}),
+            &dir,
+        );
         let want = tch_greedy(&model, &[5, 6, 7, 8], 8, None);
-        let got: Vec<i64> = greedy["greedy"].as_array().expect("ids").iter().map(|x| x.as_i64().expect("id")).collect();
+        let got: Vec<i64> = greedy["greedy"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|x| x.as_i64().expect("id"))
+            .collect();
         assert_eq!(got, want, "{family}: greedy generation through the KV cache");
     }
 }
@@ -116,26 +176,73 @@ fn trained_cuma_in_every_gate_mode_matches_tch_logits_and_routing() {
     let (llama, bert) = (s(&tiny("llama")), s(&tiny("bert")));
     for gate in ["topk-softmax", "double-softmax", "soft"] {
         let run = dir.join(gate);
-        let args = [&["--model", &llama, "--encoder", &bert, "--gate", gate, "--targets", "q-proj,v-proj,up-proj"], &TINY_BUDGET[..]].concat();
+        let args = [
+            &[
+                "--model",
+                &llama,
+                "--encoder",
+                &bert,
+                "--gate",
+                gate,
+                "--targets",
+                "q-proj,v-proj,up-proj",
+            ],
+            &TINY_BUDGET[..],
+        ]
+        .concat();
         let bundle = train_and_export(&items, &run, &args);
         let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
-        let profiles = e.encoder.embed(&["You are a person from Country A1.", "You are a person from Country B2."]).expect("profiles");
+        let profiles = e
+            .encoder
+            .embed(&["You are a person from Country A1.", "You are a person from Country B2."])
+            .expect("profiles");
         let (ids, mask) = tch_inputs();
-        let out = tch::no_grad(|| e.model.run(&mut TchOps::new(CPU), &StepInput { ids: &ids, attention_mask: &mask, past: None, profile: Some(&profiles) })).expect("tch");
+        let out = tch::no_grad(|| {
+            e.model.run(
+                &mut TchOps::new(CPU),
+                &StepInput {
+                    ids: &ids,
+                    attention_mask: &mask,
+                    past: None,
+                    profile: Some(&profiles),
+                },
+            )
+        })
+        .expect("tch");
         let demographic: Vec<Vec<f32>> = (0..2).map(|r| to_vec(&profiles.get(r))).collect();
-        let got = ort(&bundle.join("model.onnx"), &json!({"input_ids": IDS, "attention_mask": MASK, "demographic": demographic}), &dir);
+        let got = ort(
+            &bundle.join("model.onnx"),
+            &json!({"input_ids": IDS, "attention_mask": MASK, "demographic": demographic}),
+            &dir,
+        );
         let diff = max_diff(&to_vec(&out.logits), &floats(&got["logits"]));
         assert!(diff <= 1e-4, "{gate}: logits differ by {diff}");
         let routing = routing_verdicts(&out.routing, &got);
         assert_eq!(routing.differ, 0, "{gate}: routing {routing}");
         println!("{gate}: routing {routing}");
         // The encoder graph gives the same profile vectors (cosine >= 0.99999, as tch's).
-        let texts = ["You are a person from Country A1.", "You are a person from Country B2, age group: 18-34."];
-        let rows: Vec<Vec<u32>> = texts.iter().map(|t| e.encoder.tokenizer.encode(t, true).expect("tokens")).collect();
+        let texts = [
+            "You are a person from Country A1.",
+            "You are a person from Country B2, age group: 18-34.",
+        ];
+        let rows: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| e.encoder.tokenizer.encode(t, true).expect("tokens"))
+            .collect();
         let width = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let enc_ids: Vec<Vec<i64>> = rows.iter().map(|r| (0..width).map(|i| r.get(i).map_or(0, |&x| i64::from(x))).collect()).collect();
-        let enc_masks: Vec<Vec<i64>> = rows.iter().map(|r| (0..width).map(|i| i64::from(i < r.len())).collect()).collect();
-        let enc = ort(&bundle.join("encoder.onnx"), &json!({"encoder": true, "input_ids": enc_ids, "attention_mask": enc_masks}), &dir);
+        let enc_ids: Vec<Vec<i64>> = rows
+            .iter()
+            .map(|r| (0..width).map(|i| r.get(i).map_or(0, |&x| i64::from(x))).collect())
+            .collect();
+        let enc_masks: Vec<Vec<i64>> = rows
+            .iter()
+            .map(|r| (0..width).map(|i| i64::from(i < r.len())).collect())
+            .collect();
+        let enc = ort(
+            &bundle.join("encoder.onnx"),
+            &json!({"encoder": true, "input_ids": enc_ids, "attention_mask": enc_masks}),
+            &dir,
+        );
         let want = e.encoder.embed(&texts).expect("tch embeddings");
         let embedded = floats(&enc["embedding"]);
         for (r, row) in embedded.chunks(e.encoder.dim).enumerate() {
@@ -145,37 +252,96 @@ fn trained_cuma_in_every_gate_mode_matches_tch_logits_and_routing() {
             assert!(dot / norms >= 0.99999, "{gate}: encoder cosine {}", dot / norms);
         }
         // The manifest describes what was written, with correct checksums.
-        let manifest: cuma_model::bundle::Manifest = serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest")).expect("manifest parses");
-        assert_eq!(manifest.adapter.as_ref().map(|a| a.routers.len() as u64), got["routing_shape"][0].as_u64());
+        let manifest: cuma_model::bundle::Manifest =
+            serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest"))
+                .expect("manifest parses");
+        assert_eq!(
+            manifest.adapter.as_ref().map(|a| a.routers.len() as u64),
+            got["routing_shape"][0].as_u64()
+        );
         for (file, sha) in &manifest.files {
-            assert_eq!(&cuma::train::checkpoint::hash_files(&[bundle.join(file)]).expect("hash"), sha, "{file}");
+            assert_eq!(
+                &cuma::train::checkpoint::hash_files(&[bundle.join(file)]).expect("hash"),
+                sha,
+                "{file}"
+            );
         }
         assert!(manifest.graphs["model"].inputs.iter().any(|i| i.name == "demographic"));
         // Adapters must matter, or the comparison proves nothing.
-        let (bare, _) = tch::no_grad(|| Backbone::load(&tiny("llama"), CPU).expect("bare").step(&ids, &mask, None)).expect("bare");
-        assert!(max_diff(&to_vec(&bare), &to_vec(&out.logits)) > 1e-3, "{gate}: the trained adapters changed nothing");
+        let (bare, _) = tch::no_grad(|| {
+            Backbone::load(&tiny("llama"), CPU)
+                .expect("bare")
+                .step(&ids, &mask, None)
+        })
+        .expect("bare");
+        assert!(
+            max_diff(&to_vec(&bare), &to_vec(&out.logits)) > 1e-3,
+            "{gate}: the trained adapters changed nothing"
+        );
     }
 }
-
 
 #[test]
 fn smollm2_cuma_bundle_matches_tch() {
     let dir = scratch("export_smollm2");
     let items = small_survey(&dir, 1);
     let run = dir.join("run");
-    let bundle = train_and_export(&items, &run, &["--steps", "2", "--batch-size", "2", "--lr", "1e-2", "--warmup-steps", "1"]);
+    let bundle = train_and_export(
+        &items,
+        &run,
+        &[
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--lr",
+            "1e-2",
+            "--warmup-steps",
+            "1",
+        ],
+    );
     let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
-    let profiles = e.encoder.embed(&["You are a person from Thailand, age group: 55-64.", "You are a person from Germany, age group: 25-34."]).expect("profiles");
-    let prompt: Vec<i64> = e.model.tokenizer.encode("What matters most in a good life?", false).expect("ids").into_iter().map(i64::from).collect();
+    let profiles = e
+        .encoder
+        .embed(&[
+            "You are a person from Thailand, age group: 55-64.",
+            "You are a person from Germany, age group: 25-34.",
+        ])
+        .expect("profiles");
+    let prompt: Vec<i64> = e
+        .model
+        .tokenizer
+        .encode("What matters most in a good life?", false)
+        .expect("ids")
+        .into_iter()
+        .map(i64::from)
+        .collect();
     let n = prompt.len();
-    let padded: Vec<i64> = std::iter::repeat_n(0, 2).chain(prompt[..n - 2].iter().copied()).collect();
+    let padded: Vec<i64> = std::iter::repeat_n(0, 2)
+        .chain(prompt[..n - 2].iter().copied())
+        .collect();
     let ids = vec![padded, prompt.clone()];
     let masks: Vec<Vec<i64>> = vec![(0..n).map(|i| i64::from(i >= 2)).collect(), vec![1; n]];
     let ids_t = Tensor::from_slice(&ids.concat()).view([2, n as i64]);
     let mask_t = Tensor::from_slice(&masks.concat()).view([2, n as i64]);
-    let out = tch::no_grad(|| e.model.run(&mut TchOps::new(CPU), &StepInput { ids: &ids_t, attention_mask: &mask_t, past: None, profile: Some(&profiles) })).expect("tch");
+    let out = tch::no_grad(|| {
+        e.model.run(
+            &mut TchOps::new(CPU),
+            &StepInput {
+                ids: &ids_t,
+                attention_mask: &mask_t,
+                past: None,
+                profile: Some(&profiles),
+            },
+        )
+    })
+    .expect("tch");
     let demographic: Vec<Vec<f32>> = (0..2).map(|r| to_vec(&profiles.get(r))).collect();
-    let got = ort(&bundle.join("model.onnx"), &json!({"input_ids": ids, "attention_mask": masks, "demographic": demographic}), &dir);
+    let got = ort(
+        &bundle.join("model.onnx"),
+        &json!({"input_ids": ids, "attention_mask": masks, "demographic": demographic}),
+        &dir,
+    );
     let diff = max_diff(&to_vec(&out.logits), &floats(&got["logits"]));
     assert!(diff <= 1e-3, "SmolLM2 logits differ by {diff}");
     let routing = routing_verdicts(&out.routing, &got);
@@ -183,8 +349,17 @@ fn smollm2_cuma_bundle_matches_tch() {
     // 32 greedy tokens through the KV cache, for the first profile.
     let one = profiles.get(0).unsqueeze(0);
     let want = tch_greedy(&e.model, &prompt, 32, Some(&one));
-    let greedy = ort(&bundle.join("model.onnx"), &json!({"input_ids": [prompt], "attention_mask": [vec![1; n]], "demographic": [demographic[0]], "greedy": 32}), &dir);
-    let got_ids: Vec<i64> = greedy["greedy"].as_array().expect("ids").iter().map(|x| x.as_i64().expect("id")).collect();
+    let greedy = ort(
+        &bundle.join("model.onnx"),
+        &json!({"input_ids": [prompt], "attention_mask": [vec![1; n]], "demographic": [demographic[0]], "greedy": 32}),
+        &dir,
+    );
+    let got_ids: Vec<i64> = greedy["greedy"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|x| x.as_i64().expect("id"))
+        .collect();
     assert_eq!(got_ids, want, "greedy generation through the KV cache");
     println!("SmolLM2 + CuMA: max |logit diff| {diff:.2e}, routing {routing}");
 }
@@ -207,8 +382,32 @@ fn export_refuses_bad_targets_and_mismatched_backbones() {
     // A checkpoint exported onto another backbone than it was trained on.
     let items = small_survey(&dir, 1);
     let run = dir.join("run");
-    cuma(&["train", "--model", &llama, "--encoder", &s(&tiny("bert")), "--data", &s(&items), "--out", &s(&run), "--steps", "1", "--batch-size", "2", "--device", "cpu"]);
-    let err = cuma_err(&["export", "--onnx", &s(&run), "--model", &s(&tiny("qwen2")), "--out", &s(&dir.join("b2"))]);
+    cuma(&[
+        "train",
+        "--model",
+        &llama,
+        "--encoder",
+        &s(&tiny("bert")),
+        "--data",
+        &s(&items),
+        "--out",
+        &s(&run),
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    let err = cuma_err(&[
+        "export",
+        "--onnx",
+        &s(&run),
+        "--model",
+        &s(&tiny("qwen2")),
+        "--out",
+        &s(&dir.join("b2")),
+    ]);
     assert!(err.contains("SHA-256"), "{err}");
     // Something that is no model at all.
     let err = cuma_err(&["export", "--onnx", &s(&items), "--out", &s(&dir.join("b3"))]);
@@ -220,23 +419,78 @@ fn merged_lora_matches_the_unmerged_model() {
     let dir = scratch("export_merge");
     let items = s(&small_survey(&dir, 1));
     let (qwen2, bert) = (s(&tiny("qwen2")), s(&tiny("bert")));
-    let common = [&["--model", &qwen2, "--encoder", &bert, "--data", &items, "--device", "cpu"], &TINY_BUDGET[..]].concat();
+    let common = [
+        &[
+            "--model",
+            &qwen2,
+            "--encoder",
+            &bert,
+            "--data",
+            &items,
+            "--device",
+            "cpu",
+        ],
+        &TINY_BUDGET[..],
+    ]
+    .concat();
     let lora = dir.join("lora");
     let lora_s = s(&lora);
-    cuma(&[&["train", "--method", "lora", "--targets", "q-proj,v-proj,down-proj", "--out", &lora_s], &common[..]].concat());
+    cuma(
+        &[
+            &[
+                "train",
+                "--method",
+                "lora",
+                "--targets",
+                "q-proj,v-proj,down-proj",
+                "--out",
+                &lora_s,
+            ],
+            &common[..],
+        ]
+        .concat(),
+    );
     let bundle = lora.join("merged");
     cuma(&["export", "--onnx", &lora_s, "--merge", "--out", &s(&bundle)]);
     let e = Evaluator::from_checkpoint(&lora.join("checkpoint"), CPU).expect("checkpoint");
     let (ids, mask) = tch_inputs();
-    let out = tch::no_grad(|| e.model.run(&mut TchOps::new(CPU), &StepInput { ids: &ids, attention_mask: &mask, past: None, profile: None })).expect("tch");
-    let got = ort(&bundle.join("model.onnx"), &json!({"input_ids": IDS, "attention_mask": MASK}), &dir);
+    let out = tch::no_grad(|| {
+        e.model.run(
+            &mut TchOps::new(CPU),
+            &StepInput {
+                ids: &ids,
+                attention_mask: &mask,
+                past: None,
+                profile: None,
+            },
+        )
+    })
+    .expect("tch");
+    let got = ort(
+        &bundle.join("model.onnx"),
+        &json!({"input_ids": IDS, "attention_mask": MASK}),
+        &dir,
+    );
     let diff = max_diff(&to_vec(&out.logits), &floats(&got["logits"]));
     assert!(diff <= 1e-4, "merged LoRA differs from the adapter model by {diff}");
     assert!(got.get("routing_experts").is_none());
-    let manifest: cuma_model::bundle::Manifest = serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest")).expect("parses");
-    assert!(manifest.adapter.as_ref().is_some_and(|a| a.merged && a.routers.is_empty()));
-    let (bare, _) = tch::no_grad(|| Backbone::load(&tiny("qwen2"), CPU).expect("bare").step(&ids, &mask, None)).expect("bare");
-    assert!(max_diff(&to_vec(&bare), &to_vec(&out.logits)) > 1e-3, "the trained LoRA changed nothing");
+    let manifest: cuma_model::bundle::Manifest =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest"))
+            .expect("parses");
+    assert!(manifest
+        .adapter
+        .as_ref()
+        .is_some_and(|a| a.merged && a.routers.is_empty()));
+    let (bare, _) = tch::no_grad(|| {
+        Backbone::load(&tiny("qwen2"), CPU)
+            .expect("bare")
+            .step(&ids, &mask, None)
+    })
+    .expect("bare");
+    assert!(
+        max_diff(&to_vec(&bare), &to_vec(&out.logits)) > 1e-3,
+        "the trained LoRA changed nothing"
+    );
     // A mixture cannot be folded into one weight.
     let cuma_run = dir.join("cuma");
     let cuma_s = s(&cuma_run);
@@ -262,8 +516,15 @@ fn export_never_writes_through_a_link_in_its_output_folder() {
     }
     cuma(&["export", "--onnx", &llama, "--out", &s(&bundle), "--force"]);
     for (name, victim) in victims {
-        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious", "{name}: export wrote through the link");
-        assert!(std::fs::symlink_metadata(bundle.join(name)).expect("written").is_file(), "{name} is a regular file again");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "precious",
+            "{name}: export wrote through the link"
+        );
+        assert!(
+            std::fs::symlink_metadata(bundle.join(name)).expect("written").is_file(),
+            "{name} is a regular file again"
+        );
     }
     cuma_runtime::Bundle::open(&bundle).expect("the new bundle opens");
 }

@@ -15,7 +15,11 @@ fn reference(name: &str) -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
 }
 
 fn smollm2() -> Backbone {
@@ -30,7 +34,10 @@ fn smollm2_chat_prompts_render_and_tokenize_like_transformers() {
         let messages: Vec<Message> = serde_json::from_value(chat["messages"].clone()).expect("messages");
         let prompt = render(&model.tokenizer, &messages).expect("template renders");
         assert_eq!(prompt, chat["prompt"].as_str().expect("prompt"));
-        assert_eq!(model.tokenizer.encode(&prompt, false).expect("encodes"), ids(&chat["prompt_ids"]));
+        assert_eq!(
+            model.tokenizer.encode(&prompt, false).expect("encodes"),
+            ids(&chat["prompt_ids"])
+        );
     }
 }
 
@@ -39,13 +46,20 @@ fn smollm2_greedy_tokens_and_logits_match_transformers() {
     let model = smollm2();
     let _guard = tch::no_grad_guard();
     let mut worst = 0.0f32;
-    for (c, chat) in reference("smollm2.json")["chats"].as_array().expect("chats").iter().enumerate() {
+    for (c, chat) in reference("smollm2.json")["chats"]
+        .as_array()
+        .expect("chats")
+        .iter()
+        .enumerate()
+    {
         let prompt: Vec<i64> = ids(&chat["prompt_ids"]).iter().map(|&x| i64::from(x)).collect();
         let expected = ids(&chat["greedy_ids"]);
         let tops = chat["top"].as_array().expect("top");
         let input = Tensor::from_slice(&prompt).view([1, -1]);
         let mut len = prompt.len() as i64;
-        let (logits, mut cache) = model.step(&input, &Tensor::ones([1, len], (Kind::Int64, Device::Cpu)), None).expect("prefill");
+        let (logits, mut cache) = model
+            .step(&input, &Tensor::ones([1, len], (Kind::Int64, Device::Cpu)), None)
+            .expect("prefill");
         let mut row = last_logits(&logits).expect("logits");
         let mut got = Vec::new();
         for step in 0..expected.len() {
@@ -65,7 +79,13 @@ fn smollm2_greedy_tokens_and_logits_match_transformers() {
             got.push(next);
             len += 1;
             let input = Tensor::from_slice(&[i64::from(next)]).view([1, 1]);
-            let (logits, new_cache) = model.step(&input, &Tensor::ones([1, len], (Kind::Int64, Device::Cpu)), Some(&cache)).expect("decode");
+            let (logits, new_cache) = model
+                .step(
+                    &input,
+                    &Tensor::ones([1, len], (Kind::Int64, Device::Cpu)),
+                    Some(&cache),
+                )
+                .expect("decode");
             cache = new_cache;
             row = last_logits(&logits).expect("logits");
         }
@@ -77,11 +97,18 @@ fn smollm2_greedy_tokens_and_logits_match_transformers() {
 #[test]
 fn gguf_tokenizer_matches_transformers_on_varied_strings() {
     let model = smollm2();
-    let cases = reference("smollm2.json")["tokenizer"].as_array().expect("tokenizer").clone();
+    let cases = reference("smollm2.json")["tokenizer"]
+        .as_array()
+        .expect("tokenizer")
+        .clone();
     assert_eq!(cases.len(), 20);
     for case in cases {
         let text = case["text"].as_str().expect("text");
-        assert_eq!(model.tokenizer.encode(text, false).expect("encodes"), ids(&case["ids"]), "{text:?}");
+        assert_eq!(
+            model.tokenizer.encode(text, false).expect("encodes"),
+            ids(&case["ids"]),
+            "{text:?}"
+        );
     }
 }
 
@@ -102,7 +129,12 @@ fn minilm_embeddings_match_sentence_transformers() {
     let batch: Vec<Vec<f32>> = Vec::try_from(&enc.embed(&texts).expect("embeds")).expect("rows");
     let mut lowest = 1.0f32;
     for (i, item) in items.iter().enumerate() {
-        let want: Vec<f32> = item["embedding"].as_array().expect("embedding").iter().map(|x| x.as_f64().expect("f64") as f32).collect();
+        let want: Vec<f32> = item["embedding"]
+            .as_array()
+            .expect("embedding")
+            .iter()
+            .map(|x| x.as_f64().expect("f64") as f32)
+            .collect();
         let alone: Vec<Vec<f32>> = Vec::try_from(&enc.embed(&texts[i..=i]).expect("embeds")).expect("rows");
         for (what, got) in [("batched", &batch[i]), ("alone", &alone[0])] {
             let cos = cosine(got, &want);
@@ -110,7 +142,10 @@ fn minilm_embeddings_match_sentence_transformers() {
             assert!(cos >= 0.9999, "{what} {:?}: cosine {cos}", texts[i]);
         }
         let norm: f32 = batch[i].iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-5, "MiniLM vectors are L2-normalised, got norm {norm}");
+        assert!(
+            (norm - 1.0).abs() < 1e-5,
+            "MiniLM vectors are L2-normalised, got norm {norm}"
+        );
     }
     eprintln!("lowest cosine to sentence-transformers: {lowest}");
 }
@@ -121,10 +156,19 @@ fn generation_stops_at_end_of_turn_like_the_reference() {
     let model = smollm2();
     let chat = &reference("smollm2.json")["chats"][0];
     let expected = ids(&chat["greedy_ids"]);
-    let end = expected.iter().position(|id| model.tokenizer.end_of_turn.contains(id)).expect("reference reply ends its turn");
+    let end = expected
+        .iter()
+        .position(|id| model.tokenizer.end_of_turn.contains(id))
+        .expect("reference reply ends its turn");
     let mut streamed = String::new();
-    let opts = GenerateOptions { max_new_tokens: 48, sampling: Default::default() };
-    let g = generate(&model, &ids(&chat["prompt_ids"]), None, opts, |piece| streamed.push_str(piece)).expect("generates");
+    let opts = GenerateOptions {
+        max_new_tokens: 48,
+        sampling: Default::default(),
+    };
+    let g = generate(&model, &ids(&chat["prompt_ids"]), None, opts, |piece| {
+        streamed.push_str(piece)
+    })
+    .expect("generates");
     assert!(g.stopped, "did not stop at <|im_end|>");
     assert_eq!(g.tokens, expected[..end].to_vec());
     assert_eq!(streamed, g.text);

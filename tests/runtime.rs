@@ -19,7 +19,10 @@ use cuma::models::backbone::{Backbone, StepInput, StepOutput};
 use cuma::tch_ops::TchOps;
 use cuma::tokenizer::chat::{render, Message};
 use cuma_runtime::generate::Timings;
-use cuma_runtime::{Backend, Bundle, Device as OrtDevice, EngineOptions, GenerateOptions, GenerateRequest, Profile, Session, SessionOptions};
+use cuma_runtime::{
+    Backend, Bundle, Device as OrtDevice, EngineOptions, GenerateOptions, GenerateRequest, Profile, Session,
+    SessionOptions,
+};
 use serde::Serialize;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -54,18 +57,34 @@ fn ids(xs: &[u32]) -> String {
 }
 
 fn parse_ids(text: &str) -> Vec<u32> {
-    text.split_whitespace().map(|x| x.parse().expect("snapshot ids are integers")).collect()
+    text.split_whitespace()
+        .map(|x| x.parse().expect("snapshot ids are integers"))
+        .collect()
 }
 
 impl Observation {
     fn snapshot(&self) -> Snapshot {
-        let routing = self.routing.iter().filter(|t| !t.is_empty()).map(|t| t.iter().map(|experts| ids(experts)).collect::<Vec<_>>().join("|")).collect();
-        Snapshot { prompt: ids(&self.prompt), top5: ids(&self.top5), greedy: ids(&self.greedy), routing }
+        let routing = self
+            .routing
+            .iter()
+            .filter(|t| !t.is_empty())
+            .map(|t| t.iter().map(|experts| ids(experts)).collect::<Vec<_>>().join("|"))
+            .collect();
+        Snapshot {
+            prompt: ids(&self.prompt),
+            top5: ids(&self.top5),
+            greedy: ids(&self.greedy),
+            routing,
+        }
     }
 }
 
 fn top5(logits: &[f32]) -> Vec<u32> {
-    common::ties::live_order(logits).into_iter().take(5).map(|i| i as u32).collect()
+    common::ties::live_order(logits)
+        .into_iter()
+        .take(5)
+        .map(|i| i as u32)
+        .collect()
 }
 
 /// One tch forward over `prompt` (no KV cache).
@@ -73,7 +92,17 @@ fn tch_forward(model: &Backbone, prompt: &[u32], profile: Option<&Tensor>) -> St
     let _g = tch::no_grad_guard();
     let ids = Tensor::from_slice(&prompt.iter().map(|&i| i64::from(i)).collect::<Vec<_>>()).view([1, -1]);
     let mask = Tensor::ones([1, prompt.len() as i64], (Kind::Int64, CPU));
-    model.run(&mut TchOps::new(CPU), &StepInput { ids: &ids, attention_mask: &mask, past: None, profile }).expect("tch forward")
+    model
+        .run(
+            &mut TchOps::new(CPU),
+            &StepInput {
+                ids: &ids,
+                attention_mask: &mask,
+                past: None,
+                profile,
+            },
+        )
+        .expect("tch forward")
 }
 
 /// `[1, seq, n]` -> one row of `n` values per position.
@@ -88,31 +117,90 @@ fn tch_observe(model: &Backbone, prompt: &[u32], profile: Option<&Tensor>) -> Ob
     let out = tch_forward(model, prompt, profile);
     let n = prompt.len();
     let last: Vec<f32> = Vec::try_from(out.logits.select(1, n as i64 - 1).view([-1])).expect("logits");
-    let per_router: Vec<Vec<i64>> = out.routing.iter().map(|r| Vec::try_from(r.experts.contiguous().view([-1])).expect("experts")).collect();
+    let per_router: Vec<Vec<i64>> = out
+        .routing
+        .iter()
+        .map(|r| Vec::try_from(r.experts.contiguous().view([-1])).expect("experts"))
+        .collect();
     let k = per_router.first().map_or(0, |e| e.len() / n);
-    let routing = (0..n).map(|t| per_router.iter().map(|e| e[t * k..(t + 1) * k].iter().map(|&x| x as u32).collect()).collect()).collect();
+    let routing = (0..n)
+        .map(|t| {
+            per_router
+                .iter()
+                .map(|e| e[t * k..(t + 1) * k].iter().map(|&x| x as u32).collect())
+                .collect()
+        })
+        .collect();
     let per_router_scores: Vec<Vec<Vec<f32>>> = out.routing.iter().map(|r| rows_f32(&r.scores, n)).collect();
-    let scores = (0..n).map(|t| per_router_scores.iter().map(|r| r[t].clone()).collect()).collect();
-    let g = generate(model, prompt, profile, TchGenerate { max_new_tokens: GREEDY_TOKENS, sampling: Default::default() }, |_| {}).expect("tch generate");
-    Observation { prompt: prompt.to_vec(), top5: top5(&last), routing, greedy: g.tokens, last_logits: last, scores }
+    let scores = (0..n)
+        .map(|t| per_router_scores.iter().map(|r| r[t].clone()).collect())
+        .collect();
+    let g = generate(
+        model,
+        prompt,
+        profile,
+        TchGenerate {
+            max_new_tokens: GREEDY_TOKENS,
+            sampling: Default::default(),
+        },
+        |_| {},
+    )
+    .expect("tch generate");
+    Observation {
+        prompt: prompt.to_vec(),
+        top5: top5(&last),
+        routing,
+        greedy: g.tokens,
+        last_logits: last,
+        scores,
+    }
 }
 
 /// cuma-runtime: the same, through a session's public API.
 fn runtime_observe(session: &mut Session, prompt: &[u32], demographic: Option<&[f32]>) -> Observation {
-    let (last, trace) = session.next_token_logits(prompt, demographic, true).expect("runtime forward");
-    let routing = trace.map(|t| t.tokens.into_iter().map(|tok| tok.experts).collect()).unwrap_or_else(|| vec![Vec::new(); prompt.len()]);
-    let options = GenerateOptions { max_new_tokens: GREEDY_TOKENS, ..Default::default() };
-    let g = session.generate_ids(&[prompt.to_vec()], demographic, &options, Timings::default(), |_| {}).expect("runtime generate");
-    Observation { prompt: prompt.to_vec(), top5: top5(&last), routing, greedy: g[0].token_ids.clone(), last_logits: last, scores: Vec::new() }
+    let (last, trace) = session
+        .next_token_logits(prompt, demographic, true)
+        .expect("runtime forward");
+    let routing = trace
+        .map(|t| t.tokens.into_iter().map(|tok| tok.experts).collect())
+        .unwrap_or_else(|| vec![Vec::new(); prompt.len()]);
+    let options = GenerateOptions {
+        max_new_tokens: GREEDY_TOKENS,
+        ..Default::default()
+    };
+    let g = session
+        .generate_ids(&[prompt.to_vec()], demographic, &options, Timings::default(), |_| {})
+        .expect("runtime generate");
+    Observation {
+        prompt: prompt.to_vec(),
+        top5: top5(&last),
+        routing,
+        greedy: g[0].token_ids.clone(),
+        last_logits: last,
+        scores: Vec::new(),
+    }
 }
 
 fn backends() -> [(&'static str, Backend); 2] {
-    [("ort-cpu", Backend::Ort { device: OrtDevice::Cpu }), ("tract", Backend::Tract)]
+    [
+        ("ort-cpu", Backend::Ort { device: OrtDevice::Cpu }),
+        ("tract", Backend::Tract),
+    ]
 }
 
 fn session(bundle: &Path, backend: Backend) -> Session {
     let opened = Bundle::open(bundle).expect("bundle opens");
-    Session::new(opened, SessionOptions { engine: EngineOptions { backend, threads: Some(2) }, strict_profiles: true }).expect("session")
+    Session::new(
+        opened,
+        SessionOptions {
+            engine: EngineOptions {
+                backend,
+                threads: Some(2),
+            },
+            strict_profiles: true,
+        },
+    )
+    .expect("session")
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -122,35 +210,67 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Checks every backend against tch's observation of `messages` for `profile`, and tch's
 /// observation against its snapshot. Returns the largest logit difference seen.
-fn compare(label: &str, bundle: &Path, model: &Backbone, encoder: Option<&cuma::models::encoder::ProfileEncoder>, profile: &Profile, messages: &[Message], tolerance: f32) -> f32 {
+fn compare(
+    label: &str,
+    bundle: &Path,
+    model: &Backbone,
+    encoder: Option<&cuma::models::encoder::ProfileEncoder>,
+    profile: &Profile,
+    messages: &[Message],
+    tolerance: f32,
+) -> f32 {
     let mut worst = 0.0f32;
     let mut reference: Option<(Observation, Option<Tensor>)> = None;
     for (name, backend) in backends() {
         let mut session = session(bundle, backend);
         let prompt = session.prompt_ids(profile, messages).expect("runtime prompt");
-        let demographic = session.reads_profile_vector().then(|| session.encode_profile(profile).expect("profile vector"));
+        let demographic = session
+            .reads_profile_vector()
+            .then(|| session.encode_profile(profile).expect("profile vector"));
         let (want, _) = reference.get_or_insert_with(|| {
             // tch builds its prompt from the same messages with its own tokenizer and template.
             let mut all = vec![session.system_message(profile).expect("system")];
             all.extend(messages.iter().cloned());
-            let tch_prompt = model.tokenizer.encode(&render(&model.tokenizer, &all).expect("template"), false).expect("tokens");
-            assert_eq!(tch_prompt, prompt, "{label}: tch and cuma-runtime tokenise the chat prompt differently");
-            let vector = encoder.filter(|_| demographic.is_some()).map(|e| e.embed(&[&profile.render(&session.bundle().manifest.profile).expect("text")]).expect("tch profile"));
+            let tch_prompt = model
+                .tokenizer
+                .encode(&render(&model.tokenizer, &all).expect("template"), false)
+                .expect("tokens");
+            assert_eq!(
+                tch_prompt, prompt,
+                "{label}: tch and cuma-runtime tokenise the chat prompt differently"
+            );
+            let vector = encoder.filter(|_| demographic.is_some()).map(|e| {
+                e.embed(&[&profile.render(&session.bundle().manifest.profile).expect("text")])
+                    .expect("tch profile")
+            });
             if let (Some(v), Some(d)) = (&vector, &demographic) {
                 let t: Vec<f32> = Vec::try_from(v.view([-1])).expect("vector");
-                let cos = t.iter().zip(d).map(|(a, b)| a * b).sum::<f32>() / (t.iter().map(|a| a * a).sum::<f32>().sqrt() * d.iter().map(|a| a * a).sum::<f32>().sqrt());
+                let cos = t.iter().zip(d).map(|(a, b)| a * b).sum::<f32>()
+                    / (t.iter().map(|a| a * a).sum::<f32>().sqrt() * d.iter().map(|a| a * a).sum::<f32>().sqrt());
                 assert!(cos >= 0.99999, "{label}: profile vector cosine {cos}");
             }
             (tch_observe(model, &prompt, vector.as_ref()), vector)
         });
         let got = runtime_observe(&mut session, &prompt, demographic.as_deref());
         let diff = max_diff(&want.last_logits, &got.last_logits);
-        assert!(diff <= tolerance, "{label} on {name}: last-position logits differ by {diff}");
+        assert!(
+            diff <= tolerance,
+            "{label} on {name}: last-position logits differ by {diff}"
+        );
         assert_eq!(got.top5, want.top5, "{label} on {name}: top-5 next tokens");
         let routing = routing_against(&want.scores, &got.routing);
-        assert!(routing.is_some_and(|t| t.differ == 0), "{label} on {name}: routing experts per router and token differ from tch's ({routing:?})");
-        println!("{label} on {name}: routing against tch: {}", routing.unwrap_or_default());
-        assert_eq!(got.greedy, want.greedy, "{label} on {name}: {GREEDY_TOKENS}-token greedy generation");
+        assert!(
+            routing.is_some_and(|t| t.differ == 0),
+            "{label} on {name}: routing experts per router and token differ from tch's ({routing:?})"
+        );
+        println!(
+            "{label} on {name}: routing against tch: {}",
+            routing.unwrap_or_default()
+        );
+        assert_eq!(
+            got.greedy, want.greedy,
+            "{label} on {name}: {GREEDY_TOKENS}-token greedy generation"
+        );
         worst = worst.max(diff);
     }
     let (want, vector) = reference.expect("observed");
@@ -198,13 +318,22 @@ fn check_snapshot(label: &str, model: &Backbone, profile: Option<&Tensor>, live:
 
 /// The verdicts (token rankings, routing rankings) when `pinned` matches `live` up to
 /// near-ties; `None` when it does not.
-fn match_up_to_ties(model: &Backbone, profile: Option<&Tensor>, live: &Observation, pinned: &Snapshot) -> Option<(Tally, Tally)> {
+fn match_up_to_ties(
+    model: &Backbone,
+    profile: Option<&Tensor>,
+    live: &Observation,
+    pinned: &Snapshot,
+) -> Option<(Tally, Tally)> {
     if parse_ids(&pinned.prompt) != live.prompt {
         return None;
     }
     let mut tokens = Tally::default();
     tokens.add(compare_ranking(&parse_ids(&pinned.top5), &live.last_logits));
-    let recorded: Vec<Vec<Vec<u32>>> = pinned.routing.iter().map(|line| line.split('|').map(parse_ids).collect()).collect();
+    let recorded: Vec<Vec<Vec<u32>>> = pinned
+        .routing
+        .iter()
+        .map(|line| line.split('|').map(parse_ids).collect())
+        .collect();
     let routed: Vec<Vec<Vec<f32>>> = live.scores.iter().filter(|t| !t.is_empty()).cloned().collect();
     let routing = routing_against(&routed, &recorded)?;
     let greedy = parse_ids(&pinned.greedy);
@@ -224,7 +353,9 @@ fn match_up_to_ties(model: &Backbone, profile: Option<&Tensor>, live: &Observati
 
 /// The committed snapshot `label`, if there is one.
 fn read_snapshot(label: &str) -> Option<Snapshot> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/snapshots").join(format!("{label}.snap"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/snapshots")
+        .join(format!("{label}.snap"));
     let text = std::fs::read_to_string(path).ok()?;
     // insta's file: a `---` header block, then the JSON.
     let json = text.splitn(3, "---\n").nth(2)?;
@@ -245,7 +376,9 @@ fn near_ties_accept_either_order_and_nothing_else() {
     // The k-th against the (k+1)-th: a near-tie at the edge of the top-k counts as well.
     assert_eq!(compare_ranking(&[1], &[0.2, 0.2, 0.1]), Ranking::NearTie);
     let mut t = Tally::default();
-    [Ranking::Exact, Ranking::NearTie, Ranking::Exact].into_iter().for_each(|r| t.add(r));
+    [Ranking::Exact, Ranking::NearTie, Ranking::Exact]
+        .into_iter()
+        .for_each(|r| t.add(r));
     assert_eq!((t.exact, t.near_ties, t.differ, t.total()), (2, 1, 0, 3));
 }
 
@@ -254,11 +387,16 @@ fn seeded_generator_is_splitmix64() {
     // splitmix64's published first output for state 0: the seeded adapters are these bits.
     assert_eq!(cuma_model::sampling::Rng::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);
     let mut g = cuma_model::sampling::Rng::new(1);
-    assert!((0..1000).map(|_| common::seeded::symmetric(&mut g)).all(|v| (-1.0..1.0).contains(&v)));
+    assert!((0..1000)
+        .map(|_| common::seeded::symmetric(&mut g))
+        .all(|v| (-1.0..1.0).contains(&v)));
 }
 
 fn question() -> Vec<Message> {
-    vec![Message::new("user", "How important is family in your life? A. Very important B. Not important You can only choose one option.")]
+    vec![Message::new(
+        "user",
+        "How important is family in your life? A. Very important B. Not important You can only choose one option.",
+    )]
 }
 
 #[test]
@@ -268,7 +406,15 @@ fn bare_backbones_agree_across_tch_ort_and_tract() {
         let bundle = dir.join("bundle");
         cuma(&["export", "--onnx", &s(&tiny(family)), "--out", &s(&bundle)]);
         let model = Backbone::load(&tiny(family), CPU).expect("loads");
-        let diff = compare(&format!("bare-{family}"), &bundle, &model, None, &Profile::new().with("country", "Chile"), &question(), 1e-4);
+        let diff = compare(
+            &format!("bare-{family}"),
+            &bundle,
+            &model,
+            None,
+            &Profile::new().with("country", "Chile"),
+            &question(),
+            1e-4,
+        );
         println!("bare {family}: max |logit diff| {diff:.2e}");
     }
 }
@@ -280,11 +426,36 @@ fn seeded_cuma_in_every_gate_mode_agrees_across_runtimes() {
     let (llama, bert) = (s(&tiny("llama")), s(&tiny("bert")));
     for gate in ["topk-softmax", "double-softmax", "soft"] {
         let run = dir.join(gate);
-        let bundle = seeded_bundle(&items, &run, &["--model", &llama, "--encoder", &bert, "--gate", gate, "--targets", "q-proj,v-proj,up-proj"], 3);
+        let bundle = seeded_bundle(
+            &items,
+            &run,
+            &[
+                "--model",
+                &llama,
+                "--encoder",
+                &bert,
+                "--gate",
+                gate,
+                "--targets",
+                "q-proj,v-proj,up-proj",
+            ],
+            3,
+        );
         let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
-        for (i, profile) in ["country=Country A1,age=18-34", "country=Country B2,age=55+"].iter().enumerate() {
+        for (i, profile) in ["country=Country A1,age=18-34", "country=Country B2,age=55+"]
+            .iter()
+            .enumerate()
+        {
             let profile = Profile::parse(profile).expect("profile");
-            let diff = compare(&format!("cuma-{gate}-profile{i}"), &bundle, &e.model, Some(&e.encoder), &profile, &question(), 1e-4);
+            let diff = compare(
+                &format!("cuma-{gate}-profile{i}"),
+                &bundle,
+                &e.model,
+                Some(&e.encoder),
+                &profile,
+                &question(),
+                1e-4,
+            );
             println!("CuMA {gate} profile {i}: max |logit diff| {diff:.2e}");
         }
     }
@@ -296,7 +467,16 @@ fn smollm2_minilm_cuma_on_wvs_agrees_across_runtimes() {
     let wvs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wvs7");
     let items = dir.join("data/items.jsonl");
     if wvs.join("codebook.json").is_file() {
-        cuma(&["data", "convert", "--wvs", &s(&wvs), "--questions", "Q6", "--out", &s(&items)]);
+        cuma(&[
+            "data",
+            "convert",
+            "--wvs",
+            &s(&wvs),
+            "--questions",
+            "Q6",
+            "--out",
+            &s(&items),
+        ]);
     } else {
         eprintln!("no WVS data at {}; training on synthetic survey data", wvs.display());
         cuma(&["data", "synth", "--out-dir", &s(&dir.join("data"))]);
@@ -304,9 +484,26 @@ fn smollm2_minilm_cuma_on_wvs_agrees_across_runtimes() {
     let run = dir.join("run");
     let bundle = seeded_bundle(&items, &run, &[], 0);
     let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
-    for (label, profile) in [("smollm2-cuma-thailand", "country=Thailand,age=55-64,gender=Female,religion=Buddhist"), ("smollm2-cuma-germany", "country=Germany,age=25-34,gender=Male,religion=No religion")] {
+    for (label, profile) in [
+        (
+            "smollm2-cuma-thailand",
+            "country=Thailand,age=55-64,gender=Female,religion=Buddhist",
+        ),
+        (
+            "smollm2-cuma-germany",
+            "country=Germany,age=25-34,gender=Male,religion=No religion",
+        ),
+    ] {
         let messages = [Message::new("user", "How important is religion in your life? A. Very important B. Rather important C. Not very important D. Not at all important You can only choose one option.")];
-        let diff = compare(label, &bundle, &e.model, Some(&e.encoder), &Profile::parse(profile).expect("profile"), &messages, 1e-3);
+        let diff = compare(
+            label,
+            &bundle,
+            &e.model,
+            Some(&e.encoder),
+            &Profile::parse(profile).expect("profile"),
+            &messages,
+            1e-3,
+        );
         println!("{label}: max |logit diff| {diff:.2e}");
     }
 }
@@ -314,9 +511,11 @@ fn smollm2_minilm_cuma_on_wvs_agrees_across_runtimes() {
 /// `cuma-run` (driven through `cuma_runtime::cli`) on `input`; stdout or the error text.
 fn cuma_run(args: &[&str], input: &[u8]) -> Result<String, String> {
     use clap::Parser;
-    let parsed = cuma_runtime::cli::Args::try_parse_from(std::iter::once("cuma-run").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+    let parsed = cuma_runtime::cli::Args::try_parse_from(std::iter::once("cuma-run").chain(args.iter().copied()))
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    cuma_runtime::cli::run(parsed, &mut std::io::Cursor::new(input.to_vec()), &mut out).map_err(|e| format!("{e:#}"))?;
+    cuma_runtime::cli::run(parsed, &mut std::io::Cursor::new(input.to_vec()), &mut out)
+        .map_err(|e| format!("{e:#}"))?;
     Ok(String::from_utf8(out).expect("utf8 output"))
 }
 
@@ -324,29 +523,101 @@ fn cuma_run(args: &[&str], input: &[u8]) -> Result<String, String> {
 fn cuma_run_serves_and_reports_bad_input_without_panicking() {
     let dir = scratch("runtime_cli");
     let items = small_survey(&dir, 2);
-    let bundle = train_and_export(&items, &dir.join("run"), &["--model", &s(&tiny("llama")), "--encoder", &s(&tiny("bert")), "--steps", "2", "--batch-size", "4"]);
+    let bundle = train_and_export(
+        &items,
+        &dir.join("run"),
+        &[
+            "--model",
+            &s(&tiny("llama")),
+            "--encoder",
+            &s(&tiny("bert")),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+        ],
+    );
     let b = s(&bundle);
     for backend in ["ort", "tract"] {
         // A question: one line per option with its probability; the probabilities sum to 1.
-        let out = cuma_run(&["--bundle", &b, "--backend", backend, "--profile", "country=Country A1", "--question", "Do you agree?", "--option", "Yes", "--option", "No"], b"").expect("question");
-        let probs: Vec<f64> = out.lines().map(|l| l.split_whitespace().nth(2).expect("probability column").parse().expect("number")).collect();
+        let out = cuma_run(
+            &[
+                "--bundle",
+                &b,
+                "--backend",
+                backend,
+                "--profile",
+                "country=Country A1",
+                "--question",
+                "Do you agree?",
+                "--option",
+                "Yes",
+                "--option",
+                "No",
+            ],
+            b"",
+        )
+        .expect("question");
+        let probs: Vec<f64> = out
+            .lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .nth(2)
+                    .expect("probability column")
+                    .parse()
+                    .expect("number")
+            })
+            .collect();
         assert_eq!(probs.len(), 2, "{out}");
         assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{out}");
         // A streamed chat reply.
-        let reply = cuma_run(&["--bundle", &b, "--backend", backend, "--profile", "country=Country B2", "--prompt", "Hello", "--max-tokens", "4", "--trace-routing"], b"").expect("prompt");
+        let reply = cuma_run(
+            &[
+                "--bundle",
+                &b,
+                "--backend",
+                backend,
+                "--profile",
+                "country=Country B2",
+                "--prompt",
+                "Hello",
+                "--max-tokens",
+                "4",
+                "--trace-routing",
+            ],
+            b"",
+        )
+        .expect("prompt");
         assert!(reply.ends_with('\n'), "{reply:?}");
     }
     // A batch of requests with different profiles gives each the reply it gets alone.
     for backend in [Backend::Tract, Backend::Ort { device: OrtDevice::Cpu }] {
         let mut session = session(&bundle, backend);
-        let request = |country: &str, text: &str| GenerateRequest { profile: Profile::new().with("country", country), messages: vec![Message::new("user", text)] };
-        let requests = [request("Country A1", "Hello there, how are you today?"), request("Country B2", "Hi")];
-        let options = GenerateOptions { max_new_tokens: 6, trace_routing: true, ..Default::default() };
+        let request = |country: &str, text: &str| GenerateRequest {
+            profile: Profile::new().with("country", country),
+            messages: vec![Message::new("user", text)],
+        };
+        let requests = [
+            request("Country A1", "Hello there, how are you today?"),
+            request("Country B2", "Hi"),
+        ];
+        let options = GenerateOptions {
+            max_new_tokens: 6,
+            trace_routing: true,
+            ..Default::default()
+        };
         let mut streamed = [String::new(), String::new()];
-        let together = session.generate(&requests, &options, |t| streamed[t.request].push_str(t.text)).expect("batch");
+        let together = session
+            .generate(&requests, &options, |t| streamed[t.request].push_str(t.text))
+            .expect("batch");
         for (i, r) in requests.iter().enumerate() {
-            let alone = session.generate(std::slice::from_ref(r), &options, |_| {}).expect("alone");
-            assert_eq!(together[i].token_ids, alone[0].token_ids, "{backend}: request {i} in a batch");
+            let alone = session
+                .generate(std::slice::from_ref(r), &options, |_| {})
+                .expect("alone");
+            assert_eq!(
+                together[i].token_ids, alone[0].token_ids,
+                "{backend}: request {i} in a batch"
+            );
             assert_eq!(streamed[i], together[i].text, "{backend}: streamed text of request {i}");
             let trace = together[i].routing.as_ref().expect("trace");
             // Every prompt token and every generated token fed back (the last one is not, unless
@@ -355,24 +626,52 @@ fn cuma_run_serves_and_reports_bad_input_without_panicking() {
                 cuma_runtime::FinishReason::EndOfTurn => together[i].token_ids.len(),
                 _ => together[i].token_ids.len().saturating_sub(1),
             };
-            assert_eq!(trace.tokens.len(), together[i].prompt_tokens + fed, "{backend}: one trace entry per processed token");
+            assert_eq!(
+                trace.tokens.len(),
+                together[i].prompt_tokens + fed,
+                "{backend}: one trace entry per processed token"
+            );
         }
         // A stop sequence that spans the last two tokens of the first reply: from the last whole
         // character of the first five tokens' text to the first character of the sixth's.
         // Generation stops there, the text is cut before it, and its first half, decoded a step
         // earlier, was never streamed.
         let full = &together[0].text;
-        let shorter = GenerateOptions { max_new_tokens: options.max_new_tokens - 1, ..options.clone() };
-        let head = session.generate(&requests[..1], &shorter, |_| {}).expect("one token fewer").remove(0).text;
-        assert!(head.len() < full.len() && full.starts_with(&head), "{backend}: {head:?} should be a proper prefix of {full:?}");
-        let from = head.trim_end_matches('\u{FFFD}').char_indices().last().expect("a whole character in the first five tokens").0;
+        let shorter = GenerateOptions {
+            max_new_tokens: options.max_new_tokens - 1,
+            ..options.clone()
+        };
+        let head = session
+            .generate(&requests[..1], &shorter, |_| {})
+            .expect("one token fewer")
+            .remove(0)
+            .text;
+        assert!(
+            head.len() < full.len() && full.starts_with(&head),
+            "{backend}: {head:?} should be a proper prefix of {full:?}"
+        );
+        let from = head
+            .trim_end_matches('\u{FFFD}')
+            .char_indices()
+            .last()
+            .expect("a whole character in the first five tokens")
+            .0;
         let to = head.len() + full[head.len()..].chars().next().map_or(0, char::len_utf8);
         let stop = full[from..to].to_string();
-        let options = GenerateOptions { stop: vec![stop.clone()], ..options.clone() };
+        let options = GenerateOptions {
+            stop: vec![stop.clone()],
+            ..options.clone()
+        };
         let mut streamed = String::new();
-        let stopped = session.generate(&requests[..1], &options, |t| streamed.push_str(t.text)).expect("with a stop sequence");
+        let stopped = session
+            .generate(&requests[..1], &options, |t| streamed.push_str(t.text))
+            .expect("with a stop sequence");
         let want = &full[..full.find(&stop).expect("stop is in the reply")];
-        assert_eq!((stopped[0].text.as_str(), stopped[0].finish_reason), (want, cuma_runtime::FinishReason::Stop), "{backend}: stop {stop:?}");
+        assert_eq!(
+            (stopped[0].text.as_str(), stopped[0].finish_reason),
+            (want, cuma_runtime::FinishReason::Stop),
+            "{backend}: stop {stop:?}"
+        );
         assert_eq!(streamed, want, "{backend}: streamed text with stop {stop:?}");
     }
     // Batch mode keeps going past bad lines: invalid JSON, invalid UTF-8, no options, unknown
@@ -386,27 +685,95 @@ fn cuma_run_serves_and_reports_bad_input_without_panicking() {
     input.extend_from_slice(b"{\"hello\": 1}\n");
     input.extend_from_slice(format!("{{\"prompt\": \"{long}\"}}\n").as_bytes());
     input.extend_from_slice(b"{\"id\": 7, \"profile\": {\"country\": \"Country B2\", \"shoe_size\": \"42\"}, \"prompt\": \"Hi\", \"max_tokens\": 3}\n");
-    let out = cuma_run(&["--bundle", &b, "--backend", "tract", "--jsonl", "--trace-routing"], &input).expect("batch runs to the end");
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("each output line is JSON")).collect();
+    let out = cuma_run(
+        &["--bundle", &b, "--backend", "tract", "--jsonl", "--trace-routing"],
+        &input,
+    )
+    .expect("batch runs to the end");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect();
     assert_eq!(lines.len(), 7, "{out}");
     assert_eq!(lines[0]["id"], "q");
-    assert_eq!(lines[0]["probabilities"].as_array().map(Vec::len), Some(2), "{}", lines[0]);
-    assert!(lines[0]["routing"]["tokens"].as_array().is_some_and(|t| !t.is_empty()), "routing trace in {}", lines[0]);
-    for (i, needle) in [(1, "JSON"), (2, "UTF-8"), (3, "at least one option"), (4, "needs"), (5, "context")] {
-        let err = lines[i]["error"].as_str().unwrap_or_else(|| panic!("line {} should be an error: {}", i + 1, lines[i]));
+    assert_eq!(
+        lines[0]["probabilities"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0]["routing"]["tokens"].as_array().is_some_and(|t| !t.is_empty()),
+        "routing trace in {}",
+        lines[0]
+    );
+    for (i, needle) in [
+        (1, "JSON"),
+        (2, "UTF-8"),
+        (3, "at least one option"),
+        (4, "needs"),
+        (5, "context"),
+    ] {
+        let err = lines[i]["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("line {} should be an error: {}", i + 1, lines[i]));
         assert!(err.contains(needle), "line {}: {err}", i + 1);
         assert_eq!(lines[i]["line"], i + 1);
     }
     assert_eq!(lines[6]["id"], 7);
     assert!(lines[6]["text"].is_string(), "{}", lines[6]);
-    assert!(lines[6]["warnings"][0].as_str().is_some_and(|w| w.contains("shoe_size")), "{}", lines[6]);
+    assert!(
+        lines[6]["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("shoe_size")),
+        "{}",
+        lines[6]
+    );
     // --strict refuses the unknown attribute instead.
-    let err = cuma_run(&["--bundle", &b, "--backend", "tract", "--strict", "--profile", "country=X,shoe_size=42", "--question", "Agree?", "--option", "Yes", "--option", "No"], b"").expect_err("strict");
+    let err = cuma_run(
+        &[
+            "--bundle",
+            &b,
+            "--backend",
+            "tract",
+            "--strict",
+            "--profile",
+            "country=X,shoe_size=42",
+            "--question",
+            "Agree?",
+            "--option",
+            "Yes",
+            "--option",
+            "No",
+        ],
+        b"",
+    )
+    .expect_err("strict");
     assert!(err.contains("shoe_size"), "{err}");
     // Nothing to do, a CUDA device on tract, an empty profile pair.
-    assert!(cuma_run(&["--bundle", &b], b"").expect_err("no request").contains("nothing to do"));
-    assert!(cuma_run(&["--bundle", &b, "--backend", "tract", "--device", "cuda", "--prompt", "x"], b"").expect_err("tract on cuda").contains("CPU only"));
-    assert!(cuma_run(&["--bundle", &b, "--profile", "country", "--prompt", "x"], b"").expect_err("bad profile").contains("key=value"));
+    assert!(cuma_run(&["--bundle", &b], b"")
+        .expect_err("no request")
+        .contains("nothing to do"));
+    assert!(cuma_run(
+        &[
+            "--bundle",
+            &b,
+            "--backend",
+            "tract",
+            "--device",
+            "cuda",
+            "--prompt",
+            "x"
+        ],
+        b""
+    )
+    .expect_err("tract on cuda")
+    .contains("CPU only"));
+    assert!(
+        cuma_run(&["--bundle", &b, "--profile", "country", "--prompt", "x"], b"")
+            .expect_err("bad profile")
+            .contains("key=value")
+    );
 }
 
 #[test]
@@ -427,7 +794,11 @@ fn damaged_bundles_are_refused_with_the_file_named() {
     assert!(err.contains("model.onnx") && err.contains("missing"), "{err}");
     let future = copy("future");
     let manifest = std::fs::read_to_string(future.join("manifest.json")).expect("manifest");
-    std::fs::write(future.join("manifest.json"), manifest.replacen("\"format_version\": 1", "\"format_version\": 99", 1)).expect("write");
+    std::fs::write(
+        future.join("manifest.json"),
+        manifest.replacen("\"format_version\": 1", "\"format_version\": 99", 1),
+    )
+    .expect("write");
     let err = Bundle::open(&future).expect_err("version").to_string();
     assert!(err.contains("format version 99"), "{err}");
     let err = Bundle::open(dir.join("nowhere")).expect_err("no dir").to_string();
@@ -441,9 +812,22 @@ fn baseline_adapters_agree_across_runtimes() {
     let (qwen2, bert) = (s(&tiny("qwen2")), s(&tiny("bert")));
     for method in ["lora", "dora", "hydralora", "mixlora"] {
         let run = dir.join(method);
-        let bundle = seeded_bundle(&items, &run, &["--model", &qwen2, "--encoder", &bert, "--method", method], 5);
+        let bundle = seeded_bundle(
+            &items,
+            &run,
+            &["--model", &qwen2, "--encoder", &bert, "--method", method],
+            5,
+        );
         let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
-        let diff = compare(&format!("{method}-qwen2"), &bundle, &e.model, Some(&e.encoder), &Profile::new().with("country", "Country A1"), &question(), 1e-4);
+        let diff = compare(
+            &format!("{method}-qwen2"),
+            &bundle,
+            &e.model,
+            Some(&e.encoder),
+            &Profile::new().with("country", "Country A1"),
+            &question(),
+            1e-4,
+        );
         println!("{method}: max |logit diff| {diff:.2e}");
     }
 }
@@ -454,12 +838,28 @@ fn decoder_profile_encoder_exports_and_agrees_across_runtimes() {
     let dir = scratch("runtime_decoder_encoder");
     let items = small_survey(&dir, 2);
     let run = dir.join("run");
-    let bundle = seeded_bundle(&items, &run, &["--model", &s(&tiny("llama")), "--encoder", &s(&tiny("qwen3"))], 4);
+    let bundle = seeded_bundle(
+        &items,
+        &run,
+        &["--model", &s(&tiny("llama")), "--encoder", &s(&tiny("qwen3"))],
+        4,
+    );
     let manifest = Bundle::open(&bundle).expect("bundle").manifest;
     let encoder = manifest.encoder.as_ref().expect("encoder in the manifest");
-    assert_eq!((encoder.family.as_str(), encoder.pooling.as_str()), ("qwen3", "last-token"));
+    assert_eq!(
+        (encoder.family.as_str(), encoder.pooling.as_str()),
+        ("qwen3", "last-token")
+    );
     let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
-    let diff = compare("cuma-qwen3-encoder", &bundle, &e.model, Some(&e.encoder), &Profile::parse("country=Country B1,age=35-44").expect("profile"), &question(), 1e-4);
+    let diff = compare(
+        "cuma-qwen3-encoder",
+        &bundle,
+        &e.model,
+        Some(&e.encoder),
+        &Profile::parse("country=Country B1,age=35-44").expect("profile"),
+        &question(),
+        1e-4,
+    );
     println!("CuMA with a decoder encoder: max |logit diff| {diff:.2e}");
 }
 
@@ -468,14 +868,37 @@ fn weights_in_an_external_data_file_load_on_every_runtime() {
     // The 2 GB protobuf limit is forced down to 0 bytes, so every weight goes external.
     let dir = scratch("runtime_external_data");
     let bundle = dir.join("bundle");
-    cuma(&["export", "--onnx", &s(&tiny("qwen3")), "--out", &s(&bundle), "--external-data-above", "0"]);
+    cuma(&[
+        "export",
+        "--onnx",
+        &s(&tiny("qwen3")),
+        "--out",
+        &s(&bundle),
+        "--external-data-above",
+        "0",
+    ]);
     let manifest = Bundle::open(&bundle).expect("bundle").manifest;
-    assert!(manifest.files.contains_key("model.onnx.data"), "files: {:?}", manifest.files.keys());
+    assert!(
+        manifest.files.contains_key("model.onnx.data"),
+        "files: {:?}",
+        manifest.files.keys()
+    );
     let graph = std::fs::metadata(bundle.join("model.onnx")).expect("graph").len();
     let data = std::fs::metadata(bundle.join("model.onnx.data")).expect("data").len();
-    assert!(data > 10 * graph, "weights should live in the data file: graph {graph} B, data {data} B");
+    assert!(
+        data > 10 * graph,
+        "weights should live in the data file: graph {graph} B, data {data} B"
+    );
     let model = Backbone::load(&tiny("qwen3"), CPU).expect("loads");
-    compare("bare-qwen3", &bundle, &model, None, &Profile::new().with("country", "Chile"), &question(), 1e-4);
+    compare(
+        "bare-qwen3",
+        &bundle,
+        &model,
+        None,
+        &Profile::new().with("country", "Chile"),
+        &question(),
+        1e-4,
+    );
 }
 
 /// A named pipe outside a bundle that tells whether anything opened it: a helper thread keeps
@@ -493,20 +916,33 @@ impl Sentinel {
         use std::os::unix::fs::OpenOptionsExt;
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
-        let made = std::process::Command::new("mkfifo").arg(&path).status().expect("mkfifo runs");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo runs");
         assert!(made.success(), "mkfifo {}", path.display());
         let (opened, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let (o, s, p) = (opened.clone(), stop.clone(), path.clone());
         const O_NONBLOCK: i32 = 0o4000; // Linux
         let watcher = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
-                if std::fs::OpenOptions::new().write(true).custom_flags(O_NONBLOCK).open(&p).is_ok() {
+                if std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(O_NONBLOCK)
+                    .open(&p)
+                    .is_ok()
+                {
                     o.store(true, Ordering::SeqCst);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         });
-        Self { path, opened, stop, watcher: Some(watcher) }
+        Self {
+            path,
+            opened,
+            stop,
+            watcher: Some(watcher),
+        }
     }
 
     /// Whether anything opened the pipe so far (after a moment for the watcher to see it).
@@ -532,9 +968,14 @@ fn bundle_variant(bundle: &Path, to: &Path, edit: &dyn Fn(&Path, &mut serde_json
         let e = e.expect("entry");
         std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
     }
-    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest")).expect("json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest")).expect("json");
     edit(to, &mut m);
-    std::fs::write(to.join("manifest.json"), serde_json::to_string_pretty(&m).expect("json")).expect("write");
+    std::fs::write(
+        to.join("manifest.json"),
+        serde_json::to_string_pretty(&m).expect("json"),
+    )
+    .expect("write");
     to.to_path_buf()
 }
 
@@ -542,21 +983,54 @@ fn bundle_variant(bundle: &Path, to: &Path, edit: &dyn Fn(&Path, &mut serde_json
 fn manifest_metadata_that_contradicts_itself_or_the_graphs_is_refused() {
     let dir = scratch("runtime_manifest_checks");
     let items = small_survey(&dir, 1);
-    let bundle = seeded_bundle(&items, &dir.join("run"), &["--model", &s(&tiny("llama")), "--encoder", &s(&tiny("bert"))], 9);
+    let bundle = seeded_bundle(
+        &items,
+        &dir.join("run"),
+        &["--model", &s(&tiny("llama")), "--encoder", &s(&tiny("bert"))],
+        9,
+    );
     type Edit = fn(&mut serde_json::Value);
     let cases: [(&str, Edit, &str); 12] = [
         ("top_k 0", |m| m["adapter"]["top_k"] = 0.into(), "adapter.top_k"),
-        ("top_k above experts", |m| m["adapter"]["top_k"] = 9.into(), "adapter.top_k"),
+        (
+            "top_k above experts",
+            |m| m["adapter"]["top_k"] = 9.into(),
+            "adapter.top_k",
+        ),
         ("experts 0", |m| m["adapter"]["experts"] = 0.into(), "adapter.experts"),
-        ("experts 1e12", |m| m["adapter"]["experts"] = 1_000_000_000_000u64.into(), "adapter.experts"),
-        ("no routers", |m| m["adapter"]["routers"] = serde_json::json!([]), "adapter.routers"),
-        ("unknown method", |m| m["adapter"]["method"] = "magic".into(), "adapter.method"),
-        ("unknown pooling", |m| m["encoder"]["pooling"] = "max".into(), "encoder.pooling"),
+        (
+            "experts 1e12",
+            |m| m["adapter"]["experts"] = 1_000_000_000_000u64.into(),
+            "adapter.experts",
+        ),
+        (
+            "no routers",
+            |m| m["adapter"]["routers"] = serde_json::json!([]),
+            "adapter.routers",
+        ),
+        (
+            "unknown method",
+            |m| m["adapter"]["method"] = "magic".into(),
+            "adapter.method",
+        ),
+        (
+            "unknown pooling",
+            |m| m["encoder"]["pooling"] = "max".into(),
+            "encoder.pooling",
+        ),
         ("unknown dtype", |m| m["dtype"] = "int3".into(), "dtype"),
         ("unknown key", |m| m["backbone"]["shoe_size"] = 42.into(), "shoe_size"),
         ("layers 3", |m| m["backbone"]["layers"] = 3.into(), "backbone.layers"),
-        ("layers 1e9", |m| m["backbone"]["layers"] = 1_000_000_000u64.into(), "backbone.layers"),
-        ("layers 2^64-1", |m| m["backbone"]["layers"] = u64::MAX.into(), "backbone.layers"),
+        (
+            "layers 1e9",
+            |m| m["backbone"]["layers"] = 1_000_000_000u64.into(),
+            "backbone.layers",
+        ),
+        (
+            "layers 2^64-1",
+            |m| m["backbone"]["layers"] = u64::MAX.into(),
+            "backbone.layers",
+        ),
     ];
     for (i, (what, edit, needle)) in cases.into_iter().enumerate() {
         let variant = bundle_variant(&bundle, &dir.join(format!("case{i}")), &|_, m| edit(m));
@@ -570,16 +1044,39 @@ fn manifest_metadata_that_contradicts_itself_or_the_graphs_is_refused() {
 fn a_hostile_manifest_cannot_reach_outside_its_bundle() {
     let dir = scratch("runtime_hostile");
     let bundle = dir.join("bundle");
-    cuma(&["export", "--onnx", &s(&tiny("llama")), "--out", &s(&bundle), "--external-data-above", "0"]);
+    cuma(&[
+        "export",
+        "--onnx",
+        &s(&tiny("llama")),
+        "--out",
+        &s(&bundle),
+        "--external-data-above",
+        "0",
+    ]);
     // `../sentinel.fif` has the length of `model.onnx.data`, so the graph's bytes can be patched.
     let sentinel = Sentinel::new(dir.join("sentinel.fif"));
     let outside = sentinel.path.to_str().expect("utf8").to_string();
-    let variant = |name: &str, edit: &dyn Fn(&Path, &mut serde_json::Value)| bundle_variant(&bundle, &dir.join(name), edit);
+    let variant =
+        |name: &str, edit: &dyn Fn(&Path, &mut serde_json::Value)| bundle_variant(&bundle, &dir.join(name), edit);
     let sha = |p: &Path| cuma::train::checkpoint::hash_files(&[p.to_path_buf()]).expect("hash");
     let cases: Vec<(&str, std::path::PathBuf, &str)> = vec![
-        ("dotdot", variant("dotdot", &|_, m| m["files"]["../sentinel.fif"] = "0".repeat(64).into()), "plain relative name"),
-        ("absolute", variant("absolute", &|_, m| m["files"][outside.as_str()] = "0".repeat(64).into()), "plain relative name"),
-        ("unlisted tokenizer", variant("unlisted", &|_, m| m["backbone"]["tokenizer"] = "../sentinel.fif".into()), "not listed"),
+        (
+            "dotdot",
+            variant("dotdot", &|_, m| m["files"]["../sentinel.fif"] = "0".repeat(64).into()),
+            "plain relative name",
+        ),
+        (
+            "absolute",
+            variant("absolute", &|_, m| m["files"][outside.as_str()] = "0".repeat(64).into()),
+            "plain relative name",
+        ),
+        (
+            "unlisted tokenizer",
+            variant("unlisted", &|_, m| {
+                m["backbone"]["tokenizer"] = "../sentinel.fif".into()
+            }),
+            "not listed",
+        ),
         (
             "symlinked tokenizer",
             variant("symlink", &|to, _| {
@@ -612,9 +1109,26 @@ fn a_hostile_manifest_cannot_reach_outside_its_bundle() {
         ),
     ];
     for (what, bundle, needle) in &cases {
-        let opened = Bundle::open(bundle).and_then(|b| Session::new(b, SessionOptions { engine: EngineOptions { backend: Backend::Tract, threads: Some(1) }, strict_profiles: false }));
-        let err = opened.err().map(|e| e.to_string()).unwrap_or_else(|| panic!("{what}: the bundle was served"));
-        assert!(!sentinel.was_opened(), "{what}: a file outside the bundle was opened ({err})");
+        let opened = Bundle::open(bundle).and_then(|b| {
+            Session::new(
+                b,
+                SessionOptions {
+                    engine: EngineOptions {
+                        backend: Backend::Tract,
+                        threads: Some(1),
+                    },
+                    strict_profiles: false,
+                },
+            )
+        });
+        let err = opened
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| panic!("{what}: the bundle was served"));
+        assert!(
+            !sentinel.was_opened(),
+            "{what}: a file outside the bundle was opened ({err})"
+        );
         assert!(err.contains(needle), "{what}: {err}");
     }
     // External data cut short is refused before an engine reads past its end.
@@ -627,7 +1141,17 @@ fn a_hostile_manifest_cannot_reach_outside_its_bundle() {
     let err = Bundle::open(&truncated).expect_err("truncated data").to_string();
     assert!(err.contains("truncated"), "{err}");
     // The untouched bundle still opens and serves.
-    Session::new(Bundle::open(&bundle).expect("bundle"), SessionOptions { engine: EngineOptions { backend: Backend::Tract, threads: Some(1) }, strict_profiles: false }).expect("serves");
+    Session::new(
+        Bundle::open(&bundle).expect("bundle"),
+        SessionOptions {
+            engine: EngineOptions {
+                backend: Backend::Tract,
+                threads: Some(1),
+            },
+            strict_profiles: false,
+        },
+    )
+    .expect("serves");
 }
 
 #[test]
@@ -645,22 +1169,46 @@ fn out_of_range_sampling_threads_and_request_values_are_refused() {
         (&["--threads", "0"], "--threads"),
     ];
     for (flags, needle) in cases {
-        let mut args = vec!["--bundle", b.as_str(), "--backend", "ort", "--prompt", "Hi", "--max-tokens", "2"];
+        let mut args = vec![
+            "--bundle",
+            b.as_str(),
+            "--backend",
+            "ort",
+            "--prompt",
+            "Hi",
+            "--max-tokens",
+            "2",
+        ];
         args.extend_from_slice(flags);
         let err = cuma_run(&args, b"").expect_err(&format!("{flags:?} should be refused"));
         assert!(err.contains(needle), "{flags:?}: {err}");
     }
     // The library checks thread counts too, for embedders that bypass the CLI.
-    let huge = SessionOptions { engine: EngineOptions { backend: Backend::Ort { device: OrtDevice::Cpu }, threads: Some(1_000_000) }, strict_profiles: false };
-    let err = Session::new(Bundle::open(&bundle).expect("bundle"), huge).err().expect("a million threads").to_string();
+    let huge = SessionOptions {
+        engine: EngineOptions {
+            backend: Backend::Ort { device: OrtDevice::Cpu },
+            threads: Some(1_000_000),
+        },
+        strict_profiles: false,
+    };
+    let err = Session::new(Bundle::open(&bundle).expect("bundle"), huge)
+        .err()
+        .expect("a million threads")
+        .to_string();
     assert!(err.contains("threads"), "{err}");
     // In JSONL, a max_tokens of the wrong type or sign is an error for that line, not ignored.
     let input = b"{\"prompt\": \"Hi\", \"max_tokens\": -1}\n{\"prompt\": \"Hi\", \"max_tokens\": \"5\"}\n{\"prompt\": \"Hi\", \"max_tokens\": 1.5}\n{\"prompt\": \"Hi\", \"max_tokens\": 2}\n";
     let out = cuma_run(&["--bundle", &b, "--backend", "tract", "--jsonl"], input).expect("batch runs to the end");
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
     assert_eq!(lines.len(), 4, "{out}");
     for line in &lines[..3] {
-        assert!(line["error"].as_str().is_some_and(|e| e.contains("max_tokens")), "{line}");
+        assert!(
+            line["error"].as_str().is_some_and(|e| e.contains("max_tokens")),
+            "{line}"
+        );
     }
     assert!(lines[3]["text"].is_string(), "{}", lines[3]);
 }
@@ -673,7 +1221,8 @@ fn a_tokenizer_with_ids_past_the_vocabulary_is_an_error_not_a_panic() {
     // The letter "A" (an option letter, and in every option list) moved to id 100000.
     let broken = bundle_variant(&bundle, &dir.join("broken"), &|to, m| {
         let path = to.join("tokenizer.json");
-        let mut tok: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("tokenizer")).expect("json");
+        let mut tok: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("tokenizer")).expect("json");
         let vocab = tok["model"]["vocab"].as_object_mut().expect("a BPE vocabulary");
         assert!(vocab.contains_key("A"), "the tiny vocabulary has the letter A");
         vocab.insert("A".into(), 100_000.into());
@@ -683,7 +1232,10 @@ fn a_tokenizer_with_ids_past_the_vocabulary_is_an_error_not_a_panic() {
     for backend in backends().map(|(_, b)| b) {
         let mut session = session(&broken, backend);
         let options = ["Yes".to_string(), "No".to_string()];
-        let err = session.choice_distribution(&Profile::new().with("country", "Chile"), "Agree?", &options, false).expect_err("refused").to_string();
+        let err = session
+            .choice_distribution(&Profile::new().with("country", "Chile"), "Agree?", &options, false)
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("100000") && err.contains("vocabulary"), "{backend}: {err}");
     }
 }

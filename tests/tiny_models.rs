@@ -15,12 +15,19 @@ const TOLERANCE: f32 = 1e-4;
 fn check_decoder(name: &str) {
     let r = &reference()["decoders"][name];
     let model = Backbone::load(&tiny(name), device()).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let ids = model.tokenizer.encode(r["text"].as_str().expect("text"), false).expect("encodes");
+    let ids = model
+        .tokenizer
+        .encode(r["text"].as_str().expect("text"), false)
+        .expect("encodes");
     assert_eq!(ids, u32s(&r["ids"]), "{name}: token ids");
     let _guard = tch::no_grad_guard();
-    let input = Tensor::from_slice(&ids.iter().map(|&x| i64::from(x)).collect::<Vec<_>>()).view([1, -1]).to(model.device);
+    let input = Tensor::from_slice(&ids.iter().map(|&x| i64::from(x)).collect::<Vec<_>>())
+        .view([1, -1])
+        .to(model.device);
     let n = ids.len() as i64;
-    let (logits, mut cache) = model.step(&input, &Tensor::ones([1, n], (Kind::Int64, model.device)), None).expect("forward");
+    let (logits, mut cache) = model
+        .step(&input, &Tensor::ones([1, n], (Kind::Int64, model.device)), None)
+        .expect("forward");
     let want_rows = r["logits_last_positions"].as_array().expect("logits");
     let first = n - want_rows.len() as i64;
     let mut worst = 0.0f32;
@@ -39,7 +46,11 @@ fn check_decoder(name: &str) {
         greedy.push(next);
         len += 1;
         let (l, c) = model
-            .step(&Tensor::from_slice(&[i64::from(next)]).view([1, 1]).to(model.device), &Tensor::ones([1, len], (Kind::Int64, model.device)), Some(&cache))
+            .step(
+                &Tensor::from_slice(&[i64::from(next)]).view([1, 1]).to(model.device),
+                &Tensor::ones([1, len], (Kind::Int64, model.device)),
+                Some(&cache),
+            )
             .expect("decode");
         cache = c;
         row = last_logits(&l).expect("last");
@@ -75,7 +86,14 @@ fn left_padding_does_not_change_logits() {
     let short: Vec<i64> = (40..45).collect();
     let alone = |ids: &[i64]| {
         let n = ids.len() as i64;
-        model.step(&Tensor::from_slice(ids).view([1, -1]).to(model.device), &Tensor::ones([1, n], (Kind::Int64, model.device)), None).expect("forward").0
+        model
+            .step(
+                &Tensor::from_slice(ids).view([1, -1]).to(model.device),
+                &Tensor::ones([1, n], (Kind::Int64, model.device)),
+                None,
+            )
+            .expect("forward")
+            .0
     };
     let pad = long.len() - short.len();
     let mut batch_ids = long.clone();
@@ -84,25 +102,53 @@ fn left_padding_does_not_change_logits() {
     mask.extend(std::iter::repeat_n(0, pad).chain(std::iter::repeat_n(1, short.len())));
     let n = long.len() as i64;
     let (batch, _) = model
-        .step(&Tensor::from_slice(&batch_ids).view([2, n]).to(model.device), &Tensor::from_slice(&mask).view([2, n]).to(model.device), None)
+        .step(
+            &Tensor::from_slice(&batch_ids).view([2, n]).to(model.device),
+            &Tensor::from_slice(&mask).view([2, n]).to(model.device),
+            None,
+        )
         .expect("batched forward");
-    let diff_long = (batch.get(0) - alone(&long).get(0)).abs().max().to(Device::Cpu).double_value(&[]);
-    let diff_short = (batch.get(1).narrow(0, pad as i64, short.len() as i64) - alone(&short).get(0)).abs().max().to(Device::Cpu).double_value(&[]);
-    assert!(diff_long < 1e-4 && diff_short < 1e-4, "padding changed logits: {diff_long}, {diff_short}");
+    let diff_long = (batch.get(0) - alone(&long).get(0))
+        .abs()
+        .max()
+        .to(Device::Cpu)
+        .double_value(&[]);
+    let diff_short = (batch.get(1).narrow(0, pad as i64, short.len() as i64) - alone(&short).get(0))
+        .abs()
+        .max()
+        .to(Device::Cpu)
+        .double_value(&[]);
+    assert!(
+        diff_long < 1e-4 && diff_short < 1e-4,
+        "padding changed logits: {diff_long}, {diff_short}"
+    );
 }
 
 fn check_encoder(name: &str, normalized: bool) {
     let r = &reference()["encoders"][name];
     let enc = ProfileEncoder::load(&tiny(name), device()).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(enc.normalize, normalized);
-    let texts: Vec<&str> = r["texts"].as_array().expect("texts").iter().map(|t| t.as_str().expect("str")).collect();
+    let texts: Vec<&str> = r["texts"]
+        .as_array()
+        .expect("texts")
+        .iter()
+        .map(|t| t.as_str().expect("str"))
+        .collect();
     for (t, want) in texts.iter().zip(r["ids"].as_array().expect("ids")) {
-        assert_eq!(enc.tokenizer.encode(t, true).expect("encodes"), u32s(want), "{name}: ids of {t:?}");
+        assert_eq!(
+            enc.tokenizer.encode(t, true).expect("encodes"),
+            u32s(want),
+            "{name}: ids of {t:?}"
+        );
     }
     // Texts of different lengths in one padded batch, each compared with its unpadded reference.
     let got: Vec<Vec<f32>> = Vec::try_from(&enc.embed(&texts).expect("embeds").to(Device::Cpu)).expect("rows");
     for (g, want) in got.iter().zip(r["vectors"].as_array().expect("vectors")) {
-        let worst = g.iter().zip(f32s(want)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let worst = g
+            .iter()
+            .zip(f32s(want))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(worst <= TOLERANCE, "{name}: pooled vector differs by {worst}");
     }
 }
@@ -138,7 +184,10 @@ fn sharded_safetensors_load_like_the_single_file() {
             .map(|n| {
                 let t = st.tensor(n).expect("tensor");
                 assert_eq!(t.dtype(), Dtype::F16);
-                (n.clone(), TensorView::new(t.dtype(), t.shape().to_vec(), t.data()).expect("view"))
+                (
+                    n.clone(),
+                    TensorView::new(t.dtype(), t.shape().to_vec(), t.data()).expect("view"),
+                )
             })
             .collect();
         safetensors::serialize_to_file(views, None, &dir.join(&file)).expect("write shard");
@@ -153,7 +202,9 @@ fn sharded_safetensors_load_like_the_single_file() {
     let run = |path: &std::path::Path| {
         let m = Backbone::load(path, Device::Cpu).expect("loads");
         let ids = Tensor::from_slice(&[3i64, 17, 42, 99, 7]).view([1, 5]);
-        m.step(&ids, &Tensor::ones([1, 5], (Kind::Int64, Device::Cpu)), None).expect("forward").0
+        m.step(&ids, &Tensor::ones([1, 5], (Kind::Int64, Device::Cpu)), None)
+            .expect("forward")
+            .0
     };
     let diff = (run(&dir) - run(&tiny("llama"))).abs().max().double_value(&[]);
     assert_eq!(diff, 0.0, "sharded and single-file weights differ");
@@ -163,7 +214,10 @@ fn sharded_safetensors_load_like_the_single_file() {
 fn encoder_truncates_profiles_to_128_tokens() {
     let enc = ProfileEncoder::load(&tiny("bert"), Device::Cpu).expect("loads");
     let long = "religion family work politics ".repeat(100);
-    assert_eq!(enc.tokenizer.encode(&long, true).expect("encodes").len(), cuma::models::encoder::MAX_TOKENS);
+    assert_eq!(
+        enc.tokenizer.encode(&long, true).expect("encodes").len(),
+        cuma::models::encoder::MAX_TOKENS
+    );
     let v = enc.embed(&[long.as_str(), "short"]).expect("long text embeds");
     assert_eq!(v.size(), vec![2, 64]);
 }
@@ -176,7 +230,12 @@ fn bf16_matrix_products_stay_close_to_f32() {
     let _guard = tch::no_grad_guard();
     let ids = Tensor::from_slice(&[3i64, 17, 42, 99, 7]).view([1, 5]);
     let mask = Tensor::ones([1, 5], (Kind::Int64, Device::Cpu));
-    let input = StepInput { ids: &ids, attention_mask: &mask, past: None, profile: None };
+    let input = StepInput {
+        ids: &ids,
+        attention_mask: &mask,
+        past: None,
+        profile: None,
+    };
     let full = model.run(&mut TchOps::new(Device::Cpu), &input).expect("f32").logits;
     let mut mixed_ops = TchOps::new(Device::Cpu);
     mixed_ops.bf16_matmul = true;

@@ -29,7 +29,12 @@ fn data(dir: &std::path::Path) -> std::path::PathBuf {
             id: format!("{r}/Q1"),
             respondent: r.to_string(),
             question_id: "Q1".into(),
-            profile: [("country".to_string(), country.to_string()), ("age".to_string(), format!("{}", 20 + r))].into_iter().collect(),
+            profile: [
+                ("country".to_string(), country.to_string()),
+                ("age".to_string(), format!("{}", 20 + r)),
+            ]
+            .into_iter()
+            .collect(),
             question: "Is religion important in your life?".into(),
             options: vec!["Yes".into(), "No".into()],
             answer,
@@ -72,10 +77,19 @@ fn training_lowers_the_loss_on_a_fixed_batch() {
     c.batch_size = 12;
     c.steps = 16;
     c.lr = 2e-2;
-    let losses: Vec<f64> = SftRun::prepare(c, false, false).expect("prepare").train(false, &never).expect("train").iter().map(|m| m.loss).collect();
+    let losses: Vec<f64> = SftRun::prepare(c, false, false)
+        .expect("prepare")
+        .train(false, &never)
+        .expect("train")
+        .iter()
+        .map(|m| m.loss)
+        .collect();
     let (first, last) = (losses[0], losses[losses.len() - 1]);
     println!("fixed-batch loss: {losses:.3?}");
-    assert!(last < 0.5 * first, "loss should at least halve on a fixed batch: {losses:?}");
+    assert!(
+        last < 0.5 * first,
+        "loss should at least halve on a fixed batch: {losses:?}"
+    );
 }
 
 #[test]
@@ -84,10 +98,20 @@ fn resume_follows_the_uninterrupted_loss_curve_exactly() {
     let dir = scratch("resume");
     let never = AtomicBool::new(false);
     let mut straight = SftRun::prepare(config(&dir, "straight"), false, false).expect("prepare");
-    let full: Vec<f64> = straight.train(false, &never).expect("train").iter().map(|m| m.loss).collect();
+    let full: Vec<f64> = straight
+        .train(false, &never)
+        .expect("train")
+        .iter()
+        .map(|m| m.loss)
+        .collect();
 
     let mut first = SftRun::prepare(config(&dir, "paused"), false, false).expect("prepare");
-    let mut resumed: Vec<f64> = first.train_until(3, false, &never).expect("first half").iter().map(|m| m.loss).collect();
+    let mut resumed: Vec<f64> = first
+        .train_until(3, false, &never)
+        .expect("first half")
+        .iter()
+        .map(|m| m.loss)
+        .collect();
     drop(first);
     let mut second = SftRun::prepare(config(&dir, "paused"), true, false).expect("resume");
     assert_eq!(second.state.step, 3);
@@ -136,8 +160,20 @@ fn two_identical_runs_agree() {
     let _turn = serial();
     let dir = scratch("twice");
     let never = AtomicBool::new(false);
-    let a: Vec<f64> = SftRun::prepare(config(&dir, "a"), false, false).expect("prepare").train(false, &never).expect("train").iter().map(|m| m.loss).collect();
-    let b: Vec<f64> = SftRun::prepare(config(&dir, "b"), false, false).expect("prepare").train(false, &never).expect("train").iter().map(|m| m.loss).collect();
+    let a: Vec<f64> = SftRun::prepare(config(&dir, "a"), false, false)
+        .expect("prepare")
+        .train(false, &never)
+        .expect("train")
+        .iter()
+        .map(|m| m.loss)
+        .collect();
+    let b: Vec<f64> = SftRun::prepare(config(&dir, "b"), false, false)
+        .expect("prepare")
+        .train(false, &never)
+        .expect("train")
+        .iter()
+        .map(|m| m.loss)
+        .collect();
     assert_eq!(a, b);
 }
 
@@ -158,10 +194,13 @@ fn every_available_method_and_ablation_trains() {
         ("mixlora", Box::new(|c| c.method.method = Method::Mixlora)),
         ("soft", Box::new(|c| c.method.gate = GateMode::Soft)),
         ("double-softmax", Box::new(|c| c.method.gate = GateMode::DoubleSoftmax)),
-        ("shared-qkv", Box::new(|c| {
-            c.method.router_layout = RouterLayout::SharedQkv;
-            c.method.targets = cuma_model::config::method::ALL_TARGETS.into_iter().collect();
-        })),
+        (
+            "shared-qkv",
+            Box::new(|c| {
+                c.method.router_layout = RouterLayout::SharedQkv;
+                c.method.targets = cuma_model::config::method::ALL_TARGETS.into_iter().collect();
+            }),
+        ),
         ("no-demographics", Box::new(|c| c.method.profile_in_router = false)),
         ("no-balance", Box::new(|c| c.method.balance = false)),
         ("no-profile-prompt", Box::new(|c| c.method.profile_in_prompt = false)),
@@ -173,7 +212,10 @@ fn every_available_method_and_ablation_trains() {
         tweak(&mut c);
         let mut run = SftRun::prepare(c, false, false).unwrap_or_else(|e| panic!("{name}: {e}"));
         let m = run.train(false, &never).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(m.iter().all(|s| s.loss.is_finite() && s.grad_norm > 0.0), "{name}: {m:?}");
+        assert!(
+            m.iter().all(|s| s.loss.is_finite() && s.grad_norm > 0.0),
+            "{name}: {m:?}"
+        );
     }
 }
 
@@ -188,13 +230,21 @@ fn full_fine_tuning_moves_the_backbone_and_resumes() {
     c.steps = 2;
     let mut run = SftRun::prepare(c.clone(), false, false).expect("prepare");
     let n = run.store.numel();
-    assert_eq!(n, run.model.config().parameter_count(), "every backbone parameter trains");
+    assert_eq!(
+        n,
+        run.model.config().parameter_count(),
+        "every backbone parameter trains"
+    );
     run.train_until(1, false, &never).expect("step");
     let resumed = SftRun::prepare(c, true, false).expect("resume");
     assert_eq!(resumed.state.step, 1);
     let a = &run.store.tensors["model.layers.0.mlp.up_proj.weight"];
     let b = &resumed.store.tensors["model.layers.0.mlp.up_proj.weight"];
-    assert_eq!((a - b).abs().max().double_value(&[]), 0.0, "resumed weights are the trained ones");
+    assert_eq!(
+        (a - b).abs().max().double_value(&[]),
+        0.0,
+        "resumed weights are the trained ones"
+    );
 }
 
 #[test]
@@ -206,10 +256,16 @@ fn corrupt_checkpoint_files_are_named_errors() {
     run.train_until(1, false, &never).expect("one step");
     let ck = dir.join("run").join(CHECKPOINT_DIR);
     std::fs::write(ck.join("optimizer.safetensors"), b"garbage").expect("corrupt");
-    let err = SftRun::prepare(config(&dir, "run"), true, false).err().expect("refused").to_string();
+    let err = SftRun::prepare(config(&dir, "run"), true, false)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("optimizer.safetensors"), "{err}");
     std::fs::write(ck.join("cuma.json"), b"{").expect("corrupt");
-    let err = SftRun::prepare(config(&dir, "run"), true, false).err().expect("refused").to_string();
+    let err = SftRun::prepare(config(&dir, "run"), true, false)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("cuma.json") && err.contains("invalid JSON"), "{err}");
 }
 
@@ -227,7 +283,18 @@ fn resume_drops_metrics_logged_after_the_checkpoint() {
     let mut text = std::fs::read_to_string(&metrics).expect("metrics");
     text.push_str("{\"step\":4,\"loss\":1.0}\n{\"step\":5,\"loss\":1.0}\n{\"st");
     std::fs::write(&metrics, text).expect("write");
-    SftRun::prepare(c, true, false).expect("resume").train(false, &never).expect("train");
-    let steps: Vec<u64> = std::fs::read_to_string(&metrics).expect("metrics").lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line")["step"].as_u64().expect("step")).collect();
+    SftRun::prepare(c, true, false)
+        .expect("resume")
+        .train(false, &never)
+        .expect("train");
+    let steps: Vec<u64> = std::fs::read_to_string(&metrics)
+        .expect("metrics")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON line")["step"]
+                .as_u64()
+                .expect("step")
+        })
+        .collect();
     assert_eq!(steps, (1..=6).collect::<Vec<u64>>(), "every step once, in order");
 }

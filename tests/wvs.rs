@@ -13,14 +13,20 @@ fn converts_the_real_survey_into_items() {
     let (items, report) = src.items(None).expect("items");
     assert_eq!(report.skipped, 0);
     let questions: BTreeSet<&str> = items.iter().map(|i| i.question_id.as_str()).collect();
-    assert_eq!(questions.len(), 80, "the WorldValuesBench value questions present in the file");
+    assert_eq!(
+        questions.len(),
+        80,
+        "the WorldValuesBench value questions present in the file"
+    );
     assert!((150_000..165_000).contains(&items.len()), "{} items", items.len());
     assert!(items.iter().all(|i| i.validate().is_ok()));
     // Q56 swaps codes 2 and 3 in answer_adjustment.json: options follow the answers.
     let q56 = items.iter().find(|i| i.question_id == "Q56").expect("Q56");
     assert_eq!(q56.options.len(), 3);
     // Every item carries its country in the profile and as a group id.
-    assert!(items.iter().all(|i| i.profile.contains_key("country") && i.groups.contains_key("country")));
+    assert!(items
+        .iter()
+        .all(|i| i.profile.contains_key("country") && i.groups.contains_key("country")));
     let (train, test) = split::by_respondent(items, 10, 0);
     let tr: BTreeSet<_> = train.iter().map(|i| &i.respondent).collect();
     let te: BTreeSet<_> = test.iter().map(|i| &i.respondent).collect();
@@ -56,7 +62,10 @@ fn reads_the_worldvaluesbench_tsv_layout() {
     assert_eq!(first.profile["country"], "China");
     assert_eq!(first.profile["age"], "25-34");
     // Q56 values are already recoded: 3 is the third option of the adjusted scale.
-    let q56 = items.iter().find(|i| i.question_id == "Q56" && i.respondent == "156070594").expect("Q56");
+    let q56 = items
+        .iter()
+        .find(|i| i.question_id == "Q56" && i.respondent == "156070594")
+        .expect("Q56");
     assert_eq!(q56.answer, 2);
     // "No answer/refused" is the label of a missing code: the attribute is omitted.
     let us = items.iter().find(|i| i.respondent == "840070001").expect("US");
@@ -70,7 +79,11 @@ fn zero_shot_split_holds_out_profiles_in_every_cluster() {
     let (items, _) = src.items(Some(&["Q1".to_string(), "Q2".to_string()])).expect("items");
     let map = ClusterMap::embedded().expect("map");
     for i in &items {
-        assert!(map.cluster_of(&i.groups["country"]).is_some(), "{} has no cluster", i.groups["country"]);
+        assert!(
+            map.cluster_of(&i.groups["country"]).is_some(),
+            "{} has no cluster",
+            i.groups["country"]
+        );
     }
     let n = items.len();
     let s = split::with_heldout(items, 10, 0, &map, 0.1);
@@ -79,5 +92,11 @@ fn zero_shot_split_holds_out_profiles_in_every_cluster() {
     assert!(s.per_cluster.len() >= 8, "{:?}", s.per_cluster);
     assert!(s.per_cluster.values().all(|(held, all)| *held >= 1 && held < all));
     let held: BTreeSet<String> = s.heldout.iter().map(|i| split::profile_key(&i.profile)).collect();
-    assert!(s.train.iter().chain(&s.test).all(|i| !held.contains(&split::profile_key(&i.profile))), "a held-out profile leaked");
+    assert!(
+        s.train
+            .iter()
+            .chain(&s.test)
+            .all(|i| !held.contains(&split::profile_key(&i.profile))),
+        "a held-out profile leaked"
+    );
 }

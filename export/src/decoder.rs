@@ -41,7 +41,17 @@ pub struct DecoderGraph {
 /// A 0-D int64 `Constant`.
 pub(crate) fn scalar_i64(g: &mut GraphBuilder, v: i64) -> Value {
     let t = crate::graph::i64_tensor("", &[], &[v]);
-    g.node("Constant", &[], vec![GraphBuilder::attr_tensor("value", TensorProto { name: String::new(), ..t })])
+    g.node(
+        "Constant",
+        &[],
+        vec![GraphBuilder::attr_tensor(
+            "value",
+            TensorProto {
+                name: String::new(),
+                ..t
+            },
+        )],
+    )
 }
 
 /// A 0-D float32 `Constant`.
@@ -112,25 +122,47 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
     let mut g = GraphBuilder::new(store_as);
     let mut decoder = Decoder::load(&mut g, weights, config)?;
     if let Some(a) = adapters {
-        decoder.adapters = Some(DecoderAdapters::init(&mut g, a.tensors, &decoder, a.method, a.encoder_dim)?);
+        decoder.adapters = Some(DecoderAdapters::init(
+            &mut g,
+            a.tensors,
+            &decoder,
+            a.method,
+            a.encoder_dim,
+        )?);
     }
     let (kv, hd) = (config.num_kv_heads, config.head_dim);
     let demographic_dim = decoder.adapters.as_ref().map(|a| a.profile_dim).filter(|&d| d > 0);
-    let mut inputs = vec![IoSpec::new("input_ids", "int64", &["batch", "seq"]), IoSpec::new("attention_mask", "int64", &["batch", TOTAL_SEQ])];
+    let mut inputs = vec![
+        IoSpec::new("input_ids", "int64", &["batch", "seq"]),
+        IoSpec::new("attention_mask", "int64", &["batch", TOTAL_SEQ]),
+    ];
     if let Some(d) = demographic_dim {
         inputs.push(IoSpec::new("demographic", "float32", &["batch", &d.to_string()]));
     }
     for l in 0..config.num_layers {
         for part in ["key", "value"] {
-            inputs.push(IoSpec::new(&format!("past.{l}.{part}"), "float32", &["batch", &kv.to_string(), "past_seq", &hd.to_string()]));
+            inputs.push(IoSpec::new(
+                &format!("past.{l}.{part}"),
+                "float32",
+                &["batch", &kv.to_string(), "past_seq", &hd.to_string()],
+            ));
         }
     }
     let ids = Value("input_ids".into());
     let attention_mask = Value("attention_mask".into());
-    let past: Vec<KvPair<Value>> = (0..config.num_layers).map(|l| KvPair { key: Value(format!("past.{l}.key")), value: Value(format!("past.{l}.value")) }).collect();
+    let past: Vec<KvPair<Value>> = (0..config.num_layers)
+        .map(|l| KvPair {
+            key: Value(format!("past.{l}.key")),
+            value: Value(format!("past.{l}.value")),
+        })
+        .collect();
     let past_len = past_length(&mut g, &past[0].key);
     let (positions, additive) = prepare_inputs(&mut g, &attention_mask, &past_len)?;
-    let ctx = DecoderCtx { rope: decoder.rope(&mut g, &positions)?, mask: AttentionMask { additive }, profile: demographic_dim.map(|_| Value("demographic".into())) };
+    let ctx = DecoderCtx {
+        rope: decoder.rope(&mut g, &positions)?,
+        mask: AttentionMask { additive },
+        profile: demographic_dim.map(|_| Value("demographic".into())),
+    };
     let out = decoder.forward(&mut g, &ids, &ctx, Some(&past))?;
     let logits = decoder.logits(&mut g, &out.hidden)?;
     let vocab = config.vocab_size.to_string();
@@ -140,15 +172,32 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
         for (part, v) in [("key", &kvp.key), ("value", &kvp.value)] {
             let name = format!("present.{l}.{part}");
             g.output_as(v, &name);
-            outputs.push(IoSpec::new(&name, "float32", &["batch", &kv.to_string(), TOTAL_SEQ, &hd.to_string()]));
+            outputs.push(IoSpec::new(
+                &name,
+                "float32",
+                &["batch", &kv.to_string(), TOTAL_SEQ, &hd.to_string()],
+            ));
         }
     }
-    let routers = decoder.adapters.as_ref().filter(|a| a.method.routed()).map(|a| a.router_names()).unwrap_or_default();
+    let routers = decoder
+        .adapters
+        .as_ref()
+        .filter(|a| a.method.routed())
+        .map(|a| a.router_names())
+        .unwrap_or_default();
     if !out.routing.is_empty() {
         let k = decoder.adapters.as_ref().map_or(0, |a| a.method.top_k).to_string();
         let n = out.routing.len().to_string();
-        let experts: Vec<Value> = out.routing.iter().map(|r| g.unsqueeze(&r.experts, 0)).collect::<Result<_>>()?;
-        let gates: Vec<Value> = out.routing.iter().map(|r| g.unsqueeze(&r.topk_gates, 0)).collect::<Result<_>>()?;
+        let experts: Vec<Value> = out
+            .routing
+            .iter()
+            .map(|r| g.unsqueeze(&r.experts, 0))
+            .collect::<Result<_>>()?;
+        let gates: Vec<Value> = out
+            .routing
+            .iter()
+            .map(|r| g.unsqueeze(&r.topk_gates, 0))
+            .collect::<Result<_>>()?;
         let e = g.concat(&experts.iter().collect::<Vec<_>>(), 0)?;
         let w = g.concat(&gates.iter().collect::<Vec<_>>(), 0)?;
         g.output_as(&e, "routing_experts");
@@ -156,6 +205,16 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
         outputs.push(IoSpec::new("routing_experts", "int64", &[&n, "batch", "seq", &k]));
         outputs.push(IoSpec::new("routing_gates", "float32", &[&n, "batch", "seq", &k]));
     }
-    let graph = g.finish("cuma_decoder", inputs.iter().map(value_info).collect(), outputs.iter().map(value_info).collect());
-    Ok(DecoderGraph { graph, inputs, outputs, routers, demographic_dim })
+    let graph = g.finish(
+        "cuma_decoder",
+        inputs.iter().map(value_info).collect(),
+        outputs.iter().map(value_info).collect(),
+    );
+    Ok(DecoderGraph {
+        graph,
+        inputs,
+        outputs,
+        routers,
+        demographic_dim,
+    })
 }

@@ -20,9 +20,18 @@ pub struct EncoderGraph {
 }
 
 /// Records a BERT sentence encoder with `pooling` (and L2 normalisation when `normalize`).
-pub fn encoder_graph<W: Weights<GraphBuilder>>(config: &BertConfig, weights: &mut W, pooling: Pooling, normalize: bool, store_as: StoreAs) -> Result<EncoderGraph> {
+pub fn encoder_graph<W: Weights<GraphBuilder>>(
+    config: &BertConfig,
+    weights: &mut W,
+    pooling: Pooling,
+    normalize: bool,
+    store_as: StoreAs,
+) -> Result<EncoderGraph> {
     if pooling == Pooling::LastToken {
-        return Err(cuma_model::Error::Config { field: "pooling", reason: "last-token pooling needs a decoder encoder; BERT pools by mean or CLS".into() });
+        return Err(cuma_model::Error::Config {
+            field: "pooling",
+            reason: "last-token pooling needs a decoder encoder; BERT pools by mean or CLS".into(),
+        });
     }
     let mut g = GraphBuilder::new(store_as);
     let bert = Bert::load(&mut g, weights, config)?;
@@ -42,26 +51,55 @@ pub fn encoder_graph<W: Weights<GraphBuilder>>(config: &BertConfig, weights: &mu
 /// Records a decoder used as a sentence encoder (Qwen3-Embedding style): the shared decoder
 /// forward with causal attention, then `pooling` (normally the last token; inputs are left
 /// padded, as the tch encoder pads them).
-pub fn decoder_encoder_graph<W: Weights<GraphBuilder>>(config: &DecoderConfig, weights: &mut W, pooling: Pooling, normalize: bool, store_as: StoreAs) -> Result<EncoderGraph> {
+pub fn decoder_encoder_graph<W: Weights<GraphBuilder>>(
+    config: &DecoderConfig,
+    weights: &mut W,
+    pooling: Pooling,
+    normalize: bool,
+    store_as: StoreAs,
+) -> Result<EncoderGraph> {
     let mut g = GraphBuilder::new(store_as);
     let decoder = Decoder::load(&mut g, weights, config)?;
     let (ids, mask) = (Value("input_ids".into()), Value("attention_mask".into()));
     let no_past = scalar_i64(&mut g, 0);
     let (positions, additive) = prepare_inputs(&mut g, &mask, &no_past)?;
-    let ctx = DecoderCtx { rope: decoder.rope(&mut g, &positions)?, mask: AttentionMask { additive }, profile: None };
+    let ctx = DecoderCtx {
+        rope: decoder.rope(&mut g, &positions)?,
+        mask: AttentionMask { additive },
+        profile: None,
+    };
     let states = decoder.forward(&mut g, &ids, &ctx, None)?.hidden;
     pooled_output(g, &states, &mask, pooling, normalize, config.hidden_size)
 }
 
 /// Pools `states` `[b, s, dim]` over the real tokens of `mask` (the shared pooling) into the
 /// `embedding` output, and finishes the encoder graph with its interface.
-fn pooled_output(mut g: GraphBuilder, states: &Value, mask: &Value, pooling: Pooling, normalize: bool, dim: usize) -> Result<EncoderGraph> {
+fn pooled_output(
+    mut g: GraphBuilder,
+    states: &Value,
+    mask: &Value,
+    pooling: Pooling,
+    normalize: bool,
+    dim: usize,
+) -> Result<EncoderGraph> {
     let weights_mask = g.cast(mask, data_type::FLOAT);
     let weights_mask = g.unsqueeze(&weights_mask, -1)?;
     let pooled = pool(&mut g, states, &weights_mask, pooling, normalize)?;
     g.output_as(&pooled, "embedding");
-    let inputs = vec![IoSpec::new("input_ids", "int64", &["batch", "seq"]), IoSpec::new("attention_mask", "int64", &["batch", "seq"])];
+    let inputs = vec![
+        IoSpec::new("input_ids", "int64", &["batch", "seq"]),
+        IoSpec::new("attention_mask", "int64", &["batch", "seq"]),
+    ];
     let outputs = vec![IoSpec::new("embedding", "float32", &["batch", &dim.to_string()])];
-    let graph = g.finish("cuma_encoder", inputs.iter().map(value_info).collect(), outputs.iter().map(value_info).collect());
-    Ok(EncoderGraph { graph, inputs, outputs, dim })
+    let graph = g.finish(
+        "cuma_encoder",
+        inputs.iter().map(value_info).collect(),
+        outputs.iter().map(value_info).collect(),
+    );
+    Ok(EncoderGraph {
+        graph,
+        inputs,
+        outputs,
+        dim,
+    })
 }

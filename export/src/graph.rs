@@ -33,24 +33,51 @@ pub struct GraphBuilder {
 }
 
 fn attr_int(name: &str, i: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), i, r#type: attribute_type::INT, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        i,
+        r#type: attribute_type::INT,
+        ..Default::default()
+    }
 }
 
 fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), ints: ints.to_vec(), r#type: attribute_type::INTS, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        ints: ints.to_vec(),
+        r#type: attribute_type::INTS,
+        ..Default::default()
+    }
 }
 
 fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto { name: name.into(), t: Some(t), r#type: attribute_type::TENSOR, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        t: Some(t),
+        r#type: attribute_type::TENSOR,
+        ..Default::default()
+    }
 }
 
 /// A tensor proto holding `values` as little-endian raw data.
 pub fn f32_tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
-    TensorProto { dims: dims.iter().map(|&d| d as i64).collect(), data_type: data_type::FLOAT, name: name.into(), raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(), ..Default::default() }
+    TensorProto {
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: data_type::FLOAT,
+        name: name.into(),
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
 }
 
 pub fn i64_tensor(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
-    TensorProto { dims: dims.iter().map(|&d| d as i64).collect(), data_type: data_type::INT64, name: name.into(), raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(), ..Default::default() }
+    TensorProto {
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: data_type::INT64,
+        name: name.into(),
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
 }
 
 fn f16_tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
@@ -58,14 +85,23 @@ fn f16_tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
         dims: dims.iter().map(|&d| d as i64).collect(),
         data_type: data_type::FLOAT16,
         name: name.into(),
-        raw_data: values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        raw_data: values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
         ..Default::default()
     }
 }
 
 impl GraphBuilder {
     pub fn new(store_as: StoreAs) -> Self {
-        Self { nodes: Vec::new(), initializers: Vec::new(), counter: 0, store_as, outputs: Vec::new() }
+        Self {
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            counter: 0,
+            store_as,
+            outputs: Vec::new(),
+        }
     }
 
     fn fresh(&mut self, hint: &str) -> String {
@@ -179,9 +215,21 @@ impl GraphBuilder {
     }
 
     /// Finishes the graph.
-    pub fn finish(mut self, name: &str, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>) -> proto::GraphProto {
+    pub fn finish(
+        mut self,
+        name: &str,
+        inputs: Vec<ValueInfoProto>,
+        outputs: Vec<ValueInfoProto>,
+    ) -> proto::GraphProto {
         self.name_outputs();
-        proto::GraphProto { node: self.nodes, name: name.into(), initializer: self.initializers, doc_string: String::new(), input: inputs, output: outputs }
+        proto::GraphProto {
+            node: self.nodes,
+            name: name.into(),
+            initializer: self.initializers,
+            doc_string: String::new(),
+            input: inputs,
+            output: outputs,
+        }
     }
 
     /// Nodes so far (for tests).
@@ -266,7 +314,11 @@ impl Ops for GraphBuilder {
     }
     fn mean_keepdim(&mut self, x: &Value, dim: i64) -> Result<Value> {
         // Opset 17: ReduceMean takes its axes as an attribute.
-        Ok(self.node("ReduceMean", &[x], vec![attr_ints("axes", &[dim]), attr_int("keepdims", 1)]))
+        Ok(self.node(
+            "ReduceMean",
+            &[x],
+            vec![attr_ints("axes", &[dim]), attr_int("keepdims", 1)],
+        ))
     }
     fn sum_keepdim(&mut self, x: &Value, dim: i64) -> Result<Value> {
         // Opset 13+: ReduceSum takes its axes as an input.
@@ -300,7 +352,15 @@ impl Ops for GraphBuilder {
     }
     fn argmax_last(&mut self, x: &Value) -> Result<Value> {
         // select_last_index = 0: ties go to the lowest index, as in every cuma backend.
-        Ok(self.node("ArgMax", &[x], vec![attr_int("axis", -1), attr_int("keepdims", 1), attr_int("select_last_index", 0)]))
+        Ok(self.node(
+            "ArgMax",
+            &[x],
+            vec![
+                attr_int("axis", -1),
+                attr_int("keepdims", 1),
+                attr_int("select_last_index", 0),
+            ],
+        ))
     }
     fn one_hot(&mut self, idx: &Value, depth: usize) -> Result<Value> {
         // idx [.., 1] == [0, 1, .., depth-1] -> [.., depth], as float.
@@ -316,7 +376,17 @@ mod tests {
     use super::*;
 
     fn ops(graph: &proto::GraphProto) -> Vec<(&str, Vec<&str>, Vec<&str>)> {
-        graph.node.iter().map(|n| (n.op_type.as_str(), n.input.iter().map(String::as_str).collect(), n.output.iter().map(String::as_str).collect())).collect()
+        graph
+            .node
+            .iter()
+            .map(|n| {
+                (
+                    n.op_type.as_str(),
+                    n.input.iter().map(String::as_str).collect(),
+                    n.output.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect()
     }
 
     #[test]

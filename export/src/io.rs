@@ -5,11 +5,28 @@ pub use cuma_model::bundle::IoSpec;
 
 /// The ONNX value info of `spec`: numeric dimensions fixed, the others symbolic.
 pub fn value_info(spec: &IoSpec) -> ValueInfoProto {
-    let elem_type = if spec.dtype == "int64" { data_type::INT64 } else { data_type::FLOAT };
+    let elem_type = if spec.dtype == "int64" {
+        data_type::INT64
+    } else {
+        data_type::FLOAT
+    };
     let dim = spec
         .shape
         .iter()
-        .map(|d| Dimension { value: Some(d.parse::<i64>().map_or_else(|_| DimValue::Symbol(d.clone()), DimValue::Fixed)) })
+        .map(|d| Dimension {
+            value: Some(
+                d.parse::<i64>()
+                    .map_or_else(|_| DimValue::Symbol(d.clone()), DimValue::Fixed),
+            ),
+        })
         .collect();
-    ValueInfoProto { name: spec.name.clone(), r#type: Some(TypeProto { tensor_type: Some(TypeProtoTensor { elem_type, shape: Some(TensorShapeProto { dim }) }) }) }
+    ValueInfoProto {
+        name: spec.name.clone(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type,
+                shape: Some(TensorShapeProto { dim }),
+            }),
+        }),
+    }
 }

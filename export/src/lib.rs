@@ -36,20 +36,32 @@ pub enum ExportError {
 /// removed, never followed), and the file is created exclusively, so a write can never land
 /// outside the folder. A folder at `path` is an error.
 pub fn create_new_file(path: &Path) -> Result<std::fs::File, ExportError> {
-    let io = |reason| ExportError::Io { path: path.display().to_string(), reason };
+    let io = |reason| ExportError::Io {
+        path: path.display().to_string(),
+        reason,
+    };
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => return Err(io(std::io::Error::other("is a folder, not a file"))),
         Ok(_) => std::fs::remove_file(path).map_err(io)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io)
 }
 
 /// [`create_new_file`], then `bytes` written into it.
 pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
     use std::io::Write;
-    create_new_file(path)?.write_all(bytes).map_err(|reason| ExportError::Io { path: path.display().to_string(), reason })
+    create_new_file(path)?
+        .write_all(bytes)
+        .map_err(|reason| ExportError::Io {
+            path: path.display().to_string(),
+            reason,
+        })
 }
 
 /// Wraps a graph into a model with cuma's opset and IR version.
@@ -60,7 +72,10 @@ pub fn model_proto(graph: proto::GraphProto, doc: &str) -> proto::ModelProto {
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: doc.into(),
         graph: Some(graph),
-        opset_import: vec![proto::OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        opset_import: vec![proto::OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
         metadata_props: Vec::new(),
     }
 }
@@ -79,11 +94,20 @@ pub struct WrittenModel {
 /// Serialises `model` to `path`. When its initializers hold more than `external_data_above`
 /// bytes, every initializer of 1 KiB or more goes to `<file name>.data` beside it (ONNX external
 /// data: location, offset and length per tensor) and the graph keeps only references.
-pub fn write_model(mut model: proto::ModelProto, path: &Path, external_data_above: u64) -> Result<WrittenModel, ExportError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+pub fn write_model(
+    mut model: proto::ModelProto,
+    path: &Path,
+    external_data_above: u64,
+) -> Result<WrittenModel, ExportError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let mut files = Vec::new();
     let graph = model.graph.as_mut();
-    let weight_bytes: u64 = graph.as_ref().map_or(0, |g| g.initializer.iter().map(|t| t.raw_data.len() as u64).sum());
+    let weight_bytes: u64 = graph
+        .as_ref()
+        .map_or(0, |g| g.initializer.iter().map(|t| t.raw_data.len() as u64).sum());
     if let (Some(graph), true) = (graph, weight_bytes > external_data_above) {
         let data_name = format!("{name}.data");
         let data_path = path.with_file_name(&data_name);
@@ -91,16 +115,26 @@ pub fn write_model(mut model: proto::ModelProto, path: &Path, external_data_abov
         let mut offset = 0u64;
         for t in graph.initializer.iter_mut().filter(|t| t.raw_data.len() >= 1024) {
             use std::io::Write;
-            data.write_all(&t.raw_data).map_err(|reason| ExportError::Io { path: data_path.display().to_string(), reason })?;
+            data.write_all(&t.raw_data).map_err(|reason| ExportError::Io {
+                path: data_path.display().to_string(),
+                reason,
+            })?;
             let length = t.raw_data.len() as u64;
             let entry = |key: &str, value: String| proto::StringStringEntryProto { key: key.into(), value };
-            t.external_data = vec![entry("location", data_name.clone()), entry("offset", offset.to_string()), entry("length", length.to_string())];
+            t.external_data = vec![
+                entry("location", data_name.clone()),
+                entry("offset", offset.to_string()),
+                entry("length", length.to_string()),
+            ];
             t.data_location = 1;
             t.raw_data = Vec::new();
             offset += length;
         }
         use std::io::Write;
-        data.flush().map_err(|reason| ExportError::Io { path: data_path.display().to_string(), reason })?;
+        data.flush().map_err(|reason| ExportError::Io {
+            path: data_path.display().to_string(),
+            reason,
+        })?;
         files.push((data_name, offset));
     }
     let bytes = model.encode_to_vec();

@@ -22,9 +22,16 @@ pub struct SourceWeights<'a, S: TensorSource + ?Sized> {
 
 impl<S: TensorSource + ?Sized> Weights<GraphBuilder> for SourceWeights<'_, S> {
     fn get(&mut self, o: &mut GraphBuilder, name: &str, shape: &[usize]) -> Result<Value> {
-        let got = self.source.shape(name).ok_or_else(|| Error::MissingTensor { name: name.into(), source_name: self.source.describe() })?;
+        let got = self.source.shape(name).ok_or_else(|| Error::MissingTensor {
+            name: name.into(),
+            source_name: self.source.describe(),
+        })?;
         if got != shape {
-            return Err(Error::Shape { name: name.into(), expected: shape.to_vec(), got });
+            return Err(Error::Shape {
+                name: name.into(),
+                expected: shape.to_vec(),
+                got,
+            });
         }
         let values = self.source.read(name).map_err(Error::Backend)?;
         Ok(o.weight(name, shape, &values))
@@ -45,9 +52,16 @@ pub struct AdapterTensors {
 
 impl AdapterTensors {
     fn take(&mut self, o: &mut GraphBuilder, name: &str, shape: &[usize]) -> Result<Value> {
-        let (got, values) = self.tensors.get(name).ok_or_else(|| Error::MissingTensor { name: name.into(), source_name: self.origin.clone() })?;
+        let (got, values) = self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.into(),
+            source_name: self.origin.clone(),
+        })?;
         if got != shape {
-            return Err(Error::Shape { name: name.into(), expected: shape.to_vec(), got: got.clone() });
+            return Err(Error::Shape {
+                name: name.into(),
+                expected: shape.to_vec(),
+                got: got.clone(),
+            });
         }
         Ok(o.weight(name, shape, values))
     }

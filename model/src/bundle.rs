@@ -25,7 +25,11 @@ pub struct IoSpec {
 
 impl IoSpec {
     pub fn new(name: &str, dtype: &str, shape: &[&str]) -> Self {
-        Self { name: name.into(), dtype: dtype.into(), shape: shape.iter().map(|s| s.to_string()).collect() }
+        Self {
+            name: name.into(),
+            dtype: dtype.into(),
+            shape: shape.iter().map(|s| s.to_string()).collect(),
+        }
     }
 }
 
@@ -192,29 +196,55 @@ impl Manifest {
         within("backbone.vocab", b.vocab, MAX_VOCAB)?;
         within("backbone.max_positions", b.max_positions, MAX_POSITIONS)?;
         if let Some(id) = b.end_of_turn.iter().find(|&&id| id as usize >= b.vocab) {
-            return Err(format!("`backbone.end_of_turn` holds {id}, outside the vocabulary of {}", b.vocab));
+            return Err(format!(
+                "`backbone.end_of_turn` holds {id}, outside the vocabulary of {}",
+                b.vocab
+            ));
         }
         let model = self.graphs.get("model").ok_or("no `model` graph")?;
         for name in ["input_ids", "attention_mask"] {
-            model.input(name).ok_or_else(|| format!("graph `model` has no input `{name}`"))?;
+            model
+                .input(name)
+                .ok_or_else(|| format!("graph `model` has no input `{name}`"))?;
         }
         let past = model.inputs.iter().filter(|i| i.name.starts_with("past.")).count();
-        let all_layers = (0..b.layers).all(|l| model.input(&format!("past.{l}.key")).is_some() && model.input(&format!("past.{l}.value")).is_some());
+        let all_layers = (0..b.layers).all(|l| {
+            model.input(&format!("past.{l}.key")).is_some() && model.input(&format!("past.{l}.value")).is_some()
+        });
         if past != 2 * b.layers || !all_layers {
-            return Err(format!("`backbone.layers` is {}, but graph `model` takes the KV cache of {} layers", b.layers, past / 2));
+            return Err(format!(
+                "`backbone.layers` is {}, but graph `model` takes the KV cache of {} layers",
+                b.layers,
+                past / 2
+            ));
         }
         if model.output("logits").and_then(last_dim) != Some(b.vocab) {
-            return Err(format!("graph `model` gives no `logits` of `backbone.vocab` ({}) values", b.vocab));
+            return Err(format!(
+                "graph `model` gives no `logits` of `backbone.vocab` ({}) values",
+                b.vocab
+            ));
         }
         let demographic = model.input("demographic");
         let routing = model.output("routing_experts");
         match &self.adapter {
-            None if demographic.is_some() || routing.is_some() => return Err("graph `model` has routers or a `demographic` input, but the manifest has no `adapter`".into()),
+            None if demographic.is_some() || routing.is_some() => {
+                return Err(
+                    "graph `model` has routers or a `demographic` input, but the manifest has no `adapter`".into(),
+                )
+            }
             None => {}
             Some(a) => {
-                one_of("adapter.method", &a.method, &["cuma", "lora", "dora", "hydralora", "mixlora"])?;
+                one_of(
+                    "adapter.method",
+                    &a.method,
+                    &["cuma", "lora", "dora", "hydralora", "mixlora"],
+                )?;
                 one_of("adapter.gate", &a.gate, &["topk-softmax", "double-softmax", "soft"])?;
-                one_of("adapter.router_layout", &a.router_layout, &["per-module", "shared-qkv", "per-layer"])?;
+                one_of(
+                    "adapter.router_layout",
+                    &a.router_layout,
+                    &["per-module", "shared-qkv", "per-layer"],
+                )?;
                 within("adapter.experts", a.experts, MAX_EXPERTS)?;
                 within("adapter.top_k", a.top_k, a.experts)?;
                 within("adapter.rank", a.rank, MAX_RANK)?;
@@ -224,12 +254,26 @@ impl Manifest {
                 match (demographic, a.demographic_dim) {
                     (None, 0) => {}
                     (Some(d), dim) if dim > 0 && dim <= MAX_PROFILE_DIM && last_dim(d) == Some(dim) => {}
-                    _ => return Err(format!("`adapter.demographic_dim` is {}, which the graph's `demographic` input does not match", a.demographic_dim)),
+                    _ => {
+                        return Err(format!(
+                            "`adapter.demographic_dim` is {}, which the graph's `demographic` input does not match",
+                            a.demographic_dim
+                        ))
+                    }
                 }
                 match routing {
                     None if a.routers.is_empty() => {}
-                    Some(r) if !a.routers.is_empty() && r.shape.first().and_then(|n| n.parse().ok()) == Some(a.routers.len()) && last_dim(r) == Some(a.top_k) => {}
-                    _ => return Err(format!("`adapter.routers` ({}) and `adapter.top_k` ({}) do not match the graph's `routing_experts`", a.routers.len(), a.top_k)),
+                    Some(r)
+                        if !a.routers.is_empty()
+                            && r.shape.first().and_then(|n| n.parse().ok()) == Some(a.routers.len())
+                            && last_dim(r) == Some(a.top_k) => {}
+                    _ => {
+                        return Err(format!(
+                        "`adapter.routers` ({}) and `adapter.top_k` ({}) do not match the graph's `routing_experts`",
+                        a.routers.len(),
+                        a.top_k
+                    ))
+                    }
                 }
             }
         }
@@ -240,15 +284,24 @@ impl Manifest {
                 within("encoder.dim", e.dim, MAX_PROFILE_DIM)?;
                 within("encoder.max_tokens", e.max_tokens, MAX_POSITIONS)?;
                 if g.output("embedding").and_then(last_dim) != Some(e.dim) {
-                    return Err(format!("`encoder.dim` is {}, but graph `encoder` gives no `embedding` of that size", e.dim));
+                    return Err(format!(
+                        "`encoder.dim` is {}, but graph `encoder` gives no `embedding` of that size",
+                        e.dim
+                    ));
                 }
             }
             (Some(_), None) => return Err("the manifest describes an `encoder` but there is no `encoder` graph".into()),
             (None, Some(_)) => return Err("there is an `encoder` graph but no `encoder` in the manifest".into()),
         }
-        let extra: Vec<&String> = self.graphs.keys().filter(|k| !matches!(k.as_str(), "model" | "encoder")).collect();
+        let extra: Vec<&String> = self
+            .graphs
+            .keys()
+            .filter(|k| !matches!(k.as_str(), "model" | "encoder"))
+            .collect();
         if !extra.is_empty() {
-            return Err(format!("unknown graphs {extra:?} (a bundle has `model` and optionally `encoder`)"));
+            return Err(format!(
+                "unknown graphs {extra:?} (a bundle has `model` and optionally `encoder`)"
+            ));
         }
         Ok(())
     }

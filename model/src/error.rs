@@ -8,10 +8,17 @@ pub enum Error {
     MissingTensor { name: String, source_name: String },
     /// A tensor (weight or activation) has a shape other than the one the architecture needs.
     #[error("tensor `{name}` has shape {got:?}, expected {expected:?}")]
-    Shape { name: String, expected: Vec<usize>, got: Vec<usize> },
+    Shape {
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
     /// The configuration names an architecture cuma does not implement.
     #[error("unsupported architecture `{model_type}` (supported: {supported})")]
-    UnsupportedFamily { model_type: String, supported: &'static str },
+    UnsupportedFamily {
+        model_type: String,
+        supported: &'static str,
+    },
     /// A configuration field is missing or out of range.
     #[error("invalid model config: `{field}`: {reason}")]
     Config { field: &'static str, reason: String },

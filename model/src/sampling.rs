@@ -16,7 +16,12 @@ pub struct SamplingConfig {
 
 impl Default for SamplingConfig {
     fn default() -> Self {
-        Self { temperature: 0.0, top_p: 1.0, top_k: 0, seed: 0 }
+        Self {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+        }
     }
 }
 
@@ -25,10 +30,16 @@ impl SamplingConfig {
     /// `top_p` in (0, 1]. NaN fails both (it compares false with everything).
     pub fn validate(&self) -> crate::Result<()> {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(crate::Error::Sampling { field: "temperature", reason: format!("must be a finite number >= 0 (0 is greedy), got {}", self.temperature) });
+            return Err(crate::Error::Sampling {
+                field: "temperature",
+                reason: format!("must be a finite number >= 0 (0 is greedy), got {}", self.temperature),
+            });
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(crate::Error::Sampling { field: "top_p", reason: format!("must be in (0, 1], got {}", self.top_p) });
+            return Err(crate::Error::Sampling {
+                field: "top_p",
+                reason: format!("must be in (0, 1], got {}", self.top_p),
+            });
         }
         Ok(())
     }
@@ -85,7 +96,10 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(config: SamplingConfig) -> Self {
-        Self { config, rng: Rng::new(config.seed) }
+        Self {
+            config,
+            rng: Rng::new(config.seed),
+        }
     }
 
     /// Picks a token id from one row of logits.
@@ -95,7 +109,11 @@ impl Sampler {
             return argmax(logits);
         }
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let mut probs: Vec<(usize, f64)> = logits.iter().enumerate().map(|(i, &l)| (i, ((l as f64 - max) / c.temperature).exp())).collect();
+        let mut probs: Vec<(usize, f64)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i, ((l as f64 - max) / c.temperature).exp()))
+            .collect();
         let total: f64 = probs.iter().map(|p| p.1).sum();
         probs.iter_mut().for_each(|p| p.1 /= total);
         probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -129,10 +147,28 @@ mod tests {
 
     #[test]
     fn sampling_parameters_are_checked() {
-        let ok = SamplingConfig { temperature: 0.7, top_p: 0.9, ..Default::default() };
+        let ok = SamplingConfig {
+            temperature: 0.7,
+            top_p: 0.9,
+            ..Default::default()
+        };
         assert!(ok.validate().is_ok() && SamplingConfig::default().validate().is_ok());
-        for (temperature, top_p, field) in [(f64::NAN, 1.0, "temperature"), (-0.1, 1.0, "temperature"), (f64::INFINITY, 1.0, "temperature"), (1.0, 0.0, "top_p"), (1.0, 1.5, "top_p"), (1.0, f64::NAN, "top_p")] {
-            let err = SamplingConfig { temperature, top_p, ..Default::default() }.validate().expect_err("refused").to_string();
+        for (temperature, top_p, field) in [
+            (f64::NAN, 1.0, "temperature"),
+            (-0.1, 1.0, "temperature"),
+            (f64::INFINITY, 1.0, "temperature"),
+            (1.0, 0.0, "top_p"),
+            (1.0, 1.5, "top_p"),
+            (1.0, f64::NAN, "top_p"),
+        ] {
+            let err = SamplingConfig {
+                temperature,
+                top_p,
+                ..Default::default()
+            }
+            .validate()
+            .expect_err("refused")
+            .to_string();
             assert!(err.contains(field), "{temperature} / {top_p}: {err}");
         }
     }
@@ -147,16 +183,31 @@ mod tests {
     fn top_p_restricts_to_the_nucleus() {
         // probabilities ~ (0.88, 0.12, ~0): with top_p 0.5 only token 0 is ever drawn
         let logits = [4.0, 2.0, -20.0];
-        let mut s = Sampler::new(SamplingConfig { temperature: 1.0, top_p: 0.5, top_k: 0, seed: 7 });
+        let mut s = Sampler::new(SamplingConfig {
+            temperature: 1.0,
+            top_p: 0.5,
+            top_k: 0,
+            seed: 7,
+        });
         assert!((0..200).all(|_| s.pick(&logits) == 0));
-        let mut s = Sampler::new(SamplingConfig { temperature: 1.0, top_p: 1.0, top_k: 0, seed: 7 });
+        let mut s = Sampler::new(SamplingConfig {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 7,
+        });
         assert!((0..200).any(|_| s.pick(&logits) == 1));
     }
 
     #[test]
     fn top_k_keeps_the_k_most_likely() {
         let logits = [1.0, 3.0, 2.9, 2.8, -1.0];
-        let mut s = Sampler::new(SamplingConfig { temperature: 5.0, top_p: 1.0, top_k: 2, seed: 3 });
+        let mut s = Sampler::new(SamplingConfig {
+            temperature: 5.0,
+            top_p: 1.0,
+            top_k: 2,
+            seed: 3,
+        });
         let drawn: std::collections::BTreeSet<usize> = (0..300).map(|_| s.pick(&logits)).collect();
         assert_eq!(drawn, [1, 2].into_iter().collect());
     }
@@ -164,7 +215,12 @@ mod tests {
     #[test]
     fn same_seed_same_draws() {
         let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
-        let cfg = SamplingConfig { temperature: 0.8, top_p: 0.9, top_k: 0, seed: 42 };
+        let cfg = SamplingConfig {
+            temperature: 0.8,
+            top_p: 0.9,
+            top_k: 0,
+            seed: 42,
+        };
         let (mut a, mut b) = (Sampler::new(cfg), Sampler::new(cfg));
         let da: Vec<usize> = (0..20).map(|_| a.pick(&logits)).collect();
         let db: Vec<usize> = (0..20).map(|_| b.pick(&logits)).collect();

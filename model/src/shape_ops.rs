@@ -13,7 +13,11 @@ fn err(op: &str, detail: String) -> Error {
 
 fn broadcast(op: &str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let rank = a.len().max(b.len());
-    let pad = |s: &[usize]| -> Vec<usize> { std::iter::repeat_n(1, rank - s.len()).chain(s.iter().copied()).collect() };
+    let pad = |s: &[usize]| -> Vec<usize> {
+        std::iter::repeat_n(1, rank - s.len())
+            .chain(s.iter().copied())
+            .collect()
+    };
     let (a2, b2) = (pad(a), pad(b));
     a2.iter()
         .zip(&b2)
@@ -118,7 +122,10 @@ impl Ops for ShapeOps {
         let mut infer = None;
         for (i, &s) in shape.iter().enumerate() {
             match s {
-                0 => out.push(*x.get(i).ok_or_else(|| err("reshape", format!("0 at {i} beyond rank of {x:?}")))?),
+                0 => out.push(
+                    *x.get(i)
+                        .ok_or_else(|| err("reshape", format!("0 at {i} beyond rank of {x:?}")))?,
+                ),
                 -1 if infer.is_none() => {
                     infer = Some(i);
                     out.push(1);
@@ -143,7 +150,13 @@ impl Ops for ShapeOps {
         if perm.len() != x.len() {
             return Err(err("permute", format!("{perm:?} on {x:?}")));
         }
-        perm.iter().map(|&p| x.get(p).copied().ok_or_else(|| err("permute", format!("{perm:?} on {x:?}")))).collect()
+        perm.iter()
+            .map(|&p| {
+                x.get(p)
+                    .copied()
+                    .ok_or_else(|| err("permute", format!("{perm:?} on {x:?}")))
+            })
+            .collect()
     }
     fn unsqueeze(&mut self, x: &Vec<usize>, dim: i64) -> Result<Vec<usize>> {
         let d = axis("unsqueeze", dim, x.len() + 1)?;
@@ -224,7 +237,13 @@ impl crate::Trainables<ShapeOps> for ParamCounter {
         self.total += shape.iter().product::<usize>();
         Ok(shape.to_vec())
     }
-    fn param_from(&mut self, _o: &mut ShapeOps, _name: &str, shape: &[usize], value: &Vec<usize>) -> Result<Vec<usize>> {
+    fn param_from(
+        &mut self,
+        _o: &mut ShapeOps,
+        _name: &str,
+        shape: &[usize],
+        value: &Vec<usize>,
+    ) -> Result<Vec<usize>> {
         if value.as_slice() != shape {
             return Err(err("param_from", format!("value {value:?} for shape {shape:?}")));
         }
@@ -267,8 +286,19 @@ mod tests {
             let dec = Decoder::load(&mut o, &mut ShapeWeights, &cfg).expect("loads");
             let rope = dec.rope(&mut o, &vec![2, 5]).expect("rope");
             assert_eq!(rope.cos, vec![2, 1, 5, 64]);
-            let ctx = DecoderCtx { rope, mask: AttentionMask { additive: vec![2, 1, 5, 8] }, profile: None };
-            let past: Vec<KvPair<Vec<usize>>> = (0..3).map(|_| KvPair { key: vec![2, 3, 3, 64], value: vec![2, 3, 3, 64] }).collect();
+            let ctx = DecoderCtx {
+                rope,
+                mask: AttentionMask {
+                    additive: vec![2, 1, 5, 8],
+                },
+                profile: None,
+            };
+            let past: Vec<KvPair<Vec<usize>>> = (0..3)
+                .map(|_| KvPair {
+                    key: vec![2, 3, 3, 64],
+                    value: vec![2, 3, 3, 64],
+                })
+                .collect();
             let out = dec.forward(&mut o, &vec![2, 5], &ctx, Some(&past)).expect("forward");
             let (hidden, presents) = (out.hidden, out.presents);
             assert_eq!(hidden, vec![2, 5, 576]);
@@ -283,7 +313,13 @@ mod tests {
         let (mut o, cfg) = (ShapeOps, smollm2(DecoderFamily::Llama));
         let dec = Decoder::load(&mut o, &mut ShapeWeights, &cfg).expect("loads");
         let rope = dec.rope(&mut o, &vec![1, 4]).expect("rope");
-        let ctx = DecoderCtx { rope, mask: AttentionMask { additive: vec![1, 1, 4, 7] }, profile: None };
+        let ctx = DecoderCtx {
+            rope,
+            mask: AttentionMask {
+                additive: vec![1, 1, 4, 7],
+            },
+            profile: None,
+        };
         assert!(dec.forward(&mut o, &vec![1, 4], &ctx, None).is_err());
     }
 
@@ -301,7 +337,16 @@ mod tests {
         };
         let mut o = ShapeOps;
         let bert = Bert::load(&mut o, &mut ShapeWeights, &cfg).expect("loads");
-        let out = bert.forward(&mut o, &vec![3, 7], &vec![3, 7], &AttentionMask { additive: vec![3, 1, 1, 7] }).expect("forward");
+        let out = bert
+            .forward(
+                &mut o,
+                &vec![3, 7],
+                &vec![3, 7],
+                &AttentionMask {
+                    additive: vec![3, 1, 1, 7],
+                },
+            )
+            .expect("forward");
         assert_eq!(out, vec![3, 7, 384]);
     }
 }

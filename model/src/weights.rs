@@ -20,9 +20,13 @@ pub enum Init {
     Zeros,
     Ones,
     /// Normal(0, std^2).
-    Normal { std: f64 },
+    Normal {
+        std: f64,
+    },
     /// Uniform(-bound, bound) (PyTorch's `nn.Linear` default uses 1 / sqrt(fan_in)).
-    Uniform { bound: f64 },
+    Uniform {
+        bound: f64,
+    },
 }
 
 /// A store of trainable tensors (adapters, routers): created fresh with `init`, or restored

@@ -6,7 +6,12 @@
 use cuma_runtime::{Backend, Bundle, Device, EngineOptions, Profile, Session, SessionOptions};
 
 const QUESTION: &str = "How important is religion in your life?";
-const OPTIONS: [&str; 4] = ["Very important", "Rather important", "Not very important", "Not at all important"];
+const OPTIONS: [&str; 4] = [
+    "Very important",
+    "Rather important",
+    "Not very important",
+    "Not at all important",
+];
 const PROFILES: [&str; 4] = [
     "country=Thailand,age=55-64,religion=Buddhist",
     "country=Nigeria,age=25-34,religion=Muslim",
@@ -23,13 +28,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(other) => return Err(format!("unknown backend {other}").into()),
     };
     let engine = EngineOptions { backend, threads: None };
-    let mut session = Session::new(Bundle::open(&dir)?, SessionOptions { engine, strict_profiles: false })?;
+    let mut session = Session::new(
+        Bundle::open(&dir)?,
+        SessionOptions {
+            engine,
+            strict_profiles: false,
+        },
+    )?;
     let options: Vec<String> = OPTIONS.iter().map(|o| o.to_string()).collect();
     println!("{QUESTION}");
-    println!("{:<50} {}", "profile", OPTIONS.iter().map(|o| format!("{o:>21}")).collect::<String>());
+    println!(
+        "{:<50} {}",
+        "profile",
+        OPTIONS.iter().map(|o| format!("{o:>21}")).collect::<String>()
+    );
     for text in PROFILES {
         let answer = session.choice_distribution(&Profile::parse(text)?, QUESTION, &options, false)?;
-        println!("{text:<50} {}", answer.probabilities.iter().map(|p| format!("{p:>21.3}")).collect::<String>());
+        println!(
+            "{text:<50} {}",
+            answer
+                .probabilities
+                .iter()
+                .map(|p| format!("{p:>21.3}"))
+                .collect::<String>()
+        );
     }
     for warning in session.take_warnings() {
         eprintln!("warning: {warning}");

@@ -24,9 +24,15 @@ pub struct Bundle {
 }
 
 fn sha256(path: &Path) -> Result<String, RuntimeError> {
-    let mut file = std::fs::File::open(path).map_err(|reason| RuntimeError::Integrity { path: path.display().to_string(), reason: format!("missing or unreadable ({reason})") })?;
+    let mut file = std::fs::File::open(path).map_err(|reason| RuntimeError::Integrity {
+        path: path.display().to_string(),
+        reason: format!("missing or unreadable ({reason})"),
+    })?;
     let mut h = Sha256::new();
-    std::io::copy(&mut file, &mut h).map_err(|reason| RuntimeError::Io { path: path.display().to_string(), reason })?;
+    std::io::copy(&mut file, &mut h).map_err(|reason| RuntimeError::Io {
+        path: path.display().to_string(),
+        reason,
+    })?;
     Ok(format!("{:x}", h.finalize()))
 }
 
@@ -34,18 +40,28 @@ fn sha256(path: &Path) -> Result<String, RuntimeError> {
 /// no component on the way is a symbolic link, and it ends at a regular file. The error names
 /// the manifest entry, never what lies outside the folder.
 fn inside(dir: &Path, name: &str) -> Result<PathBuf, RuntimeError> {
-    let refuse = |reason: &str| RuntimeError::Integrity { path: dir.join(MANIFEST_FILE).display().to_string(), reason: format!("file {name:?} {reason}") };
+    let refuse = |reason: &str| RuntimeError::Integrity {
+        path: dir.join(MANIFEST_FILE).display().to_string(),
+        reason: format!("file {name:?} {reason}"),
+    };
     let relative = Path::new(name);
     if name.is_empty() || name.contains('\\') || !relative.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(refuse("is not a plain relative name inside the bundle (no `..`, `.`, `\\` or absolute paths)"));
+        return Err(refuse(
+            "is not a plain relative name inside the bundle (no `..`, `.`, `\\` or absolute paths)",
+        ));
     }
     let mut path = dir.to_path_buf();
     let mut components = relative.components().peekable();
     while let Some(c) = components.next() {
         path.push(c);
-        let meta = std::fs::symlink_metadata(&path).map_err(|reason| RuntimeError::Integrity { path: path.display().to_string(), reason: format!("missing or unreadable ({reason})") })?;
+        let meta = std::fs::symlink_metadata(&path).map_err(|reason| RuntimeError::Integrity {
+            path: path.display().to_string(),
+            reason: format!("missing or unreadable ({reason})"),
+        })?;
         if meta.file_type().is_symlink() {
-            return Err(refuse("is or goes through a symbolic link; a bundle holds its files itself"));
+            return Err(refuse(
+                "is or goes through a symbolic link; a bundle holds its files itself",
+            ));
         }
         let last = components.peek().is_none();
         if last && !meta.is_file() {
@@ -60,12 +76,18 @@ fn inside(dir: &Path, name: &str) -> Result<PathBuf, RuntimeError> {
 
 /// Reads a listed text file (a tokenizer) of at most [`MAX_TEXT_FILE_BYTES`].
 fn read_capped(path: &Path) -> Result<Vec<u8>, RuntimeError> {
-    let io = |reason| RuntimeError::Io { path: path.display().to_string(), reason };
+    let io = |reason| RuntimeError::Io {
+        path: path.display().to_string(),
+        reason,
+    };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
     file.take(MAX_TEXT_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > MAX_TEXT_FILE_BYTES {
-        return Err(RuntimeError::Integrity { path: path.display().to_string(), reason: format!("larger than {} MiB", MAX_TEXT_FILE_BYTES >> 20) });
+        return Err(RuntimeError::Integrity {
+            path: path.display().to_string(),
+            reason: format!("larger than {} MiB", MAX_TEXT_FILE_BYTES >> 20),
+        });
     }
     Ok(bytes)
 }
@@ -77,19 +99,37 @@ impl Bundle {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, RuntimeError> {
         let dir = dir.as_ref().to_path_buf();
         let path = inside(&dir, MANIFEST_FILE)?;
-        let text = String::from_utf8(read_capped(&path)?).map_err(|e| RuntimeError::Manifest { path: path.display().to_string(), reason: format!("not UTF-8: {e}") })?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| RuntimeError::Manifest { path: path.display().to_string(), reason: format!("not JSON: {e}") })?;
+        let text = String::from_utf8(read_capped(&path)?).map_err(|e| RuntimeError::Manifest {
+            path: path.display().to_string(),
+            reason: format!("not UTF-8: {e}"),
+        })?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| RuntimeError::Manifest {
+            path: path.display().to_string(),
+            reason: format!("not JSON: {e}"),
+        })?;
         let version = value.get("format_version").and_then(serde_json::Value::as_u64);
         if version != Some(u64::from(BUNDLE_FORMAT_VERSION)) {
             return Err(RuntimeError::Manifest {
                 path: path.display().to_string(),
-                reason: format!("bundle format version {} (this build reads {BUNDLE_FORMAT_VERSION})", version.map_or("missing".to_string(), |v| v.to_string())),
+                reason: format!(
+                    "bundle format version {} (this build reads {BUNDLE_FORMAT_VERSION})",
+                    version.map_or("missing".to_string(), |v| v.to_string())
+                ),
             });
         }
-        let manifest: Manifest = serde_json::from_value(value).map_err(|e| RuntimeError::Manifest { path: path.display().to_string(), reason: e.to_string() })?;
-        manifest.validate().map_err(|reason| RuntimeError::Manifest { path: path.display().to_string(), reason })?;
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| RuntimeError::Manifest {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        manifest.validate().map_err(|reason| RuntimeError::Manifest {
+            path: path.display().to_string(),
+            reason,
+        })?;
         if manifest.files.contains_key(MANIFEST_FILE) {
-            return Err(RuntimeError::Manifest { path: path.display().to_string(), reason: format!("`files` lists {MANIFEST_FILE} itself") });
+            return Err(RuntimeError::Manifest {
+                path: path.display().to_string(),
+                reason: format!("`files` lists {MANIFEST_FILE} itself"),
+            });
         }
         let graph_files: std::collections::BTreeSet<&str> = manifest.graphs.values().map(|g| g.file.as_str()).collect();
         let mut external: Vec<(String, ExternalRef)> = Vec::new();
@@ -97,15 +137,24 @@ impl Bundle {
             let p = inside(&dir, file)?;
             let got = if graph_files.contains(file.as_str()) {
                 // Graphs are read once: hashed, and scanned for external-data references.
-                let bytes = std::fs::read(&p).map_err(|reason| RuntimeError::Io { path: p.display().to_string(), reason })?;
-                let refs = external_refs(&bytes).map_err(|e| RuntimeError::Integrity { path: p.display().to_string(), reason: format!("not a readable ONNX model: {}", e.0) })?;
+                let bytes = std::fs::read(&p).map_err(|reason| RuntimeError::Io {
+                    path: p.display().to_string(),
+                    reason,
+                })?;
+                let refs = external_refs(&bytes).map_err(|e| RuntimeError::Integrity {
+                    path: p.display().to_string(),
+                    reason: format!("not a readable ONNX model: {}", e.0),
+                })?;
                 external.extend(refs.into_iter().map(|r| (file.clone(), r)));
                 format!("{:x}", Sha256::digest(&bytes))
             } else {
                 sha256(&p)?
             };
             if &got != want {
-                return Err(RuntimeError::Integrity { path: p.display().to_string(), reason: format!("SHA-256 {got} differs from the manifest's {want} (altered or corrupt)") });
+                return Err(RuntimeError::Integrity {
+                    path: p.display().to_string(),
+                    reason: format!("SHA-256 {got} differs from the manifest's {want} (altered or corrupt)"),
+                });
             }
         }
         let bundle = Self { dir, manifest };
@@ -117,14 +166,21 @@ impl Bundle {
     /// external-data reference of a graph names a listed file and lies within it.
     fn check_references(&self, external: &[(String, ExternalRef)]) -> Result<(), RuntimeError> {
         let m = &self.manifest;
-        let mut named: Vec<(&str, &str)> = m.graphs.iter().map(|(g, spec)| (g.as_str(), spec.file.as_str())).collect();
+        let mut named: Vec<(&str, &str)> = m
+            .graphs
+            .iter()
+            .map(|(g, spec)| (g.as_str(), spec.file.as_str()))
+            .collect();
         named.push(("backbone.tokenizer", m.backbone.tokenizer.as_str()));
         if let Some(e) = &m.encoder {
             named.push(("encoder.tokenizer", e.tokenizer.as_str()));
         }
         for &(what, file) in &named {
             self.file(file).map_err(|e| match e {
-                RuntimeError::Manifest { path, reason } => RuntimeError::Manifest { path, reason: format!("{what}: {reason}") },
+                RuntimeError::Manifest { path, reason } => RuntimeError::Manifest {
+                    path,
+                    reason: format!("{what}: {reason}"),
+                },
                 other => other,
             })?;
         }
@@ -135,13 +191,26 @@ impl Bundle {
                 None => r.location.clone(),
             };
             let graph_path = self.dir.join(graph);
-            let data = self.file(&name).map_err(|e| RuntimeError::Integrity { path: graph_path.display().to_string(), reason: format!("tensor {}: external data: {e}", r.tensor) })?;
-            let size = std::fs::metadata(&data).map_err(|reason| RuntimeError::Io { path: data.display().to_string(), reason })?.len();
+            let data = self.file(&name).map_err(|e| RuntimeError::Integrity {
+                path: graph_path.display().to_string(),
+                reason: format!("tensor {}: external data: {e}", r.tensor),
+            })?;
+            let size = std::fs::metadata(&data)
+                .map_err(|reason| RuntimeError::Io {
+                    path: data.display().to_string(),
+                    reason,
+                })?
+                .len();
             let end = r.length.map_or(Some(size), |l| r.offset.checked_add(l));
             if r.offset > size || end.is_none_or(|e| e > size) {
                 return Err(RuntimeError::Integrity {
                     path: data.display().to_string(),
-                    reason: format!("tensor {} wants bytes {}..{} of a {size}-byte file (truncated or wrong offsets)", r.tensor, r.offset, end.map_or("overflow".into(), |e| e.to_string())),
+                    reason: format!(
+                        "tensor {} wants bytes {}..{} of a {size}-byte file (truncated or wrong offsets)",
+                        r.tensor,
+                        r.offset,
+                        end.map_or("overflow".into(), |e| e.to_string())
+                    ),
                 });
             }
         }
@@ -151,7 +220,10 @@ impl Bundle {
     /// The path of the bundle file `name`, which must be listed (and so verified) in `files`.
     pub fn file(&self, name: &str) -> Result<PathBuf, RuntimeError> {
         if !self.manifest.files.contains_key(name) {
-            return Err(RuntimeError::Manifest { path: self.dir.join(MANIFEST_FILE).display().to_string(), reason: format!("{name:?} is not listed in `files`, so its checksum cannot be verified") });
+            return Err(RuntimeError::Manifest {
+                path: self.dir.join(MANIFEST_FILE).display().to_string(),
+                reason: format!("{name:?} is not listed in `files`, so its checksum cannot be verified"),
+            });
         }
         inside(&self.dir, name)
     }
@@ -163,7 +235,10 @@ impl Bundle {
 
     /// Graph `name`'s interface (`model` or `encoder`).
     pub fn graph_spec(&self, name: &str) -> Result<&GraphSpec, RuntimeError> {
-        self.manifest.graphs.get(name).ok_or_else(|| RuntimeError::Manifest { path: self.dir.join(MANIFEST_FILE).display().to_string(), reason: format!("no `{name}` graph in this bundle") })
+        self.manifest.graphs.get(name).ok_or_else(|| RuntimeError::Manifest {
+            path: self.dir.join(MANIFEST_FILE).display().to_string(),
+            reason: format!("no `{name}` graph in this bundle"),
+        })
     }
 
     /// The path of graph `name` (`model` or `encoder`).

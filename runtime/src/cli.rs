@@ -5,10 +5,13 @@
 //!   cuma-run --bundle B --profile "country=Germany" --question "Is divorce justifiable?" --option Yes --option No
 //!   cuma-run --bundle B --jsonl < requests.jsonl > results.jsonl
 
+use crate::generate::Timings;
+use crate::{
+    Backend, Bundle, Device, EngineOptions, GenerateOptions, GenerateRequest, Profile, RoutingTrace, Session,
+    SessionOptions,
+};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use crate::generate::Timings;
-use crate::{Backend, Bundle, Device, EngineOptions, GenerateOptions, GenerateRequest, Profile, RoutingTrace, Session, SessionOptions};
 use cuma_model::sampling::SamplingConfig;
 use cuma_model::text::Message;
 use std::io::{BufRead, Write};
@@ -25,9 +28,12 @@ enum BackendArg {
 /// Serve an exported cuma bundle: answer a chat prompt or a multiple-choice question the way a
 /// person with the given profile would, with the routing decisions on request.
 #[derive(Debug, Parser)]
-#[command(version, after_help = "A request is one of --prompt, --question (with --option ...), or --jsonl. \
+#[command(
+    version,
+    after_help = "A request is one of --prompt, --question (with --option ...), or --jsonl. \
 In --jsonl mode each stdin line is an object such as\n  {\"id\": 1, \"profile\": {\"country\": \"Chile\"}, \"prompt\": \"...\"}\n  \
-{\"id\": 2, \"profile\": \"country=Japan\", \"question\": \"...\", \"options\": [\"Yes\", \"No\"]}\nand each stdout line is its result or its error; bad lines do not stop the batch.")]
+{\"id\": 2, \"profile\": \"country=Japan\", \"question\": \"...\", \"options\": [\"Yes\", \"No\"]}\nand each stdout line is its result or its error; bad lines do not stop the batch."
+)]
 pub struct Args {
     /// The bundle directory written by `cuma export --onnx`.
     #[arg(long)]
@@ -114,7 +120,12 @@ fn profile(args: &Args) -> Result<Profile> {
 fn generate_options(args: &Args) -> GenerateOptions {
     GenerateOptions {
         max_new_tokens: args.max_tokens,
-        sampling: SamplingConfig { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k, seed: args.seed },
+        sampling: SamplingConfig {
+            temperature: args.temperature,
+            top_p: args.top_p,
+            top_k: args.top_k,
+            seed: args.seed,
+        },
         stop: args.stop.clone(),
         trace_routing: args.trace_routing,
     }
@@ -130,14 +141,27 @@ fn routing_summary(trace: &RoutingTrace, experts: usize) -> String {
         }
     }
     let all: usize = totals.iter().sum::<usize>().max(1);
-    let shares: Vec<String> = totals.iter().enumerate().map(|(e, &c)| format!("e{e} {:.0}%", 100.0 * c as f64 / all as f64)).collect();
-    format!("routing over {} tokens x {} routers: {}", trace.tokens.len(), trace.routers.len(), shares.join(", "))
+    let shares: Vec<String> = totals
+        .iter()
+        .enumerate()
+        .map(|(e, &c)| format!("e{e} {:.0}%", 100.0 * c as f64 / all as f64))
+        .collect();
+    format!(
+        "routing over {} tokens x {} routers: {}",
+        trace.tokens.len(),
+        trace.routers.len(),
+        shares.join(", ")
+    )
 }
 
 fn print_timings(t: &Timings, new_tokens: usize) {
     let decode = t.mean_decode_seconds();
     if new_tokens == 0 {
-        eprintln!("timings: encoder {:.1} ms, prefill {:.1} ms", 1e3 * t.encoder_seconds, 1e3 * t.prefill_seconds);
+        eprintln!(
+            "timings: encoder {:.1} ms, prefill {:.1} ms",
+            1e3 * t.encoder_seconds,
+            1e3 * t.prefill_seconds
+        );
         return;
     }
     eprintln!(
@@ -156,7 +180,10 @@ fn flush_warnings(session: &mut Session) {
 }
 
 fn run_prompt(session: &mut Session, args: &Args, prompt: &str, out: &mut dyn Write) -> Result<()> {
-    let request = GenerateRequest { profile: profile(args)?, messages: vec![Message::new("user", prompt)] };
+    let request = GenerateRequest {
+        profile: profile(args)?,
+        messages: vec![Message::new("user", prompt)],
+    };
     let replies = session.generate(&[request], &generate_options(args), |t| {
         let _ = out.write_all(t.text.as_bytes());
         let _ = out.flush();
@@ -165,7 +192,13 @@ fn run_prompt(session: &mut Session, args: &Args, prompt: &str, out: &mut dyn Wr
     flush_warnings(session);
     let reply = &replies[0];
     if let Some(trace) = &reply.routing {
-        eprintln!("{}", routing_summary(trace, session.bundle().manifest.adapter.as_ref().map_or(0, |a| a.experts)));
+        eprintln!(
+            "{}",
+            routing_summary(
+                trace,
+                session.bundle().manifest.adapter.as_ref().map_or(0, |a| a.experts)
+            )
+        );
     }
     if args.timings {
         print_timings(&reply.timings, reply.token_ids.len());
@@ -181,10 +214,20 @@ fn run_question(session: &mut Session, args: &Args, question: &str, out: &mut dy
         writeln!(out, "{}. {opt:<32} {p:.3} {bar}", cuma_model::text::choice::letter(i))?;
     }
     if let Some(trace) = &answer.routing {
-        eprintln!("{}", routing_summary(trace, session.bundle().manifest.adapter.as_ref().map_or(0, |a| a.experts)));
+        eprintln!(
+            "{}",
+            routing_summary(
+                trace,
+                session.bundle().manifest.adapter.as_ref().map_or(0, |a| a.experts)
+            )
+        );
     }
     if args.timings {
-        let t = Timings { encoder_seconds: answer.encoder_seconds, prefill_seconds: answer.prefill_seconds, decode_seconds: Vec::new() };
+        let t = Timings {
+            encoder_seconds: answer.encoder_seconds,
+            prefill_seconds: answer.prefill_seconds,
+            decode_seconds: Vec::new(),
+        };
         print_timings(&t, 0);
     }
     Ok(())
@@ -201,7 +244,10 @@ fn serve_line(session: &mut Session, args: &Args, line: &str) -> Result<serde_js
     let mut result = serde_json::json!({});
     if let Some(question) = req.get("question").and_then(|q| q.as_str()) {
         let options: Vec<String> = match req.get("options") {
-            Some(serde_json::Value::Array(a)) => a.iter().map(|o| o.as_str().map(str::to_string).context("options must be strings")).collect::<Result<_>>()?,
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|o| o.as_str().map(str::to_string).context("options must be strings"))
+                .collect::<Result<_>>()?,
             _ => bail!("a question needs \"options\": [..]"),
         };
         let answer = session.choice_distribution(&profile, question, &options, args.trace_routing)?;
@@ -212,15 +258,24 @@ fn serve_line(session: &mut Session, args: &Args, line: &str) -> Result<serde_js
     } else {
         let messages: Vec<Message> = match (req.get("prompt").and_then(|p| p.as_str()), req.get("messages")) {
             (Some(p), _) => vec![Message::new("user", p)],
-            (None, Some(m)) => serde_json::from_value(m.clone()).context("\"messages\" must be [{\"role\", \"content\"}, ...]")?,
+            (None, Some(m)) => {
+                serde_json::from_value(m.clone()).context("\"messages\" must be [{\"role\", \"content\"}, ...]")?
+            }
             (None, None) => bail!("a request needs \"prompt\", \"messages\" or \"question\""),
         };
         let mut options = generate_options(args);
         match req.get("max_tokens") {
             None | Some(serde_json::Value::Null) => {}
-            Some(v) => options.max_new_tokens = v.as_u64().and_then(|n| usize::try_from(n).ok()).with_context(|| format!("\"max_tokens\" must be a whole number >= 0, got {v}"))?,
+            Some(v) => {
+                options.max_new_tokens = v
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .with_context(|| format!("\"max_tokens\" must be a whole number >= 0, got {v}"))?
+            }
         }
-        let reply = session.generate(&[GenerateRequest { profile, messages }], &options, |_| {})?.remove(0);
+        let reply = session
+            .generate(&[GenerateRequest { profile, messages }], &options, |_| {})?
+            .remove(0);
         result = serde_json::to_value(&reply)?;
     }
     let warnings = session.take_warnings();
@@ -240,11 +295,17 @@ fn run_jsonl(session: &mut Session, args: &Args, input: &mut dyn BufRead, out: &
         let line = match String::from_utf8(raw) {
             Ok(l) => l,
             Err(e) => {
-                writeln!(out, "{}", serde_json::json!({"line": id, "error": format!("invalid UTF-8: {e}")}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"line": id, "error": format!("invalid UTF-8: {e}")})
+                )?;
                 continue;
             }
         };
-        let request_id = serde_json::from_str::<serde_json::Value>(&line).ok().and_then(|v| v.get("id").cloned());
+        let request_id = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v.get("id").cloned());
         let mut result = match serve_line(session, args, &line) {
             Ok(r) => r,
             Err(e) => serde_json::json!({"error": format!("{e:#}")}),
@@ -266,13 +327,25 @@ pub fn run(args: Args, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(
         bail!("nothing to do: give --prompt, --question with --option, or --jsonl (see --help)");
     }
     let backend = match args.backend {
-        BackendArg::Ort => Backend::Ort { device: device(&args.device)? },
-        BackendArg::Tract if args.device != "cpu" => bail!("tract runs on the CPU only; use --backend ort for --device {}", args.device),
+        BackendArg::Ort => Backend::Ort {
+            device: device(&args.device)?,
+        },
+        BackendArg::Tract if args.device != "cpu" => bail!(
+            "tract runs on the CPU only; use --backend ort for --device {}",
+            args.device
+        ),
         BackendArg::Tract => Backend::Tract,
     };
     let bundle = Bundle::open(&args.bundle).with_context(|| format!("opening bundle {}", args.bundle.display()))?;
-    let options = SessionOptions { engine: EngineOptions { backend, threads: args.threads.map(usize::from) }, strict_profiles: args.strict };
-    let mut session = Session::new(bundle, options).with_context(|| format!("loading {} on {backend}", args.bundle.display()))?;
+    let options = SessionOptions {
+        engine: EngineOptions {
+            backend,
+            threads: args.threads.map(usize::from),
+        },
+        strict_profiles: args.strict,
+    };
+    let mut session =
+        Session::new(bundle, options).with_context(|| format!("loading {} on {backend}", args.bundle.display()))?;
     if args.jsonl {
         run_jsonl(&mut session, &args, input, out)
     } else if let Some(q) = &args.question {

@@ -38,7 +38,10 @@ impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, Malformed> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
-            let b = *self.bytes.get(self.pos).ok_or_else(|| Malformed("truncated varint".into()))?;
+            let b = *self
+                .bytes
+                .get(self.pos)
+                .ok_or_else(|| Malformed("truncated varint".into()))?;
             self.pos += 1;
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
@@ -49,7 +52,11 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: u64) -> Result<&'a [u8], Malformed> {
-        let end = usize::try_from(n).ok().and_then(|n| self.pos.checked_add(n)).filter(|&e| e <= self.bytes.len()).ok_or_else(|| Malformed("a field runs past the end of the file".into()))?;
+        let end = usize::try_from(n)
+            .ok()
+            .and_then(|n| self.pos.checked_add(n))
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| Malformed("a field runs past the end of the file".into()))?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -180,10 +187,24 @@ fn tensor(bytes: &[u8], out: &mut Vec<ExternalRef>) -> Result<(), Malformed> {
         return Ok(());
     }
     let get = |k: &str| entries.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    let number = |k: &str| -> Result<Option<u64>, Malformed> { get(k).map(|v| v.parse::<u64>().map_err(|_| Malformed(format!("tensor {name}: external data {k} {v:?} is not a byte count")))).transpose() };
-    let location = get("location").ok_or_else(|| Malformed(format!("tensor {name}: external data without a location")))?.to_string();
+    let number = |k: &str| -> Result<Option<u64>, Malformed> {
+        get(k)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| Malformed(format!("tensor {name}: external data {k} {v:?} is not a byte count")))
+            })
+            .transpose()
+    };
+    let location = get("location")
+        .ok_or_else(|| Malformed(format!("tensor {name}: external data without a location")))?
+        .to_string();
     let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
-    out.push(ExternalRef { tensor: name, location, offset, length });
+    out.push(ExternalRef {
+        tensor: name,
+        location,
+        offset,
+        length,
+    });
     Ok(())
 }
 
@@ -212,7 +233,14 @@ mod tests {
     }
 
     fn entry(k: &str, v: &str) -> Vec<u8> {
-        bytes_field(TENSOR_EXTERNAL_DATA, &[bytes_field(ENTRY_KEY, k.as_bytes()), bytes_field(ENTRY_VALUE, v.as_bytes())].concat())
+        bytes_field(
+            TENSOR_EXTERNAL_DATA,
+            &[
+                bytes_field(ENTRY_KEY, k.as_bytes()),
+                bytes_field(ENTRY_VALUE, v.as_bytes()),
+            ]
+            .concat(),
+        )
     }
 
     fn external_tensor(name: &str, location: &str, offset: &str, length: &str) -> Vec<u8> {
@@ -230,18 +258,37 @@ mod tests {
         let inline = [bytes_field(TENSOR_NAME, b"inline"), bytes_field(9, &[0u8; 64])].concat();
         let inner_graph = bytes_field(GRAPH_INITIALIZER, &external_tensor("deep", "../x.data", "0", "8"));
         let node = bytes_field(NODE_ATTRIBUTE, &bytes_field(ATTRIBUTE_G, &inner_graph));
-        let g = [bytes_field(GRAPH_INITIALIZER, &external_tensor("w", "model.onnx.data", "64", "128")), bytes_field(GRAPH_INITIALIZER, &inline), bytes_field(GRAPH_NODE, &node)].concat();
+        let g = [
+            bytes_field(GRAPH_INITIALIZER, &external_tensor("w", "model.onnx.data", "64", "128")),
+            bytes_field(GRAPH_INITIALIZER, &inline),
+            bytes_field(GRAPH_NODE, &node),
+        ]
+        .concat();
         let model = [bytes_field(1, b"ir"), bytes_field(MODEL_GRAPH, &g)].concat();
         let refs = external_refs(&model).expect("parses");
         assert_eq!(refs.len(), 2, "{refs:?}");
-        assert_eq!(refs[0], ExternalRef { tensor: "w".into(), location: "model.onnx.data".into(), offset: 64, length: Some(128) });
-        assert_eq!((refs[1].tensor.as_str(), refs[1].location.as_str()), ("deep", "../x.data"));
+        assert_eq!(
+            refs[0],
+            ExternalRef {
+                tensor: "w".into(),
+                location: "model.onnx.data".into(),
+                offset: 64,
+                length: Some(128)
+            }
+        );
+        assert_eq!(
+            (refs[1].tensor.as_str(), refs[1].location.as_str()),
+            ("deep", "../x.data")
+        );
     }
 
     #[test]
     fn malformed_bytes_are_errors_not_panics() {
         let g = bytes_field(GRAPH_INITIALIZER, &external_tensor("w", "d", "-1", "8"));
-        assert!(external_refs(&bytes_field(MODEL_GRAPH, &g)).expect_err("a byte count").0.contains("byte count"));
+        assert!(external_refs(&bytes_field(MODEL_GRAPH, &g))
+            .expect_err("a byte count")
+            .0
+            .contains("byte count"));
         let mut cut = bytes_field(MODEL_GRAPH, &g);
         cut.truncate(cut.len() - 3);
         assert!(external_refs(&cut).is_err());
@@ -250,8 +297,14 @@ mod tests {
         // Nesting beyond the limit.
         let mut deep = bytes_field(GRAPH_INITIALIZER, b"");
         for _ in 0..(MAX_DEPTH + 2) {
-            deep = bytes_field(GRAPH_NODE, &bytes_field(NODE_ATTRIBUTE, &bytes_field(ATTRIBUTE_G, &deep)));
+            deep = bytes_field(
+                GRAPH_NODE,
+                &bytes_field(NODE_ATTRIBUTE, &bytes_field(ATTRIBUTE_G, &deep)),
+            );
         }
-        assert!(external_refs(&bytes_field(MODEL_GRAPH, &deep)).expect_err("too deep").0.contains("nested"));
+        assert!(external_refs(&bytes_field(MODEL_GRAPH, &deep))
+            .expect_err("too deep")
+            .0
+            .contains("nested"));
     }
 }

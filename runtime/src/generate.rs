@@ -32,7 +32,12 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_new_tokens: 128, sampling: SamplingConfig::default(), stop: Vec::new(), trace_routing: false }
+        Self {
+            max_new_tokens: 128,
+            sampling: SamplingConfig::default(),
+            stop: Vec::new(),
+            trace_routing: false,
+        }
     }
 }
 
@@ -40,9 +45,13 @@ impl GenerateOptions {
     /// Checks the options before any work: sampling parameters in range
     /// ([`SamplingConfig::validate`]) and no empty stop sequence (it would match at once).
     pub fn validate(&self) -> Result<(), RuntimeError> {
-        self.sampling.validate().map_err(|e| RuntimeError::Input(e.to_string()))?;
+        self.sampling
+            .validate()
+            .map_err(|e| RuntimeError::Input(e.to_string()))?;
         if self.stop.iter().any(String::is_empty) {
-            return Err(RuntimeError::Input("an empty stop sequence would end every reply before it starts".into()));
+            return Err(RuntimeError::Input(
+                "an empty stop sequence would end every reply before it starts".into(),
+            ));
         }
         Ok(())
     }
@@ -136,7 +145,12 @@ impl Session {
     /// let replies = session.generate(&[request], &GenerateOptions::default(), |t| print!("{}", t.text))?;
     /// # Ok::<(), cuma_runtime::RuntimeError>(())
     /// ```
-    pub fn generate(&mut self, requests: &[GenerateRequest], options: &GenerateOptions, on_token: impl FnMut(TokenEvent<'_>)) -> Result<Vec<Generation>, RuntimeError> {
+    pub fn generate(
+        &mut self,
+        requests: &[GenerateRequest],
+        options: &GenerateOptions,
+        on_token: impl FnMut(TokenEvent<'_>),
+    ) -> Result<Vec<Generation>, RuntimeError> {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
@@ -153,13 +167,23 @@ impl Session {
             None
         };
         timings.encoder_seconds = t0.elapsed().as_secs_f64();
-        let prompts: Vec<Vec<u32>> = requests.iter().map(|r| self.prompt_ids(&r.profile, &r.messages)).collect::<Result<_, _>>()?;
+        let prompts: Vec<Vec<u32>> = requests
+            .iter()
+            .map(|r| self.prompt_ids(&r.profile, &r.messages))
+            .collect::<Result<_, _>>()?;
         self.generate_ids(&prompts, demographic.as_deref(), options, timings, on_token)
     }
 
     /// [`Session::generate`] on prompts already tokenised, with the profile vectors `[batch * D]`
     /// when the routers read them. `timings` carries the encoder time spent by the caller.
-    pub fn generate_ids(&mut self, prompts: &[Vec<u32>], demographic: Option<&[f32]>, options: &GenerateOptions, mut timings: Timings, mut on_token: impl FnMut(TokenEvent<'_>)) -> Result<Vec<Generation>, RuntimeError> {
+    pub fn generate_ids(
+        &mut self,
+        prompts: &[Vec<u32>],
+        demographic: Option<&[f32]>,
+        options: &GenerateOptions,
+        mut timings: Timings,
+        mut on_token: impl FnMut(TokenEvent<'_>),
+    ) -> Result<Vec<Generation>, RuntimeError> {
         options.validate()?;
         if prompts.iter().any(Vec::is_empty) {
             return Err(RuntimeError::Input("an empty prompt".into()));
@@ -168,7 +192,10 @@ impl Session {
         let (vocab, context) = (manifest.backbone.vocab, manifest.backbone.max_positions);
         let end_of_turn = manifest.backbone.end_of_turn.clone();
         if let Some(long) = prompts.iter().find(|p| p.len() >= context) {
-            return Err(RuntimeError::Input(format!("the prompt is {} tokens; the model's context is {context}", long.len())));
+            return Err(RuntimeError::Input(format!(
+                "the prompt is {} tokens; the model's context is {context}",
+                long.len()
+            )));
         }
         let b = prompts.len();
         let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -179,19 +206,38 @@ impl Session {
         let mut mask = Vec::with_capacity(b * width);
         for p in prompts {
             let gap = width - p.len();
-            rows_ids.push(std::iter::repeat_n(i64::from(pad), gap).chain(p.iter().map(|&i| i64::from(i))).collect::<Vec<_>>());
+            rows_ids.push(
+                std::iter::repeat_n(i64::from(pad), gap)
+                    .chain(p.iter().map(|&i| i64::from(i)))
+                    .collect::<Vec<_>>(),
+            );
             mask.extend(std::iter::repeat_n(0, gap).chain(std::iter::repeat_n(1, p.len())));
         }
         let routers = self.routers();
         let mut rows: Vec<Row> = prompts
             .iter()
-            .map(|_| Row { ids: Vec::new(), emitted: 0, text: String::new(), sampler: Sampler::new(options.sampling), done: None, trace: options.trace_routing.then(|| RoutingTrace { routers: routers.clone(), tokens: Vec::new() }) })
+            .map(|_| Row {
+                ids: Vec::new(),
+                emitted: 0,
+                text: String::new(),
+                sampler: Sampler::new(options.sampling),
+                done: None,
+                trace: options.trace_routing.then(|| RoutingTrace {
+                    routers: routers.clone(),
+                    tokens: Vec::new(),
+                }),
+            })
             .collect();
         let t1 = Instant::now();
         let mut out = self.step(&rows_ids, &mask, demographic, None)?;
         timings.prefill_seconds = t1.elapsed().as_secs_f64();
         if let Some((experts, gates)) = &out.routing {
-            let step = StepRouting { experts, gates, batch: b, seq: width };
+            let step = StepRouting {
+                experts,
+                gates,
+                batch: b,
+                seq: width,
+            };
             for (r, row) in rows.iter_mut().enumerate() {
                 if let Some(trace) = row.trace.as_mut() {
                     trace.append(&step, r, &prompts[r])?;
@@ -220,9 +266,17 @@ impl Session {
                     row.text.truncate(cut);
                     row.done = Some(FinishReason::Stop);
                 }
-                let stable = if row.done.is_some() { row.text.as_str() } else { streamable(&row.text, &options.stop) };
+                let stable = if row.done.is_some() {
+                    row.text.as_str()
+                } else {
+                    streamable(&row.text, &options.stop)
+                };
                 if stable.len() > row.emitted && stable.is_char_boundary(row.emitted) {
-                    on_token(TokenEvent { request: r, token, text: &stable[row.emitted..] });
+                    on_token(TokenEvent {
+                        request: r,
+                        token,
+                        text: &stable[row.emitted..],
+                    });
                     row.emitted = stable.len();
                 }
             }
@@ -242,7 +296,12 @@ impl Session {
             out = self.step(&next, &mask, demographic, Some(&past))?;
             timings.decode_seconds.push(t.elapsed().as_secs_f64());
             if let Some((experts, gates)) = &out.routing {
-                let step = StepRouting { experts, gates, batch: b, seq: 1 };
+                let step = StepRouting {
+                    experts,
+                    gates,
+                    batch: b,
+                    seq: 1,
+                };
                 for (r, row) in rows.iter_mut().enumerate() {
                     if let (Some(trace), None) = (row.trace.as_mut(), row.done) {
                         trace.append(&step, r, &[next[r][0] as u32])?;
@@ -256,9 +315,20 @@ impl Session {
             .enumerate()
             .map(|(r, (row, p))| {
                 if row.emitted < row.text.len() && row.text.is_char_boundary(row.emitted) {
-                    on_token(TokenEvent { request: r, token: row.ids.last().copied().unwrap_or(pad), text: &row.text[row.emitted..] });
+                    on_token(TokenEvent {
+                        request: r,
+                        token: row.ids.last().copied().unwrap_or(pad),
+                        text: &row.text[row.emitted..],
+                    });
                 }
-                Generation { text: row.text, token_ids: row.ids, prompt_tokens: p.len(), finish_reason: row.done.unwrap_or(FinishReason::Length), routing: row.trace, timings: timings.clone() }
+                Generation {
+                    text: row.text,
+                    token_ids: row.ids,
+                    prompt_tokens: p.len(),
+                    finish_reason: row.done.unwrap_or(FinishReason::Length),
+                    routing: row.trace,
+                    timings: timings.clone(),
+                }
             })
             .collect())
     }

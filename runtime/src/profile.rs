@@ -27,7 +27,8 @@ impl Profile {
 
     /// Sets `attribute` to `value` (builder style).
     pub fn with(mut self, attribute: &str, value: &str) -> Self {
-        self.attributes.insert(attribute.trim().to_string(), value.trim().to_string());
+        self.attributes
+            .insert(attribute.trim().to_string(), value.trim().to_string());
         self
     }
 
@@ -36,7 +37,9 @@ impl Profile {
     pub fn parse(text: &str) -> Result<Self, RuntimeError> {
         let mut profile = Self::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| RuntimeError::Profile(format!("`{part}` is not key=value")))?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| RuntimeError::Profile(format!("`{part}` is not key=value")))?;
             if k.trim().is_empty() {
                 return Err(RuntimeError::Profile(format!("`{part}` has an empty attribute name")));
             }
@@ -50,19 +53,26 @@ impl Profile {
 
     /// Parses a JSON object of string (or number) values.
     pub fn from_json(text: &str) -> Result<Self, RuntimeError> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| RuntimeError::Profile(format!("not JSON: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| RuntimeError::Profile(format!("not JSON: {e}")))?;
         Self::from_json_value(&value)
     }
 
     /// A profile from an already parsed JSON object.
     pub fn from_json_value(value: &serde_json::Value) -> Result<Self, RuntimeError> {
-        let obj = value.as_object().ok_or_else(|| RuntimeError::Profile("a profile must be a JSON object of attribute -> value".into()))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| RuntimeError::Profile("a profile must be a JSON object of attribute -> value".into()))?;
         let mut profile = Self::new();
         for (k, v) in obj {
             let v = match v {
                 serde_json::Value::String(s) => s.clone(),
                 serde_json::Value::Number(n) => n.to_string(),
-                other => return Err(RuntimeError::Profile(format!("attribute `{k}`: {other} is not a string"))),
+                other => {
+                    return Err(RuntimeError::Profile(format!(
+                        "attribute `{k}`: {other} is not a string"
+                    )))
+                }
             };
             profile = profile.with(k, &v);
         }
@@ -76,7 +86,11 @@ impl Profile {
 
     /// Attributes the bundle was not trained with (not in the manifest's attribute order).
     pub fn unknown_attributes(&self, spec: &ProfileSpec) -> Vec<String> {
-        self.attributes.keys().filter(|k| !spec.order.iter().any(|o| o == *k)).cloned().collect()
+        self.attributes
+            .keys()
+            .filter(|k| !spec.order.iter().any(|o| o == *k))
+            .cloned()
+            .collect()
     }
 
     /// Checks the attributes against the bundle: unknown ones are an error when `strict`, else
@@ -88,18 +102,29 @@ impl Profile {
         }
         let known = spec.order.join(", ");
         if strict {
-            return Err(RuntimeError::Profile(format!("unknown attribute(s) {} (this bundle knows: {known})", unknown.join(", "))));
+            return Err(RuntimeError::Profile(format!(
+                "unknown attribute(s) {} (this bundle knows: {known})",
+                unknown.join(", ")
+            )));
         }
         let mut kept = self.clone();
         kept.attributes.retain(|k, _| !unknown.contains(k));
-        let warnings = unknown.iter().map(|u| format!("ignoring unknown profile attribute `{u}` (this bundle knows: {known})")).collect();
+        let warnings = unknown
+            .iter()
+            .map(|u| format!("ignoring unknown profile attribute `{u}` (this bundle knows: {known})"))
+            .collect();
         Ok((kept, warnings))
     }
 
     /// The profile's text in the bundle's style and attribute order.
     pub fn render(&self, spec: &ProfileSpec) -> Result<String, RuntimeError> {
-        let style: ProfileStyle = serde_json::from_value(serde_json::Value::String(spec.style.clone()))
-            .map_err(|_| RuntimeError::Profile(format!("the bundle's profile style `{}` is unknown to this build", spec.style)))?;
+        let style: ProfileStyle =
+            serde_json::from_value(serde_json::Value::String(spec.style.clone())).map_err(|_| {
+                RuntimeError::Profile(format!(
+                    "the bundle's profile style `{}` is unknown to this build",
+                    spec.style
+                ))
+            })?;
         let order: Vec<&str> = spec.order.iter().map(String::as_str).collect();
         Ok(render(&self.attributes, &order, style))
     }
@@ -110,13 +135,21 @@ mod tests {
     use super::*;
 
     fn spec() -> ProfileSpec {
-        ProfileSpec { style: "wvb".into(), order: vec!["country".into(), "age".into(), "religion".into()], in_prompt: true, neutral_system: "x".into() }
+        ProfileSpec {
+            style: "wvb".into(),
+            order: vec!["country".into(), "age".into(), "religion".into()],
+            in_prompt: true,
+            neutral_system: "x".into(),
+        }
     }
 
     #[test]
     fn parses_and_renders_in_bundle_order() {
         let p = Profile::parse("religion=Buddhist , country = Thailand,age=55-64").expect("parses");
-        assert_eq!(p.render(&spec()).expect("renders"), "You are a person from Thailand, age group: 55-64, religion: Buddhist.");
+        assert_eq!(
+            p.render(&spec()).expect("renders"),
+            "You are a person from Thailand, age group: 55-64, religion: Buddhist."
+        );
     }
 
     #[test]

@@ -33,24 +33,52 @@ pub struct StepRouting<'a> {
 impl RoutingTrace {
     /// The trace of batch row `row` of one step: the last `tokens.len()` positions, whose ids
     /// are `tokens` (left padding comes first and is skipped).
-    pub fn from_step(routers: &[String], step: &StepRouting<'_>, row: usize, tokens: &[u32]) -> Result<Self, RuntimeError> {
-        let mut trace = Self { routers: routers.to_vec(), tokens: Vec::new() };
+    pub fn from_step(
+        routers: &[String],
+        step: &StepRouting<'_>,
+        row: usize,
+        tokens: &[u32],
+    ) -> Result<Self, RuntimeError> {
+        let mut trace = Self {
+            routers: routers.to_vec(),
+            tokens: Vec::new(),
+        };
         trace.append(step, row, tokens)?;
         Ok(trace)
     }
 
     /// Appends the last `tokens.len()` positions of batch row `row` of one step.
     pub fn append(&mut self, step: &StepRouting<'_>, row: usize, tokens: &[u32]) -> Result<(), RuntimeError> {
-        let StepRouting { experts, gates, batch, seq } = *step;
+        let StepRouting {
+            experts,
+            gates,
+            batch,
+            seq,
+        } = *step;
         let r = self.routers.len();
         let cells = r * batch * seq;
-        if cells == 0 || experts.len() != gates.len() || experts.len() % cells != 0 || tokens.len() > seq || row >= batch {
-            return Err(RuntimeError::Backend { graph: "model".into(), reason: format!("routing outputs of {} values do not fit {r} routers x {batch} x {seq}", experts.len()) });
+        if cells == 0
+            || experts.len() != gates.len()
+            || experts.len() % cells != 0
+            || tokens.len() > seq
+            || row >= batch
+        {
+            return Err(RuntimeError::Backend {
+                graph: "model".into(),
+                reason: format!(
+                    "routing outputs of {} values do not fit {r} routers x {batch} x {seq}",
+                    experts.len()
+                ),
+            });
         }
         let from = seq - tokens.len();
         let k = experts.len() / cells;
         for (pos, &token) in (from..seq).zip(tokens) {
-            let mut t = TokenRouting { token, experts: Vec::with_capacity(r), gates: Vec::with_capacity(r) };
+            let mut t = TokenRouting {
+                token,
+                experts: Vec::with_capacity(r),
+                gates: Vec::with_capacity(r),
+            };
             for router in 0..r {
                 let at = ((router * batch + row) * seq + pos) * k;
                 t.experts.push(experts[at..at + k].iter().map(|&e| e as u32).collect());
@@ -94,13 +122,23 @@ mod tests {
         }
         let gates: Vec<f32> = experts.iter().map(|&e| e as f32).collect();
         let routers = vec!["a".to_string(), "b".to_string()];
-        let step = StepRouting { experts: &experts, gates: &gates, batch: 2, seq: 3 };
+        let step = StepRouting {
+            experts: &experts,
+            gates: &gates,
+            batch: 2,
+            seq: 3,
+        };
         let trace = RoutingTrace::from_step(&routers, &step, 1, &[7, 8]).expect("fits");
         assert_eq!(trace.tokens.len(), 2);
         assert_eq!(trace.tokens[0].experts, vec![vec![11], vec![111]]);
         assert_eq!(trace.tokens[1].token, 8);
         assert_eq!(trace.tokens[1].gates, vec![vec![12.0], vec![112.0]]);
-        let short = StepRouting { experts: &experts[1..], gates: &gates[1..], batch: 2, seq: 3 };
+        let short = StepRouting {
+            experts: &experts[1..],
+            gates: &gates[1..],
+            batch: 2,
+            seq: 3,
+        };
         assert!(RoutingTrace::from_step(&routers, &short, 1, &[7]).is_err());
     }
 }

@@ -75,14 +75,34 @@ impl Session {
         let model_spec = bundle.graph_spec("model")?;
         let decoder = engine::load(&bundle.graph_path("model")?, model_spec, &options.engine)?;
         // Only files the bundle lists (and `Bundle::open` verified) are opened.
-        let tokenizer = |name: &str| TextTokenizer::from_bytes(&bundle.read_text_file(name)?, &bundle.dir.join(name).display().to_string());
+        let tokenizer = |name: &str| {
+            TextTokenizer::from_bytes(
+                &bundle.read_text_file(name)?,
+                &bundle.dir.join(name).display().to_string(),
+            )
+        };
         let backbone_tokenizer = tokenizer(&m.backbone.tokenizer)?;
         let (encoder, encoder_tokenizer) = match (&m.encoder, m.graphs.get("encoder")) {
-            (Some(spec), Some(graph)) => (Some(engine::load(&bundle.file(&graph.file)?, graph, &options.engine)?), Some(tokenizer(&spec.tokenizer)?)),
+            (Some(spec), Some(graph)) => (
+                Some(engine::load(&bundle.file(&graph.file)?, graph, &options.engine)?),
+                Some(tokenizer(&spec.tokenizer)?),
+            ),
             _ => (None, None),
         };
-        let past_names = (0..m.backbone.layers).map(|l| (format!("past.{l}.key"), format!("past.{l}.value"))).collect();
-        Ok(Self { bundle, options, decoder, encoder, tokenizer: backbone_tokenizer, encoder_tokenizer, profile_cache: HashMap::new(), warnings: Vec::new(), past_names })
+        let past_names = (0..m.backbone.layers)
+            .map(|l| (format!("past.{l}.key"), format!("past.{l}.value")))
+            .collect();
+        Ok(Self {
+            bundle,
+            options,
+            decoder,
+            encoder,
+            tokenizer: backbone_tokenizer,
+            encoder_tokenizer,
+            profile_cache: HashMap::new(),
+            warnings: Vec::new(),
+            past_names,
+        })
     }
 
     pub fn bundle(&self) -> &Bundle {
@@ -100,12 +120,21 @@ impl Session {
 
     /// Whether the decoder's routers read a profile vector.
     pub fn reads_profile_vector(&self) -> bool {
-        self.bundle.manifest.adapter.as_ref().is_some_and(|a| a.demographic_dim > 0)
+        self.bundle
+            .manifest
+            .adapter
+            .as_ref()
+            .is_some_and(|a| a.demographic_dim > 0)
     }
 
     /// The router labels of `routing_experts`' first axis (empty without routers).
     pub fn routers(&self) -> Vec<String> {
-        self.bundle.manifest.adapter.as_ref().map(|a| a.routers.clone()).unwrap_or_default()
+        self.bundle
+            .manifest
+            .adapter
+            .as_ref()
+            .map(|a| a.routers.clone())
+            .unwrap_or_default()
     }
 
     /// The profile checked against the bundle (see [`SessionOptions::strict_profiles`]).
@@ -126,19 +155,46 @@ impl Session {
         if let Some(v) = self.profile_cache.get(&text) {
             return Ok(v.clone());
         }
-        let (Some(encoder), Some(tok), Some(spec)) = (self.encoder.as_mut(), self.encoder_tokenizer.as_ref(), self.bundle.manifest.encoder.as_ref()) else {
-            return Err(RuntimeError::Unsupported("this bundle has no profile encoder (its method does not route on profiles)".into()));
+        let (Some(encoder), Some(tok), Some(spec)) = (
+            self.encoder.as_mut(),
+            self.encoder_tokenizer.as_ref(),
+            self.bundle.manifest.encoder.as_ref(),
+        ) else {
+            return Err(RuntimeError::Unsupported(
+                "this bundle has no profile encoder (its method does not route on profiles)".into(),
+            ));
         };
         let ids = tok.encode(&text, true)?;
         if ids.len() > spec.max_tokens {
-            return Err(RuntimeError::Input(format!("the profile text is {} tokens, over the encoder's limit of {}", ids.len(), spec.max_tokens)));
+            return Err(RuntimeError::Input(format!(
+                "the profile text is {} tokens, over the encoder's limit of {}",
+                ids.len(),
+                spec.max_tokens
+            )));
         }
         let n = ids.len();
-        let ids = HostTensor::I64 { shape: vec![1, n], data: ids.iter().map(|&i| i64::from(i)).collect() };
-        let mask = HostTensor::I64 { shape: vec![1, n], data: vec![1; n] };
+        let ids = HostTensor::I64 {
+            shape: vec![1, n],
+            data: ids.iter().map(|&i| i64::from(i)).collect(),
+        };
+        let mask = HostTensor::I64 {
+            shape: vec![1, n],
+            data: vec![1; n],
+        };
         let out = encoder.run(&[("input_ids", &ids), ("attention_mask", &mask)])?;
-        let vector = out.into_iter().next().and_then(|t| if let HostTensor::F32 { data, .. } = t { Some(data) } else { None });
-        let vector = vector.filter(|v| v.len() == spec.dim).ok_or_else(|| RuntimeError::Backend { graph: "encoder".into(), reason: format!("expected a float [1, {}] embedding", spec.dim) })?;
+        let vector = out.into_iter().next().and_then(|t| {
+            if let HostTensor::F32 { data, .. } = t {
+                Some(data)
+            } else {
+                None
+            }
+        });
+        let vector = vector
+            .filter(|v| v.len() == spec.dim)
+            .ok_or_else(|| RuntimeError::Backend {
+                graph: "encoder".into(),
+                reason: format!("expected a float [1, {}] embedding", spec.dim),
+            })?;
         self.profile_cache.insert(text, vector.clone());
         Ok(vector)
     }
@@ -152,7 +208,11 @@ impl Session {
     /// prompt when the bundle was trained that way, else the neutral system prompt.
     pub fn system_message(&mut self, profile: &Profile) -> Result<Message, RuntimeError> {
         let spec = self.bundle.manifest.profile.clone();
-        let text = if spec.in_prompt { self.checked_profile(profile)?.render(&spec)? } else { spec.neutral_system };
+        let text = if spec.in_prompt {
+            self.checked_profile(profile)?.render(&spec)?
+        } else {
+            spec.neutral_system
+        };
         Ok(Message::new("system", &text))
     }
 
@@ -171,45 +231,86 @@ impl Session {
         let ids = self.tokenizer.encode(&text, false)?;
         let context = self.bundle.manifest.backbone.max_positions;
         if ids.len() >= context {
-            return Err(RuntimeError::Input(format!("the prompt is {} tokens; the model's context is {context}", ids.len())));
+            return Err(RuntimeError::Input(format!(
+                "the prompt is {} tokens; the model's context is {context}",
+                ids.len()
+            )));
         }
         Ok(ids)
     }
 
     /// Probabilities of each option of a multiple-choice question for `profile`: the softmax over
     /// the option letters' logits right after the prompt (as in evaluation).
-    pub fn choice_distribution(&mut self, profile: &Profile, question: &str, options: &[String], trace_routing: bool) -> Result<ChoiceDistribution, RuntimeError> {
+    pub fn choice_distribution(
+        &mut self,
+        profile: &Profile,
+        question: &str,
+        options: &[String],
+        trace_routing: bool,
+    ) -> Result<ChoiceDistribution, RuntimeError> {
         if options.is_empty() {
             return Err(RuntimeError::Input("a question needs at least one option".into()));
         }
         if options.len() > choice::LETTERS.len() {
-            return Err(RuntimeError::Input(format!("{} options; at most {} can be lettered", options.len(), choice::LETTERS.len())));
+            return Err(RuntimeError::Input(format!(
+                "{} options; at most {} can be lettered",
+                options.len(),
+                choice::LETTERS.len()
+            )));
         }
         if question.trim().is_empty() {
             return Err(RuntimeError::Input("empty question".into()));
         }
-        let letters: Vec<u32> = choice::LETTERS.chars().take(options.len()).map(|l| self.tokenizer.single_token(&l.to_string())).collect::<Result<_, _>>()?;
+        let letters: Vec<u32> = choice::LETTERS
+            .chars()
+            .take(options.len())
+            .map(|l| self.tokenizer.single_token(&l.to_string()))
+            .collect::<Result<_, _>>()?;
         let t0 = Instant::now();
-        let demographic = if self.reads_profile_vector() { Some(self.encode_profile(profile)?) } else { None };
+        let demographic = if self.reads_profile_vector() {
+            Some(self.encode_profile(profile)?)
+        } else {
+            None
+        };
         let encoder_seconds = t0.elapsed().as_secs_f64();
-        let ids = self.prompt_ids(profile, &[Message::new("user", &choice::user_prompt(question, options))])?;
+        let ids = self.prompt_ids(
+            profile,
+            &[Message::new("user", &choice::user_prompt(question, options))],
+        )?;
         let t1 = Instant::now();
         let (last, routing) = self.next_token_logits(&ids, demographic.as_deref(), trace_routing)?;
         let prefill_seconds = t1.elapsed().as_secs_f64();
         // A tokenizer whose letter ids lie past the graph's vocabulary is a broken bundle, not a panic.
         let picked: Vec<f64> = letters
             .iter()
-            .map(|&l| last.get(l as usize).map(|&v| f64::from(v)).ok_or_else(|| RuntimeError::Unsupported(format!("option letter token {l} lies outside the model's {} logits (tokenizer and graph disagree)", last.len()))))
+            .map(|&l| {
+                last.get(l as usize).map(|&v| f64::from(v)).ok_or_else(|| {
+                    RuntimeError::Unsupported(format!(
+                        "option letter token {l} lies outside the model's {} logits (tokenizer and graph disagree)",
+                        last.len()
+                    ))
+                })
+            })
             .collect::<Result<_, _>>()?;
         let max = picked.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let exp: Vec<f64> = picked.iter().map(|l| (l - max).exp()).collect();
         let total: f64 = exp.iter().sum();
-        Ok(ChoiceDistribution { probabilities: exp.iter().map(|e| e / total).collect(), routing, encoder_seconds, prefill_seconds })
+        Ok(ChoiceDistribution {
+            probabilities: exp.iter().map(|e| e / total).collect(),
+            routing,
+            encoder_seconds,
+            prefill_seconds,
+        })
     }
 
     /// The next-token logits `[vocab]` after `prompt_ids` (one prefill), with `demographic` `[D]`
     /// for routers that read it, and the prompt's routing when `trace_routing`.
-    pub fn next_token_logits(&mut self, prompt_ids: &[u32], demographic: Option<&[f32]>, trace_routing: bool) -> Result<(Vec<f32>, Option<RoutingTrace>), RuntimeError> {
+    pub fn next_token_logits(
+        &mut self,
+        prompt_ids: &[u32],
+        demographic: Option<&[f32]>,
+        trace_routing: bool,
+    ) -> Result<(Vec<f32>, Option<RoutingTrace>), RuntimeError> {
         if prompt_ids.is_empty() {
             return Err(RuntimeError::Input("an empty prompt".into()));
         }
@@ -218,7 +319,17 @@ impl Session {
         let vocab = self.bundle.manifest.backbone.vocab;
         let last = out.logits.split_off((out.seq - 1) * vocab);
         let routing = match (&out.routing, trace_routing) {
-            (Some((experts, gates)), true) => Some(RoutingTrace::from_step(&self.routers(), &StepRouting { experts, gates, batch: 1, seq: out.seq }, 0, prompt_ids)?),
+            (Some((experts, gates)), true) => Some(RoutingTrace::from_step(
+                &self.routers(),
+                &StepRouting {
+                    experts,
+                    gates,
+                    batch: 1,
+                    seq: out.seq,
+                },
+                0,
+                prompt_ids,
+            )?),
             _ => None,
         };
         Ok((last, routing))
@@ -227,36 +338,68 @@ impl Session {
     /// One decoder call (the low-level step under generation; public for benchmarks and custom
     /// decoding loops): `rows` (equal length) of new tokens, the 0/1 `mask` `[batch, past + seq]`
     /// (row-major), the profile vectors `[batch * D]` and the past (None: empty).
-    pub fn step(&mut self, rows: &[Vec<i64>], mask: &[i64], demographic: Option<&[f32]>, past: Option<&[HostTensor]>) -> Result<StepOutput, RuntimeError> {
+    pub fn step(
+        &mut self,
+        rows: &[Vec<i64>],
+        mask: &[i64],
+        demographic: Option<&[f32]>,
+        past: Option<&[HostTensor]>,
+    ) -> Result<StepOutput, RuntimeError> {
         let (b, s) = (rows.len(), rows.first().map_or(0, Vec::len));
         let bb = &self.bundle.manifest.backbone;
         let (layers, kv, hd, vocab) = (bb.layers, bb.kv_heads, bb.head_dim, bb.vocab);
         if rows.iter().any(|r| r.len() != s) {
-            return Err(RuntimeError::Input("step: the rows of new tokens differ in length".into()));
+            return Err(RuntimeError::Input(
+                "step: the rows of new tokens differ in length".into(),
+            ));
         }
         if let Some(p) = past.filter(|p| p.len() != 2 * layers) {
-            return Err(RuntimeError::Input(format!("step: {} past tensors for {layers} layers (a key and a value each)", p.len())));
+            return Err(RuntimeError::Input(format!(
+                "step: {} past tensors for {layers} layers (a key and a value each)",
+                p.len()
+            )));
         }
         if b == 0 || mask.len() % b != 0 {
-            return Err(RuntimeError::Input(format!("step: a mask of {} values for a batch of {b}", mask.len())));
+            return Err(RuntimeError::Input(format!(
+                "step: a mask of {} values for a batch of {b}",
+                mask.len()
+            )));
         }
         // An id outside the embedding table would index past it inside the engine.
         if let Some(id) = rows.iter().flatten().find(|&&id| id < 0 || id as u64 >= vocab as u64) {
-            return Err(RuntimeError::Input(format!("step: token id {id} is outside the vocabulary of {vocab} (tokenizer and graph disagree?)")));
+            return Err(RuntimeError::Input(format!(
+                "step: token id {id} is outside the vocabulary of {vocab} (tokenizer and graph disagree?)"
+            )));
         }
-        let ids = HostTensor::I64 { shape: vec![b, s], data: rows.concat() };
+        let ids = HostTensor::I64 {
+            shape: vec![b, s],
+            data: rows.concat(),
+        };
         let total = mask.len() / b.max(1);
-        let mask_t = HostTensor::I64 { shape: vec![b, total], data: mask.to_vec() };
-        let empty = HostTensor::F32 { shape: vec![b, kv, 0, hd], data: Vec::new() };
+        let mask_t = HostTensor::I64 {
+            shape: vec![b, total],
+            data: mask.to_vec(),
+        };
+        let empty = HostTensor::F32 {
+            shape: vec![b, kv, 0, hd],
+            data: Vec::new(),
+        };
         let mut inputs: Vec<(&str, &HostTensor)> = vec![("input_ids", &ids), ("attention_mask", &mask_t)];
         let demo_t;
         if self.reads_profile_vector() {
             let d = self.bundle.manifest.adapter.as_ref().map_or(0, |a| a.demographic_dim);
-            let v = demographic.ok_or_else(|| RuntimeError::Input("this bundle's routers need a profile vector".into()))?;
+            let v =
+                demographic.ok_or_else(|| RuntimeError::Input("this bundle's routers need a profile vector".into()))?;
             if v.len() != b * d {
-                return Err(RuntimeError::Input(format!("{} profile values for a batch of {b} and D = {d}", v.len())));
+                return Err(RuntimeError::Input(format!(
+                    "{} profile values for a batch of {b} and D = {d}",
+                    v.len()
+                )));
             }
-            demo_t = HostTensor::F32 { shape: vec![b, d], data: v.to_vec() };
+            demo_t = HostTensor::F32 {
+                shape: vec![b, d],
+                data: v.to_vec(),
+            };
             inputs.push(("demographic", &demo_t));
         }
         for (l, (k, v)) in self.past_names.iter().enumerate() {
@@ -274,13 +417,26 @@ impl Session {
         let mut out = self.decoder.run(&inputs)?.into_iter();
         let logits = match out.next() {
             Some(HostTensor::F32 { shape, data }) if shape == [b, s, vocab] => data,
-            other => return Err(RuntimeError::Backend { graph: "model".into(), reason: format!("logits: expected float [{b}, {s}, {vocab}], got {:?}", other.map(|t| t.shape().to_vec())) }),
+            other => {
+                return Err(RuntimeError::Backend {
+                    graph: "model".into(),
+                    reason: format!(
+                        "logits: expected float [{b}, {s}, {vocab}], got {:?}",
+                        other.map(|t| t.shape().to_vec())
+                    ),
+                })
+            }
         };
         let presents: Vec<HostTensor> = out.by_ref().take(2 * layers).collect();
         let routing = match (out.next(), out.next()) {
             (Some(HostTensor::I64 { data: e, .. }), Some(HostTensor::F32 { data: g, .. })) => Some((e, g)),
             _ => None,
         };
-        Ok(StepOutput { logits, seq: s, presents, routing })
+        Ok(StepOutput {
+            logits,
+            seq: s,
+            presents,
+            routing,
+        })
     }
 }

@@ -14,7 +14,13 @@ pub fn run(cmd: &DataCommand) -> anyhow::Result<()> {
 
 fn synth(a: &SynthArgs) -> anyhow::Result<()> {
     use cuma::data::synth::{clusters_csv, generate, SynthConfig};
-    if a.options < 2 || a.options > 26 || a.clusters == 0 || a.countries_per_cluster == 0 || a.questions == 0 || a.respondents_per_profile == 0 {
+    if a.options < 2
+        || a.options > 26
+        || a.clusters == 0
+        || a.countries_per_cluster == 0
+        || a.questions == 0
+        || a.respondents_per_profile == 0
+    {
         anyhow::bail!("every size must be positive, with 2..=26 options");
     }
     let cfg = SynthConfig {
@@ -30,7 +36,11 @@ fn synth(a: &SynthArgs) -> anyhow::Result<()> {
     jsonl::write(&a.out_dir.join("items.jsonl"), &items)?;
     std::fs::write(a.out_dir.join("truth.json"), serde_json::to_string_pretty(&truth)?)?;
     std::fs::write(a.out_dir.join("clusters.csv"), clusters_csv(&truth))?;
-    eprintln!("wrote {} items, truth.json and clusters.csv to {}", items.len(), a.out_dir.display());
+    eprintln!(
+        "wrote {} items, truth.json and clusters.csv to {}",
+        items.len(),
+        a.out_dir.display()
+    );
     Ok(())
 }
 
@@ -42,7 +52,8 @@ fn convert(a: &ConvertArgs) -> anyhow::Result<()> {
         }
         (None, Some(dir)) => {
             let meta = a.meta.as_deref().unwrap_or(dir);
-            cuma::data::wvb::items(dir, &a.split, meta).with_context(|| format!("reading {} (split {})", dir.display(), a.split))?
+            cuma::data::wvb::items(dir, &a.split, meta)
+                .with_context(|| format!("reading {} (split {})", dir.display(), a.split))?
         }
         (None, None) => anyhow::bail!("pass --wvs or --wvb"),
     };
@@ -85,7 +96,10 @@ fn split_cmd(a: &SplitArgs) -> anyhow::Result<()> {
                 eprintln!("  {cluster:<22} {held:>4} of {all:>5} profiles held out");
             }
             if s.unclustered > 0 {
-                eprintln!("warning: {} items have a country without a cluster; none of them is held out", s.unclustered);
+                eprintln!(
+                    "warning: {} items have a country without a cluster; none of them is held out",
+                    s.unclustered
+                );
             }
             jsonl::write(&a.out_dir.join("heldout.jsonl"), &s.heldout)?;
             eprintln!("heldout {} items", s.heldout.len());
@@ -94,6 +108,13 @@ fn split_cmd(a: &SplitArgs) -> anyhow::Result<()> {
     };
     jsonl::write(&a.out_dir.join("train.jsonl"), &train)?;
     jsonl::write(&a.out_dir.join("test.jsonl"), &test)?;
-    eprintln!("train {} items, test {} items (seed {}, {}:1 by respondent) in {}", train.len(), test.len(), a.seed, a.ratio, a.out_dir.display());
+    eprintln!(
+        "train {} items, test {} items (seed {}, {}:1 by respondent) in {}",
+        train.len(),
+        test.len(),
+        a.seed,
+        a.ratio,
+        a.out_dir.display()
+    );
     Ok(())
 }

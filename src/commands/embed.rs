@@ -12,11 +12,26 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     let vectors = enc.embed(&texts)?.f_to_device(tch::Device::Cpu)?;
     let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&vectors)?;
     if args.json {
-        let items: Vec<_> = texts.iter().zip(&rows).map(|(t, v)| serde_json::json!({"text": t, "embedding": v})).collect();
-        println!("{}", serde_json::to_string(&serde_json::json!({"dim": enc.dim, "pooling": enc.pooling, "normalized": enc.normalize, "items": items}))?);
+        let items: Vec<_> = texts
+            .iter()
+            .zip(&rows)
+            .map(|(t, v)| serde_json::json!({"text": t, "embedding": v}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string(
+                &serde_json::json!({"dim": enc.dim, "pooling": enc.pooling, "normalized": enc.normalize, "items": items})
+            )?
+        );
         return Ok(());
     }
-    println!("encoder: {} (dim {}, {:?} pooling{})", enc.source_path.display(), enc.dim, enc.pooling, if enc.normalize { ", L2-normalised" } else { "" });
+    println!(
+        "encoder: {} (dim {}, {:?} pooling{})",
+        enc.source_path.display(),
+        enc.dim,
+        enc.pooling,
+        if enc.normalize { ", L2-normalised" } else { "" }
+    );
     for (t, v) in texts.iter().zip(&rows) {
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         let head: Vec<String> = v.iter().take(args.show).map(|x| format!("{x:+.4}")).collect();

@@ -18,11 +18,18 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
         let empty = a.out.read_dir().map(|mut d| d.next().is_none()).unwrap_or(false);
         match (is_bundle, empty, a.force) {
             (_, true, _) | (true, _, true) => {}
-            (true, _, false) => anyhow::bail!("{} already holds a bundle; pass --force to overwrite it", a.out.display()),
-            (false, false, _) => anyhow::bail!("{} exists and is not a cuma bundle; refusing to write into it", a.out.display()),
+            (true, _, false) => anyhow::bail!(
+                "{} already holds a bundle; pass --force to overwrite it",
+                a.out.display()
+            ),
+            (false, false, _) => anyhow::bail!(
+                "{} exists and is not a cuma bundle; refusing to write into it",
+                a.out.display()
+            ),
         }
     }
-    let mut input = ExportInput::resolve(&target, a.model.as_deref()).with_context(|| format!("reading {}", target.display()))?;
+    let mut input =
+        ExportInput::resolve(&target, a.model.as_deref()).with_context(|| format!("reading {}", target.display()))?;
     if a.merge && input.checkpoint.is_none() {
         anyhow::bail!("--merge needs a LoRA checkpoint; {} is a bare model", target.display());
     }
@@ -37,6 +44,12 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
         eprintln!("  {file:<24} {:>10.1} MB", *size as f64 / 1e6);
     }
     let total: u64 = report.sizes.values().sum();
-    eprintln!("wrote the bundle {} ({:.1} MB, {} routers) in {:.1} s", a.out.display(), total as f64 / 1e6, report.routers, report.seconds);
+    eprintln!(
+        "wrote the bundle {} ({:.1} MB, {} routers) in {:.1} s",
+        a.out.display(),
+        total as f64 / 1e6,
+        report.routers,
+        report.seconds
+    );
     Ok(())
 }

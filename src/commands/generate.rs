@@ -9,7 +9,12 @@ use cuma::tokenizer::chat::{render, Message};
 use std::io::Write;
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
-    let sampling = SamplingConfig { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k, seed: args.seed };
+    let sampling = SamplingConfig {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: args.top_k,
+        seed: args.seed,
+    };
     sampling.validate()?;
     let device = cuma::device::parse_device(&args.device)?;
     let path = cuma::defaults::backbone(args.model.as_deref())?;

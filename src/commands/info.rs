@@ -25,7 +25,10 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
             println!("layers:         {}", c.num_layers);
             println!("hidden:         {}", c.hidden_size);
             println!("intermediate:   {}", c.intermediate_size);
-            println!("heads:          {} ({} KV heads, head dim {})", c.num_heads, c.num_kv_heads, c.head_dim);
+            println!(
+                "heads:          {} ({} KV heads, head dim {})",
+                c.num_heads, c.num_kv_heads, c.head_dim
+            );
             println!("vocab:          {}", c.vocab_size);
             println!("context:        {}", c.max_position_embeddings);
             println!("rope theta:     {}", c.rope_theta);
@@ -48,19 +51,30 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     }
     let tok = tokenizer_for(&source).with_context(|| format!("building the tokenizer of {}", path.display()))?;
     println!("tokenizer:      {}, {} tokens", tok.kind, tok.vocab_size());
-    let eot: Vec<String> = tok.end_of_turn.iter().map(|&id| format!("{} ({id})", tok.inner.id_to_token(id).unwrap_or_default())).collect();
+    let eot: Vec<String> = tok
+        .end_of_turn
+        .iter()
+        .map(|&id| format!("{} ({id})", tok.inner.id_to_token(id).unwrap_or_default()))
+        .collect();
     println!("end of turn:    {}", eot.join(", "));
     match &tok.chat_template {
         None => println!("chat template:  none"),
         Some(t) => {
             println!("chat template:  {} characters", t.len());
             let lines: Vec<&str> = t.lines().collect();
-            let shown = if args.full_template { lines.len() } else { lines.len().min(6) };
+            let shown = if args.full_template {
+                lines.len()
+            } else {
+                lines.len().min(6)
+            };
             for l in &lines[..shown] {
                 println!("  | {l}");
             }
             if shown < lines.len() {
-                println!("  | ... ({} more lines; --full-template shows all)", lines.len() - shown);
+                println!(
+                    "  | ... ({} more lines; --full-template shows all)",
+                    lines.len() - shown
+                );
             }
         }
     }

@@ -77,7 +77,9 @@ fn dry_run(c: &TrainConfig) -> anyhow::Result<()> {
     let method = effective_method(&c.method)?;
     let backbone = cuma::defaults::backbone(c.backbone.as_deref())?;
     let encoder = cuma::defaults::encoder(c.encoder.as_deref())?;
-    let ModelConfig::Decoder(dc) = ModelSource::open(&backbone)?.config else { anyhow::bail!("{} is not a decoder", backbone.display()) };
+    let ModelConfig::Decoder(dc) = ModelSource::open(&backbone)?.config else {
+        anyhow::bail!("{} is not a decoder", backbone.display())
+    };
     let dim = match ModelSource::open(&encoder)?.config {
         ModelConfig::Bert(b) => b.hidden_size,
         ModelConfig::Decoder(d) => d.hidden_size,
@@ -94,10 +96,22 @@ fn dry_run(c: &TrainConfig) -> anyhow::Result<()> {
     } else {
         DecoderAdapters::init(&mut ShapeOps, &mut counter, &shapes, &method, dim)?.profile_dim
     };
-    println!("backbone:   {} ({}), {:.1} M parameters (frozen)", backbone.display(), dc.family.model_type(), backbone_params as f64 / 1e6);
+    println!(
+        "backbone:   {} ({}), {:.1} M parameters (frozen)",
+        backbone.display(),
+        dc.family.model_type(),
+        backbone_params as f64 / 1e6
+    );
     println!(
         "method:     {:?}, E {} k {} r {} alpha {} on {:?}, gate {:?}, router input D = {}",
-        method.method, method.experts, method.top_k, method.rank, method.alpha, method.targets, method.gate, profile_dim
+        method.method,
+        method.experts,
+        method.top_k,
+        method.rank,
+        method.alpha,
+        method.targets,
+        method.gate,
+        profile_dim
     );
     println!(
         "trainable:  {} parameters = {:.3} % of the backbone",
@@ -122,12 +136,27 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
     })?;
     let existing = c.out.join(cuma::train::sft::CHECKPOINT_DIR);
     if !a.resume && !a.force && existing.join(cuma::train::checkpoint::MANIFEST_FILE).is_file() {
-        let step = cuma::train::checkpoint::load(&existing).map(|ck| format!(" at step {}", ck.manifest.state.step)).unwrap_or_default();
-        anyhow::bail!("{} already holds a checkpoint{step}; pass --resume to continue it or --force to start over", c.out.display());
+        let step = cuma::train::checkpoint::load(&existing)
+            .map(|ck| format!(" at step {}", ck.manifest.state.step))
+            .unwrap_or_default();
+        anyhow::bail!(
+            "{} already holds a checkpoint{step}; pass --resume to continue it or --force to start over",
+            c.out.display()
+        );
     }
     let mut run = SftRun::prepare(c, a.resume, true)?;
-    let start = if run.state.step > 0 { format!("resuming at step {}", run.state.step) } else { "starting at step 0".to_string() };
-    eprintln!("{} examples ({} too long), {} profiles, {} trainable parameters; {start}", run.examples.len(), run.too_long, run.profiles.size()[0], run.store.numel());
+    let start = if run.state.step > 0 {
+        format!("resuming at step {}", run.state.step)
+    } else {
+        "starting at step 0".to_string()
+    };
+    eprintln!(
+        "{} examples ({} too long), {} profiles, {} trainable parameters; {start}",
+        run.examples.len(),
+        run.too_long,
+        run.profiles.size()[0],
+        run.store.numel()
+    );
     let history = run.train(true, &stop)?;
     if let (Some(first), Some(last)) = (history.first(), history.last()) {
         let secs: f64 = history.iter().map(|m| m.seconds).sum();

@@ -33,7 +33,11 @@ impl ClusterMap {
             }
             let cols: Vec<&str> = line.split(',').map(str::trim).collect();
             let [iso, country, cluster] = cols.as_slice() else {
-                return Err(Error::Invalid(format!("{} line {}: expected iso3,country,cluster", path.display(), i + 1)));
+                return Err(Error::Invalid(format!(
+                    "{} line {}: expected iso3,country,cluster",
+                    path.display(),
+                    i + 1
+                )));
             };
             by_key.insert(iso.to_ascii_uppercase(), cluster.to_string());
             by_key.insert(country.to_lowercase(), cluster.to_string());
@@ -44,6 +48,9 @@ impl ClusterMap {
     /// The cluster of a country given by name or ISO-3 code.
     pub fn cluster_of(&self, country: &str) -> Option<&str> {
         let c = country.trim();
-        self.by_key.get(&c.to_ascii_uppercase()).or_else(|| self.by_key.get(&c.to_lowercase())).map(String::as_str)
+        self.by_key
+            .get(&c.to_ascii_uppercase())
+            .or_else(|| self.by_key.get(&c.to_lowercase()))
+            .map(String::as_str)
     }
 }

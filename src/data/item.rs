@@ -53,10 +53,18 @@ impl ChoiceItem {
             return Err(format!("{} options (at least 2 needed)", self.options.len()));
         }
         if self.options.len() > LETTERS.len() {
-            return Err(format!("{} options (at most {} letters)", self.options.len(), LETTERS.len()));
+            return Err(format!(
+                "{} options (at most {} letters)",
+                self.options.len(),
+                LETTERS.len()
+            ));
         }
         if self.answer >= self.options.len() {
-            return Err(format!("answer {} is out of range for {} options", self.answer, self.options.len()));
+            return Err(format!(
+                "answer {} is out of range for {} options",
+                self.answer,
+                self.options.len()
+            ));
         }
         if self.question.trim().is_empty() {
             return Err("empty question".into());
@@ -105,7 +113,10 @@ impl ChatItem {
         match self.messages.split_last() {
             Some((last, context)) if last.role == "assistant" => Ok((context, &last.content)),
             Some((last, _)) if last.role == "user" => {
-                let reply = self.chosen.as_deref().ok_or("the messages end with the user and there is no `chosen` reply")?;
+                let reply = self
+                    .chosen
+                    .as_deref()
+                    .ok_or("the messages end with the user and there is no `chosen` reply")?;
                 Ok((&self.messages, reply))
             }
             Some((last, _)) => Err(format!("the last message has role `{}`", last.role)),
@@ -135,7 +146,11 @@ impl<'de> Deserialize<'de> for Item {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_json::Value::deserialize(d)?;
         let is_chat = v.get("messages").is_some();
-        let item = if is_chat { serde_json::from_value(v).map(Item::Chat) } else { serde_json::from_value(v).map(Item::Choice) };
+        let item = if is_chat {
+            serde_json::from_value(v).map(Item::Chat)
+        } else {
+            serde_json::from_value(v).map(Item::Choice)
+        };
         item.map_err(serde::de::Error::custom)
     }
 }
@@ -167,9 +182,11 @@ mod tests {
         assert_eq!(chat.validate(), Ok(()));
         let choice: Item = serde_json::from_str(r#"{"id":"1","respondent":"r","question_id":"Q","profile":{},"question":"q?","options":["a","b"],"answer":0}"#).expect("choice");
         assert!(matches!(choice, Item::Choice(_)));
-        let open: Item = serde_json::from_str(r#"{"id":"c","profile":{},"messages":[{"role":"user","content":"hi"}]}"#).expect("parses");
+        let open: Item = serde_json::from_str(r#"{"id":"c","profile":{},"messages":[{"role":"user","content":"hi"}]}"#)
+            .expect("parses");
         assert!(open.validate().expect_err("no reply").contains("chosen"));
-        let err = serde_json::from_str::<Item>(r#"{"id":"c","profile":{},"messages":[],"extra":1}"#).expect_err("unknown field");
+        let err = serde_json::from_str::<Item>(r#"{"id":"c","profile":{},"messages":[],"extra":1}"#)
+            .expect_err("unknown field");
         assert!(err.to_string().contains("extra"), "{err}");
     }
 }

@@ -23,7 +23,11 @@ impl<T> Loaded<T> {
     pub fn summary(&self) -> String {
         let mut s = format!("read {} rows", self.rows.len());
         if self.skipped > 0 {
-            let lines: Vec<String> = self.first_skipped.iter().map(|(l, r)| format!("line {l}: {r}")).collect();
+            let lines: Vec<String> = self
+                .first_skipped
+                .iter()
+                .map(|(l, r)| format!("line {l}: {r}"))
+                .collect();
             s.push_str(&format!("; skipped {} malformed ({})", self.skipped, lines.join("; ")));
         }
         s
@@ -31,14 +35,27 @@ impl<T> Loaded<T> {
 }
 
 /// Reads `path`, one JSON value per line; blank lines are ignored. `check` may reject a parsed row.
-pub fn read<T: DeserializeOwned>(path: &Path, check: impl Fn(&T) -> std::result::Result<(), String>) -> Result<Loaded<T>> {
+pub fn read<T: DeserializeOwned>(
+    path: &Path,
+    check: impl Fn(&T) -> std::result::Result<(), String>,
+) -> Result<Loaded<T>> {
     let file = std::fs::File::open(path).map_err(crate::error::io(path))?;
-    let mut out = Loaded { rows: Vec::new(), skipped: 0, first_skipped: Vec::new() };
+    let mut out = Loaded {
+        rows: Vec::new(),
+        skipped: 0,
+        first_skipped: Vec::new(),
+    };
     for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
         let bytes = line.map_err(crate::error::io(path))?;
         let parsed = std::str::from_utf8(&bytes)
             .map_err(|_| "invalid UTF-8".to_string())
-            .and_then(|text| if text.trim().is_empty() { Err(String::new()) } else { Ok(text) })
+            .and_then(|text| {
+                if text.trim().is_empty() {
+                    Err(String::new())
+                } else {
+                    Ok(text)
+                }
+            })
             .and_then(|text| serde_json::from_str::<T>(text).map_err(|e| e.to_string()))
             .and_then(|row| check(&row).map(|()| row));
         match parsed {
@@ -53,7 +70,11 @@ pub fn read<T: DeserializeOwned>(path: &Path, check: impl Fn(&T) -> std::result:
         }
     }
     if out.rows.is_empty() {
-        return Err(Error::Invalid(format!("{}: no usable rows ({})", path.display(), out.summary())));
+        return Err(Error::Invalid(format!(
+            "{}: no usable rows ({})",
+            path.display(),
+            out.summary()
+        )));
     }
     Ok(out)
 }
@@ -96,7 +117,11 @@ mod tests {
         assert_eq!(loaded.skipped, 2);
         assert_eq!(loaded.first_skipped[0].0, 2);
         assert_eq!(loaded.first_skipped[1].0, 4);
-        assert!(loaded.first_skipped[1].1.contains("out of range"), "{:?}", loaded.first_skipped);
+        assert!(
+            loaded.first_skipped[1].1.contains("out of range"),
+            "{:?}",
+            loaded.first_skipped
+        );
     }
 
     #[test]

@@ -5,7 +5,11 @@ pub use cuma_model::text::profile::{render, Profile, ProfileStyle, DEFAULT_ORDER
 
 /// The profile texts of `profiles`, each unique text once, and every profile's row among them
 /// (so each unique profile is embedded once).
-pub fn index<'a>(profiles: impl IntoIterator<Item = &'a Profile>, order: &[&str], style: ProfileStyle) -> (Vec<String>, Vec<usize>) {
+pub fn index<'a>(
+    profiles: impl IntoIterator<Item = &'a Profile>,
+    order: &[&str],
+    style: ProfileStyle,
+) -> (Vec<String>, Vec<usize>) {
     let mut texts: Vec<String> = Vec::new();
     let mut row_of: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let rows = profiles

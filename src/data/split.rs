@@ -50,7 +50,11 @@ mod tests {
 /// The unique-profile key of the zero-shot protocol (spec section 9): country x age group x
 /// gender x education.
 pub fn profile_key(p: &super::Profile) -> String {
-    ["country", "age", "gender", "education"].iter().map(|a| p.get(*a).map_or("", String::as_str)).collect::<Vec<_>>().join("|")
+    ["country", "age", "gender", "education"]
+        .iter()
+        .map(|a| p.get(*a).map_or("", String::as_str))
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// A split with held-out profiles.
@@ -68,11 +72,20 @@ pub struct HeldoutSplit {
 
 /// Holds out `fraction` of the unique profiles inside each cultural cluster (at least one where a
 /// cluster has two or more), then splits the rest by respondent.
-pub fn with_heldout(items: Vec<ChoiceItem>, ratio: usize, seed: u64, clusters: &super::clusters::ClusterMap, fraction: f64) -> HeldoutSplit {
+pub fn with_heldout(
+    items: Vec<ChoiceItem>,
+    ratio: usize,
+    seed: u64,
+    clusters: &super::clusters::ClusterMap,
+    fraction: f64,
+) -> HeldoutSplit {
     use std::collections::{BTreeMap, BTreeSet};
     let cluster_of = |i: &ChoiceItem| -> Option<String> {
         let country = i.groups.get("country").or_else(|| i.profile.get("country"))?;
-        clusters.cluster_of(country).or_else(|| clusters.cluster_of(i.profile.get("country")?)).map(str::to_string)
+        clusters
+            .cluster_of(country)
+            .or_else(|| clusters.cluster_of(i.profile.get("country")?))
+            .map(str::to_string)
     };
     let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut unclustered = 0;
@@ -88,7 +101,9 @@ pub fn with_heldout(items: Vec<ChoiceItem>, ratio: usize, seed: u64, clusters: &
     let mut per_cluster = BTreeMap::new();
     for (c, ks) in &keys {
         let mut ks: Vec<&String> = ks.iter().collect();
-        let salt = c.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let salt = c
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
         Rng::new(seed ^ salt).shuffle(&mut ks);
         let mut n = (fraction * ks.len() as f64).round() as usize;
         if n == 0 && fraction > 0.0 && ks.len() >= 2 {
@@ -97,7 +112,14 @@ pub fn with_heldout(items: Vec<ChoiceItem>, ratio: usize, seed: u64, clusters: &
         held.extend(ks[..n].iter().map(|k| (*k).clone()));
         per_cluster.insert(c.clone(), (n, ks.len()));
     }
-    let (heldout, rest): (Vec<ChoiceItem>, Vec<ChoiceItem>) = items.into_iter().partition(|i| held.contains(&profile_key(&i.profile)));
+    let (heldout, rest): (Vec<ChoiceItem>, Vec<ChoiceItem>) =
+        items.into_iter().partition(|i| held.contains(&profile_key(&i.profile)));
     let (train, test) = by_respondent(rest, ratio, seed);
-    HeldoutSplit { train, test, heldout, per_cluster, unclustered }
+    HeldoutSplit {
+        train,
+        test,
+        heldout,
+        per_cluster,
+        unclustered,
+    }
 }

@@ -22,7 +22,14 @@ pub struct SynthConfig {
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        Self { clusters: 4, countries_per_cluster: 2, questions: 6, options: 4, respondents_per_profile: 3, seed: 0 }
+        Self {
+            clusters: 4,
+            countries_per_cluster: 2,
+            questions: 6,
+            options: 4,
+            respondents_per_profile: 3,
+            seed: 0,
+        }
     }
 }
 
@@ -74,23 +81,38 @@ fn draw(p: &[f64], rng: &mut Rng) -> usize {
 pub fn generate(c: &SynthConfig) -> (Vec<ChoiceItem>, Truth) {
     let mut rng = Rng::new(c.seed);
     let mut items = Vec::new();
-    let mut truth = Truth { clusters: BTreeMap::new(), per_cluster: BTreeMap::new(), per_profile: BTreeMap::new() };
+    let mut truth = Truth {
+        clusters: BTreeMap::new(),
+        per_cluster: BTreeMap::new(),
+        per_profile: BTreeMap::new(),
+    };
     let options: Vec<String> = (0..c.options).map(|j| format!("Level {}", j + 1)).collect();
     let mut respondent = 0usize;
     for k in 0..c.clusters {
         let cluster = format!("Cluster {}", k + 1);
         for q in 0..c.questions {
-            truth.per_cluster.entry(format!("S{}", q + 1)).or_default().insert(cluster.clone(), distribution(k, q, 1, c.options));
+            truth
+                .per_cluster
+                .entry(format!("S{}", q + 1))
+                .or_default()
+                .insert(cluster.clone(), distribution(k, q, 1, c.options));
         }
         for i in 0..c.countries_per_cluster {
             let country = format!("Country {}{}", (b'A' + k as u8) as char, i + 1);
             truth.clusters.insert(country.clone(), cluster.clone());
             for (a, age) in AGES.iter().enumerate() {
                 for gender in GENDERS {
-                    let profile: Profile = [("country", country.as_str()), ("age", age), ("gender", gender)].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                    let profile: Profile = [("country", country.as_str()), ("age", age), ("gender", gender)]
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
                     let key = format!("{country}|{age}|{gender}");
                     for q in 0..c.questions {
-                        truth.per_profile.entry(format!("S{}", q + 1)).or_default().insert(key.clone(), distribution(k, q, a, c.options));
+                        truth
+                            .per_profile
+                            .entry(format!("S{}", q + 1))
+                            .or_default()
+                            .insert(key.clone(), distribution(k, q, a, c.options));
                     }
                     for _ in 0..c.respondents_per_profile {
                         respondent += 1;
@@ -105,7 +127,11 @@ pub fn generate(c: &SynthConfig) -> (Vec<ChoiceItem>, Truth) {
                                 question: format!("Statement {}: how strongly do you agree?", q + 1),
                                 options: options.clone(),
                                 answer: draw(&p, &mut rng),
-                                scale: Some(Scale { min: 1.0, max: c.options as f64, ordinal: true }),
+                                scale: Some(Scale {
+                                    min: 1.0,
+                                    max: c.options as f64,
+                                    ordinal: true,
+                                }),
                                 groups: [("country".to_string(), country.clone())].into_iter().collect(),
                             });
                         }
@@ -133,7 +159,10 @@ mod tests {
 
     #[test]
     fn clusters_prefer_opposite_ends_and_samples_follow_the_truth() {
-        let cfg = SynthConfig { respondents_per_profile: 60, ..SynthConfig::default() };
+        let cfg = SynthConfig {
+            respondents_per_profile: 60,
+            ..SynthConfig::default()
+        };
         let (items, truth) = generate(&cfg);
         assert_eq!(items.len(), 4 * 2 * 3 * 2 * 60 * 6);
         assert!(items.iter().all(|i| i.validate().is_ok()));
@@ -142,7 +171,10 @@ mod tests {
         assert!(a[0] > 0.5 && b[3] > 0.5, "{a:?} {b:?}");
         assert!(emd(a, b) > 0.5, "the clusters sit far apart");
         // The empirical answers of cluster 1 on S1 follow its distribution.
-        let answers = items.iter().filter(|i| i.question_id == "S1" && truth.clusters[&i.groups["country"]] == "Cluster 1").map(|i| i.answer);
+        let answers = items
+            .iter()
+            .filter(|i| i.question_id == "S1" && truth.clusters[&i.groups["country"]] == "Cluster 1")
+            .map(|i| i.answer);
         let h = histogram(answers, 4);
         assert!(emd(&h, a) < 0.05, "{h:?} vs {a:?}");
         // Same seed, same data.
@@ -154,7 +186,9 @@ mod tests {
     fn the_pooled_distribution_hides_the_split() {
         let (_, truth) = generate(&SynthConfig::default());
         let d = &truth.per_cluster["S1"];
-        let pooled: Vec<f64> = (0..4).map(|j| d.values().map(|p| p[j]).sum::<f64>() / d.len() as f64).collect();
+        let pooled: Vec<f64> = (0..4)
+            .map(|j| d.values().map(|p| p[j]).sum::<f64>() / d.len() as f64)
+            .collect();
         // Pooled mass is symmetric: a collapsed model matching it is far from every cluster.
         assert!((pooled[0] - pooled[3]).abs() < 1e-12);
         assert!(d.values().all(|p| emd(p, &pooled) > 0.25));

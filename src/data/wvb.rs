@@ -15,8 +15,17 @@ use std::path::Path;
 type Rows = (Vec<String>, Vec<(usize, csv::StringRecord)>);
 
 fn read_tsv(path: &Path, report: &mut Loaded<()>) -> Result<Rows> {
-    let mut r = csv::ReaderBuilder::new().delimiter(b'\t').flexible(true).from_path(path).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-    let header: Vec<String> = r.headers().map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?.iter().map(str::to_string).collect();
+    let mut r = csv::ReaderBuilder::new()
+        .delimiter(b'\t')
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?
+        .iter()
+        .map(str::to_string)
+        .collect();
     let mut rows = Vec::new();
     for (i, rec) in r.records().enumerate() {
         match rec {
@@ -38,13 +47,22 @@ fn read_tsv(path: &Path, report: &mut Loaded<()>) -> Result<Rows> {
 
 /// Reads split `split` from `dir`, with metadata from `meta_dir`.
 pub fn items(dir: &Path, split: &str, meta_dir: &Path) -> Result<(Vec<ChoiceItem>, Loaded<()>)> {
-    let mut report = Loaded { rows: Vec::new(), skipped: 0, first_skipped: Vec::new() };
+    let mut report = Loaded {
+        rows: Vec::new(),
+        skipped: 0,
+        first_skipped: Vec::new(),
+    };
     let (demo_header, demo_rows) = read_tsv(&dir.join(format!("{split}_demographic_qa.tsv")), &mut report)?;
     let (value_header, value_rows) = read_tsv(&dir.join(format!("{split}_value_qa.tsv")), &mut report)?;
     let id_of = |h: &[String], file: &str| {
-        h.iter().position(|c| c == "D_INTERVIEW").ok_or_else(|| Error::Invalid(format!("{}: no D_INTERVIEW column", dir.join(file).display())))
+        h.iter()
+            .position(|c| c == "D_INTERVIEW")
+            .ok_or_else(|| Error::Invalid(format!("{}: no D_INTERVIEW column", dir.join(file).display())))
     };
-    let (demo_id, value_id) = (id_of(&demo_header, "demographic_qa.tsv")?, id_of(&value_header, "value_qa.tsv")?);
+    let (demo_id, value_id) = (
+        id_of(&demo_header, "demographic_qa.tsv")?,
+        id_of(&value_header, "value_qa.tsv")?,
+    );
     let meta = SurveyMeta::open(meta_dir, |q| value_header.iter().any(|h| h == q))?;
 
     let mut profiles: HashMap<String, Profile> = HashMap::new();
@@ -58,8 +76,11 @@ pub fn items(dir: &Path, split: &str, meta_dir: &Path) -> Result<(Vec<ChoiceItem
             .collect();
         profiles.insert(rec[demo_id].trim().to_string(), profile);
     }
-    let columns: Vec<(usize, &super::wvs::Question)> =
-        meta.questions.iter().filter_map(|q| Some((value_header.iter().position(|h| h == &q.id)?, q))).collect();
+    let columns: Vec<(usize, &super::wvs::Question)> = meta
+        .questions
+        .iter()
+        .filter_map(|q| Some((value_header.iter().position(|h| h == &q.id)?, q)))
+        .collect();
     let mut items = Vec::new();
     let groups = BTreeMap::new();
     for (line, rec) in &value_rows {
@@ -67,7 +88,10 @@ pub fn items(dir: &Path, split: &str, meta_dir: &Path) -> Result<(Vec<ChoiceItem
         let Some(profile) = profiles.get(&respondent) else {
             report.skipped += 1;
             if report.first_skipped.len() < REPORTED_LINES {
-                report.first_skipped.push((*line, format!("value_qa: respondent {respondent} has no demographic row")));
+                report.first_skipped.push((
+                    *line,
+                    format!("value_qa: respondent {respondent} has no demographic row"),
+                ));
             }
             continue;
         };
@@ -76,14 +100,21 @@ pub fn items(dir: &Path, split: &str, meta_dir: &Path) -> Result<(Vec<ChoiceItem
             groups.insert("country".to_string(), c.clone());
         }
         for (i, q) in &columns {
-            let Some(code) = rec[*i].trim().parse::<f64>().ok().filter(|f| f.fract() == 0.0) else { continue };
-            let Some(&option) = q.index_of_code.get(&(code as i64)) else { continue };
+            let Some(code) = rec[*i].trim().parse::<f64>().ok().filter(|f| f.fract() == 0.0) else {
+                continue;
+            };
+            let Some(&option) = q.index_of_code.get(&(code as i64)) else {
+                continue;
+            };
             items.push(item_for(q, &respondent, option, profile, &groups));
         }
         report.rows.push(());
     }
     if items.is_empty() {
-        return Err(Error::Invalid(format!("{}: no usable answers in split `{split}`", dir.display())));
+        return Err(Error::Invalid(format!(
+            "{}: no usable answers in split `{split}`",
+            dir.display()
+        )));
     }
     Ok((items, report))
 }

@@ -81,20 +81,39 @@ pub struct WvsSource {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(crate::error::io(path))?;
-    serde_json::from_str(&text).map_err(|e| Error::Json { path: path.into(), reason: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.into(),
+        reason: e.to_string(),
+    })
 }
 
 fn code(s: &str) -> Option<i64> {
-    s.trim().parse::<f64>().ok().filter(|f| f.fract() == 0.0).map(|f| f as i64)
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.fract() == 0.0)
+        .map(|f| f as i64)
 }
 
 /// Builds the options of a question: non-negative codebook codes, adjusted, in numeric order.
-fn build_question(id: &str, meta: &Metadata, choices: &BTreeMap<String, String>, adjust_raw: Option<&BTreeMap<String, String>>) -> Option<Question> {
+fn build_question(
+    id: &str,
+    meta: &Metadata,
+    choices: &BTreeMap<String, String>,
+    adjust_raw: Option<&BTreeMap<String, String>>,
+) -> Option<Question> {
     let adjust: HashMap<i64, Option<i64>> = adjust_raw
-        .map(|m| m.iter().filter_map(|(k, v)| Some((code(k)?, if v.is_empty() { None } else { Some(code(v)?) }))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((code(k)?, if v.is_empty() { None } else { Some(code(v)?) })))
+                .collect()
+        })
         .unwrap_or_default();
     let mut labels: BTreeMap<i64, String> = BTreeMap::new();
-    let originals: BTreeMap<i64, &String> = choices.iter().filter_map(|(k, v)| code(k).filter(|c| *c >= 0).map(|c| (c, v))).collect();
+    let originals: BTreeMap<i64, &String> = choices
+        .iter()
+        .filter_map(|(k, v)| code(k).filter(|c| *c >= 0).map(|c| (c, v)))
+        .collect();
     for (&c, label) in &originals {
         let target = match adjust.get(&c) {
             Some(None) => continue,
@@ -129,7 +148,11 @@ fn build_question(id: &str, meta: &Metadata, choices: &BTreeMap<String, String>,
         index_of_code,
         options,
         adjust,
-        scale: Scale { min, max, ordinal: meta.answer_data_type.as_deref() == Some("ordinal") },
+        scale: Scale {
+            min,
+            max,
+            ordinal: meta.answer_data_type.as_deref() == Some("ordinal"),
+        },
     })
 }
 
@@ -140,14 +163,21 @@ impl SurveyMeta {
         let codebook: HashMap<String, CodebookEntry> = read_json(&dir.join("codebook.json"))?;
         let metadata: BTreeMap<String, Metadata> = read_json(&dir.join("question_metadata.json"))?;
         let adjust_path = dir.join("answer_adjustment.json");
-        let adjust: BTreeMap<String, BTreeMap<String, String>> = if adjust_path.is_file() { read_json(&adjust_path)? } else { BTreeMap::new() };
+        let adjust: BTreeMap<String, BTreeMap<String, String>> = if adjust_path.is_file() {
+            read_json(&adjust_path)?
+        } else {
+            BTreeMap::new()
+        };
         let mut questions: Vec<Question> = metadata
             .iter()
             .filter(|(id, m)| m.use_case.as_deref() == Some("value") && has_column(id))
             .filter_map(|(id, m)| build_question(id, m, &codebook.get(id)?.choices, adjust.get(id)))
             .collect();
         questions.sort_by_key(|q| q.id.trim_start_matches('Q').parse::<u32>().unwrap_or(u32::MAX));
-        let labels = PROFILE_COLUMNS.iter().filter_map(|(_, col)| Some((col.to_string(), codebook.get(*col)?.choices.clone()))).collect();
+        let labels = PROFILE_COLUMNS
+            .iter()
+            .filter_map(|(_, col)| Some((col.to_string(), codebook.get(*col)?.choices.clone())))
+            .collect();
         Ok(Self { questions, labels })
     }
 
@@ -176,7 +206,13 @@ impl SurveyMeta {
 }
 
 /// The question-by-question item of one answer.
-pub(crate) fn item_for(q: &Question, respondent: &str, option: usize, profile: &Profile, groups: &BTreeMap<String, String>) -> ChoiceItem {
+pub(crate) fn item_for(
+    q: &Question,
+    respondent: &str,
+    option: usize,
+    profile: &Profile,
+    groups: &BTreeMap<String, String>,
+) -> ChoiceItem {
     ChoiceItem {
         id: format!("{respondent}/{}", q.id),
         respondent: respondent.to_string(),
@@ -197,26 +233,54 @@ impl WvsSource {
         let csv = std::fs::read_dir(dir)
             .map_err(crate::error::io(dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|e| e == "csv") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("WVS")))
-            .ok_or_else(|| Error::ModelPath { path: dir.into(), reason: "no WVS*.csv file here".into() })?;
+            .find(|p| {
+                p.extension().is_some_and(|e| e == "csv")
+                    && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("WVS"))
+            })
+            .ok_or_else(|| Error::ModelPath {
+                path: dir.into(),
+                reason: "no WVS*.csv file here".into(),
+            })?;
         let header: Vec<String> = {
             let mut r = csv::Reader::from_path(&csv).map_err(|e| Error::Invalid(format!("{}: {e}", csv.display())))?;
-            r.headers().map_err(|e| Error::Invalid(format!("{}: {e}", csv.display())))?.iter().map(str::to_string).collect()
+            r.headers()
+                .map_err(|e| Error::Invalid(format!("{}: {e}", csv.display())))?
+                .iter()
+                .map(str::to_string)
+                .collect()
         };
         let meta = SurveyMeta::open(dir, |id| header.iter().any(|h| h == id))?;
-        Ok(Self { csv, meta, country_alpha_column: "B_COUNTRY_ALPHA" })
+        Ok(Self {
+            csv,
+            meta,
+            country_alpha_column: "B_COUNTRY_ALPHA",
+        })
     }
 
     /// Every (respondent, question) answer as an item. Rows that cannot be read are skipped and
     /// counted in the returned report.
     pub fn items(&self, only: Option<&[String]>) -> Result<(Vec<ChoiceItem>, super::jsonl::Loaded<()>)> {
-        let mut report = super::jsonl::Loaded { rows: Vec::new(), skipped: 0, first_skipped: Vec::new() };
-        let mut reader = csv::Reader::from_path(&self.csv).map_err(|e| Error::Invalid(format!("{}: {e}", self.csv.display())))?;
-        let header: Vec<String> = reader.headers().map_err(|e| Error::Invalid(format!("{}: {e}", self.csv.display())))?.iter().map(str::to_string).collect();
+        let mut report = super::jsonl::Loaded {
+            rows: Vec::new(),
+            skipped: 0,
+            first_skipped: Vec::new(),
+        };
+        let mut reader =
+            csv::Reader::from_path(&self.csv).map_err(|e| Error::Invalid(format!("{}: {e}", self.csv.display())))?;
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| Error::Invalid(format!("{}: {e}", self.csv.display())))?
+            .iter()
+            .map(str::to_string)
+            .collect();
         let col = |name: &str| header.iter().position(|h| h == name);
-        let id_col = col("D_INTERVIEW").ok_or_else(|| Error::Invalid(format!("{}: no D_INTERVIEW column", self.csv.display())))?;
+        let id_col = col("D_INTERVIEW")
+            .ok_or_else(|| Error::Invalid(format!("{}: no D_INTERVIEW column", self.csv.display())))?;
         let alpha_col = col(self.country_alpha_column);
-        let profile_cols: Vec<(&str, &str, usize)> = PROFILE_COLUMNS.iter().filter_map(|(a, c)| Some((*a, *c, col(c)?))).collect();
+        let profile_cols: Vec<(&str, &str, usize)> = PROFILE_COLUMNS
+            .iter()
+            .filter_map(|(a, c)| Some((*a, *c, col(c)?)))
+            .collect();
         let questions: Vec<(&Question, usize)> = self
             .meta
             .questions
@@ -231,7 +295,9 @@ impl WvsSource {
                 Ok(r) => {
                     report.skipped += 1;
                     if report.first_skipped.len() < super::jsonl::REPORTED_LINES {
-                        report.first_skipped.push((line + 2, format!("{} fields, header has {}", r.len(), header.len())));
+                        report
+                            .first_skipped
+                            .push((line + 2, format!("{} fields, header has {}", r.len(), header.len())));
                     }
                     continue;
                 }
@@ -244,7 +310,10 @@ impl WvsSource {
                 }
             };
             let respondent = record[id_col].to_string();
-            let mut profile: Profile = profile_cols.iter().filter_map(|(a, c, i)| Some((a.to_string(), self.meta.label(c, &record[*i])?))).collect();
+            let mut profile: Profile = profile_cols
+                .iter()
+                .filter_map(|(a, c, i)| Some((a.to_string(), self.meta.label(c, &record[*i])?)))
+                .collect();
             let mut groups = BTreeMap::new();
             if let Some(i) = alpha_col {
                 let alpha = record[i].trim().to_string();
@@ -255,7 +324,9 @@ impl WvsSource {
                 }
             }
             for (q, i) in &questions {
-                let Some(answer) = code(&record[*i]).and_then(|c| q.option_for(c)) else { continue };
+                let Some(answer) = code(&record[*i]).and_then(|c| q.option_for(c)) else {
+                    continue;
+                };
                 items.push(item_for(q, &respondent, answer, &profile, &groups));
             }
             report.rows.push(());

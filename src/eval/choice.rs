@@ -4,10 +4,10 @@
 
 use super::routing::ItemRouting;
 use crate::models::backbone::{Backbone, StepInput};
-use cuma_model::adapters::Routing;
 use crate::models::inputs::pad_batch;
 use crate::tch_ops::TchOps;
 use crate::{Error, Result};
+use cuma_model::adapters::Routing;
 use tch::{Kind, Tensor};
 
 /// Where a batch's padding goes. Both must give the same numbers.
@@ -33,24 +33,42 @@ pub fn letter_ids(model: &Backbone, n: usize) -> Result<Vec<i64>> {
         .take(n)
         .map(|l| match model.tokenizer.encode(&l.to_string(), false)?.as_slice() {
             [id] => Ok(i64::from(*id)),
-            other => Err(Error::Invalid(format!("option letter {l} is {} tokens in this tokenizer", other.len()))),
+            other => Err(Error::Invalid(format!(
+                "option letter {l} is {} tokens in this tokenizer",
+                other.len()
+            ))),
         })
         .collect()
 }
 
 /// Option probabilities of `prompts` in one padded batch.
-pub fn option_probs(model: &Backbone, prompts: &[ChoicePrompt], profiles: Option<&Tensor>, padding: Padding) -> Result<Vec<Vec<f64>>> {
+pub fn option_probs(
+    model: &Backbone,
+    prompts: &[ChoicePrompt],
+    profiles: Option<&Tensor>,
+    padding: Padding,
+) -> Result<Vec<Vec<f64>>> {
     Ok(score(model, prompts, profiles, padding, false)?.0)
 }
 
 /// Option probabilities of `prompts` in one padded batch, and, when `record_routing` is set and
 /// the model has routers, every prompt's routing (padding left out).
-pub fn score(model: &Backbone, prompts: &[ChoicePrompt], profiles: Option<&Tensor>, padding: Padding, record_routing: bool) -> Result<(Vec<Vec<f64>>, Vec<ItemRouting>)> {
+pub fn score(
+    model: &Backbone,
+    prompts: &[ChoicePrompt],
+    profiles: Option<&Tensor>,
+    padding: Padding,
+    record_routing: bool,
+) -> Result<(Vec<Vec<f64>>, Vec<ItemRouting>)> {
     if prompts.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
     if let Some(p) = prompts.iter().find(|p| p.ids.is_empty() || p.options == 0) {
-        return Err(Error::Invalid(format!("a prompt with {} tokens and {} options cannot be scored", p.ids.len(), p.options)));
+        return Err(Error::Invalid(format!(
+            "a prompt with {} tokens and {} options cannot be scored",
+            p.ids.len(),
+            p.options
+        )));
     }
     let _guard = tch::no_grad_guard();
     let device = model.device;
@@ -63,7 +81,14 @@ pub fn score(model: &Backbone, prompts: &[ChoicePrompt], profiles: Option<&Tenso
     let last: Vec<i64> = prompts
         .iter()
         .enumerate()
-        .map(|(r, p)| (r * s + if padding == Padding::Left { s - 1 } else { p.ids.len() - 1 }) as i64)
+        .map(|(r, p)| {
+            (r * s
+                + if padding == Padding::Left {
+                    s - 1
+                } else {
+                    p.ids.len() - 1
+                }) as i64
+        })
         .collect();
     let rows: Vec<i64> = prompts.iter().map(|p| p.profile as i64).collect();
     let profile = match profiles {
@@ -71,7 +96,15 @@ pub fn score(model: &Backbone, prompts: &[ChoicePrompt], profiles: Option<&Tenso
         None => None,
     };
     let mut o = TchOps::new(device);
-    let out = model.run_hidden(&mut o, &StepInput { ids: &ids_t, attention_mask: &mask_t, past: None, profile: profile.as_ref() })?;
+    let out = model.run_hidden(
+        &mut o,
+        &StepInput {
+            ids: &ids_t,
+            attention_mask: &mask_t,
+            past: None,
+            profile: profile.as_ref(),
+        },
+    )?;
     let hidden = out.hidden.f_view([-1, model.config().hidden_size as i64])?;
     let at_answer = hidden.f_index_select(0, &Tensor::f_from_slice(&last)?.f_to_device(device)?)?;
     let routing = if record_routing && !out.routing.is_empty() {
@@ -81,7 +114,10 @@ pub fn score(model: &Backbone, prompts: &[ChoicePrompt], profiles: Option<&Tenso
         Vec::new()
     };
     let logits = model.decoder.logits(&mut o, &at_answer)?; // [b, vocab]
-    let letter_logits = logits.f_index_select(1, &Tensor::f_from_slice(&letters)?.f_to_device(device)?)?.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?;
+    let letter_logits = logits
+        .f_index_select(1, &Tensor::f_from_slice(&letters)?.f_to_device(device)?)?
+        .f_to_kind(Kind::Double)?
+        .f_to_device(tch::Device::Cpu)?;
     let rows: Vec<Vec<f64>> = Vec::try_from(&letter_logits)?;
     let probs = prompts
         .iter()
@@ -100,15 +136,24 @@ pub fn score(model: &Backbone, prompts: &[ChoicePrompt], profiles: Option<&Tenso
 /// Splits a batch's routing (`gates` `[b, s, E]` and `experts` `[b, s, k]` per router) into one
 /// [`ItemRouting`] per prompt, over its real tokens only.
 fn per_prompt_routing(routing: &[Routing<Tensor>], lens: &[usize], padding: Padding) -> Result<Vec<ItemRouting>> {
-    let to_cpu = |ts: Vec<&Tensor>, kind: Kind| -> Result<Tensor> { Ok(Tensor::f_stack(&ts, 0)?.f_to_kind(kind)?.f_to_device(tch::Device::Cpu)?.f_contiguous()?) };
+    let to_cpu = |ts: Vec<&Tensor>, kind: Kind| -> Result<Tensor> {
+        Ok(Tensor::f_stack(&ts, 0)?
+            .f_to_kind(kind)?
+            .f_to_device(tch::Device::Cpu)?
+            .f_contiguous()?)
+    };
     let gates = to_cpu(routing.iter().map(|r| &r.gates).collect(), Kind::Float)?; // [R, b, s, E]
     let experts = to_cpu(routing.iter().map(|r| &r.experts).collect(), Kind::Int64)?; // [R, b, s, k]
     let size = |t: &Tensor| t.size().iter().map(|&d| d as usize).collect::<Vec<_>>();
     let (gs, es) = (size(&gates), size(&experts));
-    let [routers, b, s, e] = gs[..] else { return Err(Error::Invalid(format!("routing gates of shape {gs:?}"))) };
+    let [routers, b, s, e] = gs[..] else {
+        return Err(Error::Invalid(format!("routing gates of shape {gs:?}")));
+    };
     let k = es.last().copied().unwrap_or(0);
     if e > usize::from(u8::MAX) + 1 {
-        return Err(Error::Invalid(format!("routing analysis stores expert ids in a byte; {e} experts is too many")));
+        return Err(Error::Invalid(format!(
+            "routing analysis stores expert ids in a byte; {e} experts is too many"
+        )));
     }
     let gates: Vec<f32> = Vec::try_from(gates.f_view([-1])?)?;
     let experts: Vec<i64> = Vec::try_from(experts.f_view([-1])?)?;
@@ -128,7 +173,12 @@ fn per_prompt_routing(routing: &[Routing<Tensor>], lens: &[usize], padding: Padd
                     picked.extend(experts[x..x + k].iter().map(|&i| i as u8));
                 }
             }
-            ItemRouting { mean_gates, experts: picked, tokens: len, top_k: k }
+            ItemRouting {
+                mean_gates,
+                experts: picked,
+                tokens: len,
+                top_k: k,
+            }
         })
         .collect())
 }

@@ -17,12 +17,17 @@ pub struct ShotPool {
 }
 
 fn country(item: &ChoiceItem) -> Option<&str> {
-    item.groups.get("country").or_else(|| item.profile.get("country")).map(String::as_str)
+    item.groups
+        .get("country")
+        .or_else(|| item.profile.get("country"))
+        .map(String::as_str)
 }
 
 /// A stable 64-bit hash of a string (FNV-1a), so picks do not depend on the process.
 fn stable_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl ShotPool {
@@ -32,10 +37,17 @@ impl ShotPool {
         for (i, item) in items.iter().enumerate() {
             if let Some(c) = country(item) {
                 by_country.entry(c.to_string()).or_default().push(i);
-                by_country_question.entry((c.to_string(), item.question_id.clone())).or_default().push(i);
+                by_country_question
+                    .entry((c.to_string(), item.question_id.clone()))
+                    .or_default()
+                    .push(i);
             }
         }
-        Self { items, by_country, by_country_question }
+        Self {
+            items,
+            by_country,
+            by_country_question,
+        }
     }
 
     /// Up to `n` examples for `item`: same country, never the same respondent, the same question
@@ -47,8 +59,13 @@ impl ShotPool {
         let same_question = self.by_country_question.get(&(c.to_string(), item.question_id.clone()));
         let same_country = self.by_country.get(c);
         for pool in [same_question, same_country].into_iter().flatten() {
-            let mut candidates: Vec<usize> =
-                pool.iter().copied().filter(|&i| self.items[i].respondent != item.respondent && self.items[i].id != item.id && !chosen.contains(&i)).collect();
+            let mut candidates: Vec<usize> = pool
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    self.items[i].respondent != item.respondent && self.items[i].id != item.id && !chosen.contains(&i)
+                })
+                .collect();
             rng.shuffle(&mut candidates);
             chosen.extend(candidates.into_iter().take(n - chosen.len()));
             if chosen.len() == n {

@@ -64,7 +64,13 @@ pub fn compare(seen: &[Scored], heldout: &[Scored], clusters: &ClusterMap) -> He
             })
         })
         .collect();
-    let mean = |f: fn(&ClusterRow) -> f64| if rows.is_empty() { 0.0 } else { rows.iter().map(f).sum::<f64>() / rows.len() as f64 };
+    let mean = |f: fn(&ClusterRow) -> f64| {
+        if rows.is_empty() {
+            0.0
+        } else {
+            rows.iter().map(f).sum::<f64>() / rows.len() as f64
+        }
+    };
     HeldoutReport {
         macro_seen_accuracy: mean(|r| r.seen_accuracy),
         macro_heldout_accuracy: mean(|r| r.heldout_accuracy),
@@ -80,10 +86,20 @@ pub fn markdown(r: &HeldoutReport) -> String {
     for c in &r.clusters {
         s.push_str(&format!(
             "| {} | {} | {} | {:.4} | {:.4} | {:+.4} | {:.4} | {:.4} |\n",
-            c.cluster, c.seen_items, c.heldout_items, c.seen_accuracy, c.heldout_accuracy, c.gap, c.seen_emd, c.heldout_emd
+            c.cluster,
+            c.seen_items,
+            c.heldout_items,
+            c.seen_accuracy,
+            c.heldout_accuracy,
+            c.gap,
+            c.seen_emd,
+            c.heldout_emd
         ));
     }
-    s.push_str(&format!("| **macro** | | | {:.4} | {:.4} | {:+.4} | | |\n", r.macro_seen_accuracy, r.macro_heldout_accuracy, r.macro_gap));
+    s.push_str(&format!(
+        "| **macro** | | | {:.4} | {:.4} | {:+.4} | | |\n",
+        r.macro_seen_accuracy, r.macro_heldout_accuracy, r.macro_gap
+    ));
     s
 }
 
@@ -92,19 +108,43 @@ mod tests {
     use super::*;
 
     fn scored(country: &str, right: bool) -> Scored {
-        Scored { question: "q".into(), group: country.into(), truth: usize::from(!right), probs: vec![0.8, 0.2], attributes: BTreeMap::new() }
+        Scored {
+            question: "q".into(),
+            group: country.into(),
+            truth: usize::from(!right),
+            probs: vec![0.8, 0.2],
+            attributes: BTreeMap::new(),
+        }
     }
 
     #[test]
     fn per_cluster_gap_and_macro() {
         let clusters = ClusterMap::embedded().expect("map");
         // Chile (Latin America): seen 3/4, held out 1/4. Japan (Confucian): seen 1/2, held out 1/2.
-        let seen = [scored("CHL", true), scored("CHL", true), scored("CHL", true), scored("CHL", false), scored("JPN", true), scored("JPN", false), scored("XXX", true)];
-        let held = [scored("CHL", true), scored("CHL", false), scored("CHL", false), scored("CHL", false), scored("JPN", false), scored("JPN", true)];
+        let seen = [
+            scored("CHL", true),
+            scored("CHL", true),
+            scored("CHL", true),
+            scored("CHL", false),
+            scored("JPN", true),
+            scored("JPN", false),
+            scored("XXX", true),
+        ];
+        let held = [
+            scored("CHL", true),
+            scored("CHL", false),
+            scored("CHL", false),
+            scored("CHL", false),
+            scored("JPN", false),
+            scored("JPN", true),
+        ];
         let r = compare(&seen, &held, &clusters);
         assert_eq!(r.clusters.len(), 2);
         let latin = r.clusters.iter().find(|c| c.cluster == "Latin America").expect("row");
-        assert_eq!((latin.seen_accuracy, latin.heldout_accuracy, latin.gap), (0.75, 0.25, 0.5));
+        assert_eq!(
+            (latin.seen_accuracy, latin.heldout_accuracy, latin.gap),
+            (0.75, 0.25, 0.5)
+        );
         assert!((r.macro_gap - 0.25).abs() < 1e-12);
         assert_eq!(r.unmapped_countries, vec!["XXX".to_string()]);
         assert!(markdown(&r).contains("| **macro** | | | 0.6250 | 0.3750 | +0.2500 |"));

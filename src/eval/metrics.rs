@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 /// Index of the most likely option (ties: the lowest index).
 pub fn argmax(p: &[f64]) -> usize {
-    p.iter().enumerate().fold(0, |best, (i, &v)| if v > p[best] { i } else { best })
+    p.iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > p[best] { i } else { best })
 }
 
 /// Wasserstein-1 distance between two distributions over the same n ordered options placed at
@@ -57,9 +59,21 @@ pub fn macro_f1(truth: &[usize], predicted: &[usize]) -> f64 {
     let f1s: Vec<f64> = classes
         .iter()
         .map(|&c| {
-            let tp = truth.iter().zip(predicted).filter(|(t, p)| **t == c && **p == c).count() as f64;
-            let fp = truth.iter().zip(predicted).filter(|(t, p)| **t != c && **p == c).count() as f64;
-            let fn_ = truth.iter().zip(predicted).filter(|(t, p)| **t == c && **p != c).count() as f64;
+            let tp = truth
+                .iter()
+                .zip(predicted)
+                .filter(|(t, p)| **t == c && **p == c)
+                .count() as f64;
+            let fp = truth
+                .iter()
+                .zip(predicted)
+                .filter(|(t, p)| **t != c && **p == c)
+                .count() as f64;
+            let fn_ = truth
+                .iter()
+                .zip(predicted)
+                .filter(|(t, p)| **t == c && **p != c)
+                .count() as f64;
             if tp == 0.0 {
                 0.0
             } else {
@@ -145,7 +159,13 @@ fn mean(xs: &[f64]) -> f64 {
 pub fn summarize(scored: &[Scored]) -> Summary {
     let truth: Vec<usize> = scored.iter().map(|s| s.truth).collect();
     let predicted: Vec<usize> = scored.iter().map(|s| argmax(&s.probs)).collect();
-    let accuracy = mean(&truth.iter().zip(&predicted).map(|(t, p)| f64::from(u8::from(t == p))).collect::<Vec<_>>());
+    let accuracy = mean(
+        &truth
+            .iter()
+            .zip(&predicted)
+            .map(|(t, p)| f64::from(u8::from(t == p)))
+            .collect::<Vec<_>>(),
+    );
     let mut by_question: BTreeMap<&str, Vec<&Scored>> = BTreeMap::new();
     let mut by_group: BTreeMap<(&str, &str), Vec<&Scored>> = BTreeMap::new();
     for s in scored {
@@ -213,10 +233,21 @@ fn subgroup_spreads(scored: &[Scored], predicted: &[usize]) -> BTreeMap<String, 
         .into_iter()
         .filter(|(_, accs)| accs.len() >= 2)
         .map(|(attr, accs)| {
-            let (lo, hi) = accs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &a| (lo.min(a), hi.max(a)));
+            let (lo, hi) = accs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &a| {
+                (lo.min(a), hi.max(a))
+            });
             let m = mean(&accs);
             let std = (accs.iter().map(|a| (a - m).powi(2)).sum::<f64>() / accs.len() as f64).sqrt();
-            (attr.to_string(), Spread { subgroups: accs.len(), min_accuracy: lo, max_accuracy: hi, spread: hi - lo, std })
+            (
+                attr.to_string(),
+                Spread {
+                    subgroups: accs.len(),
+                    min_accuracy: lo,
+                    max_accuracy: hi,
+                    spread: hi - lo,
+                    std,
+                },
+            )
         })
         .collect()
 }
@@ -263,9 +294,20 @@ mod tests {
     #[test]
     fn mean_collapse_shows_in_emd_country_not_in_emd_prob() {
         // Two countries answer opposite ends; a collapsed model predicts the pooled mix for both.
-        let item = |q: &str, g: &str, truth: usize, probs: Vec<f64>| Scored { question: q.into(), group: g.into(), truth, probs, attributes: BTreeMap::new() };
+        let item = |q: &str, g: &str, truth: usize, probs: Vec<f64>| Scored {
+            question: q.into(),
+            group: g.into(),
+            truth,
+            probs,
+            attributes: BTreeMap::new(),
+        };
         let collapsed: Vec<Scored> = (0..10)
-            .flat_map(|_| [item("q", "A", 0, vec![0.5, 0.0, 0.0, 0.5]), item("q", "B", 3, vec![0.5, 0.0, 0.0, 0.5])])
+            .flat_map(|_| {
+                [
+                    item("q", "A", 0, vec![0.5, 0.0, 0.0, 0.5]),
+                    item("q", "B", 3, vec![0.5, 0.0, 0.0, 0.5]),
+                ]
+            })
             .collect();
         let s = summarize(&collapsed);
         assert!(s.emd_prob < 1e-12, "pooled distributions match");
@@ -285,7 +327,11 @@ mod tests {
             group: "X".into(),
             truth: usize::from(!right),
             probs: vec![0.9, 0.1],
-            attributes: [("age".to_string(), age.to_string()), ("gender".to_string(), "F".to_string())].into(),
+            attributes: [
+                ("age".to_string(), age.to_string()),
+                ("gender".to_string(), "F".to_string()),
+            ]
+            .into(),
         };
         // Young: 30 items, 24 right (0.8); old: 20 items, 5 right (0.25); tiny: 3 items (left out).
         let mut all: Vec<Scored> = (0..30).map(|i| item("young", i < 24)).collect();

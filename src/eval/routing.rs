@@ -90,11 +90,20 @@ pub fn analyse(names: &[String], experts: usize, prompts: &[RoutedPrompt<'_>]) -
             let mut sorted = load.clone();
             sorted.sort_by(|a, b| b.total_cmp(a));
             let top_k_share: f64 = sorted.iter().take(top_k).sum();
-            RouterLoad { router: name.clone(), load, top_k_share, collapsed: top_k < experts && top_k_share >= COLLAPSE_SHARE }
+            RouterLoad {
+                router: name.clone(),
+                load,
+                top_k_share,
+                collapsed: top_k < experts && top_k_share >= COLLAPSE_SHARE,
+            }
         })
         .collect();
     let overlap_per_question = overlaps(prompts, routers);
-    let overlap = if overlap_per_question.is_empty() { 0.0 } else { overlap_per_question.values().sum::<f64>() / overlap_per_question.len() as f64 };
+    let overlap = if overlap_per_question.is_empty() {
+        0.0
+    } else {
+        overlap_per_question.values().sum::<f64>() / overlap_per_question.len() as f64
+    };
     RoutingReport {
         experts,
         top_k,
@@ -111,7 +120,14 @@ fn common_suffix(ids: &[&[u32]]) -> usize {
     let Some(first) = ids.first() else { return 0 };
     let mut n = ids.iter().map(|x| x.len()).min().unwrap_or(0);
     for other in &ids[1..] {
-        n = n.min(first.iter().rev().zip(other.iter().rev()).take_while(|(a, b)| a == b).count());
+        n = n.min(
+            first
+                .iter()
+                .rev()
+                .zip(other.iter().rev())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
     }
     n
 }
@@ -156,13 +172,17 @@ fn overlaps(prompts: &[RoutedPrompt<'_>], routers: usize) -> BTreeMap<String, f6
 fn signatures(prompts: &[RoutedPrompt<'_>]) -> BTreeMap<String, Vec<f64>> {
     let mut sums: BTreeMap<&str, (Vec<f64>, usize)> = BTreeMap::new();
     for p in prompts {
-        let e = sums.entry(p.country).or_insert_with(|| (vec![0.0; p.routing.mean_gates.len()], 0));
+        let e = sums
+            .entry(p.country)
+            .or_insert_with(|| (vec![0.0; p.routing.mean_gates.len()], 0));
         for (acc, &g) in e.0.iter_mut().zip(&p.routing.mean_gates) {
             *acc += f64::from(g);
         }
         e.1 += 1;
     }
-    sums.into_iter().map(|(c, (v, n))| (c.to_string(), v.into_iter().map(|x| x / n as f64).collect())).collect()
+    sums.into_iter()
+        .map(|(c, (v, n))| (c.to_string(), v.into_iter().map(|x| x / n as f64).collect()))
+        .collect()
 }
 
 /// The report as Markdown: the headline numbers, then one row per router.
@@ -180,7 +200,13 @@ pub fn markdown(r: &RoutingReport) -> String {
     s.push_str("| router | expert load (%) | top-k share | collapsed |\n|---|---|---|---|\n");
     for l in &r.routers {
         let load: Vec<String> = l.load.iter().map(|x| format!("{:.0}", 100.0 * x)).collect();
-        s.push_str(&format!("| {} | {} | {:.3} | {} |\n", l.router, load.join(" "), l.top_k_share, if l.collapsed { "yes" } else { "" }));
+        s.push_str(&format!(
+            "| {} | {} | {:.3} | {} |\n",
+            l.router,
+            load.join(" "),
+            l.top_k_share,
+            if l.collapsed { "yes" } else { "" }
+        ));
     }
     s
 }
@@ -192,7 +218,12 @@ mod tests {
     /// A prompt routed to `experts` at every token of every router, with uniform-ish gates.
     fn routed(tokens: usize, routers: usize, experts: &[u8]) -> ItemRouting {
         let k = experts.len();
-        ItemRouting { mean_gates: vec![0.5; routers * 4], experts: (0..routers * tokens).flat_map(|_| experts.to_vec()).collect(), tokens, top_k: k }
+        ItemRouting {
+            mean_gates: vec![0.5; routers * 4],
+            experts: (0..routers * tokens).flat_map(|_| experts.to_vec()).collect(),
+            tokens,
+            top_k: k,
+        }
     }
 
     #[test]
@@ -206,9 +237,19 @@ mod tests {
         let (a, b, c) = (routed(3, 2, &[0, 1]), routed(3, 2, &[1, 2]), routed(3, 2, &[0, 1]));
         let ids_a = [5, 6, 10, 11, 12];
         let ids_b = [7, 10, 11, 12];
-        let p = |routing, ids, profile, country| RoutedPrompt { question: "q", country, profile, ids, routing };
+        let p = |routing, ids, profile, country| RoutedPrompt {
+            question: "q",
+            country,
+            profile,
+            ids,
+            routing,
+        };
         // Two profiles, half of their experts shared on the 3 common tokens.
-        let prompts = [p(&a, &ids_a[2..], 0, "X"), p(&b, &ids_b[1..], 1, "Y"), p(&c, &ids_a[2..], 0, "X")];
+        let prompts = [
+            p(&a, &ids_a[2..], 0, "X"),
+            p(&b, &ids_b[1..], 1, "Y"),
+            p(&c, &ids_a[2..], 0, "X"),
+        ];
         let names = vec!["r0".to_string(), "r1".to_string()];
         let report = analyse(&names, 4, &prompts);
         // The third prompt repeats profile 0 and is not compared.

@@ -48,7 +48,13 @@ pub struct EvalOptions<'a> {
 
 impl Default for EvalOptions<'_> {
     fn default() -> Self {
-        Self { batch: 16, routing: false, shots: None, seed: 0, strict: false }
+        Self {
+            batch: 16,
+            routing: false,
+            shots: None,
+            seed: 0,
+            strict: false,
+        }
     }
 }
 
@@ -83,11 +89,20 @@ impl Evaluator {
         }
         match method.method {
             cuma_model::config::Method::Full | cuma_model::config::Method::Ptuning => {
-                return Err(Error::Invalid(format!("evaluating `{:?}` checkpoints is not supported yet", method.method)));
+                return Err(Error::Invalid(format!(
+                    "evaluating `{:?}` checkpoints is not supported yet",
+                    method.method
+                )));
             }
             _ => {
-                let adapters = DecoderAdapters::init(&mut TchOps::new(device), &mut store, &model.decoder, &method, encoder.dim)
-                    .map_err(|e| Error::Invalid(format!("{}: {e}", dir.display())))?;
+                let adapters = DecoderAdapters::init(
+                    &mut TchOps::new(device),
+                    &mut store,
+                    &model.decoder,
+                    &method,
+                    encoder.dim,
+                )
+                .map_err(|e| Error::Invalid(format!("{}: {e}", dir.display())))?;
                 model.decoder.adapters = Some(adapters);
             }
         }
@@ -98,11 +113,20 @@ impl Evaluator {
     pub fn baseline(backbone: &Path, encoder: &Path, method: EvalMethod, device: Device) -> Result<Self> {
         let mut config = TrainConfig::default();
         config.method.profile_in_prompt = matches!(method, EvalMethod::Persona | EvalMethod::Fewshot);
-        Ok(Self { model: Backbone::load(backbone, device)?, encoder: ProfileEncoder::load(encoder, device)?, config })
+        Ok(Self {
+            model: Backbone::load(backbone, device)?,
+            encoder: ProfileEncoder::load(encoder, device)?,
+            config,
+        })
     }
 
     /// Option probabilities and metrics for `items`; `on_batch` reports progress.
-    pub fn evaluate(&self, items: &[ChoiceItem], opts: EvalOptions<'_>, mut on_batch: impl FnMut(usize)) -> Result<Evaluation> {
+    pub fn evaluate(
+        &self,
+        items: &[ChoiceItem],
+        opts: EvalOptions<'_>,
+        mut on_batch: impl FnMut(usize),
+    ) -> Result<Evaluation> {
         let order: Vec<&str> = self.config.profile_order.iter().map(String::as_str).collect();
         let (texts, rows) = profile::index(items.iter().map(|i| &i.profile), &order, self.config.profile_style);
         let mut cfg = self.config.clone();
@@ -114,16 +138,26 @@ impl Evaluator {
         let mut prompts = Vec::with_capacity(items.len());
         let (mut kept, mut skipped) = (Vec::with_capacity(items.len()), Vec::new());
         for (item, &row) in items.iter().zip(&rows) {
-            let shots = opts.shots.map(|(pool, n)| pool.pick(item, n, opts.seed)).unwrap_or_default();
+            let shots = opts
+                .shots
+                .map(|(pool, n)| pool.pick(item, n, opts.seed))
+                .unwrap_or_default();
             let prompt = match tokenize(&self.model, item, &texts[row], &cfg, row, &shots) {
                 Ok(Some(ex)) if ex.targets_from <= context => Ok(ex.ids[..ex.targets_from].to_vec()),
-                Ok(Some(ex)) => Err(format!("its prompt is {} tokens, past the model's context of {context}", ex.targets_from)),
+                Ok(Some(ex)) => Err(format!(
+                    "its prompt is {} tokens, past the model's context of {context}",
+                    ex.targets_from
+                )),
                 Ok(None) => Err("it could not be tokenised".to_string()),
                 Err(e) => Err(e.to_string()),
             };
             match prompt {
                 Ok(ids) => {
-                    prompts.push(ChoicePrompt { ids, options: item.options.len(), profile: row });
+                    prompts.push(ChoicePrompt {
+                        ids,
+                        options: item.options.len(),
+                        profile: row,
+                    });
                     kept.push(item);
                 }
                 Err(why) if opts.strict => return Err(Error::Invalid(format!("item {}: {why}", item.id))),
@@ -133,7 +167,10 @@ impl Evaluator {
         let items = kept;
         let profiles: Option<Tensor> = if self.model.decoder.adapters.as_ref().is_some_and(|a| a.profile_dim > 0) {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let rows = refs.chunks(32).map(|c| self.encoder.embed(c)).collect::<Result<Vec<_>>>()?;
+            let rows = refs
+                .chunks(32)
+                .map(|c| self.encoder.embed(c))
+                .collect::<Result<Vec<_>>>()?;
             Some(Tensor::f_cat(&rows, 0)?)
         } else {
             None
@@ -156,7 +193,13 @@ impl Evaluator {
         let scored: Vec<Scored> = items
             .iter()
             .zip(probs)
-            .map(|(item, p)| Scored { question: item.question_id.clone(), group: country_of(item), truth: item.answer, probs: p.unwrap_or_default(), attributes: item.profile.clone() })
+            .map(|(item, p)| Scored {
+                question: item.question_id.clone(),
+                group: country_of(item),
+                truth: item.answer,
+                probs: p.unwrap_or_default(),
+                attributes: item.profile.clone(),
+            })
             .collect();
         let routings: Vec<ItemRouting> = routings.into_iter().flatten().collect();
         let summary = summarize(&scored);
@@ -166,13 +209,24 @@ impl Evaluator {
                     .iter()
                     .zip(&prompts)
                     .zip(&routings)
-                    .map(|((s, p), r)| RoutedPrompt { question: &s.question, country: &s.group, profile: p.profile, ids: &p.ids, routing: r })
+                    .map(|((s, p), r)| RoutedPrompt {
+                        question: &s.question,
+                        country: &s.group,
+                        profile: p.profile,
+                        ids: &p.ids,
+                        routing: r,
+                    })
                     .collect();
                 Some(analyse(&adapters.router_names(), adapters.method.experts, &routed))
             }
             _ => None,
         };
-        Ok(Evaluation { scored, skipped, summary, routing })
+        Ok(Evaluation {
+            scored,
+            skipped,
+            summary,
+            routing,
+        })
     }
 }
 
@@ -186,7 +240,11 @@ fn length_sorted_batches(prompts: &[ChoicePrompt], batch: usize) -> Vec<Vec<usiz
 
 /// The group an item's `emd_country` and routing signature count it in: its country.
 fn country_of(item: &ChoiceItem) -> String {
-    item.groups.get("country").or_else(|| item.profile.get("country")).cloned().unwrap_or_default()
+    item.groups
+        .get("country")
+        .or_else(|| item.profile.get("country"))
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Reads items for evaluation.
@@ -207,7 +265,10 @@ pub fn markdown(name: &str, s: &Summary) -> String {
     if !s.subgroup_spread.is_empty() {
         out.push_str(&format!("\nSubgroup accuracy spread per attribute (subgroups with >= {} items):\n\n| attribute | subgroups | min acc | max acc | spread | std |\n|---|---|---|---|---|---|\n", super::metrics::MIN_SUBGROUP_ITEMS));
         for (attr, sp) in &s.subgroup_spread {
-            out.push_str(&format!("| {attr} | {} | {:.4} | {:.4} | {:.4} | {:.4} |\n", sp.subgroups, sp.min_accuracy, sp.max_accuracy, sp.spread, sp.std));
+            out.push_str(&format!(
+                "| {attr} | {} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
+                sp.subgroups, sp.min_accuracy, sp.max_accuracy, sp.spread, sp.std
+            ));
         }
     }
     out
@@ -218,7 +279,11 @@ mod tests {
     use super::*;
 
     fn prompt(len: usize) -> ChoicePrompt {
-        ChoicePrompt { ids: vec![1; len], options: 2, profile: 0 }
+        ChoicePrompt {
+            ids: vec![1; len],
+            options: 2,
+            profile: 0,
+        }
     }
 
     #[test]
@@ -226,7 +291,11 @@ mod tests {
         let prompts: Vec<ChoicePrompt> = [5, 1, 9, 1, 7, 3].into_iter().map(prompt).collect();
         let batches = length_sorted_batches(&prompts, 4);
         assert_eq!(batches, vec![vec![1, 3, 5, 0], vec![4, 2]]);
-        assert_eq!(length_sorted_batches(&prompts, 0).len(), 6, "a zero batch size means one prompt per batch");
+        assert_eq!(
+            length_sorted_batches(&prompts, 0).len(),
+            6,
+            "a zero batch size means one prompt per batch"
+        );
         assert!(length_sorted_batches(&[], 4).is_empty());
     }
 }

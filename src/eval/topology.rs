@@ -16,7 +16,13 @@ pub enum Projection {
 }
 
 fn squared_distances(x: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    x.iter().map(|a| x.iter().map(|b| a.iter().zip(b).map(|(u, v)| (u - v).powi(2)).sum()).collect()).collect()
+    x.iter()
+        .map(|a| {
+            x.iter()
+                .map(|b| a.iter().zip(b).map(|(u, v)| (u - v).powi(2)).sum())
+                .collect()
+        })
+        .collect()
 }
 
 /// The perplexity t-SNE can use on `n` points: at most (n - 1) / 3.
@@ -33,7 +39,10 @@ fn affinities(d: &[Vec<f64>], perplexity: f64) -> Vec<Vec<f64>> {
     for i in 0..n {
         let (mut beta, mut lo, mut hi) = (1.0, 0.0, f64::INFINITY);
         // Distances relative to the nearest neighbour keep exp() in range.
-        let dmin = (0..n).filter(|&j| j != i).map(|j| d[i][j]).fold(f64::INFINITY, f64::min);
+        let dmin = (0..n)
+            .filter(|&j| j != i)
+            .map(|j| d[i][j])
+            .fold(f64::INFINITY, f64::min);
         for _ in 0..100 {
             let mut sum = 0.0;
             let mut weighted = 0.0;
@@ -103,7 +112,11 @@ pub fn tsne(x: &[Vec<f64>], perplexity: f64, seed: u64) -> Vec<[f64; 2]> {
                 grad[1] += coeff * (y[i][1] - y[j][1]);
             }
             for c in 0..2 {
-                gains[i][c] = if (grad[c] > 0.0) == (velocity[i][c] > 0.0) { (gains[i][c] * 0.8f64).max(0.01) } else { gains[i][c] + 0.2 };
+                gains[i][c] = if (grad[c] > 0.0) == (velocity[i][c] > 0.0) {
+                    (gains[i][c] * 0.8f64).max(0.01)
+                } else {
+                    gains[i][c] + 0.2
+                };
                 velocity[i][c] = momentum * velocity[i][c] - 100.0 * gains[i][c] * grad[c];
             }
         }
@@ -111,7 +124,9 @@ pub fn tsne(x: &[Vec<f64>], perplexity: f64, seed: u64) -> Vec<[f64; 2]> {
             yi[0] += vi[0];
             yi[1] += vi[1];
         }
-        let mean = y.iter().fold([0.0; 2], |m, yi| [m[0] + yi[0] / n as f64, m[1] + yi[1] / n as f64]);
+        let mean = y
+            .iter()
+            .fold([0.0; 2], |m, yi| [m[0] + yi[0] / n as f64, m[1] + yi[1] / n as f64]);
         y.iter_mut().for_each(|yi| *yi = [yi[0] - mean[0], yi[1] - mean[1]]);
     }
     y
@@ -122,15 +137,31 @@ pub fn tsne(x: &[Vec<f64>], perplexity: f64, seed: u64) -> Vec<[f64; 2]> {
 pub fn pca(x: &[Vec<f64>]) -> Vec<[f64; 2]> {
     let n = x.len();
     let dim = x.first().map_or(0, Vec::len);
-    let mean: Vec<f64> = (0..dim).map(|c| x.iter().map(|r| r[c]).sum::<f64>() / n.max(1) as f64).collect();
-    let centred: Vec<Vec<f64>> = x.iter().map(|r| r.iter().zip(&mean).map(|(a, m)| a - m).collect()).collect();
-    let mut gram: Vec<Vec<f64>> = centred.iter().map(|a| centred.iter().map(|b| a.iter().zip(b).map(|(u, v)| u * v).sum()).collect()).collect();
+    let mean: Vec<f64> = (0..dim)
+        .map(|c| x.iter().map(|r| r[c]).sum::<f64>() / n.max(1) as f64)
+        .collect();
+    let centred: Vec<Vec<f64>> = x
+        .iter()
+        .map(|r| r.iter().zip(&mean).map(|(a, m)| a - m).collect())
+        .collect();
+    let mut gram: Vec<Vec<f64>> = centred
+        .iter()
+        .map(|a| {
+            centred
+                .iter()
+                .map(|b| a.iter().zip(b).map(|(u, v)| u * v).sum())
+                .collect()
+        })
+        .collect();
     let mut out = vec![[0.0; 2]; n];
     for axis in 0..2 {
         let mut v: Vec<f64> = (0..n).map(|i| 1.0 + (i as f64 * 0.618).fract()).collect();
         let mut lambda = 0.0;
         for _ in 0..500 {
-            let w: Vec<f64> = gram.iter().map(|row| row.iter().zip(&v).map(|(g, x)| g * x).sum()).collect();
+            let w: Vec<f64> = gram
+                .iter()
+                .map(|row| row.iter().zip(&v).map(|(g, x)| g * x).sum())
+                .collect();
             let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
             if norm < 1e-300 {
                 break;
@@ -138,7 +169,10 @@ pub fn pca(x: &[Vec<f64>]) -> Vec<[f64; 2]> {
             lambda = norm;
             v = w.into_iter().map(|x| x / norm).collect();
         }
-        let biggest = v.iter().copied().fold(0.0, |b: f64, x| if x.abs() > b.abs() { x } else { b });
+        let biggest = v
+            .iter()
+            .copied()
+            .fold(0.0, |b: f64, x| if x.abs() > b.abs() { x } else { b });
         let sign = if biggest < 0.0 { -1.0 } else { 1.0 };
         for (o, vi) in out.iter_mut().zip(&v) {
             o[axis] = sign * vi * lambda.sqrt();
@@ -203,7 +237,12 @@ pub fn find_font(explicit: Option<&Path>) -> Result<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())
-        .ok_or_else(|| Error::Invalid(format!("no TrueType font found (looked for {}); pass --font <file.ttf> or set CUMA_FONT", FONT_CANDIDATES.join(", "))))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "no TrueType font found (looked for {}); pass --font <file.ttf> or set CUMA_FONT",
+                FONT_CANDIDATES.join(", ")
+            ))
+        })
 }
 
 fn plot_err(e: impl std::fmt::Display) -> Error {
@@ -216,7 +255,8 @@ pub fn draw(points: &[Point], title: &str, font: &Path, out: &Path) -> Result<()
     let bytes = std::fs::read(font).map_err(crate::error::io(font))?;
     // plotters keeps registered fonts for the life of the process.
     let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).map_err(|_| Error::Invalid(format!("{}: not a TrueType font plotters can read", font.display())))?;
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| Error::Invalid(format!("{}: not a TrueType font plotters can read", font.display())))?;
     let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
     for p in points {
         for c in 0..2 {
@@ -234,7 +274,11 @@ pub fn draw(points: &[Point], title: &str, font: &Path, out: &Path) -> Result<()
         .y_label_area_size(50)
         .build_cartesian_2d(lo[0] - pad(0)..hi[0] + pad(0), lo[1] - pad(1)..hi[1] + pad(1))
         .map_err(plot_err)?;
-    chart.configure_mesh().light_line_style(WHITE.mix(0.0)).draw().map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(plot_err)?;
     let mut clusters: Vec<&str> = points.iter().map(|p| p.cluster.as_str()).collect();
     clusters.sort_unstable();
     clusters.dedup();
@@ -271,7 +315,13 @@ mod tests {
     /// Two tight groups far apart, in 6 dimensions.
     fn two_groups() -> Vec<Vec<f64>> {
         let mut rng = Rng::new(3);
-        (0..20).map(|i| (0..6).map(|_| if i < 10 { 0.0 } else { 5.0 } + 0.1 * rng.next_f64()).collect()).collect()
+        (0..20)
+            .map(|i| {
+                (0..6)
+                    .map(|_| if i < 10 { 0.0 } else { 5.0 } + 0.1 * rng.next_f64())
+                    .collect()
+            })
+            .collect()
     }
 
     fn nearest_is_same_group(y: &[[f64; 2]]) -> bool {
@@ -289,7 +339,10 @@ mod tests {
         let x: Vec<Vec<f64>> = (0..5).map(|i| vec![i as f64, 2.0 * i as f64, 7.0]).collect();
         let y = pca(&x);
         // Distances along the line are kept; the second component is empty.
-        assert!((y[4][0] - y[0][0]).abs() - 4.0 * 5f64.sqrt() < 1e-9 && (y[4][0] - y[0][0]).abs() > 4.0 * 5f64.sqrt() - 1e-9);
+        assert!(
+            (y[4][0] - y[0][0]).abs() - 4.0 * 5f64.sqrt() < 1e-9
+                && (y[4][0] - y[0][0]).abs() > 4.0 * 5f64.sqrt() - 1e-9
+        );
         assert!(y.iter().all(|p| p[1].abs() < 1e-6));
         assert!(nearest_is_same_group(&pca(&two_groups())));
     }
@@ -309,14 +362,26 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cuma-topology-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let out = dir.join("t.png");
-        let points: Vec<Point> = [("JPN", "Confucian", [0.0, 1.0]), ("CHL", "Latin America", [1.0, 0.0]), ("KOR", "Confucian", [0.1, 0.9])]
-            .into_iter()
-            .map(|(l, c, xy)| Point { label: l.into(), cluster: c.into(), xy })
-            .collect();
+        let points: Vec<Point> = [
+            ("JPN", "Confucian", [0.0, 1.0]),
+            ("CHL", "Latin America", [1.0, 0.0]),
+            ("KOR", "Confucian", [0.1, 0.9]),
+        ]
+        .into_iter()
+        .map(|(l, c, xy)| Point {
+            label: l.into(),
+            cluster: c.into(),
+            xy,
+        })
+        .collect();
         draw(&points, "test", &font, &out).expect("draws");
         let png = std::fs::read(&out).expect("written");
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        assert!(png.len() > 5000, "a {} byte PNG is too small to hold the picture", png.len());
+        assert!(
+            png.len() > 5000,
+            "a {} byte PNG is too small to hold the picture",
+            png.len()
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -53,7 +53,10 @@ pub fn tokenizer_for(source: &ModelSource) -> Result<TextTokenizer> {
 pub fn decoder_config(source: &ModelSource) -> Result<&DecoderConfig> {
     match &source.config {
         ModelConfig::Decoder(c) => Ok(c),
-        ModelConfig::Bert(_) => Err(Error::ModelPath { path: source.path.clone(), reason: "is a BERT encoder, not a decoder LLM".into() }),
+        ModelConfig::Bert(_) => Err(Error::ModelPath {
+            path: source.path.clone(),
+            reason: "is a BERT encoder, not a decoder LLM".into(),
+        }),
     }
 }
 
@@ -65,21 +68,38 @@ impl Backbone {
         let tokenizer = tokenizer_for(&source)?;
         let _guard = tch::no_grad_guard();
         let mut o = TchOps::new(device);
-        let decoder = Decoder::load(&mut o, &mut TchStore::new(&source.weights), &config)
-            .map_err(|e| source.error(e))?;
-        Ok(Self { decoder, tokenizer, device, source_path: source.path })
+        let decoder =
+            Decoder::load(&mut o, &mut TchStore::new(&source.weights), &config).map_err(|e| source.error(e))?;
+        Ok(Self {
+            decoder,
+            tokenizer,
+            device,
+            source_path: source.path,
+        })
     }
 
     /// Loads the model with its own weights trainable (full fine-tuning): they go into
     /// `trainables` (or come from it, when a checkpoint pre-filled it).
-    pub fn load_trainable(path: &Path, device: Device, trainables: &mut crate::trainables::TchTrainables) -> Result<Self> {
+    pub fn load_trainable(
+        path: &Path,
+        device: Device,
+        trainables: &mut crate::trainables::TchTrainables,
+    ) -> Result<Self> {
         let source = ModelSource::open(path)?;
         let config = decoder_config(&source)?.clone();
         let tokenizer = tokenizer_for(&source)?;
         let mut o = TchOps::new(device);
-        let mut store = crate::weights::TrainableBackbone { frozen: TchStore::new(&source.weights), trainables };
+        let mut store = crate::weights::TrainableBackbone {
+            frozen: TchStore::new(&source.weights),
+            trainables,
+        };
         let decoder = Decoder::load(&mut o, &mut store, &config).map_err(|e| source.error(e))?;
-        Ok(Self { decoder, tokenizer, device, source_path: source.path })
+        Ok(Self {
+            decoder,
+            tokenizer,
+            device,
+            source_path: source.path,
+        })
     }
 
     pub fn config(&self) -> &DecoderConfig {
@@ -91,8 +111,21 @@ impl Backbone {
     /// # Shapes
     /// `ids`: `[b, s]`; `attention_mask`: `[b, past + s]` (0/1); returns logits `[b, s, vocab]`
     /// and the updated cache.
-    pub fn step(&self, ids: &Tensor, attention_mask: &Tensor, past: Option<&[KvPair<Tensor>]>) -> Result<(Tensor, Vec<KvPair<Tensor>>)> {
-        let out = self.run(&mut TchOps::new(self.device), &StepInput { ids, attention_mask, past, profile: None })?;
+    pub fn step(
+        &self,
+        ids: &Tensor,
+        attention_mask: &Tensor,
+        past: Option<&[KvPair<Tensor>]>,
+    ) -> Result<(Tensor, Vec<KvPair<Tensor>>)> {
+        let out = self.run(
+            &mut TchOps::new(self.device),
+            &StepInput {
+                ids,
+                attention_mask,
+                past,
+                profile: None,
+            },
+        )?;
         Ok((out.logits, out.presents))
     }
 
@@ -100,7 +133,11 @@ impl Backbone {
     /// their routers, and `o`'s mode (training enables dropout).
     pub fn run(&self, o: &mut TchOps, input: &StepInput<'_>) -> Result<StepOutput> {
         let out = self.run_hidden(o, input)?;
-        Ok(StepOutput { logits: self.decoder.logits(o, &out.hidden)?, presents: out.presents, routing: out.routing })
+        Ok(StepOutput {
+            logits: self.decoder.logits(o, &out.hidden)?,
+            presents: out.presents,
+            routing: out.routing,
+        })
     }
 
     /// [`Backbone::run`] without the output head: hidden states `[b, s, hidden]`, for callers
@@ -109,7 +146,11 @@ impl Backbone {
         let past_len = input.past.and_then(|p| p.first()).map_or(0, |kv| kv.key.size()[2]);
         let (positions, additive) = decoder_inputs(input.attention_mask, past_len)?;
         let profile = input.profile.map(Tensor::shallow_clone);
-        let ctx = DecoderCtx { rope: self.decoder.rope(o, &positions)?, mask: AttentionMask { additive }, profile };
+        let ctx = DecoderCtx {
+            rope: self.decoder.rope(o, &positions)?,
+            mask: AttentionMask { additive },
+            profile,
+        };
         Ok(self.decoder.forward(o, input.ids, &ctx, input.past)?)
     }
 }

@@ -41,7 +41,10 @@ pub struct ProfileEncoder {
 pub fn sentence_transformers_config(dir: &Path) -> Result<(Pooling, bool)> {
     let read = |p: &Path| -> Result<Option<serde_json::Value>> {
         match std::fs::read_to_string(p) {
-            Ok(t) => serde_json::from_str(&t).map(Some).map_err(|e| Error::Json { path: p.into(), reason: e.to_string() }),
+            Ok(t) => serde_json::from_str(&t).map(Some).map_err(|e| Error::Json {
+                path: p.into(),
+                reason: e.to_string(),
+            }),
             Err(_) => Ok(None),
         }
     };
@@ -49,12 +52,22 @@ pub fn sentence_transformers_config(dir: &Path) -> Result<(Pooling, bool)> {
     let types: Vec<String> = modules
         .as_ref()
         .and_then(|m| m.as_array())
-        .map(|a| a.iter().filter_map(|m| m.get("type")?.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.get("type")?.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let pooling_dir = modules
         .as_ref()
         .and_then(|m| m.as_array())
-        .and_then(|a| a.iter().find(|m| m.get("type").and_then(|t| t.as_str()).is_some_and(|t| t.ends_with("Pooling"))))
+        .and_then(|a| {
+            a.iter().find(|m| {
+                m.get("type")
+                    .and_then(|t| t.as_str())
+                    .is_some_and(|t| t.ends_with("Pooling"))
+            })
+        })
         .and_then(|m| m.get("path")?.as_str().map(str::to_string))
         .unwrap_or_else(|| "1_Pooling".into());
     let pooling = match read(&dir.join(pooling_dir).join("config.json"))? {
@@ -67,7 +80,10 @@ pub fn sentence_transformers_config(dir: &Path) -> Result<(Pooling, bool)> {
             } else if on("pooling_mode_lasttoken") {
                 Pooling::LastToken
             } else {
-                return Err(Error::Json { path: dir.join("1_Pooling/config.json"), reason: "no supported pooling mode (mean, cls, lasttoken) is enabled".into() });
+                return Err(Error::Json {
+                    path: dir.join("1_Pooling/config.json"),
+                    reason: "no supported pooling mode (mean, cls, lasttoken) is enabled".into(),
+                });
             }
         }
         None => Pooling::Mean,
@@ -80,21 +96,45 @@ impl ProfileEncoder {
     pub fn load(path: &Path, device: Device) -> Result<Self> {
         let source = ModelSource::open(path)?;
         let mut tokenizer = tokenizer_for(&source)?;
-        let (pooling, normalize) = if source.path.is_dir() { sentence_transformers_config(&source.path)? } else { (Pooling::Mean, false) };
-        let truncation = tokenizers::TruncationParams { max_length: MAX_TOKENS, ..Default::default() };
+        let (pooling, normalize) = if source.path.is_dir() {
+            sentence_transformers_config(&source.path)?
+        } else {
+            (Pooling::Mean, false)
+        };
+        let truncation = tokenizers::TruncationParams {
+            max_length: MAX_TOKENS,
+            ..Default::default()
+        };
         tokenizer
             .inner
             .with_truncation(Some(truncation))
-            .map_err(|e| Error::Tokenizer { path: tokenizer.source.clone(), reason: e.to_string() })?;
+            .map_err(|e| Error::Tokenizer {
+                path: tokenizer.source.clone(),
+                reason: e.to_string(),
+            })?;
         let _guard = tch::no_grad_guard();
         let mut o = TchOps::new(device);
         let mut store = TchStore::new(&source.weights);
         let wrap = |e| source.error(e);
         let (network, dim) = match &source.config {
-            ModelConfig::Bert(c) => (Network::Bert(Bert::load(&mut o, &mut store, c).map_err(wrap)?), c.hidden_size),
-            ModelConfig::Decoder(c) => (Network::Decoder(Decoder::load(&mut o, &mut store, c).map_err(wrap)?), c.hidden_size),
+            ModelConfig::Bert(c) => (
+                Network::Bert(Bert::load(&mut o, &mut store, c).map_err(wrap)?),
+                c.hidden_size,
+            ),
+            ModelConfig::Decoder(c) => (
+                Network::Decoder(Decoder::load(&mut o, &mut store, c).map_err(wrap)?),
+                c.hidden_size,
+            ),
         };
-        Ok(Self { network, tokenizer, pooling, normalize, dim, device, source_path: source.path })
+        Ok(Self {
+            network,
+            tokenizer,
+            pooling,
+            normalize,
+            dim,
+            device,
+            source_path: source.path,
+        })
     }
 
     /// Embeds `texts` into `[n, dim]` vectors (f32, on the encoder's device).
@@ -103,19 +143,35 @@ impl ProfileEncoder {
             return Err(Error::Invalid("no texts to embed".into()));
         }
         let _guard = tch::no_grad_guard();
-        let rows = texts.iter().map(|t| self.tokenizer.encode(t, true)).collect::<Result<Vec<_>>>()?;
+        let rows = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(t, true))
+            .collect::<Result<Vec<_>>>()?;
         let mut o = TchOps::new(self.device);
         let is_decoder = matches!(self.network, Network::Decoder(_));
         let (ids, mask) = pad_batch(&rows, 0, is_decoder, self.device)?;
         let states = match &self.network {
             Network::Bert(bert) => {
                 let s = ids.size()[1];
-                let positions = Tensor::f_arange(s, (Kind::Int64, self.device))?.f_unsqueeze(0)?.f_expand_as(&ids)?;
-                bert.forward(&mut o, &ids, &positions, &AttentionMask { additive: encoder_mask(&mask)? })?
+                let positions = Tensor::f_arange(s, (Kind::Int64, self.device))?
+                    .f_unsqueeze(0)?
+                    .f_expand_as(&ids)?;
+                bert.forward(
+                    &mut o,
+                    &ids,
+                    &positions,
+                    &AttentionMask {
+                        additive: encoder_mask(&mask)?,
+                    },
+                )?
             }
             Network::Decoder(dec) => {
                 let (positions, additive) = decoder_inputs(&mask, 0)?;
-                let ctx = DecoderCtx { rope: dec.rope(&mut o, &positions)?, mask: AttentionMask { additive }, profile: None };
+                let ctx = DecoderCtx {
+                    rope: dec.rope(&mut o, &positions)?,
+                    mask: AttentionMask { additive },
+                    profile: None,
+                };
                 dec.forward(&mut o, &ids, &ctx, None)?.hidden
             }
         };

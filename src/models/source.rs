@@ -28,11 +28,17 @@ pub fn locate(path: &Path) -> Result<(PathBuf, Format)> {
     if path.is_file() {
         return match path.extension().and_then(|e| e.to_str()) {
             Some("gguf") => Ok((path.into(), Format::Gguf)),
-            _ => Err(Error::ModelPath { path: path.into(), reason: "not a .gguf file; pass a GGUF file or a model directory".into() }),
+            _ => Err(Error::ModelPath {
+                path: path.into(),
+                reason: "not a .gguf file; pass a GGUF file or a model directory".into(),
+            }),
         };
     }
     if !path.is_dir() {
-        return Err(Error::ModelPath { path: path.into(), reason: "no such file or directory".into() });
+        return Err(Error::ModelPath {
+            path: path.into(),
+            reason: "no such file or directory".into(),
+        });
     }
     if path.join("config.json").is_file() {
         return Ok((path.into(), Format::Safetensors));
@@ -44,8 +50,14 @@ pub fn locate(path: &Path) -> Result<(PathBuf, Format)> {
         .collect();
     match ggufs.as_slice() {
         [one] => Ok((one.clone(), Format::Gguf)),
-        [] => Err(Error::ModelPath { path: path.into(), reason: "neither config.json nor a .gguf file is here".into() }),
-        many => Err(Error::ModelPath { path: path.into(), reason: format!("{} .gguf files here; pass one of them", many.len()) }),
+        [] => Err(Error::ModelPath {
+            path: path.into(),
+            reason: "neither config.json nor a .gguf file is here".into(),
+        }),
+        many => Err(Error::ModelPath {
+            path: path.into(),
+            reason: format!("{} .gguf files here; pass one of them", many.len()),
+        }),
     }
 }
 
@@ -53,16 +65,30 @@ pub fn locate(path: &Path) -> Result<(PathBuf, Format)> {
 pub fn read_hf_config(dir: &Path) -> Result<HfConfig> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(crate::error::io(&path))?;
-    HfConfig::from_json(&text).map_err(|e| Error::Json { path, reason: e.to_string() })
+    HfConfig::from_json(&text).map_err(|e| Error::Json {
+        path,
+        reason: e.to_string(),
+    })
 }
 
 /// Maps GGUF metadata onto the Hugging Face config fields.
 pub fn hf_config_from_gguf(g: &gguf::GgufFile, weights: &WeightSet) -> Result<HfConfig> {
-    let arch = g.architecture().ok_or_else(|| Error::Gguf { path: g.path.clone(), reason: "no `general.architecture` in metadata".into() })?;
-    let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(gguf::MetaValue::as_u64).map(|v| v as usize);
+    let arch = g.architecture().ok_or_else(|| Error::Gguf {
+        path: g.path.clone(),
+        reason: "no `general.architecture` in metadata".into(),
+    })?;
+    let u = |k: &str| {
+        g.get(&format!("{arch}.{k}"))
+            .and_then(gguf::MetaValue::as_u64)
+            .map(|v| v as usize)
+    };
     let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(gguf::MetaValue::as_f64);
     let vocab = u("vocab_size")
-        .or_else(|| g.get("tokenizer.ggml.tokens").and_then(gguf::MetaValue::as_array).map(<[_]>::len))
+        .or_else(|| {
+            g.get("tokenizer.ggml.tokens")
+                .and_then(gguf::MetaValue::as_array)
+                .map(<[_]>::len)
+        })
         .or_else(|| weights.entry("model.embed_tokens.weight").map(|e| e.shape[0]));
     Ok(HfConfig {
         model_type: Some(arch.to_string()),
@@ -89,7 +115,9 @@ impl ModelSource {
             cuma_model::Error::Shape { name, .. } => Some(name.as_str()),
             _ => None,
         };
-        let path = tensor.and_then(|t| self.weights.file_of(t)).map_or_else(|| self.path.clone(), PathBuf::from);
+        let path = tensor
+            .and_then(|t| self.weights.file_of(t))
+            .map_or_else(|| self.path.clone(), PathBuf::from);
         Error::Model { path, source: e }
     }
 
@@ -100,14 +128,32 @@ impl ModelSource {
             Format::Gguf => {
                 let (g, weights) = gguf::open(&path)?;
                 let hf = hf_config_from_gguf(&g, &weights)?;
-                let config = ModelConfig::try_from(&hf).map_err(|source| Error::Model { path: path.clone(), source })?;
-                Ok(Self { path, format, config, weights, gguf: Some(g) })
+                let config = ModelConfig::try_from(&hf).map_err(|source| Error::Model {
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok(Self {
+                    path,
+                    format,
+                    config,
+                    weights,
+                    gguf: Some(g),
+                })
             }
             Format::Safetensors => {
                 let hf = read_hf_config(&path)?;
-                let config = ModelConfig::try_from(&hf).map_err(|source| Error::Model { path: path.join("config.json"), source })?;
+                let config = ModelConfig::try_from(&hf).map_err(|source| Error::Model {
+                    path: path.join("config.json"),
+                    source,
+                })?;
                 let weights = safetensors::open_dir(&path, &["bert."])?;
-                Ok(Self { path, format, config, weights, gguf: None })
+                Ok(Self {
+                    path,
+                    format,
+                    config,
+                    weights,
+                    gguf: None,
+                })
             }
         }
     }

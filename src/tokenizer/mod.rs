@@ -25,7 +25,14 @@ pub struct TextTokenizer {
 }
 
 /// Tokens that end an assistant turn in the chat formats cuma knows.
-const END_OF_TURN_TOKENS: &[&str] = &["<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>", "<|end_of_text|>", "</s>"];
+const END_OF_TURN_TOKENS: &[&str] = &[
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "</s>",
+];
 
 impl TextTokenizer {
     /// Token ids of `text`. `special` adds the tokenizer's own BOS/EOS decoration.
@@ -44,7 +51,10 @@ impl TextTokenizer {
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Tokenizer { path: self.source.clone(), reason: e.to_string() }
+        Error::Tokenizer {
+            path: self.source.clone(),
+            reason: e.to_string(),
+        }
     }
 
     /// Collects end-of-turn ids: the EOS token plus every known end-of-turn marker present.
@@ -65,16 +75,28 @@ impl TextTokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
         if !path.is_file() {
-            return Err(Error::Tokenizer { path, reason: "missing (a Hugging Face model directory needs tokenizer.json)".into() });
+            return Err(Error::Tokenizer {
+                path,
+                reason: "missing (a Hugging Face model directory needs tokenizer.json)".into(),
+            });
         }
-        let mut inner = Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer { path: path.clone(), reason: e.to_string() })?;
+        let mut inner = Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         // Batching and truncation are cuma's job (padding side and mask differ per model); a
         // tokenizer.json that pads every text to a fixed length would hide real lengths.
         inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| Error::Tokenizer { path: path.clone(), reason: e.to_string() })?;
+        inner.with_truncation(None).map_err(|e| Error::Tokenizer {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let config_path = dir.join("tokenizer_config.json");
         let config: serde_json::Value = match std::fs::read_to_string(&config_path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Json { path: config_path.clone(), reason: e.to_string() })?,
+            Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Json {
+                path: config_path.clone(),
+                reason: e.to_string(),
+            })?,
             Err(_) => serde_json::Value::Null,
         };
         let token_str = |key: &str| -> Option<String> {
@@ -97,6 +119,14 @@ impl TextTokenizer {
             tokenizers::ModelWrapper::Unigram(_) => "Unigram",
             tokenizers::ModelWrapper::WordLevel(_) => "WordLevel",
         };
-        Ok(Self { inner, source: path, end_of_turn, bos_token, eos_token, chat_template, kind: format!("{kind} (tokenizer.json)") })
+        Ok(Self {
+            inner,
+            source: path,
+            end_of_turn,
+            bos_token,
+            eos_token,
+            chat_template,
+            kind: format!("{kind} (tokenizer.json)"),
+        })
     }
 }

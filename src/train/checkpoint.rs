@@ -58,17 +58,28 @@ pub fn hash_files(files: &[PathBuf]) -> Result<String> {
 }
 
 /// Writes a checkpoint into `dir` atomically.
-pub fn save(dir: &Path, manifest: &CheckpointManifest, adapters: &[(String, Tensor)], optimizer: &[(String, Tensor)]) -> Result<()> {
+pub fn save(
+    dir: &Path,
+    manifest: &CheckpointManifest,
+    adapters: &[(String, Tensor)],
+    optimizer: &[(String, Tensor)],
+) -> Result<()> {
     let parent = dir.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(crate::error::io(parent))?;
-    let tmp = parent.join(format!(".{}.tmp", dir.file_name().map_or("checkpoint".into(), |n| n.to_string_lossy())));
+    let tmp = parent.join(format!(
+        ".{}.tmp",
+        dir.file_name().map_or("checkpoint".into(), |n| n.to_string_lossy())
+    ));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(crate::error::io(&tmp))?;
     Tensor::write_safetensors(adapters, tmp.join(ADAPTER_FILE))?;
     Tensor::write_safetensors(optimizer, tmp.join(OPTIMIZER_FILE))?;
     let json = serde_json::to_string_pretty(manifest).map_err(|e| Error::Invalid(e.to_string()))?;
     std::fs::write(tmp.join(MANIFEST_FILE), json).map_err(crate::error::io(tmp.join(MANIFEST_FILE)))?;
-    let old = parent.join(format!(".{}.old", dir.file_name().map_or("checkpoint".into(), |n| n.to_string_lossy())));
+    let old = parent.join(format!(
+        ".{}.old",
+        dir.file_name().map_or("checkpoint".into(), |n| n.to_string_lossy())
+    ));
     let _ = std::fs::remove_dir_all(&old);
     if dir.exists() {
         std::fs::rename(dir, &old).map_err(crate::error::io(dir))?;
@@ -89,18 +100,35 @@ pub struct Checkpoint {
 pub fn load(dir: &Path) -> Result<Checkpoint> {
     let mpath = dir.join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&mpath).map_err(crate::error::io(&mpath))?;
-    let manifest: CheckpointManifest = serde_json::from_str(&text).map_err(|e| Error::Json { path: mpath.clone(), reason: e.to_string() })?;
+    let manifest: CheckpointManifest = serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: mpath.clone(),
+        reason: e.to_string(),
+    })?;
     if manifest.version != CHECKPOINT_VERSION {
-        return Err(Error::Invalid(format!("{}: checkpoint version {} (this build reads {CHECKPOINT_VERSION})", mpath.display(), manifest.version)));
+        return Err(Error::Invalid(format!(
+            "{}: checkpoint version {} (this build reads {CHECKPOINT_VERSION})",
+            mpath.display(),
+            manifest.version
+        )));
     }
     let read = |f: &str| -> Result<Vec<(String, Tensor)>> {
         let p = dir.join(f);
         if !p.is_file() {
-            return Err(Error::ModelPath { path: p, reason: "missing from the checkpoint".into() });
+            return Err(Error::ModelPath {
+                path: p,
+                reason: "missing from the checkpoint".into(),
+            });
         }
-        let mut named = Tensor::read_safetensors(&p).map_err(|e| Error::Safetensors { path: p, reason: e.to_string() })?;
+        let mut named = Tensor::read_safetensors(&p).map_err(|e| Error::Safetensors {
+            path: p,
+            reason: e.to_string(),
+        })?;
         named.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(named)
     };
-    Ok(Checkpoint { manifest, adapters: read(ADAPTER_FILE)?, optimizer: read(OPTIMIZER_FILE)? })
+    Ok(Checkpoint {
+        manifest,
+        adapters: read(ADAPTER_FILE)?,
+        optimizer: read(OPTIMIZER_FILE)?,
+    })
 }

@@ -75,7 +75,10 @@ impl Default for TrainConfig {
             clip: 1.0,
             loss_on_end_of_turn: false,
             profile_style: ProfileStyle::Wvb,
-            profile_order: crate::data::profile::DEFAULT_ORDER.iter().map(|s| s.to_string()).collect(),
+            profile_order: crate::data::profile::DEFAULT_ORDER
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             max_items: 0,
             device: "auto".into(),
             bf16_on_cuda: true,
@@ -97,7 +100,10 @@ impl TrainConfig {
     /// Reads a TOML file.
     pub fn from_toml(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(crate::error::io(path))?;
-        toml::from_str(&text).map_err(|e| Error::Json { path: path.into(), reason: e.to_string() })
+        toml::from_str(&text).map_err(|e| Error::Json {
+            path: path.into(),
+            reason: e.to_string(),
+        })
     }
 
     /// Applies a preset.
@@ -120,7 +126,10 @@ impl TrainConfig {
         self.method.validate().map_err(|e| Error::Invalid(e.to_string()))?;
         let bad = |m: &str| Err(Error::Invalid(m.into()));
         if self.version != TRAIN_CONFIG_VERSION {
-            return bad(&format!("train config version {} (this build reads {TRAIN_CONFIG_VERSION})", self.version));
+            return bad(&format!(
+                "train config version {} (this build reads {TRAIN_CONFIG_VERSION})",
+                self.version
+            ));
         }
         if self.batch_size == 0 || self.grad_accum == 0 || self.steps == 0 {
             return bad("batch_size, grad_accum and steps must be positive");
@@ -128,10 +137,16 @@ impl TrainConfig {
         // Beyond these a run cannot be meant: they would size impossible allocations (a batch
         // of 10^12 rows) or overflow the count of items seen.
         if self.batch_size > MAX_BATCH || self.grad_accum > MAX_BATCH {
-            return bad(&format!("batch_size and grad_accum must be at most {MAX_BATCH}, got {} and {}", self.batch_size, self.grad_accum));
+            return bad(&format!(
+                "batch_size and grad_accum must be at most {MAX_BATCH}, got {} and {}",
+                self.batch_size, self.grad_accum
+            ));
         }
         if self.steps > MAX_STEPS || self.max_len > MAX_LEN {
-            return bad(&format!("steps must be at most {MAX_STEPS} and max_len at most {MAX_LEN}, got {} and {}", self.steps, self.max_len));
+            return bad(&format!(
+                "steps must be at most {MAX_STEPS} and max_len at most {MAX_LEN}, got {} and {}",
+                self.steps, self.max_len
+            ));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(&format!("lr must be positive, got {}", self.lr));

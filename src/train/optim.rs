@@ -15,7 +15,12 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
     }
 }
 
@@ -32,7 +37,13 @@ impl AdamW {
     pub fn new(params: Vec<Tensor>, config: AdamWConfig) -> Result<Self> {
         let m = params.iter().map(|p| p.f_zeros_like()).collect::<Result<Vec<_>, _>>()?;
         let v = params.iter().map(|p| p.f_zeros_like()).collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { config, params, m, v, step: 0 })
+        Ok(Self {
+            config,
+            params,
+            m,
+            v,
+            step: 0,
+        })
     }
 
     /// The moments, named `m.{i}` / `v.{i}` by parameter position, plus `step`, for checkpoints.
@@ -54,14 +65,21 @@ impl AdamW {
             for (slot, key) in [(&mut self.m[i], format!("m.{i}")), (&mut self.v[i], format!("v.{i}"))] {
                 let t = find(&key).ok_or_else(|| crate::Error::Invalid(format!("optimizer state lacks `{key}`")))?;
                 if t.size() != slot.size() {
-                    return Err(crate::Error::Invalid(format!("optimizer state `{key}` has shape {:?}, expected {:?}", t.size(), slot.size())));
+                    return Err(crate::Error::Invalid(format!(
+                        "optimizer state `{key}` has shape {:?}, expected {:?}",
+                        t.size(),
+                        slot.size()
+                    )));
                 }
                 slot.f_copy_(&t.f_to_device(slot.device())?)?;
             }
         }
         let step = find("step").ok_or_else(|| crate::Error::Invalid("optimizer state lacks `step`".into()))?;
         if step.numel() != 1 {
-            return Err(crate::Error::Invalid(format!("optimizer state `step` has {} values, expected 1", step.numel())));
+            return Err(crate::Error::Invalid(format!(
+                "optimizer state `step` has {} values, expected 1",
+                step.numel()
+            )));
         }
         self.step = step.f_int64_value(&[0])?;
         Ok(())
@@ -110,7 +128,9 @@ impl AdamW {
                 continue;
             }
             let _ = m.f_mul_scalar_(c.beta1)?.f_add_(&g.f_mul_scalar(1.0 - c.beta1)?)?;
-            let _ = v.f_mul_scalar_(c.beta2)?.f_add_(&g.f_square()?.f_mul_scalar(1.0 - c.beta2)?)?;
+            let _ = v
+                .f_mul_scalar_(c.beta2)?
+                .f_add_(&g.f_square()?.f_mul_scalar(1.0 - c.beta2)?)?;
             let _ = p.f_mul_scalar_(1.0 - lr * c.weight_decay)?;
             let denom = v.f_div_scalar(bc2)?.f_sqrt()?.f_add_scalar(c.eps)?;
             let update = m.f_div_scalar(bc1)?.f_div(&denom)?.f_mul_scalar(lr)?;

@@ -67,11 +67,26 @@ pub fn effective_method(m: &MethodConfig) -> Result<MethodConfig> {
 /// Renders and tokenises a chat item with the loss on its final reply (plus the end-of-turn
 /// token); the profile becomes the system message unless the item has its own. `None` when
 /// longer than `max_len`.
-pub fn tokenize_chat(model: &Backbone, item: &ChatItem, profile_text: &str, cfg: &TrainConfig, profile_row: usize) -> Result<Option<Example>> {
-    let (context, reply) = item.split_reply().map_err(|e| Error::Invalid(format!("chat item {}: {e}", item.id)))?;
+pub fn tokenize_chat(
+    model: &Backbone,
+    item: &ChatItem,
+    profile_text: &str,
+    cfg: &TrainConfig,
+    profile_row: usize,
+) -> Result<Option<Example>> {
+    let (context, reply) = item
+        .split_reply()
+        .map_err(|e| Error::Invalid(format!("chat item {}: {e}", item.id)))?;
     let mut messages: Vec<Message> = Vec::with_capacity(context.len() + 1);
     if context.first().is_none_or(|m| m.role != "system") {
-        messages.push(Message::new("system", if cfg.method.profile_in_prompt { profile_text } else { NEUTRAL_SYSTEM }));
+        messages.push(Message::new(
+            "system",
+            if cfg.method.profile_in_prompt {
+                profile_text
+            } else {
+                NEUTRAL_SYSTEM
+            },
+        ));
     }
     messages.extend(context.iter().cloned());
     let prompt = render(&model.tokenizer, &messages)?;
@@ -79,13 +94,30 @@ pub fn tokenize_chat(model: &Backbone, item: &ChatItem, profile_text: &str, cfg:
     let targets_from = ids.len();
     ids.extend(model.tokenizer.encode(reply, false)?);
     ids.extend(model.tokenizer.end_of_turn.first());
-    Ok((ids.len() <= cfg.max_len && ids.len() > targets_from).then_some(Example { ids, targets_from, profile: profile_row }))
+    Ok(
+        (ids.len() <= cfg.max_len && ids.len() > targets_from).then_some(Example {
+            ids,
+            targets_from,
+            profile: profile_row,
+        }),
+    )
 }
 
 /// Renders and tokenises a multiple-choice item, after `shots` (answered examples shown as
 /// earlier turns; empty in training); `None` when it is longer than `max_len`.
-pub fn tokenize(model: &Backbone, item: &ChoiceItem, profile_text: &str, cfg: &TrainConfig, profile_row: usize, shots: &[&ChoiceItem]) -> Result<Option<Example>> {
-    let system = if cfg.method.profile_in_prompt { profile_text } else { NEUTRAL_SYSTEM };
+pub fn tokenize(
+    model: &Backbone,
+    item: &ChoiceItem,
+    profile_text: &str,
+    cfg: &TrainConfig,
+    profile_row: usize,
+    shots: &[&ChoiceItem],
+) -> Result<Option<Example>> {
+    let system = if cfg.method.profile_in_prompt {
+        profile_text
+    } else {
+        NEUTRAL_SYSTEM
+    };
     let mut messages = vec![Message::new("system", system)];
     for shot in shots {
         messages.push(Message::new("user", &shot.user_prompt()));
@@ -100,7 +132,11 @@ pub fn tokenize(model: &Backbone, item: &ChoiceItem, profile_text: &str, cfg: &T
     if cfg.loss_on_end_of_turn {
         ids.extend(model.tokenizer.end_of_turn.first());
     }
-    Ok((ids.len() <= cfg.max_len).then_some(Example { ids, targets_from, profile: profile_row }))
+    Ok((ids.len() <= cfg.max_len).then_some(Example {
+        ids,
+        targets_from,
+        profile: profile_row,
+    }))
 }
 
 /// Embeds each unique profile text once (in batches, with a progress bar), cached in the run
@@ -109,7 +145,10 @@ pub fn embed_profiles(encoder: &ProfileEncoder, texts: &[String], run_dir: &Path
     let (vec_path, txt_path) = (run_dir.join("profiles.safetensors"), run_dir.join("profiles.json"));
     if let (Ok(saved), true) = (std::fs::read_to_string(&txt_path), vec_path.is_file()) {
         if serde_json::from_str::<Vec<String>>(&saved).ok().as_deref() == Some(texts) {
-            let loaded = Tensor::read_safetensors(&vec_path).map_err(|e| Error::Safetensors { path: vec_path.clone(), reason: e.to_string() })?;
+            let loaded = Tensor::read_safetensors(&vec_path).map_err(|e| Error::Safetensors {
+                path: vec_path.clone(),
+                reason: e.to_string(),
+            })?;
             if let Some((_, t)) = loaded.into_iter().find(|(n, _)| n == "vectors") {
                 return Ok(t.f_to_device(encoder.device)?);
             }
@@ -126,7 +165,11 @@ pub fn embed_profiles(encoder: &ProfileEncoder, texts: &[String], run_dir: &Path
     let vectors = Tensor::f_cat(&rows, 0)?;
     std::fs::create_dir_all(run_dir).map_err(crate::error::io(run_dir))?;
     Tensor::write_safetensors(&[("vectors", &vectors.f_to_device(tch::Device::Cpu)?)], &vec_path)?;
-    std::fs::write(&txt_path, serde_json::to_string(texts).map_err(|e| Error::Invalid(e.to_string()))?).map_err(crate::error::io(&txt_path))?;
+    std::fs::write(
+        &txt_path,
+        serde_json::to_string(texts).map_err(|e| Error::Invalid(e.to_string()))?,
+    )
+    .map_err(crate::error::io(&txt_path))?;
     Ok(vectors)
 }
 
@@ -173,7 +216,12 @@ fn cut_metrics(path: &Path, step: usize) -> Result<()> {
     };
     let kept: String = text
         .lines()
-        .filter(|line| serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("step")?.as_u64()).is_some_and(|s| s <= step as u64))
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("step")?.as_u64())
+                .is_some_and(|s| s <= step as u64)
+        })
         .map(|line| format!("{line}\n"))
         .collect();
     if kept.len() == text.len() {
@@ -198,7 +246,11 @@ pub struct StepMetrics {
 }
 
 fn identity(path: &Path, architecture: &str, files: Vec<PathBuf>) -> Result<ModelIdentity> {
-    Ok(ModelIdentity { path: path.into(), architecture: architecture.into(), sha256: checkpoint::hash_files(&files)? })
+    Ok(ModelIdentity {
+        path: path.into(),
+        architecture: architecture.into(),
+        sha256: checkpoint::hash_files(&files)?,
+    })
 }
 
 /// The files whose bytes identify a model: the GGUF file, or every safetensors shard.
@@ -227,7 +279,10 @@ impl SftRun {
         let device = crate::device::parse_device(&config.device)?;
         let backbone_path = crate::defaults::backbone(config.backbone.as_deref())?;
         let encoder_path = crate::defaults::encoder(config.encoder.as_deref())?;
-        let data_path = config.data.clone().ok_or_else(|| Error::Invalid("no training data (set `data` or --data)".into()))?;
+        let data_path = config
+            .data
+            .clone()
+            .ok_or_else(|| Error::Invalid("no training data (set `data` or --data)".into()))?;
         let mut loaded = jsonl::read::<Item>(&data_path, Item::validate)?;
         if progress {
             eprintln!("{}: {}", data_path.display(), loaded.summary());
@@ -236,18 +291,32 @@ impl SftRun {
             loaded.rows.truncate(config.max_items);
         }
         let checkpoint_dir = config.out.join(CHECKPOINT_DIR);
-        let restored = if resume && checkpoint_dir.join(checkpoint::MANIFEST_FILE).is_file() { Some(checkpoint::load(&checkpoint_dir)?) } else { None };
+        let restored = if resume && checkpoint_dir.join(checkpoint::MANIFEST_FILE).is_file() {
+            Some(checkpoint::load(&checkpoint_dir)?)
+        } else {
+            None
+        };
 
         let mut store = TchTrainables::default();
         if let Some(ck) = &restored {
             for (name, t) in &ck.adapters {
-                store.tensors.insert(name.clone(), t.f_to_device(device)?.set_requires_grad(true));
+                store
+                    .tensors
+                    .insert(name.clone(), t.f_to_device(device)?.set_requires_grad(true));
             }
         }
         let full = method.method == Method::Full;
-        let mut model = if full { Backbone::load_trainable(&backbone_path, device, &mut store)? } else { Backbone::load(&backbone_path, device)? };
+        let mut model = if full {
+            Backbone::load_trainable(&backbone_path, device, &mut store)?
+        } else {
+            Backbone::load(&backbone_path, device)?
+        };
         let encoder = ProfileEncoder::load(&encoder_path, device)?;
-        let backbone_id = identity(&backbone_path, model.config().family.model_type(), weight_files(&backbone_path)?)?;
+        let backbone_id = identity(
+            &backbone_path,
+            model.config().family.model_type(),
+            weight_files(&backbone_path)?,
+        )?;
         if let Some(ck) = &restored {
             if ck.manifest.backbone.sha256 != backbone_id.sha256 {
                 return Err(Error::Invalid(format!(
@@ -277,7 +346,10 @@ impl SftRun {
             }
         }
         if examples.is_empty() {
-            return Err(Error::Invalid(format!("no training example fits max_len {}", config.max_len)));
+            return Err(Error::Invalid(format!(
+                "no training example fits max_len {}",
+                config.max_len
+            )));
         }
 
         tch::manual_seed(config.seed as i64);
@@ -285,22 +357,40 @@ impl SftRun {
         let profile_dim = if full {
             0 // every backbone weight trains; no adapters, no router
         } else if method.method == Method::Ptuning {
-            prefix = Some(Prefix::init(&mut TchOps::new(device), &mut store, model.config(), method.prefix_tokens)?);
+            prefix = Some(Prefix::init(
+                &mut TchOps::new(device),
+                &mut store,
+                model.config(),
+                method.prefix_tokens,
+            )?);
             0
         } else {
-            let adapters = DecoderAdapters::init(&mut TchOps::new(device), &mut store, &model.decoder, &method, encoder.dim)
-                .map_err(|e| Error::Invalid(format!("attaching adapters: {e}")))?;
+            let adapters = DecoderAdapters::init(
+                &mut TchOps::new(device),
+                &mut store,
+                &model.decoder,
+                &method,
+                encoder.dim,
+            )
+            .map_err(|e| Error::Invalid(format!("attaching adapters: {e}")))?;
             let d = adapters.profile_dim;
             model.decoder.adapters = Some(adapters);
             d
         };
-        let mut optimizer = AdamW::new(store.tensors.values().map(Tensor::shallow_clone).collect(), AdamWConfig::default())?;
+        let mut optimizer = AdamW::new(
+            store.tensors.values().map(Tensor::shallow_clone).collect(),
+            AdamWConfig::default(),
+        )?;
         let state = match &restored {
             Some(ck) => {
                 optimizer.restore(&ck.optimizer)?;
                 ck.manifest.state.clone()
             }
-            None => TrainState { step: 0, items_seen: 0, last_loss: None },
+            None => TrainState {
+                step: 0,
+                items_seen: 0,
+                last_loss: None,
+            },
         };
         // Steps logged after the checkpoint (a kill between saves) are run again: drop them, so
         // every step appears once, in order.
@@ -313,7 +403,19 @@ impl SftRun {
             profile_dim,
             state: state.clone(),
         };
-        Ok(Self { config, model, profiles, examples, store, optimizer, state, manifest, too_long, prefix, epoch_order: None })
+        Ok(Self {
+            config,
+            model,
+            profiles,
+            examples,
+            store,
+            optimizer,
+            state,
+            manifest,
+            too_long,
+            prefix,
+            epoch_order: None,
+        })
     }
 
     /// The example at global position `i` of the seeded, per-epoch shuffled order.
@@ -333,7 +435,9 @@ impl SftRun {
     /// Loss of one micro-batch; backpropagates `loss / accum`. Returns (task loss, mean balance, tokens).
     fn micro_step(&mut self, start: usize, accum: f64) -> Result<(f64, f64, usize)> {
         let device = self.model.device;
-        let batch: Vec<Example> = (start..start + self.config.batch_size).map(|i| self.example_at(i).clone()).collect();
+        let batch: Vec<Example> = (start..start + self.config.batch_size)
+            .map(|i| self.example_at(i).clone())
+            .collect();
         let rows: Vec<Vec<u32>> = batch.iter().map(|e| e.ids.clone()).collect();
         let (ids_t, mask_t) = pad_batch(&rows, 0, false, device)?; // right padding
         let s = ids_t.size()[1] as usize;
@@ -345,7 +449,9 @@ impl SftRun {
             }
         }
         let rows: Vec<i64> = batch.iter().map(|e| e.profile as i64).collect();
-        let profile = self.profiles.f_index_select(0, &Tensor::f_from_slice(&rows)?.f_to_device(device)?)?;
+        let profile = self
+            .profiles
+            .f_index_select(0, &Tensor::f_from_slice(&rows)?.f_to_device(device)?)?;
         let mixed = self.config.force_bf16 || (self.config.bf16_on_cuda && device.is_cuda());
         let mut o = TchOps::training(device, mixed);
         // P-tuning: the virtual tokens enter as a past every sequence attends to.
@@ -353,16 +459,30 @@ impl SftRun {
             Some(p) => {
                 let ones = Tensor::f_ones([batch.len() as i64, 1, 1, 1], (Kind::Float, device))?;
                 let prefix_mask = Tensor::f_ones([batch.len() as i64, p.tokens as i64], (Kind::Int64, device))?;
-                (Some(p.past(&mut o, &ones)?), Tensor::f_cat(&[&prefix_mask, &mask_t], 1)?)
+                (
+                    Some(p.past(&mut o, &ones)?),
+                    Tensor::f_cat(&[&prefix_mask, &mask_t], 1)?,
+                )
             }
             None => (None, mask_t.shallow_clone()),
         };
-        let out = self.model.run_hidden(&mut o, &StepInput { ids: &ids_t, attention_mask: &full_mask, past: past.as_deref(), profile: Some(&profile) })?;
+        let out = self.model.run_hidden(
+            &mut o,
+            &StepInput {
+                ids: &ids_t,
+                attention_mask: &full_mask,
+                past: past.as_deref(),
+                profile: Some(&profile),
+            },
+        )?;
         let hidden = out.hidden.f_view([-1, self.model.config().hidden_size as i64])?;
         let picked = hidden.f_index_select(0, &Tensor::f_from_slice(&positions)?.f_to_device(device)?)?;
         let logits = self.model.decoder.logits(&mut o, &picked)?;
         let target_t = Tensor::f_from_slice(&targets)?.f_to_device(device)?;
-        let task = logits.f_log_softmax(-1, Kind::Float)?.f_nll_loss(&target_t, None::<Tensor>, tch::Reduction::Mean, -100)?;
+        let task =
+            logits
+                .f_log_softmax(-1, Kind::Float)?
+                .f_nll_loss(&target_t, None::<Tensor>, tch::Reduction::Mean, -100)?;
         let m = &self.config.method;
         let token_mask = mask_t.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?;
         let mut balance = Tensor::f_zeros([1], (Kind::Float, device))?;
@@ -371,19 +491,37 @@ impl SftRun {
             balance = balance.f_add(&b)?;
         }
         let n_routers = out.routing.len().max(1) as f64;
-        let lambda = if m.balance && !out.routing.is_empty() { m.balance_lambda } else { 0.0 };
+        let lambda = if m.balance && !out.routing.is_empty() {
+            m.balance_lambda
+        } else {
+            0.0
+        };
         let loss = task.f_add(&balance.f_sum(Kind::Float)?.f_mul_scalar(lambda)?)?;
         loss.f_div_scalar(accum)?.backward();
         let tokens = batch.iter().map(|e| e.ids.len()).sum();
-        Ok((task.f_double_value(&[])?, balance.f_double_value(&[0])? / n_routers, tokens))
+        Ok((
+            task.f_double_value(&[])?,
+            balance.f_double_value(&[0])? / n_routers,
+            tokens,
+        ))
     }
 
     /// Saves the run's checkpoint.
     pub fn save(&mut self) -> Result<()> {
         self.manifest.state = self.state.clone();
         let cpu = |t: &Tensor| t.f_detach().and_then(|t| t.f_to_device(tch::Device::Cpu));
-        let adapters = self.store.tensors.iter().map(|(n, t)| Ok((n.clone(), cpu(t)?))).collect::<Result<Vec<(String, Tensor)>>>()?;
-        let opt = self.optimizer.state().into_iter().map(|(n, t)| Ok((n, cpu(&t)?))).collect::<Result<Vec<(String, Tensor)>>>()?;
+        let adapters = self
+            .store
+            .tensors
+            .iter()
+            .map(|(n, t)| Ok((n.clone(), cpu(t)?)))
+            .collect::<Result<Vec<(String, Tensor)>>>()?;
+        let opt = self
+            .optimizer
+            .state()
+            .into_iter()
+            .map(|(n, t)| Ok((n, cpu(&t)?)))
+            .collect::<Result<Vec<(String, Tensor)>>>()?;
         checkpoint::save(&self.config.out.join(CHECKPOINT_DIR), &self.manifest, &adapters, &opt)
     }
 
@@ -399,7 +537,11 @@ impl SftRun {
         use std::io::Write;
         let metrics_path = self.config.out.join(METRICS_FILE);
         std::fs::create_dir_all(&self.config.out).map_err(crate::error::io(&self.config.out))?;
-        let mut metrics_file = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(crate::error::io(&metrics_path))?;
+        let mut metrics_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&metrics_path)
+            .map_err(crate::error::io(&metrics_path))?;
         let c = self.config.clone();
         let bar = progress_bar(c.steps as u64, progress, "training");
         bar.set_position(self.state.step as u64);
@@ -407,7 +549,11 @@ impl SftRun {
         let last = last.min(c.steps);
         while self.state.step < last {
             let started = std::time::Instant::now();
-            tch::manual_seed((c.seed as i64).wrapping_mul(1_000_003).wrapping_add(self.state.step as i64));
+            tch::manual_seed(
+                (c.seed as i64)
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(self.state.step as i64),
+            );
             self.optimizer.zero_grad();
             let (mut loss, mut bal, mut tokens) = (0.0, 0.0, 0);
             for _ in 0..c.grad_accum {
@@ -418,16 +564,35 @@ impl SftRun {
                 tokens += t;
             }
             if !loss.is_finite() {
-                return Err(Error::Invalid(format!("loss became {loss} at step {}; lower the learning rate", self.state.step)));
+                return Err(Error::Invalid(format!(
+                    "loss became {loss} at step {}; lower the learning rate",
+                    self.state.step
+                )));
             }
             let grad_norm = self.optimizer.clip_grad_norm(c.clip)?;
             let lr = cosine_with_warmup(c.lr, self.state.step, c.warmup_steps, c.steps);
             self.optimizer.update(lr)?;
             self.state.step += 1;
             self.state.last_loss = Some(loss);
-            let m = StepMetrics { step: self.state.step, loss, balance: bal, lr, grad_norm, tokens, seconds: started.elapsed().as_secs_f64() };
-            writeln!(metrics_file, "{}", serde_json::to_string(&m).map_err(|e| Error::Invalid(e.to_string()))?).map_err(crate::error::io(&metrics_path))?;
-            bar.set_message(format!("loss {loss:.4} bal {bal:.3} lr {lr:.2e} {:.0} tok/s", tokens as f64 / m.seconds.max(1e-9)));
+            let m = StepMetrics {
+                step: self.state.step,
+                loss,
+                balance: bal,
+                lr,
+                grad_norm,
+                tokens,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            writeln!(
+                metrics_file,
+                "{}",
+                serde_json::to_string(&m).map_err(|e| Error::Invalid(e.to_string()))?
+            )
+            .map_err(crate::error::io(&metrics_path))?;
+            bar.set_message(format!(
+                "loss {loss:.4} bal {bal:.3} lr {lr:.2e} {:.0} tok/s",
+                tokens as f64 / m.seconds.max(1e-9)
+            ));
             bar.inc(1);
             history.push(m);
             if self.state.step % c.checkpoint_every == 0 || self.state.step == last {
@@ -439,7 +604,11 @@ impl SftRun {
                 return Ok(history);
             }
         }
-        bar.finish_with_message(format!("done: {} steps, last loss {:.4}", self.state.step, self.state.last_loss.unwrap_or(f64::NAN)));
+        bar.finish_with_message(format!(
+            "done: {} steps, last loss {:.4}",
+            self.state.step,
+            self.state.last_loss.unwrap_or(f64::NAN)
+        ));
         Ok(history)
     }
 }

@@ -38,13 +38,22 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 
 /// Decodes `numel` values of `dtype` from `raw` (which must be exactly the right length).
 pub fn to_f32(dtype: DType, raw: &[u8], numel: usize) -> Result<Vec<f32>, String> {
-    let want = dtype.byte_len(numel).ok_or_else(|| format!("{numel} values do not fill whole {} blocks of {BLOCK}", dtype.name()))?;
+    let want = dtype
+        .byte_len(numel)
+        .ok_or_else(|| format!("{numel} values do not fill whole {} blocks of {BLOCK}", dtype.name()))?;
     if raw.len() != want {
-        return Err(format!("{} bytes of {} data for {numel} values, expected {want}", raw.len(), dtype.name()));
+        return Err(format!(
+            "{} bytes of {} data for {numel} values, expected {want}",
+            raw.len(),
+            dtype.name()
+        ));
     }
     let mut out = Vec::with_capacity(numel);
     match dtype {
-        DType::F32 => out.extend(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        DType::F32 => out.extend(
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
         DType::F16 => out.extend(raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
         DType::BF16 => out.extend(raw.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())),
         DType::Q8_0 => {
@@ -82,10 +91,17 @@ pub fn unpermute_rotary(values: &[f32], shape: &[usize], heads: usize) -> Result
     let (out_dim, in_dim) = match shape {
         [o, i] => (*o, *i),
         [o] => (*o, 1),
-        _ => return Err(format!("cannot undo the rotary permutation of a rank-{} tensor", shape.len())),
+        _ => {
+            return Err(format!(
+                "cannot undo the rotary permutation of a rank-{} tensor",
+                shape.len()
+            ))
+        }
     };
     if heads == 0 || out_dim % (2 * heads) != 0 {
-        return Err(format!("{out_dim} rows do not split into {heads} heads of rotary pairs"));
+        return Err(format!(
+            "{out_dim} rows do not split into {heads} heads of rotary pairs"
+        ));
     }
     let half = out_dim / heads / 2;
     let mut out = vec![0.0; values.len()];
@@ -148,7 +164,10 @@ mod tests {
     fn float_formats() {
         let raw: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
         assert_eq!(to_f32(DType::F32, &raw, 2).expect("f32"), vec![1.5, -2.0]);
-        let raw: Vec<u8> = [bf16::from_f32(3.0), bf16::from_f32(-0.5)].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let raw: Vec<u8> = [bf16::from_f32(3.0), bf16::from_f32(-0.5)]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
         assert_eq!(to_f32(DType::BF16, &raw, 2).expect("bf16"), vec![3.0, -0.5]);
     }
 

@@ -77,10 +77,17 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn fail(&self, what: &str) -> Error {
-        Error::Gguf { path: self.path.into(), reason: format!("truncated or corrupt header: {what} at byte {}", self.pos) }
+        Error::Gguf {
+            path: self.path.into(),
+            reason: format!("truncated or corrupt header: {what} at byte {}", self.pos),
+        }
     }
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| self.fail(what))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| self.fail(what))?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -198,8 +205,19 @@ pub fn hf_name(gguf: &str) -> Option<String> {
 pub fn open(path: &Path) -> Result<(GgufFile, WeightSet)> {
     let bytes = Bytes::map(path)?;
     let (version, metadata, tensors) = parse(path, bytes.as_slice())?;
-    let weights = WeightSet { files: vec![(path.into(), bytes)], tensors, unreadable: BTreeMap::new() };
-    Ok((GgufFile { path: path.into(), version, metadata }, weights))
+    let weights = WeightSet {
+        files: vec![(path.into(), bytes)],
+        tensors,
+        unreadable: BTreeMap::new(),
+    };
+    Ok((
+        GgufFile {
+            path: path.into(),
+            version,
+            metadata,
+        },
+        weights,
+    ))
 }
 
 type Parsed = (u32, BTreeMap<String, MetaValue>, BTreeMap<String, TensorEntry>);
@@ -207,11 +225,17 @@ type Parsed = (u32, BTreeMap<String, MetaValue>, BTreeMap<String, TensorEntry>);
 fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     let mut c = Cursor { bytes, pos: 0, path };
     if c.take(4, "magic")? != MAGIC {
-        return Err(Error::Gguf { path: path.into(), reason: "not a GGUF file (bad magic)".into() });
+        return Err(Error::Gguf {
+            path: path.into(),
+            reason: "not a GGUF file (bad magic)".into(),
+        });
     }
     let version = c.u32("version")?;
     if !(2..=3).contains(&version) {
-        return Err(Error::Gguf { path: path.into(), reason: format!("unsupported GGUF version {version} (cuma reads 2 and 3)") });
+        return Err(Error::Gguf {
+            path: path.into(),
+            reason: format!("unsupported GGUF version {version} (cuma reads 2 and 3)"),
+        });
     }
     let n_tensors = c.len("tensor count", 24)?;
     let n_kv = c.len("metadata count", 12)?;
@@ -222,12 +246,26 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         let value = c.value(ty, &key, 0)?;
         metadata.insert(key, value);
     }
-    let arch = metadata.get("general.architecture").and_then(MetaValue::as_str).unwrap_or("").to_string();
-    let heads = |key: &str| metadata.get(&format!("{arch}.attention.{key}")).and_then(MetaValue::as_u64);
+    let arch = metadata
+        .get("general.architecture")
+        .and_then(MetaValue::as_str)
+        .unwrap_or("")
+        .to_string();
+    let heads = |key: &str| {
+        metadata
+            .get(&format!("{arch}.attention.{key}"))
+            .and_then(MetaValue::as_u64)
+    };
     let (n_head, n_head_kv) = (heads("head_count"), heads("head_count_kv").or(heads("head_count")));
-    let alignment = metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(DEFAULT_ALIGNMENT);
+    let alignment = metadata
+        .get("general.alignment")
+        .and_then(MetaValue::as_u64)
+        .unwrap_or(DEFAULT_ALIGNMENT);
     if alignment == 0 || alignment > 1 << 20 {
-        return Err(Error::Gguf { path: path.into(), reason: format!("invalid alignment {alignment}") });
+        return Err(Error::Gguf {
+            path: path.into(),
+            reason: format!("invalid alignment {alignment}"),
+        });
     }
 
     let mut raw = Vec::with_capacity(n_tensors.min(1 << 16));
@@ -235,7 +273,10 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         let name = c.string("tensor name")?;
         let n_dims = c.u32("tensor rank")?;
         if n_dims == 0 || n_dims > 4 {
-            return Err(Error::Gguf { path: path.into(), reason: format!("tensor `{name}` has rank {n_dims}") });
+            return Err(Error::Gguf {
+                path: path.into(),
+                reason: format!("tensor `{name}` has rank {n_dims}"),
+            });
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -244,7 +285,10 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         let ty = c.u32("tensor type")?;
         let offset = c.u64("tensor offset")?;
         if offset % alignment != 0 {
-            return Err(Error::Gguf { path: path.into(), reason: format!("tensor `{name}`: offset {offset} is not a multiple of the alignment {alignment}") });
+            return Err(Error::Gguf {
+                path: path.into(),
+                reason: format!("tensor `{name}`: offset {offset} is not a multiple of the alignment {alignment}"),
+            });
         }
         raw.push((name, dims, ty, offset));
     }
@@ -253,9 +297,17 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     let mut tensors = BTreeMap::new();
     for (name, dims, ty, offset) in raw {
         let Some(hf) = hf_name(&name) else { continue };
-        let dtype = ggml_dtype(ty).map_err(|dtype| Error::UnsupportedDtype { path: path.into(), tensor: name.clone(), dtype })?;
+        let dtype = ggml_dtype(ty).map_err(|dtype| Error::UnsupportedDtype {
+            path: path.into(),
+            tensor: name.clone(),
+            dtype,
+        })?;
         // ggml lists the fastest-varying dimension first; PyTorch lists it last.
-        let shape: Vec<usize> = dims.iter().rev().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect();
+        let shape: Vec<usize> = dims
+            .iter()
+            .rev()
+            .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+            .collect();
         let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         let byte_len = numel.and_then(|n| dtype.byte_len(n)).ok_or_else(|| Error::Gguf {
             path: path.into(),
@@ -272,13 +324,32 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
             ("llama", _, true) => n_head_kv.map(|h| h as usize),
             _ => None,
         };
-        tensors.insert(hf, TensorEntry { file: 0, start: end - byte_len, end, dtype, shape, unpermute_heads });
+        tensors.insert(
+            hf,
+            TensorEntry {
+                file: 0,
+                start: end - byte_len,
+                end,
+                dtype,
+                shape,
+                unpermute_heads,
+            },
+        );
     }
     // Two tensors may not share bytes: a hostile file could otherwise alias weights.
     let mut ranges: Vec<(&String, usize, usize)> = tensors.iter().map(|(n, t)| (n, t.start, t.end)).collect();
     ranges.sort_by_key(|&(_, start, end)| (start, end));
     if let Some(w) = ranges.windows(2).find(|w| w[1].1 < w[0].2) {
-        return Err(Error::Gguf { path: path.into(), reason: format!("tensors `{}` and `{}` share bytes {}..{} of the file", w[0].0, w[1].0, w[1].1, w[0].2.min(w[1].2)) });
+        return Err(Error::Gguf {
+            path: path.into(),
+            reason: format!(
+                "tensors `{}` and `{}` share bytes {}..{} of the file",
+                w[0].0,
+                w[1].0,
+                w[1].1,
+                w[0].2.min(w[1].2)
+            ),
+        });
     }
     Ok((version, metadata, tensors))
 }
@@ -289,10 +360,22 @@ mod tests {
 
     #[test]
     fn names_map_onto_hugging_face() {
-        assert_eq!(hf_name("blk.3.attn_q.weight").as_deref(), Some("model.layers.3.self_attn.q_proj.weight"));
-        assert_eq!(hf_name("blk.0.ffn_norm.weight").as_deref(), Some("model.layers.0.post_attention_layernorm.weight"));
-        assert_eq!(hf_name("blk.1.attn_k.bias").as_deref(), Some("model.layers.1.self_attn.k_proj.bias"));
-        assert_eq!(hf_name("token_embd.weight").as_deref(), Some("model.embed_tokens.weight"));
+        assert_eq!(
+            hf_name("blk.3.attn_q.weight").as_deref(),
+            Some("model.layers.3.self_attn.q_proj.weight")
+        );
+        assert_eq!(
+            hf_name("blk.0.ffn_norm.weight").as_deref(),
+            Some("model.layers.0.post_attention_layernorm.weight")
+        );
+        assert_eq!(
+            hf_name("blk.1.attn_k.bias").as_deref(),
+            Some("model.layers.1.self_attn.k_proj.bias")
+        );
+        assert_eq!(
+            hf_name("token_embd.weight").as_deref(),
+            Some("model.embed_tokens.weight")
+        );
         assert_eq!(hf_name("rope_freqs.weight"), None);
     }
 
@@ -338,14 +421,25 @@ mod tests {
 
     #[test]
     fn overlapping_or_unaligned_tensor_data_is_refused() {
-        let ok = f32_gguf(&[("blk.0.attn_norm.weight", 8, 0), ("blk.0.ffn_norm.weight", 8, 32)], 64);
+        let ok = f32_gguf(
+            &[("blk.0.attn_norm.weight", 8, 0), ("blk.0.ffn_norm.weight", 8, 32)],
+            64,
+        );
         assert!(parse(Path::new("ok.gguf"), &ok).is_ok());
-        let overlap = f32_gguf(&[("blk.0.attn_norm.weight", 16, 0), ("blk.0.ffn_norm.weight", 8, 32)], 64);
+        let overlap = f32_gguf(
+            &[("blk.0.attn_norm.weight", 16, 0), ("blk.0.ffn_norm.weight", 8, 32)],
+            64,
+        );
         let msg = parse(Path::new("o.gguf"), &overlap).expect_err("overlap").to_string();
         // File positions: the 32 bytes after the second tensor's start.
-        assert!(msg.contains("input_layernorm") && msg.contains("post_attention_layernorm") && msg.contains("share bytes"), "{msg}");
+        assert!(
+            msg.contains("input_layernorm") && msg.contains("post_attention_layernorm") && msg.contains("share bytes"),
+            "{msg}"
+        );
         let unaligned = f32_gguf(&[("blk.0.attn_norm.weight", 8, 4)], 64);
-        let msg = parse(Path::new("u.gguf"), &unaligned).expect_err("unaligned").to_string();
+        let msg = parse(Path::new("u.gguf"), &unaligned)
+            .expect_err("unaligned")
+            .to_string();
         assert!(msg.contains("offset 4 is not a multiple of the alignment 32"), "{msg}");
     }
 
@@ -367,7 +461,10 @@ mod tests {
         b.resize(b.len() + 2048, 0);
         let err = parse(Path::new("k.gguf"), &b).expect_err("Q4_K");
         let msg = err.to_string();
-        assert!(msg.contains("blk.0.ffn_up.weight") && msg.contains("K-quant type 12"), "{msg}");
+        assert!(
+            msg.contains("blk.0.ffn_up.weight") && msg.contains("K-quant type 12"),
+            "{msg}"
+        );
     }
 
     #[test]

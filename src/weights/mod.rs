@@ -65,7 +65,10 @@ impl WeightSet {
 
     /// The file that holds `name` (for error messages).
     pub fn file_of(&self, name: &str) -> Option<&std::path::Path> {
-        self.tensors.get(name).and_then(|e| self.files.get(e.file)).map(|(p, _)| p.as_path())
+        self.tensors
+            .get(name)
+            .and_then(|e| self.files.get(e.file))
+            .map(|(p, _)| p.as_path())
     }
 
     /// A description of the files, for error messages: `a.safetensors` or `a, b (+3 more)`.
@@ -94,16 +97,26 @@ impl WeightSet {
     /// Reads `name` as f32 values in Hugging Face layout.
     pub fn read_f32(&self, name: &str) -> crate::Result<Vec<f32>> {
         if let Some(dtype) = self.unreadable.get(name) {
-            return Err(crate::Error::UnsupportedDtype { path: self.describe().into(), tensor: name.into(), dtype: dtype.clone() });
+            return Err(crate::Error::UnsupportedDtype {
+                path: self.describe().into(),
+                tensor: name.into(),
+                dtype: dtype.clone(),
+            });
         }
         let e = self.tensors.get(name).ok_or_else(|| crate::Error::Model {
             path: self.describe().into(),
-            source: cuma_model::Error::MissingTensor { name: name.into(), source_name: self.describe() },
+            source: cuma_model::Error::MissingTensor {
+                name: name.into(),
+                source_name: self.describe(),
+            },
         })?;
         let (path, bytes) = &self.files[e.file];
         let raw = bytes.as_slice().get(e.start..e.end).ok_or_else(|| crate::Error::Gguf {
             path: path.clone(),
-            reason: format!("tensor `{name}`: data range {}..{} is beyond the end of the file", e.start, e.end),
+            reason: format!(
+                "tensor `{name}`: data range {}..{} is beyond the end of the file",
+                e.start, e.end
+            ),
         })?;
         let numel = e.shape.iter().product::<usize>();
         let mut values = dequant::to_f32(e.dtype, raw, numel).map_err(|reason| crate::Error::Gguf {
@@ -113,7 +126,10 @@ impl WeightSet {
         // Policy: a weight that is NaN or infinite makes the whole model unusable (every logit it
         // touches becomes NaN), so the file is refused at load with the tensor named.
         if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(crate::Error::Invalid(format!("{}: tensor `{name}` holds {v} at index {i}; weights must be finite (corrupt file?)", path.display())));
+            return Err(crate::Error::Invalid(format!(
+                "{}: tensor `{name}` holds {v} at index {i}; weights must be finite (corrupt file?)",
+                path.display()
+            )));
         }
         if let Some(heads) = e.unpermute_heads {
             values = dequant::unpermute_rotary(&values, &e.shape, heads).map_err(|reason| crate::Error::Gguf {
@@ -124,4 +140,3 @@ impl WeightSet {
         Ok(values)
     }
 }
-

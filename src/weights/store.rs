@@ -21,22 +21,34 @@ impl<'a> TchStore<'a> {
 impl Weights<TchOps> for TchStore<'_> {
     fn get(&mut self, o: &mut TchOps, name: &str, shape: &[usize]) -> ModelResult<Tensor> {
         if let Some(dtype) = self.set.unreadable(name) {
-            return Err(ModelError::Backend(format!("tensor `{name}` in {} is stored as {dtype}, which cuma cannot convert to f32", self.set.describe())));
+            return Err(ModelError::Backend(format!(
+                "tensor `{name}` in {} is stored as {dtype}, which cuma cannot convert to f32",
+                self.set.describe()
+            )));
         }
         let entry = self.set.entry(name).ok_or_else(|| ModelError::MissingTensor {
             name: name.into(),
             source_name: self.set.describe(),
         })?;
         if entry.shape != shape {
-            return Err(ModelError::Shape { name: name.into(), expected: shape.to_vec(), got: entry.shape.clone() });
+            return Err(ModelError::Shape {
+                name: name.into(),
+                expected: shape.to_vec(),
+                got: entry.shape.clone(),
+            });
         }
-        let values = self.set.read_f32(name).map_err(|e| ModelError::Backend(e.to_string()))?;
+        let values = self
+            .set
+            .read_f32(name)
+            .map_err(|e| ModelError::Backend(e.to_string()))?;
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let t = Tensor::f_from_slice(&values)
             .and_then(|t| t.f_reshape(dims.as_slice()))
             .and_then(|t| t.f_to_device(o.device))
             .map_err(|e| ModelError::Backend(e.to_string()))?;
-        t.set_requires_grad(false).f_to_kind(Kind::Float).map_err(|e| ModelError::Backend(e.to_string()))
+        t.set_requires_grad(false)
+            .f_to_kind(Kind::Float)
+            .map_err(|e| ModelError::Backend(e.to_string()))
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -56,7 +68,11 @@ impl Weights<TchOps> for TrainableBackbone<'_> {
         if let Some(t) = self.trainables.tensors.get(name) {
             let got: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
             if got != shape {
-                return Err(ModelError::Shape { name: name.into(), expected: shape.to_vec(), got });
+                return Err(ModelError::Shape {
+                    name: name.into(),
+                    expected: shape.to_vec(),
+                    got,
+                });
             }
             return Ok(t.shallow_clone());
         }

@@ -76,11 +76,19 @@ pub fn reference() -> serde_json::Value {
 }
 
 pub fn u32s(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("int") as u32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("int") as u32)
+        .collect()
 }
 
 pub fn f32s(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("float") as f32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("float") as f32)
+        .collect()
 }
 
 /// The device integration tests run on: `CUMA_TEST_DEVICE` (cpu, cuda, cuda:N), default cpu.
@@ -96,27 +104,60 @@ pub fn arg(p: &Path) -> String {
 
 /// Runs the `cuma` binary with `args`; its stdout, or a panic with its stderr when it fails.
 pub fn cuma(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cuma")).args(args).output().expect("runs");
-    assert!(out.status.success(), "cuma {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cuma"))
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "cuma {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into()
 }
 
 /// Runs the `cuma` binary with `args`, which must fail; its stderr.
 pub fn cuma_err(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cuma")).args(args).output().expect("runs");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cuma"))
+        .args(args)
+        .output()
+        .expect("runs");
     assert!(!out.status.success(), "cuma {} should fail", args.join(" "));
     String::from_utf8_lossy(&out.stderr).into()
 }
 
 /// The training budget of the tiny-model tests: enough steps to move the adapters off zero.
-pub const TINY_BUDGET: [&str; 8] = ["--steps", "3", "--batch-size", "4", "--lr", "5e-2", "--warmup-steps", "1"];
+pub const TINY_BUDGET: [&str; 8] = [
+    "--steps",
+    "3",
+    "--batch-size",
+    "4",
+    "--lr",
+    "5e-2",
+    "--warmup-steps",
+    "1",
+];
 
 /// `cuma data synth` into `dir/synth`: two clusters of `countries` countries each, one question,
 /// one respondent per profile. Returns the items file.
 pub fn small_survey(dir: &Path, countries: usize) -> PathBuf {
     let out = dir.join("synth");
     let countries = countries.to_string();
-    cuma(&["data", "synth", "--out-dir", &arg(&out), "--clusters", "2", "--countries-per-cluster", &countries, "--questions", "1", "--respondents-per-profile", "1"]);
+    cuma(&[
+        "data",
+        "synth",
+        "--out-dir",
+        &arg(&out),
+        "--clusters",
+        "2",
+        "--countries-per-cluster",
+        &countries,
+        "--questions",
+        "1",
+        "--respondents-per-profile",
+        "1",
+    ]);
     out.join("items.jsonl")
 }
 

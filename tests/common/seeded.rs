@@ -16,7 +16,9 @@ pub fn symmetric(g: &mut Rng) -> f32 {
 
 /// FNV-1a of a tensor name: each tensor's values depend on its name and the seed only.
 fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Deterministic values for the adapter tensor `name` of `shape`, standing in for `current`.
@@ -43,6 +45,10 @@ pub fn seed_adapters(run: &Path, seed: u64) {
     use cuma::train::checkpoint::{load, save};
     let dir = run.join("checkpoint");
     let ckpt = load(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let adapters: Vec<(String, Tensor)> = ckpt.adapters.iter().map(|(name, t)| (name.clone(), values(name, &t.size(), t, seed))).collect();
+    let adapters: Vec<(String, Tensor)> = ckpt
+        .adapters
+        .iter()
+        .map(|(name, t)| (name.clone(), values(name, &t.size(), t, seed)))
+        .collect();
     save(&dir, &ckpt.manifest, &adapters, &ckpt.optimizer).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
 }

@@ -82,6 +82,13 @@ impl Tally {
 
 impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} decisions: {} exact, {} differ only at near-ties, {} differ", self.total(), self.exact, self.near_ties, self.differ)
+        write!(
+            f,
+            "{} decisions: {} exact, {} differ only at near-ties, {} differ",
+            self.total(),
+            self.exact,
+            self.near_ties,
+            self.differ
+        )
     }
 }

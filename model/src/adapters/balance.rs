@@ -7,7 +7,14 @@ use crate::{Ops, Result};
 
 /// # Shapes
 /// `gates`, `selected`: `[b, s, E]`; `token_mask`: `[b, s, 1]` (1 real, 0 padding); returns `[1]`.
-pub fn balance_loss<O: Ops>(o: &mut O, gates: &O::T, selected: &O::T, token_mask: &O::T, experts: usize, k: usize) -> Result<O::T> {
+pub fn balance_loss<O: Ops>(
+    o: &mut O,
+    gates: &O::T,
+    selected: &O::T,
+    token_mask: &O::T,
+    experts: usize,
+    k: usize,
+) -> Result<O::T> {
     let e = experts as i64;
     let real = o.reshape(token_mask, &[-1, 1])?; // [n, 1]
     let n = o.sum_keepdim(&real, 0)?; // [1, 1]

@@ -38,7 +38,12 @@ impl<T> ExpertBank<T> {
         let shared_a = cfg.expert_layout == ExpertLayout::SharedA && e > 1;
         let a_rows = if shared_a { r } else { e * r };
         Ok(Self {
-            a: t.param(o, &format!("{prefix}.lora_a"), &[a_rows, in_features], Init::Normal { std: A_INIT_STD })?,
+            a: t.param(
+                o,
+                &format!("{prefix}.lora_a"),
+                &[a_rows, in_features],
+                Init::Normal { std: A_INIT_STD },
+            )?,
             b: t.param(o, &format!("{prefix}.lora_b"), &[out_features, e * r], Init::Zeros)?,
             experts: e,
             rank: r,
@@ -74,7 +79,11 @@ impl<T> ExpertBank<T> {
     /// Trainable parameters.
     pub fn parameter_count(in_features: usize, out_features: usize, cfg: &MethodConfig) -> usize {
         let (e, r) = (cfg.experts, cfg.rank);
-        let a_rows = if cfg.expert_layout == ExpertLayout::SharedA && e > 1 { r } else { e * r };
+        let a_rows = if cfg.expert_layout == ExpertLayout::SharedA && e > 1 {
+            r
+        } else {
+            e * r
+        };
         a_rows * in_features + out_features * e * r
     }
 }

@@ -54,7 +54,13 @@ pub fn route<O: Ops>(o: &mut O, logits: &O::T, mode: GateMode, k: usize, experts
     let val_refs: Vec<&O::T> = vals.iter().collect();
     let topk_scores = o.concat(&val_refs, -1)?; // [.., k]
     match mode {
-        GateMode::Soft => Ok(Routing { gates: o.share(&scores), selected, experts: experts_t, topk_gates: topk_scores, scores }),
+        GateMode::Soft => Ok(Routing {
+            gates: o.share(&scores),
+            selected,
+            experts: experts_t,
+            topk_gates: topk_scores,
+            scores,
+        }),
         GateMode::TopkSoftmax | GateMode::DoubleSoftmax => {
             let topk_gates = o.softmax_last(&topk_scores)?;
             let mut gates = None;
@@ -66,8 +72,17 @@ pub fn route<O: Ops>(o: &mut O, logits: &O::T, mode: GateMode, k: usize, experts
                     Some(acc) => o.add(&acc, &term)?,
                 });
             }
-            let gates = gates.ok_or_else(|| crate::Error::Config { field: "top_k", reason: "must be at least 1".into() })?;
-            Ok(Routing { gates, selected, experts: experts_t, topk_gates, scores })
+            let gates = gates.ok_or_else(|| crate::Error::Config {
+                field: "top_k",
+                reason: "must be at least 1".into(),
+            })?;
+            Ok(Routing {
+                gates,
+                selected,
+                experts: experts_t,
+                topk_gates,
+                scores,
+            })
         }
     }
 }

@@ -17,13 +17,21 @@ pub struct Prefix<T> {
 
 impl<T> Prefix<T> {
     /// Fresh or restored prefixes named `model.layers.{i}.prefix.{key,value}`.
-    pub fn init<O: Ops<T = T>>(o: &mut O, t: &mut impl Trainables<O>, c: &DecoderConfig, tokens: usize) -> Result<Self> {
+    pub fn init<O: Ops<T = T>>(
+        o: &mut O,
+        t: &mut impl Trainables<O>,
+        c: &DecoderConfig,
+        tokens: usize,
+    ) -> Result<Self> {
         let shape = [1, c.num_kv_heads, tokens, c.head_dim];
         let init = Init::Normal { std: PREFIX_INIT_STD };
         let layers = (0..c.num_layers)
             .map(|i| {
                 let p = crate::names::decoder::layer(i);
-                Ok(KvPair { key: t.param(o, &format!("{p}.prefix.key"), &shape, init)?, value: t.param(o, &format!("{p}.prefix.value"), &shape, init)? })
+                Ok(KvPair {
+                    key: t.param(o, &format!("{p}.prefix.key"), &shape, init)?,
+                    value: t.param(o, &format!("{p}.prefix.value"), &shape, init)?,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { layers, tokens })
@@ -34,6 +42,14 @@ impl<T> Prefix<T> {
     /// # Shapes
     /// `batch_ones`: `[b, 1, 1, 1]` of ones; returns pairs of `[b, kv_heads, tokens, head_dim]`.
     pub fn past<O: Ops<T = T>>(&self, o: &mut O, batch_ones: &T) -> Result<Vec<KvPair<T>>> {
-        self.layers.iter().map(|kv| Ok(KvPair { key: o.mul(&kv.key, batch_ones)?, value: o.mul(&kv.value, batch_ones)? })).collect()
+        self.layers
+            .iter()
+            .map(|kv| {
+                Ok(KvPair {
+                    key: o.mul(&kv.key, batch_ones)?,
+                    value: o.mul(&kv.value, batch_ones)?,
+                })
+            })
+            .collect()
     }
 }

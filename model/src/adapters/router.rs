@@ -32,32 +32,66 @@ pub struct Router<T> {
 }
 
 fn uniform(fan_in: usize) -> Init {
-    Init::Uniform { bound: 1.0 / (fan_in.max(1) as f64).sqrt() }
+    Init::Uniform {
+        bound: 1.0 / (fan_in.max(1) as f64).sqrt(),
+    }
 }
 
 impl<T> Router<T> {
     /// Fresh or restored router named `{prefix}.router.*`, with PyTorch's `nn.Linear`
     /// initialisation.
-    pub fn init<O: Ops<T = T>>(o: &mut O, t: &mut impl Trainables<O>, prefix: &str, dims: RouterDims, dropout: f64) -> Result<Self> {
-        let RouterDims { token: hidden_in, profile: profile_dim, hidden: mlp_hidden, experts } = dims;
+    pub fn init<O: Ops<T = T>>(
+        o: &mut O,
+        t: &mut impl Trainables<O>,
+        prefix: &str,
+        dims: RouterDims,
+        dropout: f64,
+    ) -> Result<Self> {
+        let RouterDims {
+            token: hidden_in,
+            profile: profile_dim,
+            hidden: mlp_hidden,
+            experts,
+        } = dims;
         let fan_in = hidden_in + profile_dim;
         let first = if mlp_hidden == 0 { experts } else { mlp_hidden };
         let w_profile = if profile_dim > 0 {
-            Some(t.param(o, &format!("{prefix}.router.w_profile"), &[first, profile_dim], uniform(fan_in))?)
+            Some(t.param(
+                o,
+                &format!("{prefix}.router.w_profile"),
+                &[first, profile_dim],
+                uniform(fan_in),
+            )?)
         } else {
             None
         };
-        let w_token = t.param(o, &format!("{prefix}.router.w_token"), &[first, hidden_in], uniform(fan_in))?;
+        let w_token = t.param(
+            o,
+            &format!("{prefix}.router.w_token"),
+            &[first, hidden_in],
+            uniform(fan_in),
+        )?;
         let b1 = t.param(o, &format!("{prefix}.router.b1"), &[first], uniform(fan_in))?;
         let out = if mlp_hidden == 0 {
             None
         } else {
             Some((
-                t.param(o, &format!("{prefix}.router.w_out"), &[experts, mlp_hidden], uniform(mlp_hidden))?,
+                t.param(
+                    o,
+                    &format!("{prefix}.router.w_out"),
+                    &[experts, mlp_hidden],
+                    uniform(mlp_hidden),
+                )?,
                 t.param(o, &format!("{prefix}.router.b_out"), &[experts], uniform(mlp_hidden))?,
             ))
         };
-        Ok(Self { w_token, w_profile, b1, out, dropout })
+        Ok(Self {
+            w_token,
+            w_profile,
+            b1,
+            out,
+            dropout,
+        })
     }
 
     /// The per-sequence part `W_d d + b`.
@@ -72,7 +106,10 @@ impl<T> Router<T> {
                 o.unsqueeze(&p, 1)
             }
             (None, _) => Ok(o.share(&self.b1)),
-            (Some(_), None) => Err(crate::Error::Config { field: "profile", reason: "this router needs a profile vector".into() }),
+            (Some(_), None) => Err(crate::Error::Config {
+                field: "profile",
+                reason: "this router needs a profile vector".into(),
+            }),
         }
     }
 

@@ -23,13 +23,27 @@ impl<'a, T> LayerRun<'a, T> {
     ///
     /// # Shapes
     /// `profile`: `[b, D]` (required when the routers see demographics).
-    pub fn start<O: Ops<T = T>>(o: &mut O, all: &'a DecoderAdapters<T>, layer: usize, profile: Option<&T>) -> Result<Self> {
+    pub fn start<O: Ops<T = T>>(
+        o: &mut O,
+        all: &'a DecoderAdapters<T>,
+        layer: usize,
+        profile: Option<&T>,
+    ) -> Result<Self> {
         let adapters = all.layers.get(layer).ok_or_else(|| crate::Error::Config {
             field: "adapters",
             reason: format!("no adapters for layer {layer} ({} layers adapted)", all.layers.len()),
         })?;
-        let profile_parts = adapters.routers.iter().map(|r| r.profile_part(o, profile)).collect::<Result<Vec<_>>>()?;
-        Ok(Self { adapters, method: &all.method, profile_parts, routings: (0..adapters.routers.len()).map(|_| None).collect() })
+        let profile_parts = adapters
+            .routers
+            .iter()
+            .map(|r| r.profile_part(o, profile))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            adapters,
+            method: &all.method,
+            profile_parts,
+            routings: (0..adapters.routers.len()).map(|_| None).collect(),
+        })
     }
 
     /// The projection `linear` of `target` applied to `x`, with its adapter when it has one:
@@ -38,7 +52,9 @@ impl<'a, T> LayerRun<'a, T> {
     /// # Shapes
     /// `x`: `[b, s, in]` -> `[b, s, out]`.
     pub fn apply<O: Ops<T = T>>(&mut self, o: &mut O, target: Target, x: &T, linear: &Linear<T>) -> Result<T> {
-        let Some(module) = self.adapters.modules.iter().find(|m| m.target == target) else { return linear.forward(o, x) };
+        let Some(module) = self.adapters.modules.iter().find(|m| m.target == target) else {
+            return linear.forward(o, x);
+        };
         if let Some(magnitude) = &module.magnitude {
             return dora(o, &module.bank, magnitude, x, linear);
         }
@@ -48,7 +64,13 @@ impl<'a, T> LayerRun<'a, T> {
             Some(r) => {
                 if self.routings[r].is_none() {
                     let logits = self.adapters.routers[r].logits(o, x, &self.profile_parts[r])?;
-                    self.routings[r] = Some(route(o, &logits, self.method.gate, self.method.top_k, self.method.experts)?);
+                    self.routings[r] = Some(route(
+                        o,
+                        &logits,
+                        self.method.gate,
+                        self.method.top_k,
+                        self.method.experts,
+                    )?);
                 }
                 self.routings[r].as_ref().map(|rt| &rt.gates)
             }
@@ -65,7 +87,13 @@ impl<'a, T> LayerRun<'a, T> {
 
 /// DoRA (spec section 8): the adapted weight `W + dW` (dW = scale * B A) renormalised per output
 /// row and rescaled by the trainable magnitude.
-fn dora<O: Ops>(o: &mut O, bank: &super::ExpertBank<O::T>, magnitude: &O::T, x: &O::T, linear: &Linear<O::T>) -> Result<O::T> {
+fn dora<O: Ops>(
+    o: &mut O,
+    bank: &super::ExpertBank<O::T>,
+    magnitude: &O::T,
+    x: &O::T,
+    linear: &Linear<O::T>,
+) -> Result<O::T> {
     let delta = o.matmul(&bank.b, &bank.a)?; // [out, in]
     let delta = o.scale(&delta, bank.scale)?;
     let adapted = o.add(&linear.weight, &delta)?;

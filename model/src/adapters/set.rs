@@ -59,14 +59,27 @@ pub struct DecoderAdapters<T> {
 impl<T> DecoderAdapters<T> {
     /// Fresh or restored adapters for every layer of `decoder`. `encoder_dim` is the profile
     /// encoder's output size; it is ignored when the method keeps the profile out of the router.
-    pub fn init<O: Ops<T = T>>(o: &mut O, t: &mut impl Trainables<O>, decoder: &Decoder<T>, m: &MethodConfig, encoder_dim: usize) -> Result<Self> {
+    pub fn init<O: Ops<T = T>>(
+        o: &mut O,
+        t: &mut impl Trainables<O>,
+        decoder: &Decoder<T>,
+        m: &MethodConfig,
+        encoder_dim: usize,
+    ) -> Result<Self> {
         m.validate()?;
         let c: &DecoderConfig = &decoder.config;
         if m.method == Method::Dora && m.experts != 1 {
-            return Err(crate::Error::Config { field: "experts", reason: "DoRA adapts with one expert".into() });
+            return Err(crate::Error::Config {
+                field: "experts",
+                reason: "DoRA adapts with one expert".into(),
+            });
         }
         let routed = m.routed();
-        let profile_dim = if routed && m.profile_in_router && m.method == Method::Cuma { encoder_dim } else { 0 };
+        let profile_dim = if routed && m.profile_in_router && m.method == Method::Cuma {
+            encoder_dim
+        } else {
+            0
+        };
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             let mut modules = Vec::new();
@@ -77,7 +90,12 @@ impl<T> DecoderAdapters<T> {
                 let (fan_in, fan_out) = target_dims(c, target);
                 let prefix = target_prefix(i, target);
                 let bank = ExpertBank::init(o, t, &prefix, fan_in, fan_out, m)?;
-                let dims = RouterDims { token: fan_in, profile: profile_dim, hidden: m.router_hidden, experts: m.experts };
+                let dims = RouterDims {
+                    token: fan_in,
+                    profile: profile_dim,
+                    hidden: m.router_hidden,
+                    experts: m.experts,
+                };
                 let router = if !routed {
                     None
                 } else if m.router_layout == RouterLayout::PerLayer {
@@ -115,11 +133,20 @@ impl<T> DecoderAdapters<T> {
                 } else {
                     None
                 };
-                modules.push(ModuleAdapter { target, bank, router, magnitude });
+                modules.push(ModuleAdapter {
+                    target,
+                    bank,
+                    router,
+                    magnitude,
+                });
             }
             layers.push(LayerAdapters { modules, routers });
         }
-        Ok(Self { method: m.clone(), profile_dim, layers })
+        Ok(Self {
+            method: m.clone(),
+            profile_dim,
+            layers,
+        })
     }
 
     /// A label for every router, in the order a forward pass reports their routing: the layer
@@ -128,7 +155,12 @@ impl<T> DecoderAdapters<T> {
         let mut names = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             for r in 0..layer.routers.len() {
-                let modules: Vec<&str> = layer.modules.iter().filter(|m| m.router == Some(r)).map(|m| m.target.module()).collect();
+                let modules: Vec<&str> = layer
+                    .modules
+                    .iter()
+                    .filter(|m| m.router == Some(r))
+                    .map(|m| m.target.module())
+                    .collect();
                 names.push(format!("L{i}.{}", modules.join("+")));
             }
         }
@@ -180,11 +212,23 @@ mod tests {
 
     #[test]
     fn spec_section_7_parameter_accounting_on_qwen3_8b() {
-        let r8 = MethodConfig { rank: 8, alpha: 16.0, ..MethodConfig::default() };
-        let r64 = MethodConfig { rank: 64, alpha: 128.0, ..MethodConfig::default() };
+        let r8 = MethodConfig {
+            rank: 8,
+            alpha: 16.0,
+            ..MethodConfig::default()
+        };
+        let r64 = MethodConfig {
+            rank: 64,
+            alpha: 128.0,
+            ..MethodConfig::default()
+        };
         assert!(close(count(&r8), (125.2, 1.53)), "CuMA r=8: {:?}", count(&r8));
         assert!(close(count(&r64), (339.9, 4.15)), "CuMA r=64: {:?}", count(&r64));
-        assert!(close(count(&MethodConfig::lora(64)), (30.7, 0.37)), "LoRA r=64: {:?}", count(&MethodConfig::lora(64)));
+        assert!(
+            close(count(&MethodConfig::lora(64)), (30.7, 0.37)),
+            "LoRA r=64: {:?}",
+            count(&MethodConfig::lora(64))
+        );
     }
 
     #[test]
@@ -203,15 +247,26 @@ mod tests {
         assert_eq!(a.profile_dim, 0);
         let experts = 8 * (8 * 4096 + 4096 * 8) + 8 * (8 * 4096 + 1024 * 8);
         assert_eq!(counter.total, 36 * (experts + 4096 * 8 + 8));
-        let mixed = MethodConfig { targets: [Target::QProj, Target::DownProj].into_iter().collect(), ..m };
+        let mixed = MethodConfig {
+            targets: [Target::QProj, Target::DownProj].into_iter().collect(),
+            ..m
+        };
         assert!(DecoderAdapters::init(&mut ShapeOps, &mut ParamCounter::default(), &shapes(&c), &mixed, 1024).is_err());
     }
 
     #[test]
     fn shared_qkv_router_and_shared_a_cut_parameters() {
         let base = count(&MethodConfig::default()).0;
-        let shared = count(&MethodConfig { router_layout: RouterLayout::SharedQkv, ..MethodConfig::default() }).0;
-        let shared_a = count(&MethodConfig { expert_layout: crate::config::ExpertLayout::SharedA, ..MethodConfig::default() }).0;
+        let shared = count(&MethodConfig {
+            router_layout: RouterLayout::SharedQkv,
+            ..MethodConfig::default()
+        })
+        .0;
+        let shared_a = count(&MethodConfig {
+            expert_layout: crate::config::ExpertLayout::SharedA,
+            ..MethodConfig::default()
+        })
+        .0;
         assert!(shared < base && shared_a < base);
     }
 }

@@ -79,7 +79,9 @@ impl<T> Bert<T> {
             position: w.get(o, n::POSITION_EMBED, &[c.max_position_embeddings, c.hidden_size])?,
             token_type: w.get(o, n::TOKEN_TYPE_EMBED, &[c.type_vocab_size, c.hidden_size])?,
             embed_norm: LayerNorm::load(o, w, n::EMBED_NORM, c.hidden_size, c.layer_norm_eps)?,
-            layers: (0..c.num_layers).map(|i| BertLayer::load(o, w, i, c)).collect::<Result<_>>()?,
+            layers: (0..c.num_layers)
+                .map(|i| BertLayer::load(o, w, i, c))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -96,7 +98,11 @@ impl<T> Bert<T> {
         let x = o.add(&words, &pos)?;
         let x = o.add(&x, &token_type)?;
         let mut x = self.embed_norm.forward(o, &x)?;
-        let heads = Heads { heads: c.num_heads, kv_heads: c.num_heads, head_dim: c.hidden_size / c.num_heads };
+        let heads = Heads {
+            heads: c.num_heads,
+            kv_heads: c.num_heads,
+            head_dim: c.hidden_size / c.num_heads,
+        };
         for layer in &self.layers {
             x = layer.forward(o, &x, mask, heads)?;
         }

@@ -38,7 +38,13 @@ pub struct DecoderOutput<T> {
 }
 
 /// `linear(x)`, with the layer's adapter for `target` when one is attached.
-fn project<O: Ops>(o: &mut O, run: &mut Option<LayerRun<'_, O::T>>, target: Target, x: &O::T, linear: &Linear<O::T>) -> Result<O::T> {
+fn project<O: Ops>(
+    o: &mut O,
+    run: &mut Option<LayerRun<'_, O::T>>,
+    target: Target,
+    x: &O::T,
+    linear: &Linear<O::T>,
+) -> Result<O::T> {
     match run {
         Some(r) => r.apply(o, target, x, linear),
         None => linear.forward(o, x),
@@ -74,7 +80,11 @@ impl<T> SelfAttention<T> {
             o: Linear::load(o, w, &n::attn(i, "o_proj"), q_out, h, false)?,
             q_norm: qk_norm(o, w, "q_norm")?,
             k_norm: qk_norm(o, w, "k_norm")?,
-            heads: Heads { heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: hd },
+            heads: Heads {
+                heads: c.num_heads,
+                kv_heads: c.num_kv_heads,
+                head_dim: hd,
+            },
         })
     }
 
@@ -154,7 +164,13 @@ impl<T> Block<T> {
         Ok(Self {
             input_norm: RmsNorm::load(o, w, &n::norm(i, "input_layernorm"), c.hidden_size, c.rms_norm_eps)?,
             attn: SelfAttention::load(o, w, i, c)?,
-            post_norm: RmsNorm::load(o, w, &n::norm(i, "post_attention_layernorm"), c.hidden_size, c.rms_norm_eps)?,
+            post_norm: RmsNorm::load(
+                o,
+                w,
+                &n::norm(i, "post_attention_layernorm"),
+                c.hidden_size,
+                c.rms_norm_eps,
+            )?,
             mlp: GatedMlp::load(o, w, i, c)?,
         })
     }
@@ -194,15 +210,31 @@ impl<T> Decoder<T> {
     pub fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, config: &DecoderConfig) -> Result<Self> {
         let c = config;
         let embed = w.get(o, n::EMBED, &[c.vocab_size, c.hidden_size])?;
-        let layers = (0..c.num_layers).map(|i| Block::load(o, w, i, c)).collect::<Result<Vec<_>>>()?;
+        let layers = (0..c.num_layers)
+            .map(|i| Block::load(o, w, i, c))
+            .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(o, w, "model.norm", c.hidden_size, c.rms_norm_eps)?;
-        let lm_head = if c.tie_embeddings { o.share(&embed) } else { w.get(o, n::LM_HEAD, &[c.vocab_size, c.hidden_size])? };
-        Ok(Self { config: config.clone(), embed, layers, norm, lm_head, adapters: None })
+        let lm_head = if c.tie_embeddings {
+            o.share(&embed)
+        } else {
+            w.get(o, n::LM_HEAD, &[c.vocab_size, c.hidden_size])?
+        };
+        Ok(Self {
+            config: config.clone(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            adapters: None,
+        })
     }
 
     /// The frozen projection `target` of layer `layer`.
     pub fn projection(&self, layer: usize, target: Target) -> Result<&Linear<T>> {
-        let l = self.layers.get(layer).ok_or_else(|| crate::Error::Config { field: "layer", reason: format!("{layer} >= {}", self.layers.len()) })?;
+        let l = self.layers.get(layer).ok_or_else(|| crate::Error::Config {
+            field: "layer",
+            reason: format!("{layer} >= {}", self.layers.len()),
+        })?;
         Ok(match target {
             Target::QProj => &l.attn.q,
             Target::KProj => &l.attn.k,
@@ -225,7 +257,13 @@ impl<T> Decoder<T> {
     /// # Shapes
     /// `ids`: `[b, s]` (int64); `past[i]`: `[b, kv_heads, p, head_dim]`; `ctx.profile`: `[b, D]`;
     /// returns hidden `[b, s, hidden]` and `num_layers` pairs of `[b, kv_heads, p + s, head_dim]`.
-    pub fn forward<O: Ops<T = T>>(&self, o: &mut O, ids: &T, ctx: &DecoderCtx<T>, past: Option<&[KvPair<T>]>) -> Result<DecoderOutput<T>> {
+    pub fn forward<O: Ops<T = T>>(
+        &self,
+        o: &mut O,
+        ids: &T,
+        ctx: &DecoderCtx<T>,
+        past: Option<&[KvPair<T>]>,
+    ) -> Result<DecoderOutput<T>> {
         let mut x = o.embedding(&self.embed, ids)?;
         let mut presents = Vec::with_capacity(self.layers.len());
         let mut routing = Vec::new();
@@ -241,7 +279,11 @@ impl<T> Decoder<T> {
             x = y;
             presents.push(kv);
         }
-        Ok(DecoderOutput { hidden: self.norm.forward(o, &x)?, presents, routing })
+        Ok(DecoderOutput {
+            hidden: self.norm.forward(o, &x)?,
+            presents,
+            routing,
+        })
     }
 
     /// Next-token logits from hidden states.

@@ -72,8 +72,15 @@ pub enum Target {
 }
 
 /// Every target, in layer order.
-pub const ALL_TARGETS: [Target; 7] =
-    [Target::QProj, Target::KProj, Target::VProj, Target::OProj, Target::GateProj, Target::UpProj, Target::DownProj];
+pub const ALL_TARGETS: [Target; 7] = [
+    Target::QProj,
+    Target::KProj,
+    Target::VProj,
+    Target::OProj,
+    Target::GateProj,
+    Target::UpProj,
+    Target::DownProj,
+];
 
 impl Target {
     /// The Hugging Face module name (`q_proj`, ...).
@@ -157,7 +164,14 @@ impl Default for MethodConfig {
 impl MethodConfig {
     /// Plain LoRA on the same targets (one expert, no router).
     pub fn lora(rank: usize) -> Self {
-        Self { method: Method::Lora, experts: 1, top_k: 1, rank, alpha: 2.0 * rank as f64, ..Self::default() }
+        Self {
+            method: Method::Lora,
+            experts: 1,
+            top_k: 1,
+            rank,
+            alpha: 2.0 * rank as f64,
+            ..Self::default()
+        }
     }
 
     /// The update scale alpha / r.
@@ -174,13 +188,19 @@ impl MethodConfig {
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |field, reason: String| Err(crate::Error::Config { field, reason });
         if self.version != METHOD_CONFIG_VERSION {
-            return bad("version", format!("{} (this build reads {METHOD_CONFIG_VERSION})", self.version));
+            return bad(
+                "version",
+                format!("{} (this build reads {METHOD_CONFIG_VERSION})", self.version),
+            );
         }
         if self.rank == 0 {
             return bad("rank", "must be positive".into());
         }
         if self.experts == 0 || self.top_k == 0 || self.top_k > self.experts {
-            return bad("top_k", format!("k = {} must be in 1..={} (E)", self.top_k, self.experts));
+            return bad(
+                "top_k",
+                format!("k = {} must be in 1..={} (E)", self.top_k, self.experts),
+            );
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", format!("{} is not in [0, 1)", self.dropout));

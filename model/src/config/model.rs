@@ -83,7 +83,10 @@ pub enum ModelConfig {
 const SUPPORTED: &str = "llama, qwen2, qwen3, bert";
 
 fn need<T: Copy>(v: Option<T>, field: &'static str) -> Result<T> {
-    v.ok_or(Error::Config { field, reason: "missing".into() })
+    v.ok_or(Error::Config {
+        field,
+        reason: "missing".into(),
+    })
 }
 
 /// The largest value cuma accepts for a size field: far above any real model, and low enough
@@ -100,10 +103,16 @@ fn size_limit(field: &str) -> usize {
 /// `v`, when it is at least 1 and at most [`size_limit`] of `field`.
 fn positive(v: usize, field: &'static str) -> Result<usize> {
     if v == 0 {
-        return Err(Error::Config { field, reason: "must be positive".into() });
+        return Err(Error::Config {
+            field,
+            reason: "must be positive".into(),
+        });
     }
     if v > size_limit(field) {
-        return Err(Error::Config { field, reason: format!("{v} is beyond the largest cuma accepts ({})", size_limit(field)) });
+        return Err(Error::Config {
+            field,
+            reason: format!("{v} is beyond the largest cuma accepts ({})", size_limit(field)),
+        });
     }
     Ok(v)
 }
@@ -111,7 +120,10 @@ fn positive(v: usize, field: &'static str) -> Result<usize> {
 /// `v`, when it is finite and positive (RoPE bases, normalisation epsilons, scaling factors).
 fn finite_positive(v: f64, field: &'static str) -> Result<f64> {
     if !(v.is_finite() && v > 0.0) {
-        return Err(Error::Config { field, reason: format!("must be a finite number > 0, got {v}") });
+        return Err(Error::Config {
+            field,
+            reason: format!("must be a finite number > 0, got {v}"),
+        });
     }
     Ok(v)
 }
@@ -126,14 +138,20 @@ impl TryFrom<&HfConfig> for ModelConfig {
             "qwen2" => Ok(Self::Decoder(decoder(hf, DecoderFamily::Qwen2)?)),
             "qwen3" => Ok(Self::Decoder(decoder(hf, DecoderFamily::Qwen3)?)),
             "bert" => Ok(Self::Bert(bert(hf)?)),
-            _ => Err(Error::UnsupportedFamily { model_type, supported: SUPPORTED }),
+            _ => Err(Error::UnsupportedFamily {
+                model_type,
+                supported: SUPPORTED,
+            }),
         }
     }
 }
 
 fn decoder(hf: &HfConfig, family: DecoderFamily) -> Result<DecoderConfig> {
     let hidden_size = positive(need(hf.hidden_size, "hidden_size")?, "hidden_size")?;
-    let num_heads = positive(need(hf.num_attention_heads, "num_attention_heads")?, "num_attention_heads")?;
+    let num_heads = positive(
+        need(hf.num_attention_heads, "num_attention_heads")?,
+        "num_attention_heads",
+    )?;
     let num_kv_heads = positive(hf.num_key_value_heads.unwrap_or(num_heads), "num_key_value_heads")?;
     if num_heads % num_kv_heads != 0 {
         return Err(Error::Config {
@@ -152,17 +170,31 @@ fn decoder(hf: &HfConfig, family: DecoderFamily) -> Result<DecoderConfig> {
         }
     };
     if head_dim % 2 != 0 {
-        return Err(Error::Config { field: "head_dim", reason: format!("{head_dim} is odd; RoPE needs pairs") });
+        return Err(Error::Config {
+            field: "head_dim",
+            reason: format!("{head_dim} is odd; RoPE needs pairs"),
+        });
     }
     if let Some(act) = &hf.hidden_act {
         if act != "silu" {
-            return Err(Error::Config { field: "hidden_act", reason: format!("`{act}` (decoders use silu)") });
+            return Err(Error::Config {
+                field: "hidden_act",
+                reason: format!("`{act}` (decoders use silu)"),
+            });
         }
     }
     if hf.use_sliding_window == Some(true) {
-        return Err(Error::Config { field: "use_sliding_window", reason: "sliding-window attention is not supported".into() });
+        return Err(Error::Config {
+            field: "use_sliding_window",
+            reason: "sliding-window attention is not supported".into(),
+        });
     }
-    let rope_theta = finite_positive(hf.rope_theta.or_else(|| hf.rope_parameters.as_ref().and_then(|p| p.rope_theta)).unwrap_or(10_000.0), "rope_theta")?;
+    let rope_theta = finite_positive(
+        hf.rope_theta
+            .or_else(|| hf.rope_parameters.as_ref().and_then(|p| p.rope_theta))
+            .unwrap_or(10_000.0),
+        "rope_theta",
+    )?;
     let rope_scaling = match hf.rope_scaling.as_ref().or(hf.rope_parameters.as_ref()) {
         None => None,
         Some(s) => {
@@ -171,10 +203,19 @@ fn decoder(hf: &HfConfig, family: DecoderFamily) -> Result<DecoderConfig> {
                 "llama3" => {
                     let scaling = RopeScaling {
                         factor: finite_positive(need(s.factor, "rope_scaling.factor")?, "rope_scaling.factor")?,
-                        low_freq_factor: finite_positive(need(s.low_freq_factor, "rope_scaling.low_freq_factor")?, "rope_scaling.low_freq_factor")?,
-                        high_freq_factor: finite_positive(need(s.high_freq_factor, "rope_scaling.high_freq_factor")?, "rope_scaling.high_freq_factor")?,
+                        low_freq_factor: finite_positive(
+                            need(s.low_freq_factor, "rope_scaling.low_freq_factor")?,
+                            "rope_scaling.low_freq_factor",
+                        )?,
+                        high_freq_factor: finite_positive(
+                            need(s.high_freq_factor, "rope_scaling.high_freq_factor")?,
+                            "rope_scaling.high_freq_factor",
+                        )?,
                         original_max_position_embeddings: positive(
-                            need(s.original_max_position_embeddings, "rope_scaling.original_max_position_embeddings")?,
+                            need(
+                                s.original_max_position_embeddings,
+                                "rope_scaling.original_max_position_embeddings",
+                            )?,
                             "rope_scaling.original_max_position_embeddings",
                         )?,
                     };
@@ -182,14 +223,20 @@ fn decoder(hf: &HfConfig, family: DecoderFamily) -> Result<DecoderConfig> {
                     if scaling.high_freq_factor <= scaling.low_freq_factor {
                         return Err(Error::Config {
                             field: "rope_scaling.high_freq_factor",
-                            reason: format!("must exceed low_freq_factor ({} <= {})", scaling.high_freq_factor, scaling.low_freq_factor),
+                            reason: format!(
+                                "must exceed low_freq_factor ({} <= {})",
+                                scaling.high_freq_factor, scaling.low_freq_factor
+                            ),
                         });
                     }
                     Some(scaling)
                 }
                 "default" | "" => None,
                 other => {
-                    return Err(Error::Config { field: "rope_scaling", reason: format!("type `{other}` is not supported") })
+                    return Err(Error::Config {
+                        field: "rope_scaling",
+                        reason: format!("type `{other}` is not supported"),
+                    })
                 }
             }
         }
@@ -215,7 +262,10 @@ fn decoder(hf: &HfConfig, family: DecoderFamily) -> Result<DecoderConfig> {
 
 fn bert(hf: &HfConfig) -> Result<BertConfig> {
     let hidden_size = positive(need(hf.hidden_size, "hidden_size")?, "hidden_size")?;
-    let num_heads = positive(need(hf.num_attention_heads, "num_attention_heads")?, "num_attention_heads")?;
+    let num_heads = positive(
+        need(hf.num_attention_heads, "num_attention_heads")?,
+        "num_attention_heads",
+    )?;
     if hidden_size % num_heads != 0 {
         return Err(Error::Config {
             field: "num_attention_heads",
@@ -224,7 +274,10 @@ fn bert(hf: &HfConfig) -> Result<BertConfig> {
     }
     if let Some(act) = &hf.hidden_act {
         if act != "gelu" {
-            return Err(Error::Config { field: "hidden_act", reason: format!("`{act}` (BERT encoders use gelu)") });
+            return Err(Error::Config {
+                field: "hidden_act",
+                reason: format!("`{act}` (BERT encoders use gelu)"),
+            });
         }
     }
     Ok(BertConfig {
@@ -246,7 +299,11 @@ impl DecoderConfig {
         let q = h * self.num_heads * hd;
         let kv = 2 * h * self.num_kv_heads * hd;
         let o = self.num_heads * hd * h;
-        let bias = if self.qkv_bias { (self.num_heads + 2 * self.num_kv_heads) * hd } else { 0 };
+        let bias = if self.qkv_bias {
+            (self.num_heads + 2 * self.num_kv_heads) * hd
+        } else {
+            0
+        };
         let norms = 2 * h + if self.qk_norm { 2 * hd } else { 0 };
         let layer = q + kv + o + bias + 3 * h * i + norms;
         let embed = self.vocab_size * h;
@@ -326,12 +383,48 @@ mod tests {
     fn sizes_beyond_any_real_model_are_refused_not_overflowed() {
         let huge = 1usize << 62;
         let cases: [(&str, HfConfig); 6] = [
-            ("num_hidden_layers", HfConfig { num_hidden_layers: Some(1_000_000_000), ..smollm2() }),
-            ("num_hidden_layers", HfConfig { num_hidden_layers: Some(usize::MAX), ..smollm2() }),
-            ("hidden_size", HfConfig { hidden_size: Some(huge), ..smollm2() }),
-            ("vocab_size", HfConfig { vocab_size: Some(huge), ..smollm2() }),
-            ("intermediate_size", HfConfig { intermediate_size: Some(huge), ..smollm2() }),
-            ("head_dim", HfConfig { head_dim: Some(huge), ..smollm2() }),
+            (
+                "num_hidden_layers",
+                HfConfig {
+                    num_hidden_layers: Some(1_000_000_000),
+                    ..smollm2()
+                },
+            ),
+            (
+                "num_hidden_layers",
+                HfConfig {
+                    num_hidden_layers: Some(usize::MAX),
+                    ..smollm2()
+                },
+            ),
+            (
+                "hidden_size",
+                HfConfig {
+                    hidden_size: Some(huge),
+                    ..smollm2()
+                },
+            ),
+            (
+                "vocab_size",
+                HfConfig {
+                    vocab_size: Some(huge),
+                    ..smollm2()
+                },
+            ),
+            (
+                "intermediate_size",
+                HfConfig {
+                    intermediate_size: Some(huge),
+                    ..smollm2()
+                },
+            ),
+            (
+                "head_dim",
+                HfConfig {
+                    head_dim: Some(huge),
+                    ..smollm2()
+                },
+            ),
         ];
         for (field, hf) in cases {
             let err = ModelConfig::try_from(&hf).expect_err("refused").to_string();
@@ -342,12 +435,48 @@ mod tests {
     #[test]
     fn non_finite_or_non_positive_constants_are_refused() {
         let cases: [(&str, HfConfig); 6] = [
-            ("rope_theta", HfConfig { rope_theta: Some(f64::NAN), ..smollm2() }),
-            ("rope_theta", HfConfig { rope_theta: Some(0.0), ..smollm2() }),
-            ("rope_theta", HfConfig { rope_theta: Some(-1.0), ..smollm2() }),
-            ("rms_norm_eps", HfConfig { rms_norm_eps: Some(f64::NAN), ..smollm2() }),
-            ("rms_norm_eps", HfConfig { rms_norm_eps: Some(-1e-6), ..smollm2() }),
-            ("max_position_embeddings", HfConfig { max_position_embeddings: Some(0), ..smollm2() }),
+            (
+                "rope_theta",
+                HfConfig {
+                    rope_theta: Some(f64::NAN),
+                    ..smollm2()
+                },
+            ),
+            (
+                "rope_theta",
+                HfConfig {
+                    rope_theta: Some(0.0),
+                    ..smollm2()
+                },
+            ),
+            (
+                "rope_theta",
+                HfConfig {
+                    rope_theta: Some(-1.0),
+                    ..smollm2()
+                },
+            ),
+            (
+                "rms_norm_eps",
+                HfConfig {
+                    rms_norm_eps: Some(f64::NAN),
+                    ..smollm2()
+                },
+            ),
+            (
+                "rms_norm_eps",
+                HfConfig {
+                    rms_norm_eps: Some(-1e-6),
+                    ..smollm2()
+                },
+            ),
+            (
+                "max_position_embeddings",
+                HfConfig {
+                    max_position_embeddings: Some(0),
+                    ..smollm2()
+                },
+            ),
         ];
         for (field, hf) in cases {
             let err = ModelConfig::try_from(&hf).expect_err("refused").to_string();
@@ -365,15 +494,29 @@ mod tests {
             original_max_position_embeddings: Some(8192),
             ..Default::default()
         };
-        let err = ModelConfig::try_from(&HfConfig { rope_scaling: Some(scaling(4.0, 4.0)), ..smollm2() }).expect_err("equal factors").to_string();
+        let err = ModelConfig::try_from(&HfConfig {
+            rope_scaling: Some(scaling(4.0, 4.0)),
+            ..smollm2()
+        })
+        .expect_err("equal factors")
+        .to_string();
         assert!(err.contains("high_freq_factor"), "{err}");
-        let ModelConfig::Decoder(ok) = ModelConfig::try_from(&HfConfig { rope_scaling: Some(scaling(1.0, 4.0)), ..smollm2() }).expect("valid") else { panic!("decoder") };
+        let ModelConfig::Decoder(ok) = ModelConfig::try_from(&HfConfig {
+            rope_scaling: Some(scaling(1.0, 4.0)),
+            ..smollm2()
+        })
+        .expect("valid") else {
+            panic!("decoder")
+        };
         assert!(ok.rope_inv_freq().iter().all(|f| f.is_finite() && *f > 0.0));
     }
 
     #[test]
     fn unknown_model_type_is_named() {
-        let hf = HfConfig { model_type: Some("gpt_neox".into()), ..smollm2() };
+        let hf = HfConfig {
+            model_type: Some("gpt_neox".into()),
+            ..smollm2()
+        };
         let err = ModelConfig::try_from(&hf).expect_err("unsupported");
         assert!(err.to_string().contains("gpt_neox"), "{err}");
     }
@@ -385,21 +528,31 @@ mod tests {
                 "num_attention_heads":2,"rope_parameters":{"rope_theta":50000.0,"rope_type":"default"}}"#,
         )
         .expect("parses");
-        let ModelConfig::Decoder(c) = ModelConfig::try_from(&hf).expect("valid") else { panic!("decoder") };
+        let ModelConfig::Decoder(c) = ModelConfig::try_from(&hf).expect("valid") else {
+            panic!("decoder")
+        };
         assert_eq!(c.rope_theta, 50_000.0);
         assert!(c.rope_scaling.is_none() && c.qk_norm && !c.qkv_bias);
     }
 
     #[test]
     fn kv_heads_must_divide_heads() {
-        let hf = HfConfig { num_key_value_heads: Some(4), ..smollm2() };
+        let hf = HfConfig {
+            num_key_value_heads: Some(4),
+            ..smollm2()
+        };
         let err = ModelConfig::try_from(&hf).expect_err("invalid");
         assert!(err.to_string().contains("num_key_value_heads"), "{err}");
     }
 
     #[test]
     fn llama3_scaling_keeps_high_frequencies_and_divides_low_ones() {
-        let s = RopeScaling { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 };
+        let s = RopeScaling {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192,
+        };
         assert_eq!(llama3_scaled_freq(1.0, &s), 1.0);
         let low = 2.0 * std::f64::consts::PI / 100_000.0;
         assert!((llama3_scaled_freq(low, &s) - low / 8.0).abs() < 1e-15);

@@ -22,8 +22,17 @@ impl<T> Linear<T> {
         bias: bool,
     ) -> Result<Self> {
         let weight = w.get(o, &format!("{prefix}.weight"), &[out_features, in_features])?;
-        let bias = if bias { Some(w.get(o, &format!("{prefix}.bias"), &[out_features])?) } else { None };
-        Ok(Self { weight, bias, in_features, out_features })
+        let bias = if bias {
+            Some(w.get(o, &format!("{prefix}.bias"), &[out_features])?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            in_features,
+            out_features,
+        })
     }
 
     /// # Shapes

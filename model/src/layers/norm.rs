@@ -11,8 +11,17 @@ pub struct RmsNorm<T> {
 
 impl<T> RmsNorm<T> {
     /// Loads `{prefix}.weight` `[size]`.
-    pub fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, prefix: &str, size: usize, eps: f64) -> Result<Self> {
-        Ok(Self { weight: w.get(o, &format!("{prefix}.weight"), &[size])?, eps })
+    pub fn load<O: Ops<T = T>>(
+        o: &mut O,
+        w: &mut impl Weights<O>,
+        prefix: &str,
+        size: usize,
+        eps: f64,
+    ) -> Result<Self> {
+        Ok(Self {
+            weight: w.get(o, &format!("{prefix}.weight"), &[size])?,
+            eps,
+        })
     }
 
     /// # Shapes
@@ -32,7 +41,13 @@ pub struct LayerNorm<T> {
 
 impl<T> LayerNorm<T> {
     /// Loads `{prefix}.weight` and `{prefix}.bias`, both `[size]`.
-    pub fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, prefix: &str, size: usize, eps: f64) -> Result<Self> {
+    pub fn load<O: Ops<T = T>>(
+        o: &mut O,
+        w: &mut impl Weights<O>,
+        prefix: &str,
+        size: usize,
+        eps: f64,
+    ) -> Result<Self> {
         let weight = w.get(o, &format!("{prefix}.weight"), &[size])?;
         let bias = w.get(o, &format!("{prefix}.bias"), &[size])?;
         Ok(Self { weight, bias, eps })

@@ -21,7 +21,10 @@ impl<T> Rope<T> {
         let angles = o.mul(&pos, &freq)?; // [b, s, half]
         let angles = o.concat(&[&angles, &angles], -1)?; // [b, s, head_dim]
         let angles = o.unsqueeze(&angles, 1)?; // [b, 1, s, head_dim]
-        Ok(Self { cos: o.cos(&angles)?, sin: o.sin(&angles)? })
+        Ok(Self {
+            cos: o.cos(&angles)?,
+            sin: o.sin(&angles)?,
+        })
     }
 
     /// `x * cos + rotate_half(x) * sin` where `rotate_half([a, b]) = [-b, a]`.

@@ -13,13 +13,36 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if month <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, month, day)
+    (
+        if month <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        month,
+        day,
+    )
 }
 
 /// Today's date for templates that call `strftime_now` (Llama 3.1+): `%d`, `%b`, `%B`, `%Y`, `%m`.
 fn strftime_now(format: String) -> String {
-    const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let month = MONTHS[(m - 1) as usize];
     format
@@ -80,7 +103,10 @@ pub fn render(template: &str, messages: &[Message], special: &SpecialTokens<'_>)
     env.add_function("strftime_now", strftime_now);
     env.add_template("chat", template).map_err(|e| e.to_string())?;
     let tmpl = env.get_template("chat").map_err(|e| e.to_string())?;
-    let mut out = CappedOutput { text: Vec::new(), overflowed: false };
+    let mut out = CappedOutput {
+        text: Vec::new(),
+        overflowed: false,
+    };
     let rendered = tmpl.render_captured_to(
         minijinja::context! {
             messages => messages,
@@ -92,8 +118,13 @@ pub fn render(template: &str, messages: &[Message], special: &SpecialTokens<'_>)
     );
     match rendered {
         Ok(_) => String::from_utf8(out.text).map_err(|e| format!("the template wrote invalid UTF-8: {e}")),
-        Err(_) if out.overflowed => Err(format!("the chat template wrote more than {} MiB; refusing it", MAX_RENDERED_BYTES >> 20)),
-        Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Err(format!("the chat template ran more than {TEMPLATE_FUEL} instructions (a runaway loop?); refusing it")),
+        Err(_) if out.overflowed => Err(format!(
+            "the chat template wrote more than {} MiB; refusing it",
+            MAX_RENDERED_BYTES >> 20
+        )),
+        Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Err(format!(
+            "the chat template ran more than {TEMPLATE_FUEL} instructions (a runaway loop?); refusing it"
+        )),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -103,11 +134,17 @@ mod tests {
     use super::*;
 
     fn with_bos(bos: &str) -> SpecialTokens<'_> {
-        SpecialTokens { bos: Some(bos), eos: None }
+        SpecialTokens {
+            bos: Some(bos),
+            eos: None,
+        }
     }
 
     fn chat() -> Vec<Message> {
-        vec![Message::new("system", "You are a person from Japan."), Message::new("user", "  Hi there  ")]
+        vec![
+            Message::new("system", "You are a person from Japan."),
+            Message::new("user", "  Hi there  "),
+        ]
     }
 
     #[test]
@@ -130,16 +167,27 @@ mod tests {
 
     #[test]
     fn template_errors_are_reported_not_panicked() {
-        let t = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first message must be the user') }}{% endif %}";
+        let t =
+            "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first message must be the user') }}{% endif %}";
         let err = render(t, &chat(), &with_bos("")).expect_err("raises");
         assert!(err.contains("first message must be the user"), "{err}");
         let err = render("{% for %}", &chat(), &with_bos("")).expect_err("syntax");
         assert!(err.contains("syntax"), "{err}");
         // Runaway templates end with an error instead of hanging or exhausting memory.
         let started = std::time::Instant::now();
-        let err = render("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", &chat(), &with_bos("")).expect_err("loops");
+        let err = render(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            &chat(),
+            &with_bos(""),
+        )
+        .expect_err("loops");
         assert!(err.contains("instructions"), "{err}");
-        let err = render("{% for i in range(1000) %}{{ 'x' * 100000 }}{% endfor %}", &chat(), &with_bos("")).expect_err("huge output");
+        let err = render(
+            "{% for i in range(1000) %}{{ 'x' * 100000 }}{% endfor %}",
+            &chat(),
+            &with_bos(""),
+        )
+        .expect_err("huge output");
         assert!(err.contains("MiB"), "{err}");
         assert!(started.elapsed().as_secs() < 30, "limits took {:?}", started.elapsed());
     }

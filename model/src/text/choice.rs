@@ -26,7 +26,10 @@ mod tests {
     #[test]
     fn letters_options_in_order() {
         let opts = vec!["Yes".to_string(), "No".to_string()];
-        assert_eq!(user_prompt("  Do you agree? ", &opts), "Do you agree? A. Yes B. No You can only choose one option.");
+        assert_eq!(
+            user_prompt("  Do you agree? ", &opts),
+            "Do you agree? A. Yes B. No You can only choose one option."
+        );
         assert_eq!((letter(0), letter(25), letter(26)), ('A', 'Z', '?'));
     }
 }

@@ -9,7 +9,16 @@ use std::collections::BTreeMap;
 pub type Profile = BTreeMap<String, String>;
 
 /// The default attribute order (WorldValuesBench).
-pub const DEFAULT_ORDER: [&str; 8] = ["country", "age", "gender", "education", "marital", "religion", "ethnicity", "employment"];
+pub const DEFAULT_ORDER: [&str; 8] = [
+    "country",
+    "age",
+    "gender",
+    "education",
+    "marital",
+    "religion",
+    "ethnicity",
+    "employment",
+];
 
 /// How a profile becomes text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -40,11 +49,23 @@ fn title(attr: &str) -> String {
 
 /// Renders `profile` in `order` (attributes not in `order` follow alphabetically).
 pub fn render(profile: &Profile, order: &[&str], style: ProfileStyle) -> String {
-    let mut attrs: Vec<(&str, &str)> = order.iter().filter_map(|a| profile.get(*a).map(|v| (*a, v.as_str()))).collect();
-    attrs.extend(profile.iter().filter(|(k, _)| !order.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut attrs: Vec<(&str, &str)> = order
+        .iter()
+        .filter_map(|a| profile.get(*a).map(|v| (*a, v.as_str())))
+        .collect();
+    attrs.extend(
+        profile
+            .iter()
+            .filter(|(k, _)| !order.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     let attrs: Vec<(&str, &str)> = attrs.into_iter().filter(|(_, v)| !v.trim().is_empty()).collect();
     match style {
-        ProfileStyle::Prism => attrs.iter().map(|(k, v)| format!("{}: {v}", title(k))).collect::<Vec<_>>().join(", "),
+        ProfileStyle::Prism => attrs
+            .iter()
+            .map(|(k, v)| format!("{}: {v}", title(k)))
+            .collect::<Vec<_>>()
+            .join(", "),
         ProfileStyle::Wvb => {
             let mut parts = Vec::new();
             for (k, v) in &attrs {
@@ -73,7 +94,12 @@ mod tests {
 
     #[test]
     fn wvb_wording_in_order_with_missing_values_omitted() {
-        let prof = p(&[("religion", "Buddhist"), ("country", "Thailand"), ("age", "55-64"), ("gender", "Female")]);
+        let prof = p(&[
+            ("religion", "Buddhist"),
+            ("country", "Thailand"),
+            ("age", "55-64"),
+            ("gender", "Female"),
+        ]);
         assert_eq!(
             render(&prof, &DEFAULT_ORDER, ProfileStyle::Wvb),
             "You are a person from Thailand, age group: 55-64, gender: Female, religion: Buddhist."
@@ -83,14 +109,26 @@ mod tests {
     #[test]
     fn a_blank_country_still_gets_the_opening() {
         let blank = p(&[("country", "  "), ("age", "25-34")]);
-        assert_eq!(render(&blank, &DEFAULT_ORDER, ProfileStyle::Wvb), "You are a person, age group: 25-34.");
-        assert_eq!(render(&p(&[("age", "25-34")]), &DEFAULT_ORDER, ProfileStyle::Wvb), "You are a person, age group: 25-34.");
-        assert_eq!(render(&p(&[("country", "")]), &DEFAULT_ORDER, ProfileStyle::Wvb), "You are a person.");
+        assert_eq!(
+            render(&blank, &DEFAULT_ORDER, ProfileStyle::Wvb),
+            "You are a person, age group: 25-34."
+        );
+        assert_eq!(
+            render(&p(&[("age", "25-34")]), &DEFAULT_ORDER, ProfileStyle::Wvb),
+            "You are a person, age group: 25-34."
+        );
+        assert_eq!(
+            render(&p(&[("country", "")]), &DEFAULT_ORDER, ProfileStyle::Wvb),
+            "You are a person."
+        );
     }
 
     #[test]
     fn prism_wording_and_custom_order() {
         let prof = p(&[("country", "Nigeria"), ("age", "35-44"), ("gender", "Female")]);
-        assert_eq!(render(&prof, &["gender", "country", "age"], ProfileStyle::Prism), "Gender: Female, Country: Nigeria, Age: 35-44");
+        assert_eq!(
+            render(&prof, &["gender", "country", "age"], ProfileStyle::Prism),
+            "Gender: Female, Country: Nigeria, Age: 35-44"
+        );
     }
 }

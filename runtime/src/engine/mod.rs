@@ -44,7 +44,9 @@ impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Ort { device: Device::Cpu } => write!(f, "ort-cpu"),
-            Self::Ort { device: Device::Cuda(i) } => write!(f, "ort-cuda:{i}"),
+            Self::Ort {
+                device: Device::Cuda(i),
+            } => write!(f, "ort-cuda:{i}"),
             Self::Tract => write!(f, "tract"),
         }
     }
@@ -80,6 +82,8 @@ pub fn load(path: &Path, spec: &GraphSpec, options: &EngineOptions) -> Result<Bo
         #[cfg(feature = "tract")]
         Backend::Tract => Ok(Box::new(tract::TractGraph::load(path)?)),
         #[allow(unreachable_patterns)]
-        other => Err(RuntimeError::Unsupported(format!("backend {other} is not compiled into this build (cargo features `ort`, `tract`)"))),
+        other => Err(RuntimeError::Unsupported(format!(
+            "backend {other} is not compiled into this build (cargo features `ort`, `tract`)"
+        ))),
     }
 }

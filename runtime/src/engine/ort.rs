@@ -18,12 +18,17 @@ pub struct OrtGraph {
 }
 
 fn backend(label: &str, e: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Backend { graph: label.into(), reason: e.to_string() }
+    RuntimeError::Backend {
+        graph: label.into(),
+        reason: e.to_string(),
+    }
 }
 
 /// The ONNX Runtime library: `ORT_DYLIB_PATH` at run time, else the one seen at build time.
 pub fn library_path() -> Result<PathBuf, RuntimeError> {
-    let path = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).or_else(|| option_env!("ORT_DYLIB_PATH").map(PathBuf::from));
+    let path = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .or_else(|| option_env!("ORT_DYLIB_PATH").map(PathBuf::from));
     match path {
         Some(p) if p.is_file() => Ok(p),
         Some(p) => Err(RuntimeError::Unsupported(format!("ONNX Runtime library {} does not exist; set ORT_DYLIB_PATH to libonnxruntime.so (pip install onnxruntime==1.31.1)", p.display()))),
@@ -37,7 +42,10 @@ fn environment() -> Result<&'static ort::environment::Environment, RuntimeError>
     let env = ENV.get_or_init(|| {
         let path = library_path().map_err(|e| e.to_string())?;
         let builder = ort::init_from(&path).map_err(|e| format!("loading {}: {e}", path.display()))?;
-        builder.with_name("cuma-runtime").build().map_err(|e| format!("ONNX Runtime environment: {e}"))
+        builder
+            .with_name("cuma-runtime")
+            .build()
+            .map_err(|e| format!("ONNX Runtime environment: {e}"))
     });
     env.as_ref().map_err(|e| RuntimeError::Unsupported(e.clone()))
 }
@@ -56,13 +64,23 @@ impl OrtGraph {
             #[cfg(feature = "cuda")]
             Device::Cuda(id) => {
                 let cuda = ort::ep::CUDA::default().with_device_id(id).build().error_on_failure();
-                builder = builder.with_execution_providers([cuda]).map_err(|e| backend(&label, format!("CUDA execution provider: {e}")))?;
+                builder = builder
+                    .with_execution_providers([cuda])
+                    .map_err(|e| backend(&label, format!("CUDA execution provider: {e}")))?;
             }
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => return Err(RuntimeError::Unsupported("this build has no CUDA support (cargo feature `cuda`)".into())),
+            Device::Cuda(_) => {
+                return Err(RuntimeError::Unsupported(
+                    "this build has no CUDA support (cargo feature `cuda`)".into(),
+                ))
+            }
         }
         let session = builder.commit_from_file(path).map_err(|e| backend(&label, e))?;
-        Ok(Self { session, outputs: spec.outputs.iter().map(|o| o.name.clone()).collect(), label })
+        Ok(Self {
+            session,
+            outputs: spec.outputs.iter().map(|o| o.name.clone()).collect(),
+            label,
+        })
     }
 }
 
@@ -72,8 +90,12 @@ impl Engine for OrtGraph {
         let mut feed: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         for (name, t) in inputs {
             let value = match t {
-                HostTensor::F32 { shape, data } => TensorRef::from_array_view((shape.clone(), data.as_slice())).map(Into::into),
-                HostTensor::I64 { shape, data } => TensorRef::from_array_view((shape.clone(), data.as_slice())).map(Into::into),
+                HostTensor::F32 { shape, data } => {
+                    TensorRef::from_array_view((shape.clone(), data.as_slice())).map(Into::into)
+                }
+                HostTensor::I64 { shape, data } => {
+                    TensorRef::from_array_view((shape.clone(), data.as_slice())).map(Into::into)
+                }
             }
             .map_err(|e| RuntimeError::Input(format!("{label}: input `{name}`: {e}")))?;
             feed.push((name.to_string(), value));
@@ -82,11 +104,19 @@ impl Engine for OrtGraph {
         self.outputs
             .iter()
             .map(|name| {
-                let value = outputs.remove(name).ok_or_else(|| backend(&label, format!("no output `{name}`")))?;
+                let value = outputs
+                    .remove(name)
+                    .ok_or_else(|| backend(&label, format!("no output `{name}`")))?;
                 if let Ok((shape, data)) = value.try_extract_tensor::<f32>() {
-                    Ok(HostTensor::F32 { shape: shape.iter().map(|&d| d as usize).collect(), data: data.to_vec() })
+                    Ok(HostTensor::F32 {
+                        shape: shape.iter().map(|&d| d as usize).collect(),
+                        data: data.to_vec(),
+                    })
                 } else if let Ok((shape, data)) = value.try_extract_tensor::<i64>() {
-                    Ok(HostTensor::I64 { shape: shape.iter().map(|&d| d as usize).collect(), data: data.to_vec() })
+                    Ok(HostTensor::I64 {
+                        shape: shape.iter().map(|&d| d as usize).collect(),
+                        data: data.to_vec(),
+                    })
                 } else {
                     Err(backend(&label, format!("output `{name}` is neither float32 nor int64")))
                 }
