@@ -136,8 +136,11 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
     })?;
     let existing = c.out.join(cuma::train::sft::CHECKPOINT_DIR);
     if !a.resume && !a.force && existing.join(cuma::train::checkpoint::MANIFEST_FILE).is_file() {
-        let step = cuma::train::checkpoint::load(&existing)
-            .map(|ck| format!(" at step {}", ck.manifest.state.step))
+        // Only `cuma.json` is read for the message: the tensors stay on disk.
+        let step = std::fs::read_to_string(existing.join(cuma::train::checkpoint::MANIFEST_FILE))
+            .ok()
+            .and_then(|text| serde_json::from_str::<cuma::train::checkpoint::CheckpointManifest>(&text).ok())
+            .map(|m| format!(" at step {}", m.state.step))
             .unwrap_or_default();
         anyhow::bail!(
             "{} already holds a checkpoint{step}; pass --resume to continue it or --force to start over",
