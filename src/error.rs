@@ -43,6 +43,9 @@ pub enum Error {
     /// A request the code cannot honour (bad flag value, no CUDA, ...).
     #[error("{0}")]
     Invalid(String),
+    /// A weight file (GGUF, safetensors) could not be read.
+    #[error(transparent)]
+    WeightFile(#[from] cuma_model::weight_files::WeightFileError),
     /// libtorch reported a failure.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

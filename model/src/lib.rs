@@ -10,12 +10,15 @@ pub mod arch;
 pub mod bundle;
 pub mod config;
 pub mod error;
+pub mod items;
 pub mod layers;
 pub mod names;
 pub mod ops;
 pub mod sampling;
 pub mod shape_ops;
 pub mod text;
+#[cfg(feature = "weight-files")]
+pub mod weight_files;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -47,20 +47,10 @@ pub fn read<T: DeserializeOwned>(
     };
     for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
         let bytes = line.map_err(crate::error::io(path))?;
-        let parsed = std::str::from_utf8(&bytes)
-            .map_err(|_| "invalid UTF-8".to_string())
-            .and_then(|text| {
-                if text.trim().is_empty() {
-                    Err(String::new())
-                } else {
-                    Ok(text)
-                }
-            })
-            .and_then(|text| serde_json::from_str::<T>(text).map_err(|e| e.to_string()))
-            .and_then(|row| check(&row).map(|()| row));
+        let parsed = cuma_model::items::parse_row(&bytes, &check);
         match parsed {
-            Ok(row) => out.rows.push(row),
-            Err(reason) if reason.is_empty() => {}
+            Ok(Some(row)) => out.rows.push(row),
+            Ok(None) => {}
             Err(reason) => {
                 out.skipped += 1;
                 if out.first_skipped.len() < REPORTED_LINES {

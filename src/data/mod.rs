@@ -3,7 +3,6 @@
 //! raw World Values Survey wave 7 files ([`wvs`]).
 
 pub mod clusters;
-pub mod item;
 pub mod jsonl;
 pub mod profile;
 pub mod split;
@@ -11,5 +10,7 @@ pub mod synth;
 pub mod wvb;
 pub mod wvs;
 
+/// The canonical item types live in `cuma-model` (shared with the fuzz targets and the runtime).
+pub use cuma_model::items as item;
 pub use item::{ChatItem, ChoiceItem, Item, Scale};
 pub use profile::{Profile, ProfileStyle};

@@ -71,42 +71,6 @@ pub fn read_hf_config(dir: &Path) -> Result<HfConfig> {
     })
 }
 
-/// Maps GGUF metadata onto the Hugging Face config fields.
-pub fn hf_config_from_gguf(g: &gguf::GgufFile, weights: &WeightSet) -> Result<HfConfig> {
-    let arch = g.architecture().ok_or_else(|| Error::Gguf {
-        path: g.path.clone(),
-        reason: "no `general.architecture` in metadata".into(),
-    })?;
-    let u = |k: &str| {
-        g.get(&format!("{arch}.{k}"))
-            .and_then(gguf::MetaValue::as_u64)
-            .map(|v| v as usize)
-    };
-    let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(gguf::MetaValue::as_f64);
-    let vocab = u("vocab_size")
-        .or_else(|| {
-            g.get("tokenizer.ggml.tokens")
-                .and_then(gguf::MetaValue::as_array)
-                .map(<[_]>::len)
-        })
-        .or_else(|| weights.entry("model.embed_tokens.weight").map(|e| e.shape[0]));
-    Ok(HfConfig {
-        model_type: Some(arch.to_string()),
-        vocab_size: vocab,
-        hidden_size: u("embedding_length"),
-        intermediate_size: u("feed_forward_length"),
-        num_hidden_layers: u("block_count"),
-        num_attention_heads: u("attention.head_count"),
-        num_key_value_heads: u("attention.head_count_kv"),
-        head_dim: u("attention.key_length"),
-        rms_norm_eps: f("attention.layer_norm_rms_epsilon"),
-        rope_theta: f("rope.freq_base"),
-        max_position_embeddings: u("context_length"),
-        tie_word_embeddings: Some(weights.entry("lm_head.weight").is_none()),
-        ..Default::default()
-    })
-}
-
 impl ModelSource {
     /// Attaches the most specific file to a model-definition error: the weight file holding the
     /// tensor it names, else the model path.
@@ -127,7 +91,7 @@ impl ModelSource {
         match format {
             Format::Gguf => {
                 let (g, weights) = gguf::open(&path)?;
-                let hf = hf_config_from_gguf(&g, &weights)?;
+                let hf = gguf::hf_config(&g, &weights)?;
                 let config = ModelConfig::try_from(&hf).map_err(|source| Error::Model {
                     path: path.clone(),
                     source,

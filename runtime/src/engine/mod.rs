@@ -76,6 +76,9 @@ pub fn load(path: &Path, spec: &GraphSpec, options: &EngineOptions) -> Result<Bo
     if let Some(n) = options.threads.filter(|n| !(1..=MAX_THREADS).contains(n)) {
         return Err(RuntimeError::Input(format!("{n} threads: ask for 1 to {MAX_THREADS}")));
     }
+    // A build without engines uses neither.
+    #[cfg(not(any(feature = "ort", feature = "tract")))]
+    let _ = (path, spec);
     match options.backend {
         #[cfg(feature = "ort")]
         Backend::Ort { device } => Ok(Box::new(ort::OrtGraph::load(path, spec, device, options.threads)?)),

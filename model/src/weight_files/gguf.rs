@@ -1,8 +1,7 @@
 //! GGUF reader (versions 2 and 3): metadata, tensor directory, and the mapping of llama.cpp tensor
 //! names and layouts onto Hugging Face ones. Every count and offset read from the file is checked.
 
-use super::{mmap::Bytes, DType, TensorEntry, WeightSet};
-use crate::{Error, Result};
+use super::{Bytes, DType, Result, TensorEntry, WeightFileError as Error, WeightSet};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -203,7 +202,11 @@ pub fn hf_name(gguf: &str) -> Option<String> {
 /// Opens and parses a GGUF file: its metadata, and its tensors in Hugging Face names and layout.
 /// Tensor data stays mapped and is converted on demand.
 pub fn open(path: &Path) -> Result<(GgufFile, WeightSet)> {
-    let bytes = Bytes::map(path)?;
+    from_bytes(path, Bytes::map(path)?)
+}
+
+/// Parses GGUF `bytes` already in memory; `path` only names them in errors.
+pub fn from_bytes(path: &Path, bytes: Bytes) -> Result<(GgufFile, WeightSet)> {
     let (version, metadata, tensors) = parse(path, bytes.as_slice())?;
     let weights = WeightSet {
         files: vec![(path.into(), bytes)],
@@ -218,6 +221,42 @@ pub fn open(path: &Path) -> Result<(GgufFile, WeightSet)> {
         },
         weights,
     ))
+}
+
+/// Maps GGUF metadata onto the Hugging Face config fields.
+pub fn hf_config(g: &GgufFile, weights: &WeightSet) -> Result<crate::config::HfConfig> {
+    let arch = g.architecture().ok_or_else(|| Error::Gguf {
+        path: g.path.clone(),
+        reason: "no `general.architecture` in metadata".into(),
+    })?;
+    let u = |k: &str| {
+        g.get(&format!("{arch}.{k}"))
+            .and_then(MetaValue::as_u64)
+            .map(|v| v as usize)
+    };
+    let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(MetaValue::as_f64);
+    let vocab = u("vocab_size")
+        .or_else(|| {
+            g.get("tokenizer.ggml.tokens")
+                .and_then(MetaValue::as_array)
+                .map(<[_]>::len)
+        })
+        .or_else(|| weights.entry("model.embed_tokens.weight").map(|e| e.shape[0]));
+    Ok(crate::config::HfConfig {
+        model_type: Some(arch.to_string()),
+        vocab_size: vocab,
+        hidden_size: u("embedding_length"),
+        intermediate_size: u("feed_forward_length"),
+        num_hidden_layers: u("block_count"),
+        num_attention_heads: u("attention.head_count"),
+        num_key_value_heads: u("attention.head_count_kv"),
+        head_dim: u("attention.key_length"),
+        rms_norm_eps: f("attention.layer_norm_rms_epsilon"),
+        rope_theta: f("rope.freq_base"),
+        max_position_embeddings: u("context_length"),
+        tie_word_embeddings: Some(weights.entry("lm_head.weight").is_none()),
+        ..Default::default()
+    })
 }
 
 type Parsed = (u32, BTreeMap<String, MetaValue>, BTreeMap<String, TensorEntry>);

@@ -8,20 +8,26 @@
 
 use std::path::Path;
 
-/// The bytes of one file.
+/// The bytes of one weight file: mapped from disk, or owned (files built in memory, fuzzing).
 #[derive(Debug)]
-pub struct Bytes(memmap2::Mmap);
+pub enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
 
 impl Bytes {
     /// Maps `path` read-only.
-    pub fn map(path: &Path) -> crate::Result<Self> {
-        let file = std::fs::File::open(path).map_err(crate::error::io(path))?;
+    pub fn map(path: &Path) -> super::Result<Self> {
+        let file = std::fs::File::open(path).map_err(super::error::io(path))?;
         // SAFETY: see the module docs: the file is not modified while mapped.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(crate::error::io(path))?;
-        Ok(Self(map))
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(super::error::io(path))?;
+        Ok(Self::Mapped(map))
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        &self.0
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
     }
 }

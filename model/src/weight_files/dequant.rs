@@ -10,7 +10,11 @@ pub const BLOCK: usize = 32;
 impl DType {
     /// Bytes needed for `numel` values, or `None` when `numel` does not fill whole blocks.
     pub fn byte_len(self, numel: usize) -> Option<usize> {
-        let per_block = |bytes: usize| (numel % BLOCK == 0).then(|| numel / BLOCK * bytes);
+        let per_block = |bytes: usize| {
+            (numel % BLOCK == 0)
+                .then(|| (numel / BLOCK).checked_mul(bytes))
+                .flatten()
+        };
         match self {
             DType::F32 => numel.checked_mul(4),
             DType::F16 | DType::BF16 => numel.checked_mul(2),
@@ -169,6 +173,17 @@ mod tests {
             .flat_map(|x| x.to_le_bytes())
             .collect();
         assert_eq!(to_f32(DType::BF16, &raw, 2).expect("bf16"), vec![3.0, -0.5]);
+    }
+
+    #[test]
+    fn block_sizes_of_absurd_counts_do_not_overflow() {
+        // Found by the gguf fuzz target: a whole number of blocks near usize::MAX overflowed
+        // `blocks * 34`.
+        let numel = usize::MAX / BLOCK * BLOCK;
+        for dtype in [DType::Q8_0, DType::F32, DType::F16, DType::BF16] {
+            assert_eq!(dtype.byte_len(numel), None, "{}", dtype.name());
+        }
+        assert_eq!(DType::Q8_0.byte_len(64), Some(68));
     }
 
     #[test]

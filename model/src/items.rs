@@ -1,4 +1,4 @@
-//! The canonical items: a multiple-choice survey answer of one respondent ([`ChoiceItem`]), or a
+//! The canonical JSONL items: a multiple-choice survey answer of one respondent ([`ChoiceItem`]), or a
 //! chat conversation ([`ChatItem`]), each with the profile of who answered.
 //!
 //! ```json
@@ -9,8 +9,9 @@
 //!  "answer": 0, "scale": {"min": 1, "max": 4, "ordinal": true}, "groups": {"country": "AND"}}
 //! ```
 
-use super::profile::Profile;
-use crate::tokenizer::chat::Message;
+use crate::text::profile::Profile;
+use crate::text::Message;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -44,7 +45,7 @@ pub struct ChoiceItem {
     pub groups: BTreeMap<String, String>,
 }
 
-pub use cuma_model::text::choice::LETTERS;
+pub use crate::text::choice::LETTERS;
 
 impl ChoiceItem {
     /// Checks the fields fit together.
@@ -74,12 +75,12 @@ impl ChoiceItem {
 
     /// The user turn (spec section 6): `{question} A. {opt1} B. {opt2} ... You can only choose one option.`
     pub fn user_prompt(&self) -> String {
-        cuma_model::text::choice::user_prompt(&self.question, &self.options)
+        crate::text::choice::user_prompt(&self.question, &self.options)
     }
 
     /// The answer letter.
     pub fn answer_letter(&self) -> char {
-        cuma_model::text::choice::letter(self.answer)
+        crate::text::choice::letter(self.answer)
     }
 }
 
@@ -169,6 +170,21 @@ impl Item {
             Item::Chat(c) => &c.profile,
         }
     }
+}
+
+/// Parses one JSONL line: `Ok(None)` for a blank line, `Err(reason)` for one that is not UTF-8,
+/// not JSON of the row type, or that `check` rejects. Never panics, whatever the bytes.
+pub fn parse_row<T: DeserializeOwned>(
+    line: &[u8],
+    check: impl Fn(&T) -> Result<(), String>,
+) -> Result<Option<T>, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "invalid UTF-8".to_string())?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let row = serde_json::from_str::<T>(text).map_err(|e| e.to_string())?;
+    check(&row)?;
+    Ok(Some(row))
 }
 
 #[cfg(test)]
