@@ -8,11 +8,12 @@
 #   make test-kernels
 #               the whole suite once per CPU kernel setting of libtorch and MKL (default, AVX2,
 #               AVX-512), to show that no test depends on one CPU's last bits
+#   make fuzz   every cargo-fuzz target to 10^6 executions or 30 minutes (scripts/fuzz.sh)
 # Both start with scripts/bootstrap.sh, which is a no-op once everything is in place.
 
 CARGO ?= cargo
 
-.PHONY: setup demo test test-kernels
+.PHONY: setup demo test test-kernels fuzz
 setup:
 	@bash scripts/bootstrap.sh
 
@@ -26,6 +27,10 @@ test:
 	$(CARGO) fmt --all --check || status=1; \
 	$(CARGO) clippy --workspace --all-targets -- -D warnings || status=1; \
 	exit $$status
+
+fuzz:
+	@CUMA_TEST_EXTRAS=1 bash scripts/bootstrap.sh
+	bash scripts/fuzz.sh
 
 test-kernels:
 	@CUMA_TEST_EXTRAS=1 bash scripts/bootstrap.sh

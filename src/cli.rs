@@ -136,12 +136,16 @@ pub struct GenerateArgs {
     /// System message (default: none; the chat template may add its own).
     #[arg(long)]
     pub system: Option<String>,
-    /// The user's message.
-    #[arg(long)]
-    pub prompt: String,
-    /// Most tokens to generate.
+    /// The user's message; repeat for a batch (generated together, replies printed in order).
+    #[arg(long, required = true)]
+    pub prompt: Vec<String>,
+    /// Most tokens to generate per reply (cut to what the context leaves after the longest
+    /// prompt).
     #[arg(long, default_value_t = 128)]
     pub max_tokens: usize,
+    /// Stop a reply when its text contains this (cut from the reply); repeat for several.
+    #[arg(long)]
+    pub stop: Vec<String>,
     /// Sampling temperature; 0 is greedy decoding.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,

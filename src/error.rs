@@ -37,9 +37,6 @@ pub enum Error {
     /// A model path that is neither a GGUF file nor a Hugging Face model directory.
     #[error("{path}: {reason}")]
     ModelPath { path: PathBuf, reason: String },
-    /// The prompt does not fit the model's context.
-    #[error("prompt has {tokens} tokens; the model's context holds {max} (including {new} new tokens)")]
-    PromptTooLong { tokens: usize, max: usize, new: usize },
     /// A request the code cannot honour (bad flag value, no CUDA, ...).
     #[error("{0}")]
     Invalid(String),

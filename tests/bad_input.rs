@@ -4,7 +4,7 @@
 mod common;
 
 use common::{copy_tiny, scratch, tiny};
-use cuma::generate::{generate, GenerateOptions};
+use cuma::serve::{generate, FinishReason, GenerateOptions};
 use cuma::models::{Backbone, ProfileEncoder};
 use tch::Device;
 
@@ -137,16 +137,24 @@ fn encoder_given_a_directory_without_weights_is_named() {
 
 #[test]
 fn over_long_prompt_is_an_error() {
+    // The serving core's context rule: a prompt must leave room for one new token; the budget is
+    // cut to what the context leaves.
     let model = Backbone::load(&tiny("llama"), Device::Cpu).expect("loads");
-    let ids = vec![5u32; 250];
     let opts = GenerateOptions {
         max_new_tokens: 10,
-        sampling: Default::default(),
+        ..Default::default()
     };
-    let err = generate(&model, &ids, None, opts, |_| {})
+    let err = generate(&model, &[vec![5u32; 256]], None, &opts, |_| {})
         .expect_err("too long")
         .to_string();
-    assert!(err.contains("250 tokens") && err.contains("256"), "{err}");
+    assert!(err.contains("256 tokens") && err.contains("context is 256"), "{err}");
+    let g = generate(&model, &[vec![5u32; 250]], None, &opts, |_| {})
+        .expect("fits with a shorter budget")
+        .remove(0);
+    assert!(g.token_ids.len() <= 6, "{} tokens past the context", g.token_ids.len());
+    if g.finish_reason == FinishReason::Length {
+        assert_eq!(g.token_ids.len(), 6);
+    }
 }
 
 #[test]

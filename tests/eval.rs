@@ -4,7 +4,9 @@
 mod common;
 
 use common::tiny;
-use cuma::eval::choice::{option_probs, ChoicePrompt, Padding};
+use cuma::eval::choice::{letter_ids, option_probs, ChoicePrompt};
+use cuma::models::backbone::StepInput;
+use cuma::models::inputs::pad_batch;
 use cuma::models::Backbone;
 use cuma::tch_ops::TchOps;
 use cuma::trainables::TchTrainables;
@@ -39,6 +41,34 @@ fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The same probabilities computed by hand from a right-padded batch (as training pads): the
+/// logits at each row's last real token, softmaxed over its letters.
+fn right_padded_probs(model: &Backbone, ps: &[ChoicePrompt]) -> Vec<Vec<f64>> {
+    let rows: Vec<Vec<u32>> = ps.iter().map(|p| p.ids.clone()).collect();
+    let (ids, mask) = pad_batch(&rows, 0, false, Device::Cpu).expect("pads");
+    let out = tch::no_grad(|| {
+        model.run(
+            &mut TchOps::new(Device::Cpu),
+            &StepInput {
+                ids: &ids,
+                attention_mask: &mask,
+                past: None,
+                profile: None,
+            },
+        )
+    })
+    .expect("forward");
+    let letters = letter_ids(model, 4).expect("letters");
+    ps.iter()
+        .enumerate()
+        .map(|(r, p)| {
+            let row = out.logits.get(r as i64).get(p.ids.len() as i64 - 1).to_kind(Kind::Double);
+            let picked: Vec<f64> = letters[..p.options].iter().map(|&l| row.double_value(&[l as i64])).collect();
+            cuma_model::serve::softmax(&picked)
+        })
+        .collect()
+}
+
 #[test]
 fn left_right_and_unpadded_give_the_same_probabilities() {
     let model = Backbone::load(&tiny("qwen3"), Device::Cpu).expect("loads");
@@ -47,12 +77,12 @@ fn left_right_and_unpadded_give_the_same_probabilities() {
         ps.iter().map(|p| p.ids.len()).min() != ps.iter().map(|p| p.ids.len()).max(),
         "prompts must differ in length"
     );
-    let left = option_probs(&model, &ps, None, Padding::Left).expect("left");
-    let right = option_probs(&model, &ps, None, Padding::Right).expect("right");
+    let left = option_probs(&model, &ps, None).expect("left");
+    let right = right_padded_probs(&model, &ps);
     let alone: Vec<Vec<f64>> = ps
         .iter()
         .map(|p| {
-            option_probs(&model, std::slice::from_ref(p), None, Padding::Left)
+            option_probs(&model, std::slice::from_ref(p), None)
                 .expect("alone")
                 .remove(0)
         })
@@ -77,7 +107,7 @@ fn left_right_and_unpadded_give_the_same_probabilities() {
 fn fresh_cuma_scores_exactly_like_the_backbone() {
     let mut model = Backbone::load(&tiny("llama"), Device::Cpu).expect("loads");
     let ps = prompts(&model);
-    let bare = option_probs(&model, &ps, None, Padding::Left).expect("bare");
+    let bare = option_probs(&model, &ps, None).expect("bare");
     tch::manual_seed(9);
     let mut store = TchTrainables::default();
     let adapters = DecoderAdapters::init(
@@ -90,7 +120,7 @@ fn fresh_cuma_scores_exactly_like_the_backbone() {
     .expect("adapters");
     model.decoder.adapters = Some(adapters);
     let profiles = Tensor::randn([2, 16], (Kind::Float, Device::Cpu));
-    let cuma = option_probs(&model, &ps, Some(&profiles), Padding::Left).expect("cuma");
+    let cuma = option_probs(&model, &ps, Some(&profiles)).expect("cuma");
     assert_eq!(max_diff(&bare, &cuma), 0.0);
 }
 

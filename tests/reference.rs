@@ -1,7 +1,9 @@
 //! The embedded real models against independent references from Hugging Face transformers and
 //! sentence-transformers (`fixtures/reference/make_reference.py`, run once; JSON committed).
 
-use cuma::generate::last_logits;
+mod common;
+
+use common::last_logits;
 use cuma::models::{Backbone, ProfileEncoder};
 use cuma::sampling::argmax;
 use cuma::tokenizer::chat::{render, Message};
@@ -152,7 +154,7 @@ fn minilm_embeddings_match_sentence_transformers() {
 
 #[test]
 fn generation_stops_at_end_of_turn_like_the_reference() {
-    use cuma::generate::{generate, GenerateOptions};
+    use cuma::serve::{generate, FinishReason, GenerateOptions};
     let model = smollm2();
     let chat = &reference("smollm2.json")["chats"][0];
     let expected = ids(&chat["greedy_ids"]);
@@ -163,14 +165,13 @@ fn generation_stops_at_end_of_turn_like_the_reference() {
     let mut streamed = String::new();
     let opts = GenerateOptions {
         max_new_tokens: 48,
-        sampling: Default::default(),
+        ..Default::default()
     };
-    let g = generate(&model, &ids(&chat["prompt_ids"]), None, opts, |piece| {
-        streamed.push_str(piece)
-    })
-    .expect("generates");
-    assert!(g.stopped, "did not stop at <|im_end|>");
-    assert_eq!(g.tokens, expected[..end].to_vec());
+    let g = generate(&model, &[ids(&chat["prompt_ids"])], None, &opts, |t| streamed.push_str(t.text))
+        .expect("generates")
+        .remove(0);
+    assert_eq!(g.finish_reason, FinishReason::EndOfTurn, "did not stop at <|im_end|>");
+    assert_eq!(g.token_ids, expected[..end].to_vec());
     assert_eq!(streamed, g.text);
     assert_eq!(g.text, "The capital of France is Paris.");
 }

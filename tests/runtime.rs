@@ -14,7 +14,7 @@ mod common;
 use common::ties::{compare_ranking, near_tie, Ranking, Tally};
 use common::{arg as s, cuma, scratch, seeded_bundle, small_survey, tiny, train_and_export};
 use cuma::eval::run::Evaluator;
-use cuma::generate::{generate, GenerateOptions as TchGenerate};
+use cuma::serve::generate;
 use cuma::models::backbone::{Backbone, StepInput, StepOutput};
 use cuma::tch_ops::TchOps;
 use cuma::tokenizer::chat::{render, Message};
@@ -135,22 +135,18 @@ fn tch_observe(model: &Backbone, prompt: &[u32], profile: Option<&Tensor>) -> Ob
     let scores = (0..n)
         .map(|t| per_router_scores.iter().map(|r| r[t].clone()).collect())
         .collect();
-    let g = generate(
-        model,
-        prompt,
-        profile,
-        TchGenerate {
-            max_new_tokens: GREEDY_TOKENS,
-            sampling: Default::default(),
-        },
-        |_| {},
-    )
-    .expect("tch generate");
+    let options = GenerateOptions {
+        max_new_tokens: GREEDY_TOKENS,
+        ..Default::default()
+    };
+    let g = generate(model, &[prompt.to_vec()], profile, &options, |_| {})
+        .expect("tch generate")
+        .remove(0);
     Observation {
         prompt: prompt.to_vec(),
         top5: top5(&last),
         routing,
-        greedy: g.tokens,
+        greedy: g.token_ids,
         last_logits: last,
         scores,
     }

@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{device, f32s, reference, tiny, u32s};
-use cuma::generate::last_logits;
+use common::{device, f32s, last_logits, reference, tiny, u32s};
 use cuma::models::{Backbone, ProfileEncoder};
 use cuma::sampling::argmax;
 use tch::{Device, Kind, Tensor};

@@ -179,12 +179,7 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
             ));
         }
     }
-    let routers = decoder
-        .adapters
-        .as_ref()
-        .filter(|a| a.method.routed())
-        .map(|a| a.router_names())
-        .unwrap_or_default();
+    let routers = decoder.router_labels();
     if !out.routing.is_empty() {
         let k = decoder.adapters.as_ref().map_or(0, |a| a.method.top_k).to_string();
         let n = out.routing.len().to_string();

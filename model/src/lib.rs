@@ -15,6 +15,7 @@ pub mod layers;
 pub mod names;
 pub mod ops;
 pub mod sampling;
+pub mod serve;
 pub mod shape_ops;
 pub mod text;
 #[cfg(feature = "weight-files")]

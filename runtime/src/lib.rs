@@ -21,12 +21,11 @@
 
 pub mod bundle;
 pub mod cli;
+pub mod decoder;
 pub mod engine;
 pub mod error;
 pub mod external_data;
-pub mod generate;
 pub mod profile;
-pub mod routing;
 pub mod session;
 pub mod tensor;
 pub mod text;
@@ -35,8 +34,9 @@ pub use bundle::Bundle;
 pub use cuma_model as model;
 pub use engine::{Backend, Device, EngineOptions};
 pub use error::RuntimeError;
-pub use generate::{FinishReason, GenerateOptions, GenerateRequest, Generation, TokenEvent};
+pub use cuma_model::serve::{generate, routing};
+pub use cuma_model::serve::{FinishReason, GenerateOptions, Generation, Timings, TokenEvent};
 pub use profile::Profile;
 pub use routing::RoutingTrace;
-pub use session::{ChoiceDistribution, Session, SessionOptions};
+pub use session::{ChoiceDistribution, GenerateRequest, Session, SessionOptions};
 pub use tensor::HostTensor;

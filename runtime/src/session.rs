@@ -2,10 +2,15 @@
 //! prompts exactly as training did, encodes each profile once (cached), and runs the decoder
 //! graph step by step with its KV cache.
 
+use crate::decoder::{GraphDecoder, StepOutput};
 use crate::engine::{self, Engine, EngineOptions};
-use crate::routing::{RoutingTrace, StepRouting};
 use crate::text::{chat_prompt, TextTokenizer};
 use crate::{Bundle, HostTensor, Profile, RuntimeError};
+use cuma_model::serve::choice::{option_probabilities, ChoicePrompt};
+use cuma_model::serve::generate::generate;
+use cuma_model::serve::{
+    DecoderStep, GenerateOptions, Generation, RoutingTrace, ServeError, StepInput, Timings, TokenEvent, TokenText,
+};
 use cuma_model::text::{choice, Message};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -19,15 +24,30 @@ pub struct SessionOptions {
     pub strict_profiles: bool,
 }
 
-/// One decoder call's results.
-pub struct StepOutput {
-    /// `[batch, seq, vocab]`, row-major.
-    pub logits: Vec<f32>,
-    pub seq: usize,
-    /// `present.{l}.key`, `present.{l}.value`, ... in layer order.
-    pub presents: Vec<HostTensor>,
-    /// `[routers, batch, seq, k]` experts and gates, for routed bundles.
-    pub routing: Option<(Vec<i64>, Vec<f32>)>,
+/// One chat request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    pub profile: Profile,
+    /// The conversation so far (a system turn is added unless it starts with one).
+    pub messages: Vec<Message>,
+}
+
+/// The bundle's tokenizer and end-of-turn ids, as the serving core's text side.
+struct BundleText<'a> {
+    tokenizer: &'a TextTokenizer,
+    end_of_turn: &'a [u32],
+}
+
+impl TokenText for BundleText<'_> {
+    fn decode(&self, ids: &[u32]) -> Result<String, ServeError> {
+        self.tokenizer
+            .decode(ids)
+            .map_err(|e| ServeError::Tokenizer(e.to_string()))
+    }
+
+    fn end_of_turn(&self) -> &[u32] {
+        self.end_of_turn
+    }
 }
 
 /// The answer distribution over a question's options.
@@ -46,14 +66,12 @@ pub struct ChoiceDistribution {
 pub struct Session {
     bundle: Bundle,
     options: SessionOptions,
-    decoder: Box<dyn Engine>,
+    decoder: GraphDecoder,
     encoder: Option<Box<dyn Engine>>,
     pub(crate) tokenizer: TextTokenizer,
     encoder_tokenizer: Option<TextTokenizer>,
     profile_cache: HashMap<String, Vec<f32>>,
     warnings: Vec<String>,
-    /// The decoder's `past.{l}.key` / `past.{l}.value` input names, built once.
-    past_names: Vec<(String, String)>,
 }
 
 impl Session {
@@ -89,9 +107,7 @@ impl Session {
             ),
             _ => (None, None),
         };
-        let past_names = (0..m.backbone.layers)
-            .map(|l| (format!("past.{l}.key"), format!("past.{l}.value")))
-            .collect();
+        let decoder = GraphDecoder::new(decoder, &bundle);
         Ok(Self {
             bundle,
             options,
@@ -101,7 +117,6 @@ impl Session {
             encoder_tokenizer,
             profile_cache: HashMap::new(),
             warnings: Vec::new(),
-            past_names,
         })
     }
 
@@ -120,11 +135,7 @@ impl Session {
 
     /// Whether the decoder's routers read a profile vector.
     pub fn reads_profile_vector(&self) -> bool {
-        self.bundle
-            .manifest
-            .adapter
-            .as_ref()
-            .is_some_and(|a| a.demographic_dim > 0)
+        self.decoder.reads_profile_vector()
     }
 
     /// The router labels of `routing_experts`' first axis (empty without routers).
@@ -278,25 +289,25 @@ impl Session {
             &[Message::new("user", &choice::user_prompt(question, options))],
         )?;
         let t1 = Instant::now();
-        let (last, routing) = self.next_token_logits(&ids, demographic.as_deref(), trace_routing)?;
+        let prompt = ChoicePrompt { ids, letters };
+        let scores = option_probabilities(
+            &mut self.decoder,
+            std::slice::from_ref(&prompt),
+            demographic.as_deref(),
+            trace_routing,
+        )?;
         let prefill_seconds = t1.elapsed().as_secs_f64();
-        // A tokenizer whose letter ids lie past the graph's vocabulary is a broken bundle, not a panic.
-        let picked: Vec<f64> = letters
-            .iter()
-            .map(|&l| {
-                last.get(l as usize).map(|&v| f64::from(v)).ok_or_else(|| {
-                    RuntimeError::Unsupported(format!(
-                        "option letter token {l} lies outside the model's {} logits (tokenizer and graph disagree)",
-                        last.len()
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let max = picked.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let exp: Vec<f64> = picked.iter().map(|l| (l - max).exp()).collect();
-        let total: f64 = exp.iter().sum();
+        let routing = match &scores.routing {
+            Some(r) => Some(RoutingTrace::from_step(
+                &self.routers(),
+                &r.view(1, scores.width),
+                0,
+                &prompt.ids,
+            )?),
+            None => None,
+        };
         Ok(ChoiceDistribution {
-            probabilities: exp.iter().map(|e| e / total).collect(),
+            probabilities: scores.probabilities.into_iter().next().unwrap_or_default(),
             routing,
             encoder_seconds,
             prefill_seconds,
@@ -314,25 +325,84 @@ impl Session {
         if prompt_ids.is_empty() {
             return Err(RuntimeError::Input("an empty prompt".into()));
         }
-        let rows = [prompt_ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>()];
-        let mut out = self.step(&rows, &vec![1; prompt_ids.len()], demographic, None)?;
-        let vocab = self.bundle.manifest.backbone.vocab;
-        let last = out.logits.split_off((out.seq - 1) * vocab);
-        let routing = match (&out.routing, trace_routing) {
-            (Some((experts, gates)), true) => Some(RoutingTrace::from_step(
+        let out = DecoderStep::step(
+            &mut self.decoder,
+            StepInput {
+                ids: &[prompt_ids.to_vec()],
+                mask: &vec![1; prompt_ids.len()],
+                profiles: demographic,
+                past: None,
+                routing: trace_routing,
+            },
+        )?;
+        let routing = match &out.routing {
+            Some(r) => Some(RoutingTrace::from_step(
                 &self.routers(),
-                &StepRouting {
-                    experts,
-                    gates,
-                    batch: 1,
-                    seq: out.seq,
-                },
+                &r.view(1, prompt_ids.len()),
                 0,
                 prompt_ids,
             )?),
-            _ => None,
+            None => None,
         };
-        Ok((last, routing))
+        Ok((out.last_logits, routing))
+    }
+
+    /// Generates replies for `requests` (each with its own profile), calling `on_token` for every
+    /// streamed piece of text; the loop is the serving core's
+    /// ([`cuma_model::serve::generate::generate`]).
+    ///
+    /// ```no_run
+    /// use cuma_runtime::{Bundle, GenerateOptions, GenerateRequest, Profile, Session, SessionOptions};
+    /// use cuma_runtime::model::text::Message;
+    /// let mut session = Session::new(Bundle::open("bundle")?, SessionOptions::default())?;
+    /// let request = GenerateRequest { profile: Profile::parse("country=Chile")?, messages: vec![Message::new("user", "What matters most in life?")] };
+    /// let replies = session.generate(&[request], &GenerateOptions::default(), |t| print!("{}", t.text))?;
+    /// # Ok::<(), cuma_runtime::RuntimeError>(())
+    /// ```
+    pub fn generate(
+        &mut self,
+        requests: &[GenerateRequest],
+        options: &GenerateOptions,
+        on_token: impl FnMut(TokenEvent<'_>),
+    ) -> Result<Vec<Generation>, RuntimeError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        options.validate()?;
+        let mut timings = Timings::default();
+        let t0 = Instant::now();
+        let demographic = if self.reads_profile_vector() {
+            let mut all = Vec::new();
+            for r in requests {
+                all.extend(self.encode_profile(&r.profile)?);
+            }
+            Some(all)
+        } else {
+            None
+        };
+        timings.encoder_seconds = t0.elapsed().as_secs_f64();
+        let prompts: Vec<Vec<u32>> = requests
+            .iter()
+            .map(|r| self.prompt_ids(&r.profile, &r.messages))
+            .collect::<Result<_, _>>()?;
+        self.generate_ids(&prompts, demographic.as_deref(), options, timings, on_token)
+    }
+
+    /// [`Session::generate`] on prompts already tokenised, with the profile vectors `[batch * D]`
+    /// when the routers read them. `timings` carries the encoder time spent by the caller.
+    pub fn generate_ids(
+        &mut self,
+        prompts: &[Vec<u32>],
+        demographic: Option<&[f32]>,
+        options: &GenerateOptions,
+        timings: Timings,
+        on_token: impl FnMut(TokenEvent<'_>),
+    ) -> Result<Vec<Generation>, RuntimeError> {
+        let text = BundleText {
+            tokenizer: &self.tokenizer,
+            end_of_turn: &self.bundle.manifest.backbone.end_of_turn,
+        };
+        generate(&mut self.decoder, &text, prompts, demographic, options, timings, on_token)
     }
 
     /// One decoder call (the low-level step under generation; public for benchmarks and custom
@@ -345,98 +415,6 @@ impl Session {
         demographic: Option<&[f32]>,
         past: Option<&[HostTensor]>,
     ) -> Result<StepOutput, RuntimeError> {
-        let (b, s) = (rows.len(), rows.first().map_or(0, Vec::len));
-        let bb = &self.bundle.manifest.backbone;
-        let (layers, kv, hd, vocab) = (bb.layers, bb.kv_heads, bb.head_dim, bb.vocab);
-        if rows.iter().any(|r| r.len() != s) {
-            return Err(RuntimeError::Input(
-                "step: the rows of new tokens differ in length".into(),
-            ));
-        }
-        if let Some(p) = past.filter(|p| p.len() != 2 * layers) {
-            return Err(RuntimeError::Input(format!(
-                "step: {} past tensors for {layers} layers (a key and a value each)",
-                p.len()
-            )));
-        }
-        if b == 0 || mask.len() % b != 0 {
-            return Err(RuntimeError::Input(format!(
-                "step: a mask of {} values for a batch of {b}",
-                mask.len()
-            )));
-        }
-        // An id outside the embedding table would index past it inside the engine.
-        if let Some(id) = rows.iter().flatten().find(|&&id| id < 0 || id as u64 >= vocab as u64) {
-            return Err(RuntimeError::Input(format!(
-                "step: token id {id} is outside the vocabulary of {vocab} (tokenizer and graph disagree?)"
-            )));
-        }
-        let ids = HostTensor::I64 {
-            shape: vec![b, s],
-            data: rows.concat(),
-        };
-        let total = mask.len() / b.max(1);
-        let mask_t = HostTensor::I64 {
-            shape: vec![b, total],
-            data: mask.to_vec(),
-        };
-        let empty = HostTensor::F32 {
-            shape: vec![b, kv, 0, hd],
-            data: Vec::new(),
-        };
-        let mut inputs: Vec<(&str, &HostTensor)> = vec![("input_ids", &ids), ("attention_mask", &mask_t)];
-        let demo_t;
-        if self.reads_profile_vector() {
-            let d = self.bundle.manifest.adapter.as_ref().map_or(0, |a| a.demographic_dim);
-            let v =
-                demographic.ok_or_else(|| RuntimeError::Input("this bundle's routers need a profile vector".into()))?;
-            if v.len() != b * d {
-                return Err(RuntimeError::Input(format!(
-                    "{} profile values for a batch of {b} and D = {d}",
-                    v.len()
-                )));
-            }
-            demo_t = HostTensor::F32 {
-                shape: vec![b, d],
-                data: v.to_vec(),
-            };
-            inputs.push(("demographic", &demo_t));
-        }
-        for (l, (k, v)) in self.past_names.iter().enumerate() {
-            match past {
-                Some(p) => {
-                    inputs.push((k, &p[2 * l]));
-                    inputs.push((v, &p[2 * l + 1]));
-                }
-                None => {
-                    inputs.push((k, &empty));
-                    inputs.push((v, &empty));
-                }
-            }
-        }
-        let mut out = self.decoder.run(&inputs)?.into_iter();
-        let logits = match out.next() {
-            Some(HostTensor::F32 { shape, data }) if shape == [b, s, vocab] => data,
-            other => {
-                return Err(RuntimeError::Backend {
-                    graph: "model".into(),
-                    reason: format!(
-                        "logits: expected float [{b}, {s}, {vocab}], got {:?}",
-                        other.map(|t| t.shape().to_vec())
-                    ),
-                })
-            }
-        };
-        let presents: Vec<HostTensor> = out.by_ref().take(2 * layers).collect();
-        let routing = match (out.next(), out.next()) {
-            (Some(HostTensor::I64 { data: e, .. }), Some(HostTensor::F32 { data: g, .. })) => Some((e, g)),
-            _ => None,
-        };
-        Ok(StepOutput {
-            logits,
-            seq: s,
-            presents,
-            routing,
-        })
+        self.decoder.run(rows, mask, demographic, past)
     }
 }

@@ -1,7 +1,7 @@
 //! Evaluating a checkpoint (or the bare backbone with an inference-time baseline) on canonical
 //! multiple-choice items: option probabilities in batches, then every metric of spec section 9.
 
-use super::choice::{score, ChoicePrompt, Padding};
+use super::choice::{score, ChoicePrompt};
 use super::fewshot::ShotPool;
 use super::metrics::{summarize, Scored, Summary};
 use super::routing::{analyse, ItemRouting, RoutedPrompt, RoutingReport};
@@ -181,7 +181,7 @@ impl Evaluator {
         let mut routings: Vec<Option<ItemRouting>> = vec![None; if record { items.len() } else { 0 }];
         for batch in length_sorted_batches(&prompts, opts.batch) {
             let chunk: Vec<ChoicePrompt> = batch.iter().map(|&i| prompts[i].clone()).collect();
-            let (batch_probs, batch_routing) = score(&self.model, &chunk, profiles.as_ref(), Padding::Left, record)?;
+            let (batch_probs, batch_routing) = score(&self.model, &chunk, profiles.as_ref(), record)?;
             for (&i, p) in batch.iter().zip(batch_probs) {
                 probs[i] = Some(p);
             }

@@ -92,6 +92,16 @@ pub fn f32s(v: &serde_json::Value) -> Vec<f32> {
 }
 
 /// The device integration tests run on: `CUMA_TEST_DEVICE` (cpu, cuda, cuda:N), default cpu.
+/// The logits of batch row 0's last position (`logits`: `[b, s, vocab]`) as host f32 values.
+pub fn last_logits(logits: &tch::Tensor) -> Result<Vec<f32>, tch::TchError> {
+    let row = logits
+        .f_select(0, 0)?
+        .f_select(0, -1)?
+        .f_to_kind(tch::Kind::Float)?
+        .f_to_device(tch::Device::Cpu)?;
+    Vec::<f32>::try_from(&row)
+}
+
 pub fn device() -> tch::Device {
     let flag = std::env::var("CUMA_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
     cuma::device::parse_device(&flag).unwrap_or_else(|e| panic!("CUMA_TEST_DEVICE: {e}"))

@@ -290,6 +290,16 @@ impl<T> Decoder<T> {
     ///
     /// # Shapes
     /// `hidden`: `[b, s, hidden]` -> `[b, s, vocab]`.
+    /// Labels of the routers whose decisions a forward reports, in that order (empty without
+    /// routed adapters).
+    pub fn router_labels(&self) -> Vec<String> {
+        self.adapters
+            .as_ref()
+            .filter(|a| a.method.routed())
+            .map(|a| a.router_names())
+            .unwrap_or_default()
+    }
+
     pub fn logits<O: Ops<T = T>>(&self, o: &mut O, hidden: &T) -> Result<T> {
         o.linear(hidden, &self.lm_head, None)
     }

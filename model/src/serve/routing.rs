@@ -1,8 +1,9 @@
 //! Routing traces: for every token of a request, which experts each router chose and with what
-//! gates, read off the decoder graph's `routing_experts` / `routing_gates` outputs
-//! (`[routers, batch, seq, k]`). Deployments log these to audit whose values a reply drew on.
+//! gates, read off a step's routing (`[routers, batch, seq, k]`, as the bundle's
+//! `routing_experts` / `routing_gates` outputs). Deployments log these to audit whose values a
+//! reply drew on.
 
-use crate::RuntimeError;
+use super::ServeError;
 use serde::Serialize;
 
 /// One token's routing: `experts[r]` and `gates[r]` are router `r`'s top-k choice.
@@ -38,7 +39,7 @@ impl RoutingTrace {
         step: &StepRouting<'_>,
         row: usize,
         tokens: &[u32],
-    ) -> Result<Self, RuntimeError> {
+    ) -> Result<Self, ServeError> {
         let mut trace = Self {
             routers: routers.to_vec(),
             tokens: Vec::new(),
@@ -48,7 +49,7 @@ impl RoutingTrace {
     }
 
     /// Appends the last `tokens.len()` positions of batch row `row` of one step.
-    pub fn append(&mut self, step: &StepRouting<'_>, row: usize, tokens: &[u32]) -> Result<(), RuntimeError> {
+    pub fn append(&mut self, step: &StepRouting<'_>, row: usize, tokens: &[u32]) -> Result<(), ServeError> {
         let StepRouting {
             experts,
             gates,
@@ -63,13 +64,10 @@ impl RoutingTrace {
             || tokens.len() > seq
             || row >= batch
         {
-            return Err(RuntimeError::Backend {
-                graph: "model".into(),
-                reason: format!(
-                    "routing outputs of {} values do not fit {r} routers x {batch} x {seq}",
-                    experts.len()
-                ),
-            });
+            return Err(ServeError::Backend(format!(
+                "routing outputs of {} values do not fit {r} routers x {batch} x {seq}",
+                experts.len()
+            )));
         }
         let from = seq - tokens.len();
         let k = experts.len() / cells;

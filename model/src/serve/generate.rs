@@ -1,0 +1,300 @@
+//! Generation with the KV cache for a batch of prompts (each with its own profile vector):
+//! left-padded prefill, then one token per request per step. Each request samples with its own
+//! [`Sampler`] from the same seed, so a request's text does not depend on its batch-mates.
+//! Finished rows keep stepping on a masked pad token so the batch's shapes stay equal.
+
+use super::padding::{grow_mask, left_pad};
+use super::routing::RoutingTrace;
+use super::{check_logits, DecoderStep, ServeError, StepInput, TokenText};
+use crate::sampling::{Sampler, SamplingConfig};
+use serde::Serialize;
+use std::time::Instant;
+
+/// How to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    /// Greedy when `temperature` is 0; see [`SamplingConfig`].
+    pub sampling: SamplingConfig,
+    /// Generation stops when the text contains any of these (they are cut from the text).
+    pub stop: Vec<String>,
+    /// Record every token's routing.
+    pub trace_routing: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 128,
+            sampling: SamplingConfig::default(),
+            stop: Vec::new(),
+            trace_routing: false,
+        }
+    }
+}
+
+impl GenerateOptions {
+    /// Checks the options before any work: sampling parameters in range
+    /// ([`SamplingConfig::validate`]) and no empty stop sequence (it would match at once).
+    pub fn validate(&self) -> Result<(), ServeError> {
+        self.sampling.validate().map_err(|e| ServeError::Input(e.to_string()))?;
+        if self.stop.iter().any(String::is_empty) {
+            return Err(ServeError::Input(
+                "an empty stop sequence would end every reply before it starts".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a request stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FinishReason {
+    /// The model ended its turn.
+    EndOfTurn,
+    /// A stop sequence appeared.
+    Stop,
+    /// `max_new_tokens` or the context length was reached.
+    Length,
+}
+
+/// Seconds spent per phase (the batch's, shared by its requests).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Timings {
+    pub encoder_seconds: f64,
+    pub prefill_seconds: f64,
+    /// One entry per decode step after the first token.
+    pub decode_seconds: Vec<f64>,
+}
+
+impl Timings {
+    /// Mean decode seconds per step (0 without decode steps).
+    pub fn mean_decode_seconds(&self) -> f64 {
+        if self.decode_seconds.is_empty() {
+            0.0
+        } else {
+            self.decode_seconds.iter().sum::<f64>() / self.decode_seconds.len() as f64
+        }
+    }
+}
+
+/// One request's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Generation {
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub finish_reason: FinishReason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<RoutingTrace>,
+    pub timings: Timings,
+}
+
+/// A token streamed to the caller: the request's index in the batch and the new text.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenEvent<'a> {
+    pub request: usize,
+    pub token: u32,
+    pub text: &'a str,
+}
+
+/// One request's decoding state.
+struct Row {
+    ids: Vec<u32>,
+    emitted: usize,
+    text: String,
+    sampler: Sampler,
+    done: Option<FinishReason>,
+    trace: Option<RoutingTrace>,
+}
+
+/// Text decoded so far that is safe to stream: everything but a trailing partial character and
+/// any tail that could be the start of a stop sequence (it is streamed once the next tokens show
+/// it is not one, or cut with the stop sequence when it is).
+fn streamable<'t>(text: &'t str, stop: &[String]) -> &'t str {
+    let text = text.trim_end_matches('\u{FFFD}');
+    let held = stop
+        .iter()
+        .flat_map(|s| s.char_indices().skip(1).map(move |(k, _)| &s[..k]))
+        .filter(|start| text.ends_with(start))
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    &text[..text.len() - held]
+}
+
+/// Generates replies to `prompts` (token ids, each below the context; see the module docs of
+/// [`super`] for the budget), with `profiles` `[batch * D]` for routers that read them, calling
+/// `on_token` for every streamed piece of text. `timings` carries the encoder time the caller
+/// spent.
+pub fn generate<S: DecoderStep, T: TokenText + ?Sized>(
+    model: &mut S,
+    text: &T,
+    prompts: &[Vec<u32>],
+    profiles: Option<&[f32]>,
+    options: &GenerateOptions,
+    mut timings: Timings,
+    mut on_token: impl FnMut(TokenEvent<'_>),
+) -> Result<Vec<Generation>, S::Error> {
+    options.validate()?;
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    if prompts.iter().any(Vec::is_empty) {
+        return Err(ServeError::Input("an empty prompt".into()).into());
+    }
+    let (vocab, context) = (model.vocab(), model.context());
+    if let Some(long) = prompts.iter().find(|p| p.len() >= context) {
+        return Err(ServeError::Input(format!(
+            "the prompt is {} tokens; the model's context is {context}",
+            long.len()
+        ))
+        .into());
+    }
+    let end_of_turn = text.end_of_turn();
+    let b = prompts.len();
+    let pad = end_of_turn.first().copied().unwrap_or(0);
+    let padded = left_pad(prompts, pad);
+    let budget = options.max_new_tokens.min(context - padded.width);
+    let routers = if options.trace_routing { model.routers() } else { Vec::new() };
+    let mut rows: Vec<Row> = prompts
+        .iter()
+        .map(|_| Row {
+            ids: Vec::new(),
+            emitted: 0,
+            text: String::new(),
+            sampler: Sampler::new(options.sampling),
+            done: None,
+            trace: options.trace_routing.then(|| RoutingTrace {
+                routers: routers.clone(),
+                tokens: Vec::new(),
+            }),
+        })
+        .collect();
+    let t1 = Instant::now();
+    let mut out = model.step(StepInput {
+        ids: &padded.ids,
+        mask: &padded.mask,
+        profiles,
+        past: None,
+        routing: options.trace_routing,
+    })?;
+    timings.prefill_seconds = t1.elapsed().as_secs_f64();
+    if let Some(routing) = &out.routing {
+        let step = routing.view(b, padded.width);
+        for (r, row) in rows.iter_mut().enumerate() {
+            if let Some(trace) = row.trace.as_mut() {
+                trace.append(&step, r, &prompts[r])?;
+            }
+        }
+    }
+    let (mut mask, mut width) = (padded.mask, padded.width);
+    for step in 0..budget {
+        check_logits(&out.last_logits, b, vocab)?;
+        let mut next = Vec::with_capacity(b);
+        for (r, row) in rows.iter_mut().enumerate() {
+            if row.done.is_some() {
+                next.push(vec![pad]);
+                continue;
+            }
+            let token = row.sampler.pick(&out.last_logits[r * vocab..(r + 1) * vocab]) as u32;
+            next.push(vec![token]);
+            if end_of_turn.contains(&token) {
+                row.done = Some(FinishReason::EndOfTurn);
+                continue;
+            }
+            row.ids.push(token);
+            row.text = text.decode(&row.ids)?;
+            if let Some(cut) = options.stop.iter().filter_map(|s| row.text.find(s.as_str())).min() {
+                row.text.truncate(cut);
+                row.done = Some(FinishReason::Stop);
+            }
+            let stable = if row.done.is_some() {
+                row.text.as_str()
+            } else {
+                streamable(&row.text, &options.stop)
+            };
+            if stable.len() > row.emitted && stable.is_char_boundary(row.emitted) {
+                on_token(TokenEvent {
+                    request: r,
+                    token,
+                    text: &stable[row.emitted..],
+                });
+                row.emitted = stable.len();
+            }
+        }
+        if rows.iter().all(|r| r.done.is_some()) || step + 1 == budget {
+            break;
+        }
+        mask = grow_mask(&mask, width, rows.iter().map(|r| r.done.is_none()));
+        width += 1;
+        let t = Instant::now();
+        out = model.step(StepInput {
+            ids: &next,
+            mask: &mask,
+            profiles,
+            past: Some(out.cache),
+            routing: options.trace_routing,
+        })?;
+        timings.decode_seconds.push(t.elapsed().as_secs_f64());
+        if let Some(routing) = &out.routing {
+            let step = routing.view(b, 1);
+            for (r, row) in rows.iter_mut().enumerate() {
+                if let (Some(trace), None) = (row.trace.as_mut(), row.done) {
+                    trace.append(&step, r, &next[r])?;
+                }
+            }
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .zip(prompts)
+        .enumerate()
+        .map(|(r, (row, p))| {
+            if row.emitted < row.text.len() && row.text.is_char_boundary(row.emitted) {
+                on_token(TokenEvent {
+                    request: r,
+                    token: row.ids.last().copied().unwrap_or(pad),
+                    text: &row.text[row.emitted..],
+                });
+            }
+            Generation {
+                text: row.text,
+                token_ids: row.ids,
+                prompt_tokens: p.len(),
+                finish_reason: row.done.unwrap_or(FinishReason::Length),
+                routing: row.trace,
+                timings: timings.clone(),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::streamable;
+
+    fn stops(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_possible_start_of_a_stop_sequence_is_held_back() {
+        let stop = stops(&["\n\nUser:", "END"]);
+        assert_eq!(streamable("Yes.\n\nUs", &stop), "Yes.");
+        assert_eq!(streamable("Yes. E", &stop), "Yes. ");
+        assert_eq!(streamable("Yes. EN", &stop), "Yes. ");
+        // Once the tail can no longer become a stop sequence, it streams.
+        assert_eq!(streamable("Yes. ENd", &stop), "Yes. ENd");
+        assert_eq!(streamable("Yes.\n\nUsed", &stop), "Yes.\n\nUsed");
+    }
+
+    #[test]
+    fn without_stop_sequences_only_a_partial_character_is_held() {
+        assert_eq!(streamable("caf\u{FFFD}", &[]), "caf");
+        assert_eq!(streamable("café", &[]), "café");
+        // Multi-byte stop sequences are matched on character boundaries.
+        assert_eq!(streamable("voilà «", &stops(&["«»"])), "voilà ");
+    }
+}

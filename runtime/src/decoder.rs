@@ -1,0 +1,225 @@
+//! The bundle's decoder graph as a [`DecoderStep`] of the serving core: host tensors in, the
+//! graph's outputs checked and handed back (last-position logits, the KV cache, the routing).
+
+use crate::engine::Engine;
+use crate::{Bundle, HostTensor, RuntimeError};
+use cuma_model::serve::{self, DecoderStep, RoutingOutput, ServeError, StepInput};
+
+impl From<ServeError> for RuntimeError {
+    fn from(e: ServeError) -> Self {
+        match e {
+            ServeError::Input(m) => RuntimeError::Input(m),
+            ServeError::Backend(reason) => RuntimeError::Backend {
+                graph: "model".into(),
+                reason,
+            },
+            ServeError::Tokenizer(reason) => RuntimeError::Tokenizer {
+                path: "tokenizer.json".into(),
+                reason,
+            },
+        }
+    }
+}
+
+/// One decoder call's results, as the graph gives them.
+pub struct StepOutput {
+    /// `[batch, seq, vocab]`, row-major.
+    pub logits: Vec<f32>,
+    pub seq: usize,
+    /// `present.{l}.key`, `present.{l}.value`, ... in layer order.
+    pub presents: Vec<HostTensor>,
+    /// `[routers, batch, seq, k]` experts and gates, for routed bundles.
+    pub routing: Option<(Vec<i64>, Vec<f32>)>,
+}
+
+/// The loaded `model` graph and the sizes its inputs are built from.
+pub struct GraphDecoder {
+    engine: Box<dyn Engine>,
+    layers: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    vocab: usize,
+    context: usize,
+    /// D of the `demographic` input (0: the routers do not read a profile).
+    demographic_dim: usize,
+    routers: Vec<String>,
+    /// `past.{l}.key` / `past.{l}.value` input names, built once.
+    past_names: Vec<(String, String)>,
+}
+
+impl GraphDecoder {
+    pub fn new(engine: Box<dyn Engine>, bundle: &Bundle) -> Self {
+        let m = &bundle.manifest;
+        Self {
+            engine,
+            layers: m.backbone.layers,
+            kv_heads: m.backbone.kv_heads,
+            head_dim: m.backbone.head_dim,
+            vocab: m.backbone.vocab,
+            context: m.backbone.max_positions,
+            demographic_dim: m.adapter.as_ref().map_or(0, |a| a.demographic_dim),
+            routers: m.adapter.as_ref().map(|a| a.routers.clone()).unwrap_or_default(),
+            past_names: (0..m.backbone.layers)
+                .map(|l| (format!("past.{l}.key"), format!("past.{l}.value")))
+                .collect(),
+        }
+    }
+
+    /// Whether the routers read a profile vector.
+    pub fn reads_profile_vector(&self) -> bool {
+        self.demographic_dim > 0
+    }
+
+    /// One call of the graph: `rows` (equal length) of new tokens, the 0/1 `mask`
+    /// `[batch, past + seq]` (row-major), the profile vectors `[batch * D]` and the past (None:
+    /// empty).
+    pub fn run(
+        &mut self,
+        rows: &[Vec<i64>],
+        mask: &[i64],
+        demographic: Option<&[f32]>,
+        past: Option<&[HostTensor]>,
+    ) -> Result<StepOutput, RuntimeError> {
+        let (b, s) = (rows.len(), rows.first().map_or(0, Vec::len));
+        let (layers, kv, hd, vocab) = (self.layers, self.kv_heads, self.head_dim, self.vocab);
+        if rows.iter().any(|r| r.len() != s) {
+            return Err(RuntimeError::Input(
+                "step: the rows of new tokens differ in length".into(),
+            ));
+        }
+        if let Some(p) = past.filter(|p| p.len() != 2 * layers) {
+            return Err(RuntimeError::Input(format!(
+                "step: {} past tensors for {layers} layers (a key and a value each)",
+                p.len()
+            )));
+        }
+        if b == 0 || mask.len() % b != 0 {
+            return Err(RuntimeError::Input(format!(
+                "step: a mask of {} values for a batch of {b}",
+                mask.len()
+            )));
+        }
+        // An id outside the embedding table would index past it inside the engine.
+        if let Some(id) = rows.iter().flatten().find(|&&id| id < 0 || id as u64 >= vocab as u64) {
+            return Err(RuntimeError::Input(format!(
+                "step: token id {id} is outside the vocabulary of {vocab} (tokenizer and graph disagree?)"
+            )));
+        }
+        let ids = HostTensor::I64 {
+            shape: vec![b, s],
+            data: rows.concat(),
+        };
+        let total = mask.len() / b.max(1);
+        let mask_t = HostTensor::I64 {
+            shape: vec![b, total],
+            data: mask.to_vec(),
+        };
+        let empty = HostTensor::F32 {
+            shape: vec![b, kv, 0, hd],
+            data: Vec::new(),
+        };
+        let mut inputs: Vec<(&str, &HostTensor)> = vec![("input_ids", &ids), ("attention_mask", &mask_t)];
+        let demo_t;
+        if self.demographic_dim > 0 {
+            let d = self.demographic_dim;
+            let v =
+                demographic.ok_or_else(|| RuntimeError::Input("this bundle's routers need a profile vector".into()))?;
+            if v.len() != b * d {
+                return Err(RuntimeError::Input(format!(
+                    "{} profile values for a batch of {b} and D = {d}",
+                    v.len()
+                )));
+            }
+            demo_t = HostTensor::F32 {
+                shape: vec![b, d],
+                data: v.to_vec(),
+            };
+            inputs.push(("demographic", &demo_t));
+        }
+        for (l, (k, v)) in self.past_names.iter().enumerate() {
+            match past {
+                Some(p) => {
+                    inputs.push((k, &p[2 * l]));
+                    inputs.push((v, &p[2 * l + 1]));
+                }
+                None => {
+                    inputs.push((k, &empty));
+                    inputs.push((v, &empty));
+                }
+            }
+        }
+        let mut out = self.engine.run(&inputs)?.into_iter();
+        let logits = match out.next() {
+            Some(HostTensor::F32 { shape, data }) if shape == [b, s, vocab] => data,
+            other => {
+                return Err(RuntimeError::Backend {
+                    graph: "model".into(),
+                    reason: format!(
+                        "logits: expected float [{b}, {s}, {vocab}], got {:?}",
+                        other.map(|t| t.shape().to_vec())
+                    ),
+                })
+            }
+        };
+        let presents: Vec<HostTensor> = out.by_ref().take(2 * layers).collect();
+        let routing = match (out.next(), out.next()) {
+            (Some(HostTensor::I64 { data: e, .. }), Some(HostTensor::F32 { data: g, .. })) => Some((e, g)),
+            _ => None,
+        };
+        Ok(StepOutput {
+            logits,
+            seq: s,
+            presents,
+            routing,
+        })
+    }
+}
+
+impl DecoderStep for GraphDecoder {
+    type Cache = Vec<HostTensor>;
+    type Error = RuntimeError;
+
+    fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    fn context(&self) -> usize {
+        self.context
+    }
+
+    fn routers(&self) -> Vec<String> {
+        self.routers.clone()
+    }
+
+    fn step(&mut self, input: StepInput<'_, Self::Cache>) -> Result<serve::StepOutput<Self::Cache>, RuntimeError> {
+        if input.ids.first().is_none_or(Vec::is_empty) {
+            return Err(RuntimeError::Input("step: no new tokens".into()));
+        }
+        let rows: Vec<Vec<i64>> = input
+            .ids
+            .iter()
+            .map(|r| r.iter().map(|&i| i64::from(i)).collect())
+            .collect();
+        let out = self.run(&rows, input.mask, input.profiles, input.past.as_deref())?;
+        let (seq, vocab) = (out.seq, self.vocab);
+        let last_logits = out
+            .logits
+            .chunks(seq * vocab)
+            .flat_map(|row| &row[(seq - 1) * vocab..])
+            .copied()
+            .collect();
+        let routing = out
+            .routing
+            .filter(|_| input.routing)
+            .map(|(experts, gates)| RoutingOutput {
+                experts,
+                gates,
+                dense_gates: None,
+            });
+        Ok(serve::StepOutput {
+            last_logits,
+            cache: out.presents,
+            routing,
+        })
+    }
+}
