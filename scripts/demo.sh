@@ -14,7 +14,7 @@ OUT=${OUT:-runs/demo}
 WVS=${WVS:-../shared/data/wvs7}
 STEPS=${STEPS:-30}
 if [[ -z "${CUMA_BIN:-}" || -z "${CUMA_RUN_BIN:-}" ]]; then
-    cargo build --quiet --workspace --bins
+    cargo build --quiet --workspace --bins --features cuma-runtime/cli
     CUMA_BIN=target/debug/cuma
     CUMA_RUN_BIN=target/debug/cuma-run
 fi

@@ -1,20 +1,16 @@
 //! `--device auto|cpu|cuda|cuda:N` parsing and selection.
 
 use crate::{Error, Result};
+use cuma_model::device::DeviceRequest;
 use tch::Device;
 
-/// Resolves a device flag. `auto` picks CUDA device 0 when libtorch sees one, else the CPU.
+/// Resolves a device flag (parsed by [`DeviceRequest`], shared with `cuma-run`). `auto` picks
+/// CUDA device 0 when libtorch sees one, else the CPU.
 pub fn parse_device(flag: &str) -> Result<Device> {
-    match flag {
-        "auto" => Ok(Device::cuda_if_available()),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => cuda(0),
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(i)) => cuda(i),
-            _ => Err(Error::Invalid(format!(
-                "unknown device `{other}` (use auto, cpu, cuda or cuda:N)"
-            ))),
-        },
+    match flag.parse::<DeviceRequest>().map_err(Error::Invalid)? {
+        DeviceRequest::Auto => Ok(Device::cuda_if_available()),
+        DeviceRequest::Cpu => Ok(Device::Cpu),
+        DeviceRequest::Cuda(i) => cuda(usize::from(i)),
     }
 }
 

@@ -4,7 +4,6 @@
 use crate::models::backbone::decoder_config;
 use crate::models::source::ModelSource;
 use crate::train::checkpoint;
-use crate::train::sft::effective_method;
 use crate::weights::WeightSet;
 use crate::{Error, Result};
 use cuma_export::{decoder_graph, AdapterSpec, AdapterTensors, DecoderGraph, SourceWeights, StoreAs, TensorSource};
@@ -151,7 +150,7 @@ fn merged_lora(
 pub fn export_decoder(input: &ExportInput, source: &ModelSource, store_as: StoreAs) -> Result<DecoderGraph> {
     let config = decoder_config(source)?.clone();
     if let (true, Some(ck)) = (input.merge, &input.checkpoint) {
-        let method = effective_method(&ck.manifest.config.method)?;
+        let method = ck.manifest.config.method.effective();
         let base = WeightSetSource(&source.weights);
         let replaced = merged_lora(&base, ck, &method, config.num_layers)?;
         let overlaid = Overlaid { base, replaced };
@@ -164,7 +163,7 @@ pub fn export_decoder(input: &ExportInput, source: &ModelSource, store_as: Store
     let graph = match &input.checkpoint {
         None => decoder_graph::<_, AdapterTensors>(&config, &mut weights, None, store_as),
         Some(ck) => {
-            let method = effective_method(&ck.manifest.config.method)?;
+            let method = ck.manifest.config.method.effective();
             if matches!(
                 method.method,
                 cuma_model::config::Method::Full | cuma_model::config::Method::Ptuning
@@ -278,7 +277,7 @@ pub fn write_bundle(
         .as_ref()
         .map(|c| c.manifest.config.clone())
         .unwrap_or_default();
-    let method = effective_method(&train_config.method)?;
+    let method = train_config.method.effective();
     let mut encoder_spec = None;
     if let (Some(ck), Some(dim)) = (&input.checkpoint, decoder.demographic_dim) {
         let enc_path = &ck.manifest.encoder.path;

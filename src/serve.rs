@@ -7,8 +7,8 @@ use crate::tch_ops::TchOps;
 use crate::tokenizer::TextTokenizer;
 use crate::{Error, Result};
 use cuma_model::arch::KvPair;
-pub use cuma_model::serve::{FinishReason, GenerateOptions, Generation, Timings, TokenEvent};
 use cuma_model::serve::{DecoderStep, RoutingOutput, ServeError, StepInput, StepOutput, TokenText};
+pub use cuma_model::serve::{FinishReason, GenerateOptions, Generation, Timings, TokenEvent};
 use tch::{Kind, Tensor};
 
 impl From<ServeError> for Error {
@@ -140,8 +140,8 @@ pub fn generate(
     on_token: impl FnMut(TokenEvent<'_>),
 ) -> Result<Vec<Generation>> {
     let profiles = match profiles {
-        Some(t) => Some(Vec::<f32>::try_from(&
-            t.f_to_kind(Kind::Float)?
+        Some(t) => Some(Vec::<f32>::try_from(
+            &t.f_to_kind(Kind::Float)?
                 .f_to_device(tch::Device::Cpu)?
                 .f_contiguous()?
                 .f_view([-1])?,

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{copy_tiny, scratch, tiny};
-use cuma::serve::{generate, FinishReason, GenerateOptions};
 use cuma::models::{Backbone, ProfileEncoder};
+use cuma::serve::{generate, FinishReason, GenerateOptions};
 use tch::Device;
 
 fn load_err(path: &std::path::Path) -> String {

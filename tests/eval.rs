@@ -62,8 +62,15 @@ fn right_padded_probs(model: &Backbone, ps: &[ChoicePrompt]) -> Vec<Vec<f64>> {
     ps.iter()
         .enumerate()
         .map(|(r, p)| {
-            let row = out.logits.get(r as i64).get(p.ids.len() as i64 - 1).to_kind(Kind::Double);
-            let picked: Vec<f64> = letters[..p.options].iter().map(|&l| row.double_value(&[l as i64])).collect();
+            let row = out
+                .logits
+                .get(r as i64)
+                .get(p.ids.len() as i64 - 1)
+                .to_kind(Kind::Double);
+            let picked: Vec<f64> = letters[..p.options]
+                .iter()
+                .map(|&l| row.double_value(&[l as i64]))
+                .collect();
             cuma_model::serve::softmax(&picked)
         })
         .collect()

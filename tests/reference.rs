@@ -167,9 +167,11 @@ fn generation_stops_at_end_of_turn_like_the_reference() {
         max_new_tokens: 48,
         ..Default::default()
     };
-    let g = generate(&model, &[ids(&chat["prompt_ids"])], None, &opts, |t| streamed.push_str(t.text))
-        .expect("generates")
-        .remove(0);
+    let g = generate(&model, &[ids(&chat["prompt_ids"])], None, &opts, |t| {
+        streamed.push_str(t.text)
+    })
+    .expect("generates")
+    .remove(0);
     assert_eq!(g.finish_reason, FinishReason::EndOfTurn, "did not stop at <|im_end|>");
     assert_eq!(g.token_ids, expected[..end].to_vec());
     assert_eq!(streamed, g.text);

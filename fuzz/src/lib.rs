@@ -13,8 +13,11 @@ use cuma_runtime::Profile;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// A target's body: arbitrary bytes in, nothing out (it must only return).
+pub type Target = fn(&[u8]);
+
 /// The targets, by name (as `cargo fuzz run <name>` knows them).
-pub const TARGETS: [(&str, fn(&[u8])); 8] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("gguf", gguf),
     ("safetensors", safetensors),
     ("config_json", config_json),

@@ -9,6 +9,7 @@ pub mod adapters;
 pub mod arch;
 pub mod bundle;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod items;
 pub mod layers;

@@ -12,6 +12,7 @@ use crate::{
 };
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use cuma_model::device::DeviceRequest;
 use cuma_model::sampling::SamplingConfig;
 use cuma_model::text::Message;
 use std::io::{BufRead, Write};
@@ -40,9 +41,10 @@ pub struct Args {
     bundle: PathBuf,
     #[arg(long, value_enum, default_value = "ort")]
     backend: BackendArg,
-    /// cpu, cuda or cuda:N (CUDA needs --backend ort and a build with feature `cuda`).
+    /// cpu, cuda or cuda:N (CUDA needs --backend ort and a build with feature `cuda`); auto is
+    /// the CPU.
     #[arg(long, default_value = "cpu")]
-    device: String,
+    device: DeviceRequest,
     /// Intra-op threads for ONNX Runtime, 1 to 1024 (default: its own choice).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::engine::MAX_THREADS as i64))]
     threads: Option<u16>,
@@ -92,14 +94,10 @@ pub struct Args {
     timings: bool,
 }
 
-fn device(text: &str) -> Result<Device> {
-    match text {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        other => match other.strip_prefix("cuda:").map(str::parse) {
-            Some(Ok(i)) => Ok(Device::Cuda(i)),
-            _ => bail!("--device {other}: expected cpu, cuda or cuda:N"),
-        },
+fn device(request: DeviceRequest) -> Device {
+    match request {
+        DeviceRequest::Auto | DeviceRequest::Cpu => Device::Cpu,
+        DeviceRequest::Cuda(i) => Device::Cuda(i32::from(i)),
     }
 }
 
@@ -328,9 +326,9 @@ pub fn run(args: Args, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(
     }
     let backend = match args.backend {
         BackendArg::Ort => Backend::Ort {
-            device: device(&args.device)?,
+            device: device(args.device),
         },
-        BackendArg::Tract if args.device != "cpu" => bail!(
+        BackendArg::Tract if matches!(args.device, DeviceRequest::Cuda(_)) => bail!(
             "tract runs on the CPU only; use --backend ort for --device {}",
             args.device
         ),

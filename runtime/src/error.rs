@@ -1,7 +1,9 @@
 //! The runtime's error type; every variant names the file, input or value at fault.
 
-/// Errors from opening bundles, loading graphs and serving requests.
+/// Errors from opening bundles, loading graphs and serving requests. More variants may come; match
+/// with a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
     #[error("{path}: {reason}")]
     Io { path: String, reason: std::io::Error },
@@ -20,6 +22,12 @@ pub enum RuntimeError {
     Profile(String),
     #[error("tokenizer {path}: {reason}")]
     Tokenizer { path: String, reason: String },
+    /// A backend (or its CUDA support) that this build was compiled without.
+    #[error("{backend} is not compiled into this build (cargo feature `{feature}`)")]
+    BackendNotCompiled { backend: String, feature: &'static str },
+    /// The ONNX Runtime library could not be found or loaded.
+    #[error("ONNX Runtime library: {0}")]
+    OrtLibrary(String),
     /// Something this build or bundle cannot do.
     #[error("{0}")]
     Unsupported(String),

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod bundle;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod decoder;
 pub mod engine;
@@ -32,10 +33,10 @@ pub mod text;
 
 pub use bundle::Bundle;
 pub use cuma_model as model;
-pub use engine::{Backend, Device, EngineOptions};
-pub use error::RuntimeError;
 pub use cuma_model::serve::{generate, routing};
 pub use cuma_model::serve::{FinishReason, GenerateOptions, Generation, Timings, TokenEvent};
+pub use engine::{Backend, Device, EngineOptions};
+pub use error::RuntimeError;
 pub use profile::Profile;
 pub use routing::RoutingTrace;
 pub use session::{ChoiceDistribution, GenerateRequest, Session, SessionOptions};

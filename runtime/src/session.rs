@@ -8,6 +8,7 @@ use crate::text::{chat_prompt, TextTokenizer};
 use crate::{Bundle, HostTensor, Profile, RuntimeError};
 use cuma_model::serve::choice::{option_probabilities, ChoicePrompt};
 use cuma_model::serve::generate::generate;
+use cuma_model::serve::prompt;
 use cuma_model::serve::{
     DecoderStep, GenerateOptions, Generation, RoutingTrace, ServeError, StepInput, Timings, TokenEvent, TokenText,
 };
@@ -233,11 +234,11 @@ impl Session {
         if messages.is_empty() {
             return Err(RuntimeError::Input("no messages".into()));
         }
-        let mut all = Vec::with_capacity(messages.len() + 1);
-        if messages[0].role != "system" {
-            all.push(self.system_message(profile)?);
-        }
-        all.extend(messages.iter().cloned());
+        let all = if messages[0].role == "system" {
+            messages.to_vec()
+        } else {
+            prompt::with_system(&self.system_message(profile)?.content, messages)
+        };
         let text = chat_prompt(&self.bundle.manifest.backbone, &all)?;
         let ids = self.tokenizer.encode(&text, false)?;
         let context = self.bundle.manifest.backbone.max_positions;
@@ -284,10 +285,9 @@ impl Session {
             None
         };
         let encoder_seconds = t0.elapsed().as_secs_f64();
-        let ids = self.prompt_ids(
-            profile,
-            &[Message::new("user", &choice::user_prompt(question, options))],
-        )?;
+        let system = self.system_message(profile)?;
+        let turns = prompt::choice_messages(&system.content, &[], question, options);
+        let ids = self.prompt_ids(profile, &turns)?;
         let t1 = Instant::now();
         let prompt = ChoicePrompt { ids, letters };
         let scores = option_probabilities(
@@ -402,7 +402,15 @@ impl Session {
             tokenizer: &self.tokenizer,
             end_of_turn: &self.bundle.manifest.backbone.end_of_turn,
         };
-        generate(&mut self.decoder, &text, prompts, demographic, options, timings, on_token)
+        generate(
+            &mut self.decoder,
+            &text,
+            prompts,
+            demographic,
+            options,
+            timings,
+            on_token,
+        )
     }
 
     /// One decoder call (the low-level step under generation; public for benchmarks and custom

@@ -5,7 +5,7 @@ use crate::cli::TrainArgs;
 use anyhow::Context;
 use cuma::models::source::ModelSource;
 use cuma::train::config::TrainConfig;
-use cuma::train::sft::{effective_method, SftRun};
+use cuma::train::sft::SftRun;
 use cuma_model::adapters::DecoderAdapters;
 use cuma_model::config::ModelConfig;
 use cuma_model::{ParamCounter, ShapeOps};
@@ -74,7 +74,7 @@ pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
 }
 
 fn dry_run(c: &TrainConfig) -> anyhow::Result<()> {
-    let method = effective_method(&c.method)?;
+    let method = c.method.effective();
     let backbone = cuma::defaults::backbone(c.backbone.as_deref())?;
     let encoder = cuma::defaults::encoder(c.encoder.as_deref())?;
     let ModelConfig::Decoder(dc) = ModelSource::open(&backbone)?.config else {

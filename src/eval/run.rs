@@ -10,7 +10,7 @@ use crate::models::{Backbone, ProfileEncoder};
 use crate::tch_ops::TchOps;
 use crate::train::checkpoint;
 use crate::train::config::TrainConfig;
-use crate::train::sft::{effective_method, tokenize};
+use crate::train::sft::tokenize;
 use crate::trainables::TchTrainables;
 use crate::{Error, Result};
 use cuma_model::adapters::DecoderAdapters;
@@ -82,7 +82,7 @@ impl Evaluator {
         let config = ck.manifest.config.clone();
         let mut model = Backbone::load(&ck.manifest.backbone.path, device)?;
         let encoder = ProfileEncoder::load(&ck.manifest.encoder.path, device)?;
-        let method = effective_method(&config.method)?;
+        let method = config.method.effective();
         let mut store = TchTrainables::default();
         for (name, t) in ck.adapters {
             store.tensors.insert(name, t.f_to_device(device)?);

@@ -15,11 +15,12 @@ use crate::models::inputs::pad_batch;
 use crate::models::ProfileEncoder;
 use crate::sampling::Rng;
 use crate::tch_ops::TchOps;
-use crate::tokenizer::chat::{render, Message};
+use crate::tokenizer::chat::render;
 use crate::trainables::TchTrainables;
 use crate::{Error, Result};
 use cuma_model::adapters::{balance_loss, DecoderAdapters, Prefix};
-use cuma_model::config::{ExpertLayout, Method, MethodConfig, RouterLayout};
+use cuma_model::config::Method;
+use cuma_model::serve::prompt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Kind, Tensor};
@@ -39,31 +40,6 @@ pub struct Example {
     pub profile: usize,
 }
 
-/// The method as the adapters see it: baselines are switch settings of the same code path.
-pub fn effective_method(m: &MethodConfig) -> Result<MethodConfig> {
-    let mut m = m.clone();
-    match m.method {
-        Method::Cuma => {}
-        Method::Lora | Method::Dora => {
-            m.experts = 1;
-            m.top_k = 1;
-        }
-        Method::Hydralora => {
-            m.expert_layout = ExpertLayout::SharedA;
-            m.profile_in_router = false;
-        }
-        Method::Full | Method::Ptuning => {}
-        Method::Mixlora => {
-            m.expert_layout = ExpertLayout::SeparateA;
-            m.router_layout = RouterLayout::PerLayer;
-            m.router_hidden = 0;
-            m.profile_in_router = false;
-            m.top_k = 2.min(m.experts);
-        }
-    }
-    Ok(m)
-}
-
 /// Renders and tokenises a chat item with the loss on its final reply (plus the end-of-turn
 /// token); the profile becomes the system message unless the item has its own. `None` when
 /// longer than `max_len`.
@@ -77,18 +53,8 @@ pub fn tokenize_chat(
     let (context, reply) = item
         .split_reply()
         .map_err(|e| Error::Invalid(format!("chat item {}: {e}", item.id)))?;
-    let mut messages: Vec<Message> = Vec::with_capacity(context.len() + 1);
-    if context.first().is_none_or(|m| m.role != "system") {
-        messages.push(Message::new(
-            "system",
-            if cfg.method.profile_in_prompt {
-                profile_text
-            } else {
-                NEUTRAL_SYSTEM
-            },
-        ));
-    }
-    messages.extend(context.iter().cloned());
+    let system = prompt::system_text(profile_text, cfg.method.profile_in_prompt, NEUTRAL_SYSTEM);
+    let messages = prompt::with_system(system, context);
     let prompt = render(&model.tokenizer, &messages)?;
     let mut ids = model.tokenizer.encode(&prompt, false)?;
     let targets_from = ids.len();
@@ -113,17 +79,16 @@ pub fn tokenize(
     profile_row: usize,
     shots: &[&ChoiceItem],
 ) -> Result<Option<Example>> {
-    let system = if cfg.method.profile_in_prompt {
-        profile_text
-    } else {
-        NEUTRAL_SYSTEM
-    };
-    let mut messages = vec![Message::new("system", system)];
-    for shot in shots {
-        messages.push(Message::new("user", &shot.user_prompt()));
-        messages.push(Message::new("assistant", &shot.answer_letter().to_string()));
-    }
-    messages.push(Message::new("user", &item.user_prompt()));
+    let system = prompt::system_text(profile_text, cfg.method.profile_in_prompt, NEUTRAL_SYSTEM);
+    let shots: Vec<prompt::Shot<'_>> = shots
+        .iter()
+        .map(|s| prompt::Shot {
+            question: &s.question,
+            options: &s.options,
+            answer: s.answer,
+        })
+        .collect();
+    let messages = prompt::choice_messages(system, &shots, &item.question, &item.options);
     let prompt = render(&model.tokenizer, &messages)?;
     let mut ids = model.tokenizer.encode(&prompt, false)?;
     let targets_from = ids.len();
@@ -275,7 +240,7 @@ impl SftRun {
     /// checkpoint when `resume` and one exists.
     pub fn prepare(config: TrainConfig, resume: bool, progress: bool) -> Result<Self> {
         config.validate()?;
-        let method = effective_method(&config.method)?;
+        let method = config.method.effective();
         let device = crate::device::parse_device(&config.device)?;
         let backbone_path = crate::defaults::backbone(config.backbone.as_deref())?;
         let encoder_path = crate::defaults::encoder(config.encoder.as_deref())?;

@@ -162,6 +162,33 @@ impl Default for MethodConfig {
 }
 
 impl MethodConfig {
+    /// The method as the adapters see it: each baseline is a switch setting of the same code path
+    /// (LoRA / DoRA: one expert; HydraLoRA: shared A, no profile in the router; MixLoRA: one
+    /// single-linear router per layer, top-2, no profile). Training, export and evaluation all
+    /// resolve a method through this one function.
+    pub fn effective(&self) -> Self {
+        let mut m = self.clone();
+        match m.method {
+            Method::Cuma | Method::Full | Method::Ptuning => {}
+            Method::Lora | Method::Dora => {
+                m.experts = 1;
+                m.top_k = 1;
+            }
+            Method::Hydralora => {
+                m.expert_layout = ExpertLayout::SharedA;
+                m.profile_in_router = false;
+            }
+            Method::Mixlora => {
+                m.expert_layout = ExpertLayout::SeparateA;
+                m.router_layout = RouterLayout::PerLayer;
+                m.router_hidden = 0;
+                m.profile_in_router = false;
+                m.top_k = 2.min(m.experts);
+            }
+        }
+        m
+    }
+
     /// Plain LoRA on the same targets (one expert, no router).
     pub fn lora(rank: usize) -> Self {
         Self {

@@ -56,7 +56,7 @@ pub fn option_probabilities<S: DecoderStep>(
     // A tokenizer whose letter ids lie past the graph's vocabulary is a broken model, not a panic.
     if let Some(&l) = prompts.iter().flat_map(|p| &p.letters).find(|&&l| l as usize >= vocab) {
         return Err(ServeError::Input(format!(
-            "option letter token {l} lies outside the model's {vocab} logits (tokenizer and model disagree)"
+            "option letter token {l} is outside the vocabulary of {vocab} (tokenizer and model disagree)"
         ))
         .into());
     }

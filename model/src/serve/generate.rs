@@ -157,7 +157,11 @@ pub fn generate<S: DecoderStep, T: TokenText + ?Sized>(
     let pad = end_of_turn.first().copied().unwrap_or(0);
     let padded = left_pad(prompts, pad);
     let budget = options.max_new_tokens.min(context - padded.width);
-    let routers = if options.trace_routing { model.routers() } else { Vec::new() };
+    let routers = if options.trace_routing {
+        model.routers()
+    } else {
+        Vec::new()
+    };
     let mut rows: Vec<Row> = prompts
         .iter()
         .map(|_| Row {

@@ -3,6 +3,8 @@
 //! vectors + past -> last-position logits + present + routing) and [`TokenText`] (decoding ids,
 //! end-of-turn ids); the core does the rest:
 //!
+//! - [`prompt`]: the system turn (profile or neutral text), earlier turns, the multiple-choice
+//!   user turn;
 //! - [`padding`]: left padding, so every row's last prompt token sits at the last position;
 //! - [`choice`]: option-letter probabilities of multiple-choice prompts, in one padded batch;
 //! - [`generate`]: batched generation with per-request samplers, end of turn, stop sequences
@@ -22,6 +24,7 @@
 pub mod choice;
 pub mod generate;
 pub mod padding;
+pub mod prompt;
 pub mod routing;
 
 pub use generate::{FinishReason, GenerateOptions, Generation, Timings, TokenEvent};

@@ -46,6 +46,9 @@ mod tests {
         assert_eq!(p.width, 3);
         assert_eq!(p.ids, vec![vec![5, 6, 7], vec![0, 0, 9]]);
         assert_eq!(p.mask, vec![1, 1, 1, 0, 0, 1]);
-        assert_eq!(grow_mask(&p.mask, 3, [true, false].into_iter()), vec![1, 1, 1, 1, 0, 0, 1, 0]);
+        assert_eq!(
+            grow_mask(&p.mask, 3, [true, false].into_iter()),
+            vec![1, 1, 1, 1, 0, 0, 1, 0]
+        );
     }
 }

@@ -85,8 +85,13 @@ pub fn load(path: &Path, spec: &GraphSpec, options: &EngineOptions) -> Result<Bo
         #[cfg(feature = "tract")]
         Backend::Tract => Ok(Box::new(tract::TractGraph::load(path)?)),
         #[allow(unreachable_patterns)]
-        other => Err(RuntimeError::Unsupported(format!(
-            "backend {other} is not compiled into this build (cargo features `ort`, `tract`)"
-        ))),
+        other => Err(RuntimeError::BackendNotCompiled {
+            backend: other.to_string(),
+            feature: if matches!(other, Backend::Tract) {
+                "tract"
+            } else {
+                "ort"
+            },
+        }),
     }
 }

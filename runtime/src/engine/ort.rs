@@ -31,8 +31,13 @@ pub fn library_path() -> Result<PathBuf, RuntimeError> {
         .or_else(|| option_env!("ORT_DYLIB_PATH").map(PathBuf::from));
     match path {
         Some(p) if p.is_file() => Ok(p),
-        Some(p) => Err(RuntimeError::Unsupported(format!("ONNX Runtime library {} does not exist; set ORT_DYLIB_PATH to libonnxruntime.so (pip install onnxruntime==1.31.1)", p.display()))),
-        None => Err(RuntimeError::Unsupported("ONNX Runtime library not found; set ORT_DYLIB_PATH to libonnxruntime.so (pip install onnxruntime==1.31.1)".into())),
+        Some(p) => Err(RuntimeError::OrtLibrary(format!(
+            "{} does not exist; set ORT_DYLIB_PATH to libonnxruntime.so (pip install onnxruntime==1.31.1)",
+            p.display()
+        ))),
+        None => Err(RuntimeError::OrtLibrary(
+            "not found; set ORT_DYLIB_PATH to libonnxruntime.so (pip install onnxruntime==1.31.1)".into(),
+        )),
     }
 }
 
@@ -47,7 +52,7 @@ fn environment() -> Result<&'static ort::environment::Environment, RuntimeError>
             .build()
             .map_err(|e| format!("ONNX Runtime environment: {e}"))
     });
-    env.as_ref().map_err(|e| RuntimeError::Unsupported(e.clone()))
+    env.as_ref().map_err(|e| RuntimeError::OrtLibrary(e.clone()))
 }
 
 impl OrtGraph {
@@ -69,10 +74,11 @@ impl OrtGraph {
                     .map_err(|e| backend(&label, format!("CUDA execution provider: {e}")))?;
             }
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => {
-                return Err(RuntimeError::Unsupported(
-                    "this build has no CUDA support (cargo feature `cuda`)".into(),
-                ))
+            Device::Cuda(i) => {
+                return Err(RuntimeError::BackendNotCompiled {
+                    backend: format!("ort-cuda:{i}"),
+                    feature: "cuda",
+                })
             }
         }
         let session = builder.commit_from_file(path).map_err(|e| backend(&label, e))?;
