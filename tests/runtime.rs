@@ -792,11 +792,22 @@ fn damaged_bundles_are_refused_with_the_file_named() {
     let manifest = std::fs::read_to_string(future.join("manifest.json")).expect("manifest");
     std::fs::write(
         future.join("manifest.json"),
-        manifest.replacen("\"format_version\": 1", "\"format_version\": 99", 1),
+        manifest.replacen("\"format_version\": 2", "\"format_version\": 99", 1),
     )
     .expect("write");
     let err = Bundle::open(&future).expect_err("version").to_string();
     assert!(err.contains("format version 99"), "{err}");
+    // A version-1 bundle (strings where version 2 has enums) is refused with what to do.
+    std::fs::write(
+        future.join("manifest.json"),
+        manifest.replacen("\"format_version\": 2", "\"format_version\": 1", 1),
+    )
+    .expect("write");
+    let err = Bundle::open(&future).expect_err("version 1").to_string();
+    assert!(
+        err.contains("format version 1 is older") && err.contains("export the bundle again"),
+        "{err}"
+    );
     let err = Bundle::open(dir.join("nowhere")).expect_err("no dir").to_string();
     assert!(err.contains("manifest.json"), "{err}");
 }
@@ -843,8 +854,11 @@ fn decoder_profile_encoder_exports_and_agrees_across_runtimes() {
     let manifest = Bundle::open(&bundle).expect("bundle").manifest;
     let encoder = manifest.encoder.as_ref().expect("encoder in the manifest");
     assert_eq!(
-        (encoder.family.as_str(), encoder.pooling.as_str()),
-        ("qwen3", "last-token")
+        (encoder.family, encoder.pooling),
+        (
+            cuma_model::bundle::EncoderFamily::Qwen3,
+            cuma_model::layers::Pooling::LastToken
+        )
     );
     let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
     let diff = compare(
@@ -1225,13 +1239,19 @@ fn a_tokenizer_with_ids_past_the_vocabulary_is_an_error_not_a_panic() {
         std::fs::write(&path, tok.to_string()).expect("write");
         m["files"]["tokenizer.json"] = cuma::train::checkpoint::hash_files(&[path]).expect("hash").into();
     });
+    // The session refuses it at load: the tokenizer no longer agrees with the manifest's letter ids.
     for backend in backends().map(|(_, b)| b) {
-        let mut session = session(&broken, backend);
-        let options = ["Yes".to_string(), "No".to_string()];
-        let err = session
-            .choice_distribution(&Profile::new().with("country", "Chile"), "Agree?", &options, false)
-            .expect_err("refused")
-            .to_string();
+        let options = SessionOptions {
+            engine: EngineOptions {
+                backend,
+                threads: Some(2),
+            },
+            strict_profiles: true,
+        };
+        let err = match Session::new(Bundle::open(&broken).expect("bundle opens"), options) {
+            Ok(_) => panic!("{backend}: a session on a broken tokenizer"),
+            Err(e) => e.to_string(),
+        };
         assert!(err.contains("100000") && err.contains("vocabulary"), "{backend}: {err}");
     }
 }

@@ -4,7 +4,7 @@
 //! One graph serves prefill (past length 0) and decode.
 
 use crate::graph::{GraphBuilder, StoreAs, Value};
-use crate::io::{value_info, IoSpec};
+use crate::io::{io, value_info, ElementType, IoSpec, KvPart};
 use crate::proto::{data_type, TensorProto};
 use cuma_model::adapters::DecoderAdapters;
 use cuma_model::arch::{Decoder, DecoderCtx, KvPair};
@@ -133,27 +133,31 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
     let (kv, hd) = (config.num_kv_heads, config.head_dim);
     let demographic_dim = decoder.adapters.as_ref().map(|a| a.profile_dim).filter(|&d| d > 0);
     let mut inputs = vec![
-        IoSpec::new("input_ids", "int64", &["batch", "seq"]),
-        IoSpec::new("attention_mask", "int64", &["batch", TOTAL_SEQ]),
+        IoSpec::new(io::INPUT_IDS, ElementType::Int64, &["batch", "seq"]),
+        IoSpec::new(io::ATTENTION_MASK, ElementType::Int64, &["batch", TOTAL_SEQ]),
     ];
     if let Some(d) = demographic_dim {
-        inputs.push(IoSpec::new("demographic", "float32", &["batch", &d.to_string()]));
+        inputs.push(IoSpec::new(
+            io::DEMOGRAPHIC,
+            ElementType::Float32,
+            &["batch", &d.to_string()],
+        ));
     }
     for l in 0..config.num_layers {
-        for part in ["key", "value"] {
+        for part in KvPart::BOTH {
             inputs.push(IoSpec::new(
-                &format!("past.{l}.{part}"),
-                "float32",
+                &io::past(l, part),
+                ElementType::Float32,
                 &["batch", &kv.to_string(), "past_seq", &hd.to_string()],
             ));
         }
     }
-    let ids = Value("input_ids".into());
-    let attention_mask = Value("attention_mask".into());
+    let ids = Value(io::INPUT_IDS.into());
+    let attention_mask = Value(io::ATTENTION_MASK.into());
     let past: Vec<KvPair<Value>> = (0..config.num_layers)
         .map(|l| KvPair {
-            key: Value(format!("past.{l}.key")),
-            value: Value(format!("past.{l}.value")),
+            key: Value(io::past(l, KvPart::Key)),
+            value: Value(io::past(l, KvPart::Value)),
         })
         .collect();
     let past_len = past_length(&mut g, &past[0].key);
@@ -161,20 +165,20 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
     let ctx = DecoderCtx {
         rope: decoder.rope(&mut g, &positions)?,
         mask: AttentionMask { additive },
-        profile: demographic_dim.map(|_| Value("demographic".into())),
+        profile: demographic_dim.map(|_| Value(io::DEMOGRAPHIC.into())),
     };
     let out = decoder.forward(&mut g, &ids, &ctx, Some(&past))?;
     let logits = decoder.logits(&mut g, &out.hidden)?;
     let vocab = config.vocab_size.to_string();
-    let mut outputs = vec![IoSpec::new("logits", "float32", &["batch", "seq", &vocab])];
-    g.output_as(&logits, "logits");
+    let mut outputs = vec![IoSpec::new(io::LOGITS, ElementType::Float32, &["batch", "seq", &vocab])];
+    g.output_as(&logits, io::LOGITS);
     for (l, kvp) in out.presents.iter().enumerate() {
-        for (part, v) in [("key", &kvp.key), ("value", &kvp.value)] {
-            let name = format!("present.{l}.{part}");
+        for (part, v) in [(KvPart::Key, &kvp.key), (KvPart::Value, &kvp.value)] {
+            let name = io::present(l, part);
             g.output_as(v, &name);
             outputs.push(IoSpec::new(
                 &name,
-                "float32",
+                ElementType::Float32,
                 &["batch", &kv.to_string(), TOTAL_SEQ, &hd.to_string()],
             ));
         }
@@ -195,10 +199,18 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
             .collect::<Result<_>>()?;
         let e = g.concat(&experts.iter().collect::<Vec<_>>(), 0)?;
         let w = g.concat(&gates.iter().collect::<Vec<_>>(), 0)?;
-        g.output_as(&e, "routing_experts");
-        g.output_as(&w, "routing_gates");
-        outputs.push(IoSpec::new("routing_experts", "int64", &[&n, "batch", "seq", &k]));
-        outputs.push(IoSpec::new("routing_gates", "float32", &[&n, "batch", "seq", &k]));
+        g.output_as(&e, io::ROUTING_EXPERTS);
+        g.output_as(&w, io::ROUTING_GATES);
+        outputs.push(IoSpec::new(
+            io::ROUTING_EXPERTS,
+            ElementType::Int64,
+            &[&n, "batch", "seq", &k],
+        ));
+        outputs.push(IoSpec::new(
+            io::ROUTING_GATES,
+            ElementType::Float32,
+            &[&n, "batch", "seq", &k],
+        ));
     }
     let graph = g.finish(
         "cuma_decoder",

@@ -4,7 +4,7 @@
 
 use crate::decoder::{indices_along, prepare_inputs, scalar_f32, scalar_i64};
 use crate::graph::{GraphBuilder, StoreAs, Value};
-use crate::io::{value_info, IoSpec};
+use crate::io::{io, value_info, ElementType, IoSpec};
 use crate::proto::data_type;
 use cuma_model::arch::{Bert, Decoder, DecoderCtx};
 use cuma_model::config::{BertConfig, DecoderConfig};
@@ -35,7 +35,7 @@ pub fn encoder_graph<W: Weights<GraphBuilder>>(
     }
     let mut g = GraphBuilder::new(store_as);
     let bert = Bert::load(&mut g, weights, config)?;
-    let (ids, mask) = (Value("input_ids".into()), Value("attention_mask".into()));
+    let (ids, mask) = (Value(io::INPUT_IDS.into()), Value(io::ATTENTION_MASK.into()));
     let one = scalar_i64(&mut g, 1);
     let range = indices_along(&mut g, &ids);
     let positions = g.unsqueeze(&range, 0)?; // [1, s], broadcast over the batch
@@ -60,7 +60,7 @@ pub fn decoder_encoder_graph<W: Weights<GraphBuilder>>(
 ) -> Result<EncoderGraph> {
     let mut g = GraphBuilder::new(store_as);
     let decoder = Decoder::load(&mut g, weights, config)?;
-    let (ids, mask) = (Value("input_ids".into()), Value("attention_mask".into()));
+    let (ids, mask) = (Value(io::INPUT_IDS.into()), Value(io::ATTENTION_MASK.into()));
     let no_past = scalar_i64(&mut g, 0);
     let (positions, additive) = prepare_inputs(&mut g, &mask, &no_past)?;
     let ctx = DecoderCtx {
@@ -85,12 +85,16 @@ fn pooled_output(
     let weights_mask = g.cast(mask, data_type::FLOAT);
     let weights_mask = g.unsqueeze(&weights_mask, -1)?;
     let pooled = pool(&mut g, states, &weights_mask, pooling, normalize)?;
-    g.output_as(&pooled, "embedding");
+    g.output_as(&pooled, io::EMBEDDING);
     let inputs = vec![
-        IoSpec::new("input_ids", "int64", &["batch", "seq"]),
-        IoSpec::new("attention_mask", "int64", &["batch", "seq"]),
+        IoSpec::new(io::INPUT_IDS, ElementType::Int64, &["batch", "seq"]),
+        IoSpec::new(io::ATTENTION_MASK, ElementType::Int64, &["batch", "seq"]),
     ];
-    let outputs = vec![IoSpec::new("embedding", "float32", &["batch", &dim.to_string()])];
+    let outputs = vec![IoSpec::new(
+        io::EMBEDDING,
+        ElementType::Float32,
+        &["batch", &dim.to_string()],
+    )];
     let graph = g.finish(
         "cuma_encoder",
         inputs.iter().map(value_info).collect(),

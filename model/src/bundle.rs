@@ -4,30 +4,120 @@
 //! A bundle holds `model.onnx` (decoder + adapters), optionally `encoder.onnx`, tokenizer files
 //! and this manifest; every other file is listed in [`Manifest::files`] with its SHA-256.
 
+use crate::config::{DecoderFamily, GateMode, Method, RouterLayout, Target};
+use crate::layers::Pooling;
+use crate::text::choice::ChoiceWording;
+use crate::text::profile::{ProfileStyle, ProfileWording};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The manifest format this build writes and reads.
-pub const BUNDLE_FORMAT_VERSION: u32 = 1;
+/// The manifest format this build writes and reads. Version 1 (strings where version 2 has
+/// enums) is refused with an error that says to export the bundle again.
+pub const BUNDLE_FORMAT_VERSION: u32 = 2;
 /// The manifest's file name inside a bundle.
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The names of the graphs' inputs and outputs, for writer and reader alike.
+pub mod io {
+    /// `[batch, seq]` int64 token ids (both graphs).
+    pub const INPUT_IDS: &str = "input_ids";
+    /// `[batch, past_seq+seq]` (decoder) or `[batch, seq]` (encoder) int64 0/1.
+    pub const ATTENTION_MASK: &str = "attention_mask";
+    /// `[batch, D]` float32 profile vectors (decoder, when the routers read them).
+    pub const DEMOGRAPHIC: &str = "demographic";
+    /// `[batch, seq, vocab]` float32.
+    pub const LOGITS: &str = "logits";
+    /// `[routers, batch, seq, k]` int64 experts, strongest first.
+    pub const ROUTING_EXPERTS: &str = "routing_experts";
+    /// `[routers, batch, seq, k]` float32 gates of those experts.
+    pub const ROUTING_GATES: &str = "routing_gates";
+    /// `[batch, D]` float32 (encoder).
+    pub const EMBEDDING: &str = "embedding";
+
+    /// `past.{layer}.key` / `past.{layer}.value`: `[batch, kv_heads, past_seq, head_dim]`.
+    pub fn past(layer: usize, part: KvPart) -> String {
+        format!("past.{layer}.{}", part.name())
+    }
+
+    /// `present.{layer}.key` / `present.{layer}.value`: `[batch, kv_heads, past_seq+seq, head_dim]`.
+    pub fn present(layer: usize, part: KvPart) -> String {
+        format!("present.{layer}.{}", part.name())
+    }
+
+    /// The two halves of a layer's cache.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum KvPart {
+        Key,
+        Value,
+    }
+
+    impl KvPart {
+        pub const BOTH: [KvPart; 2] = [KvPart::Key, KvPart::Value];
+
+        pub fn name(self) -> &'static str {
+            match self {
+                KvPart::Key => "key",
+                KvPart::Value => "value",
+            }
+        }
+    }
+}
 
 /// One graph input or output: its name, element type and shape, where a dimension is either a
 /// number, a symbol (`batch`, `seq`, `past_seq`) or a sum of symbols (`past_seq+seq`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct IoSpec {
     pub name: String,
-    /// `float32` or `int64`.
-    pub dtype: String,
+    pub dtype: ElementType,
     pub shape: Vec<String>,
 }
 
+/// A graph input's or output's element type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum ElementType {
+    Float32,
+    Int64,
+}
+
+/// How the bundle stores weights (graphs compute in f32 either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum StorageDtype {
+    F32,
+    F16,
+}
+
+/// The profile encoder's architecture: BERT, or a decoder family used as an embedding model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum EncoderFamily {
+    Bert,
+    Llama,
+    Qwen2,
+    Qwen3,
+}
+
+impl From<DecoderFamily> for EncoderFamily {
+    fn from(f: DecoderFamily) -> Self {
+        match f {
+            DecoderFamily::Llama => Self::Llama,
+            DecoderFamily::Qwen2 => Self::Qwen2,
+            DecoderFamily::Qwen3 => Self::Qwen3,
+        }
+    }
+}
+
 impl IoSpec {
-    pub fn new(name: &str, dtype: &str, shape: &[&str]) -> Self {
+    pub fn new(name: &str, dtype: ElementType, shape: &[&str]) -> Self {
         Self {
             name: name.into(),
-            dtype: dtype.into(),
+            dtype,
             shape: shape.iter().map(|s| s.to_string()).collect(),
         }
     }
@@ -36,6 +126,7 @@ impl IoSpec {
 /// One graph file and its interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GraphSpec {
     pub file: String,
     pub inputs: Vec<IoSpec>,
@@ -45,9 +136,9 @@ pub struct GraphSpec {
 /// The decoder backbone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BackboneSpec {
-    /// `llama`, `qwen2` or `qwen3`.
-    pub family: String,
+    pub family: DecoderFamily,
     pub layers: usize,
     pub hidden: usize,
     pub heads: usize,
@@ -68,13 +159,12 @@ pub struct BackboneSpec {
 /// The demographic encoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EncoderSpec {
-    /// `bert`, or a decoder family (`qwen3`, ...) used as an embedding model.
-    pub family: String,
+    pub family: EncoderFamily,
     /// D, the profile vector's size.
     pub dim: usize,
-    /// `mean`, `cls` or `last-token`.
-    pub pooling: String,
+    pub pooling: Pooling,
     pub normalize: bool,
     /// Longest profile text in tokens (longer texts are truncated).
     pub max_tokens: usize,
@@ -84,15 +174,16 @@ pub struct EncoderSpec {
 /// The adapters recorded into the decoder graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AdapterSpec {
-    pub method: String,
+    pub method: Method,
     pub experts: usize,
     pub top_k: usize,
     pub rank: usize,
     pub alpha: f64,
-    pub targets: Vec<String>,
-    pub gate: String,
-    pub router_layout: String,
+    pub targets: Vec<Target>,
+    pub gate: GateMode,
+    pub router_layout: RouterLayout,
     /// Router labels in the order of `routing_experts`' first axis.
     pub routers: Vec<String>,
     /// D seen by the routers (0: token-only routers, no `demographic` input).
@@ -106,9 +197,13 @@ pub struct AdapterSpec {
 /// How a profile becomes text, and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProfileSpec {
-    /// `wvb` (`You are a person from {country}, age group: {age}, ...`) or `prism`.
-    pub style: String,
+    /// The style training used (`wvb`: `You are a person from {country}, age group: {age}, ...`,
+    /// or `prism`); `wording` spells it out.
+    pub style: ProfileStyle,
+    /// How a profile becomes text, as data.
+    pub wording: ProfileWording,
     /// Attribute order in the rendered text; attributes outside it follow alphabetically.
     pub order: Vec<String>,
     /// Whether the rendered profile is the system prompt (else [`ProfileSpec::neutral_system`]).
@@ -116,24 +211,43 @@ pub struct ProfileSpec {
     pub neutral_system: String,
 }
 
+/// The multiple-choice turn: its wording and the token id of each option letter in this
+/// bundle's tokenizer (option probabilities are the softmax over those ids' logits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChoiceSpec {
+    pub wording: ChoiceWording,
+    pub letter_ids: Vec<u32>,
+}
+
 /// `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Manifest {
     pub format_version: u32,
     pub producer: String,
-    /// `f32` or `f16` (storage; graphs compute in f32).
-    pub dtype: String,
+    pub dtype: StorageDtype,
     pub opset: i64,
     pub ir_version: i64,
     pub backbone: BackboneSpec,
     pub encoder: Option<EncoderSpec>,
     pub adapter: Option<AdapterSpec>,
     pub profile: ProfileSpec,
+    pub choice: ChoiceSpec,
     /// `model` and (when present) `encoder`.
     pub graphs: BTreeMap<String, GraphSpec>,
     /// Every other file of the bundle -> its SHA-256 (hex).
     pub files: BTreeMap<String, String>,
+}
+
+/// The JSON Schema of `manifest.json` (draft 2020-12), generated from these types; committed as
+/// `docs/manifest.schema.json` and checked against the types by a test.
+#[cfg(feature = "schema")]
+pub fn manifest_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Manifest);
+    serde_json::to_value(&schema).unwrap_or_default()
 }
 
 /// Largest sizes a manifest may state: beyond any real model, low enough that no count from a
@@ -151,13 +265,6 @@ const MAX_PROFILE_DIM: usize = 1 << 16;
 fn within(field: &str, v: usize, max: usize) -> Result<(), String> {
     if v == 0 || v > max {
         return Err(format!("`{field}` is {v}; it must be 1 to {max}"));
-    }
-    Ok(())
-}
-
-fn one_of(field: &str, v: &str, allowed: &[&str]) -> Result<(), String> {
-    if !allowed.contains(&v) {
-        return Err(format!("`{field}` is {v:?}; expected one of {}", allowed.join(", ")));
     }
     Ok(())
 }
@@ -185,9 +292,7 @@ impl Manifest {
     /// `routing_experts` `[routers, batch, seq, top_k]` exactly when there are routers; the
     /// encoder's `embedding` has `encoder.dim` values. The error says which field is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        one_of("dtype", &self.dtype, &["f32", "f16"])?;
         let b = &self.backbone;
-        one_of("backbone.family", &b.family, &["llama", "qwen2", "qwen3"])?;
         within("backbone.layers", b.layers, MAX_LAYERS)?;
         within("backbone.heads", b.heads, MAX_HEADS)?;
         within("backbone.kv_heads", b.kv_heads, MAX_HEADS)?;
@@ -201,15 +306,31 @@ impl Manifest {
                 b.vocab
             ));
         }
+        let c = &self.choice;
+        if c.letter_ids.len() != c.wording.letters.len() || c.letter_ids.is_empty() {
+            return Err(format!(
+                "`choice.letter_ids` has {} ids for {} letters",
+                c.letter_ids.len(),
+                c.wording.letters.len()
+            ));
+        }
+        if let Some(id) = c.letter_ids.iter().find(|&&id| id as usize >= b.vocab) {
+            return Err(format!(
+                "`choice.letter_ids` holds {id}, outside the vocabulary of {}",
+                b.vocab
+            ));
+        }
         let model = self.graphs.get("model").ok_or("no `model` graph")?;
-        for name in ["input_ids", "attention_mask"] {
+        for name in [io::INPUT_IDS, io::ATTENTION_MASK] {
             model
                 .input(name)
                 .ok_or_else(|| format!("graph `model` has no input `{name}`"))?;
         }
         let past = model.inputs.iter().filter(|i| i.name.starts_with("past.")).count();
         let all_layers = (0..b.layers).all(|l| {
-            model.input(&format!("past.{l}.key")).is_some() && model.input(&format!("past.{l}.value")).is_some()
+            io::KvPart::BOTH
+                .iter()
+                .all(|&part| model.input(&io::past(l, part)).is_some())
         });
         if past != 2 * b.layers || !all_layers {
             return Err(format!(
@@ -218,14 +339,14 @@ impl Manifest {
                 past / 2
             ));
         }
-        if model.output("logits").and_then(last_dim) != Some(b.vocab) {
+        if model.output(io::LOGITS).and_then(last_dim) != Some(b.vocab) {
             return Err(format!(
                 "graph `model` gives no `logits` of `backbone.vocab` ({}) values",
                 b.vocab
             ));
         }
-        let demographic = model.input("demographic");
-        let routing = model.output("routing_experts");
+        let demographic = model.input(io::DEMOGRAPHIC);
+        let routing = model.output(io::ROUTING_EXPERTS);
         match &self.adapter {
             None if demographic.is_some() || routing.is_some() => {
                 return Err(
@@ -234,17 +355,12 @@ impl Manifest {
             }
             None => {}
             Some(a) => {
-                one_of(
-                    "adapter.method",
-                    &a.method,
-                    &["cuma", "lora", "dora", "hydralora", "mixlora"],
-                )?;
-                one_of("adapter.gate", &a.gate, &["topk-softmax", "double-softmax", "soft"])?;
-                one_of(
-                    "adapter.router_layout",
-                    &a.router_layout,
-                    &["per-module", "shared-qkv", "per-layer"],
-                )?;
+                if matches!(a.method, Method::Full | Method::Ptuning) {
+                    return Err(format!(
+                        "`adapter.method` is {:?}, which a bundle cannot hold",
+                        a.method
+                    ));
+                }
                 within("adapter.experts", a.experts, MAX_EXPERTS)?;
                 within("adapter.top_k", a.top_k, a.experts)?;
                 within("adapter.rank", a.rank, MAX_RANK)?;
@@ -280,10 +396,9 @@ impl Manifest {
         match (&self.encoder, self.graphs.get("encoder")) {
             (None, None) => {}
             (Some(e), Some(g)) => {
-                one_of("encoder.pooling", &e.pooling, &["mean", "cls", "last-token"])?;
                 within("encoder.dim", e.dim, MAX_PROFILE_DIM)?;
                 within("encoder.max_tokens", e.max_tokens, MAX_POSITIONS)?;
-                if g.output("embedding").and_then(last_dim) != Some(e.dim) {
+                if g.output(io::EMBEDDING).and_then(last_dim) != Some(e.dim) {
                     return Err(format!(
                         "`encoder.dim` is {}, but graph `encoder` gives no `embedding` of that size",
                         e.dim

@@ -111,15 +111,22 @@ impl Bundle {
         if version != Some(u64::from(BUNDLE_FORMAT_VERSION)) {
             return Err(RuntimeError::Manifest {
                 path: path.display().to_string(),
-                reason: format!(
-                    "bundle format version {} (this build reads {BUNDLE_FORMAT_VERSION})",
-                    version.map_or("missing".to_string(), |v| v.to_string())
-                ),
+                reason: match version {
+                    Some(v) if v < u64::from(BUNDLE_FORMAT_VERSION) => format!(
+                        "bundle format version {v} is older than this build reads ({BUNDLE_FORMAT_VERSION}); \
+                         export the bundle again with this cuma (`cuma export --onnx RUN --out DIR`)"
+                    ),
+                    v => format!(
+                        "bundle format version {} (this build reads {BUNDLE_FORMAT_VERSION})",
+                        v.map_or("missing".to_string(), |v| v.to_string())
+                    ),
+                },
             });
         }
-        let manifest: Manifest = serde_json::from_value(value).map_err(|e| RuntimeError::Manifest {
+        // The error names the field at fault (`adapter.method: unknown variant ...`).
+        let manifest: Manifest = serde_path_to_error::deserialize(value).map_err(|e| RuntimeError::Manifest {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            reason: format!("`{}`: {}", e.path(), e.inner()),
         })?;
         manifest.validate().map_err(|reason| RuntimeError::Manifest {
             path: path.display().to_string(),

@@ -3,6 +3,8 @@
 
 use crate::engine::Engine;
 use crate::{Bundle, HostTensor, RuntimeError};
+use cuma_model::bundle::io::{self, KvPart};
+use cuma_model::bundle::GraphSpec;
 use cuma_model::serve::{self, DecoderStep, RoutingOutput, ServeError, StepInput};
 
 impl From<ServeError> for RuntimeError {
@@ -45,12 +47,44 @@ pub struct GraphDecoder {
     routers: Vec<String>,
     /// `past.{l}.key` / `past.{l}.value` input names, built once.
     past_names: Vec<(String, String)>,
+    outputs: OutputIndex,
+}
+
+/// Where each output the runtime reads sits in the engine's results (the manifest's order).
+struct OutputIndex {
+    logits: Option<usize>,
+    /// `present.{l}.key`, `present.{l}.value`, ... in layer order.
+    presents: Vec<usize>,
+    routing_experts: Option<usize>,
+    routing_gates: Option<usize>,
+}
+
+impl OutputIndex {
+    fn new(spec: &GraphSpec, layers: usize) -> Result<Self, RuntimeError> {
+        let at = |name: &str| spec.outputs.iter().position(|o| o.name == name);
+        let presents = (0..layers)
+            .flat_map(|l| KvPart::BOTH.map(|part| io::present(l, part)))
+            .map(|name| {
+                at(&name).ok_or_else(|| RuntimeError::Manifest {
+                    path: "manifest.json".into(),
+                    reason: format!("graph `model` has no output `{name}`"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            logits: at(io::LOGITS),
+            presents,
+            routing_experts: at(io::ROUTING_EXPERTS),
+            routing_gates: at(io::ROUTING_GATES),
+        })
+    }
 }
 
 impl GraphDecoder {
-    pub fn new(engine: Box<dyn Engine>, bundle: &Bundle) -> Self {
+    pub fn new(engine: Box<dyn Engine>, bundle: &Bundle) -> Result<Self, RuntimeError> {
         let m = &bundle.manifest;
-        Self {
+        let outputs = OutputIndex::new(bundle.graph_spec("model")?, m.backbone.layers)?;
+        Ok(Self {
             engine,
             layers: m.backbone.layers,
             kv_heads: m.backbone.kv_heads,
@@ -60,9 +94,10 @@ impl GraphDecoder {
             demographic_dim: m.adapter.as_ref().map_or(0, |a| a.demographic_dim),
             routers: m.adapter.as_ref().map(|a| a.routers.clone()).unwrap_or_default(),
             past_names: (0..m.backbone.layers)
-                .map(|l| (format!("past.{l}.key"), format!("past.{l}.value")))
+                .map(|l| (io::past(l, KvPart::Key), io::past(l, KvPart::Value)))
                 .collect(),
-        }
+            outputs,
+        })
     }
 
     /// Whether the routers read a profile vector.
@@ -118,7 +153,7 @@ impl GraphDecoder {
             shape: vec![b, kv, 0, hd],
             data: Vec::new(),
         };
-        let mut inputs: Vec<(&str, &HostTensor)> = vec![("input_ids", &ids), ("attention_mask", &mask_t)];
+        let mut inputs: Vec<(&str, &HostTensor)> = vec![(io::INPUT_IDS, &ids), (io::ATTENTION_MASK, &mask_t)];
         let demo_t;
         if self.demographic_dim > 0 {
             let d = self.demographic_dim;
@@ -134,7 +169,7 @@ impl GraphDecoder {
                 shape: vec![b, d],
                 data: v.to_vec(),
             };
-            inputs.push(("demographic", &demo_t));
+            inputs.push((io::DEMOGRAPHIC, &demo_t));
         }
         for (l, (k, v)) in self.past_names.iter().enumerate() {
             match past {
@@ -148,8 +183,10 @@ impl GraphDecoder {
                 }
             }
         }
-        let mut out = self.engine.run(&inputs)?.into_iter();
-        let logits = match out.next() {
+        // Outputs are read by name: `outputs` is in the manifest's order, `self.outputs` says where.
+        let mut out: Vec<Option<HostTensor>> = self.engine.run(&inputs)?.into_iter().map(Some).collect();
+        let mut take = |index: Option<usize>| index.and_then(|i| out.get_mut(i)).and_then(Option::take);
+        let logits = match take(self.outputs.logits) {
             Some(HostTensor::F32 { shape, data }) if shape == [b, s, vocab] => data,
             other => {
                 return Err(RuntimeError::Backend {
@@ -161,8 +198,20 @@ impl GraphDecoder {
                 })
             }
         };
-        let presents: Vec<HostTensor> = out.by_ref().take(2 * layers).collect();
-        let routing = match (out.next(), out.next()) {
+        let presents: Vec<HostTensor> = self
+            .outputs
+            .presents
+            .iter()
+            .map(|&i| take(Some(i)))
+            .collect::<Option<_>>()
+            .ok_or_else(|| RuntimeError::Backend {
+                graph: "model".into(),
+                reason: format!(
+                    "fewer outputs than the {} present tensors the manifest lists",
+                    2 * layers
+                ),
+            })?;
+        let routing = match (take(self.outputs.routing_experts), take(self.outputs.routing_gates)) {
             (Some(HostTensor::I64 { data: e, .. }), Some(HostTensor::F32 { data: g, .. })) => Some((e, g)),
             _ => None,
         };

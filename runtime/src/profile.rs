@@ -4,7 +4,8 @@
 
 use crate::RuntimeError;
 use cuma_model::bundle::ProfileSpec;
-use cuma_model::text::profile::{render, ProfileStyle};
+#[cfg(test)]
+use cuma_model::text::profile::ProfileStyle;
 use std::collections::BTreeMap;
 
 /// A demographic profile.
@@ -118,15 +119,8 @@ impl Profile {
 
     /// The profile's text in the bundle's style and attribute order.
     pub fn render(&self, spec: &ProfileSpec) -> Result<String, RuntimeError> {
-        let style: ProfileStyle =
-            serde_json::from_value(serde_json::Value::String(spec.style.clone())).map_err(|_| {
-                RuntimeError::Profile(format!(
-                    "the bundle's profile style `{}` is unknown to this build",
-                    spec.style
-                ))
-            })?;
         let order: Vec<&str> = spec.order.iter().map(String::as_str).collect();
-        Ok(render(&self.attributes, &order, style))
+        Ok(spec.wording.render(&self.attributes, &order))
     }
 }
 
@@ -136,7 +130,8 @@ mod tests {
 
     fn spec() -> ProfileSpec {
         ProfileSpec {
-            style: "wvb".into(),
+            style: ProfileStyle::Wvb,
+            wording: ProfileStyle::Wvb.wording(),
             order: vec!["country".into(), "age".into(), "religion".into()],
             in_prompt: true,
             neutral_system: "x".into(),

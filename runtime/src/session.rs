@@ -6,13 +6,14 @@ use crate::decoder::{GraphDecoder, StepOutput};
 use crate::engine::{self, Engine, EngineOptions};
 use crate::text::{chat_prompt, TextTokenizer};
 use crate::{Bundle, HostTensor, Profile, RuntimeError};
+use cuma_model::bundle::io;
 use cuma_model::serve::choice::{option_probabilities, ChoicePrompt};
 use cuma_model::serve::generate::generate;
 use cuma_model::serve::prompt;
 use cuma_model::serve::{
     DecoderStep, GenerateOptions, Generation, RoutingTrace, ServeError, StepInput, Timings, TokenEvent, TokenText,
 };
-use cuma_model::text::{choice, Message};
+use cuma_model::text::Message;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -63,6 +64,26 @@ pub struct ChoiceDistribution {
     pub prefill_seconds: f64,
 }
 
+/// The tokenizer must encode every option letter as the id the manifest records (a tokenizer
+/// edited after export would otherwise score the wrong logits).
+fn check_letters(tokenizer: &TextTokenizer, m: &cuma_model::bundle::Manifest) -> Result<(), RuntimeError> {
+    for (letter, &want) in m.choice.wording.letters.iter().zip(&m.choice.letter_ids) {
+        let got = tokenizer.single_token(letter)?;
+        if got as usize >= m.backbone.vocab {
+            return Err(RuntimeError::Unsupported(format!(
+                "the tokenizer maps option letter `{letter}` to token {got}, outside the vocabulary of {}",
+                m.backbone.vocab
+            )));
+        }
+        if got != want {
+            return Err(RuntimeError::Unsupported(format!(
+                "the tokenizer maps option letter `{letter}` to token {got}; the manifest says {want}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A bundle loaded for serving.
 pub struct Session {
     bundle: Bundle,
@@ -101,6 +122,7 @@ impl Session {
             )
         };
         let backbone_tokenizer = tokenizer(&m.backbone.tokenizer)?;
+        check_letters(&backbone_tokenizer, m)?;
         let (encoder, encoder_tokenizer) = match (&m.encoder, m.graphs.get("encoder")) {
             (Some(spec), Some(graph)) => (
                 Some(engine::load(&bundle.file(&graph.file)?, graph, &options.engine)?),
@@ -108,7 +130,7 @@ impl Session {
             ),
             _ => (None, None),
         };
-        let decoder = GraphDecoder::new(decoder, &bundle);
+        let decoder = GraphDecoder::new(decoder, &bundle)?;
         Ok(Self {
             bundle,
             options,
@@ -193,8 +215,14 @@ impl Session {
             shape: vec![1, n],
             data: vec![1; n],
         };
-        let out = encoder.run(&[("input_ids", &ids), ("attention_mask", &mask)])?;
-        let vector = out.into_iter().next().and_then(|t| {
+        let out = encoder.run(&[(io::INPUT_IDS, &ids), (io::ATTENTION_MASK, &mask)])?;
+        let at = self
+            .bundle
+            .graph_spec("encoder")?
+            .outputs
+            .iter()
+            .position(|o| o.name == io::EMBEDDING);
+        let vector = at.and_then(|i| out.into_iter().nth(i)).and_then(|t| {
             if let HostTensor::F32 { data, .. } = t {
                 Some(data)
             } else {
@@ -263,21 +291,19 @@ impl Session {
         if options.is_empty() {
             return Err(RuntimeError::Input("a question needs at least one option".into()));
         }
-        if options.len() > choice::LETTERS.len() {
+        let choice = &self.bundle.manifest.choice;
+        if options.len() > choice.letter_ids.len() {
             return Err(RuntimeError::Input(format!(
                 "{} options; at most {} can be lettered",
                 options.len(),
-                choice::LETTERS.len()
+                choice.letter_ids.len()
             )));
         }
         if question.trim().is_empty() {
             return Err(RuntimeError::Input("empty question".into()));
         }
-        let letters: Vec<u32> = choice::LETTERS
-            .chars()
-            .take(options.len())
-            .map(|l| self.tokenizer.single_token(&l.to_string()))
-            .collect::<Result<_, _>>()?;
+        let letters = choice.letter_ids[..options.len()].to_vec();
+        let wording = choice.wording.clone();
         let t0 = Instant::now();
         let demographic = if self.reads_profile_vector() {
             Some(self.encode_profile(profile)?)
@@ -286,7 +312,7 @@ impl Session {
         };
         let encoder_seconds = t0.elapsed().as_secs_f64();
         let system = self.system_message(profile)?;
-        let turns = prompt::choice_messages(&system.content, &[], question, options);
+        let turns = prompt::choice_messages(&wording, &system.content, &[], question, options);
         let ids = self.prompt_ids(profile, &turns)?;
         let t1 = Instant::now();
         let prompt = ChoicePrompt { ids, letters };

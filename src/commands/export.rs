@@ -9,8 +9,8 @@ use cuma_export::StoreAs;
 const MODEL_FILE: &str = "model.onnx";
 
 pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
-    let target = match &a.onnx {
-        Some(p) => p.clone(),
+    let target = match a.onnx.clone().flatten() {
+        Some(p) => p,
         None => cuma::defaults::backbone(None)?,
     };
     if a.out.exists() {

@@ -6,6 +6,7 @@
 use super::routing::ItemRouting;
 use crate::models::backbone::Backbone;
 use crate::serve::BackboneStep;
+use crate::tokenizer::TextTokenizer;
 use crate::{Error, Result};
 use cuma_model::serve::choice::{option_probabilities, ChoicePrompt as Scored};
 use cuma_model::serve::RoutingOutput;
@@ -20,12 +21,12 @@ pub struct ChoicePrompt {
     pub profile: usize,
 }
 
-/// Token ids of the option letters A, B, C, ... (each must be a single token).
-pub fn letter_ids(model: &Backbone, n: usize) -> Result<Vec<u32>> {
+/// Token ids of the first `n` option letters A, B, C, ... (each must be a single token).
+pub fn letter_ids(tokenizer: &TextTokenizer, n: usize) -> Result<Vec<u32>> {
     crate::data::item::LETTERS
         .chars()
         .take(n)
-        .map(|l| match model.tokenizer.encode(&l.to_string(), false)?.as_slice() {
+        .map(|l| match tokenizer.encode(&l.to_string(), false)?.as_slice() {
             [id] => Ok(*id),
             other => Err(Error::Invalid(format!(
                 "option letter {l} is {} tokens in this tokenizer",
@@ -49,7 +50,7 @@ pub fn score(
     record_routing: bool,
 ) -> Result<(Vec<Vec<f64>>, Vec<ItemRouting>)> {
     let max_options = prompts.iter().map(|p| p.options).max().unwrap_or(0);
-    let letters = letter_ids(model, max_options)?;
+    let letters = letter_ids(&model.tokenizer, max_options)?;
     let scored: Vec<Scored> = prompts
         .iter()
         .map(|p| Scored {

@@ -88,7 +88,7 @@ pub fn tokenize(
             answer: s.answer,
         })
         .collect();
-    let messages = prompt::choice_messages(system, &shots, &item.question, &item.options);
+    let messages = prompt::choice_messages(&Default::default(), system, &shots, &item.question, &item.options);
     let prompt = render(&model.tokenizer, &messages)?;
     let mut ids = model.tokenizer.encode(&prompt, false)?;
     let targets_from = ids.len();

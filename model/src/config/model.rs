@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// The decoder families sharing `arch::llama`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum DecoderFamily {
     /// Llama 2/3.x, SmolLM2: no biases, no q/k norm.
     Llama,

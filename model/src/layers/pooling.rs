@@ -6,6 +6,7 @@ use crate::{Ops, Result};
 /// How token states become one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Pooling {
     /// Mean over real (unpadded) tokens.
     Mean,

@@ -3,7 +3,8 @@
 //! the prompt), earlier turns, and the multiple-choice user turn. Rendering the messages with the
 //! chat template and tokenising them is the backend's (both use [`crate::text::chat::render`]).
 
-use crate::text::{choice, Message};
+use crate::text::choice::ChoiceWording;
+use crate::text::Message;
 
 /// The system text: `profile_text` when the profile goes into the prompt, else `neutral`.
 pub fn system_text<'a>(profile_text: &'a str, in_prompt: bool, neutral: &'a str) -> &'a str {
@@ -32,16 +33,23 @@ pub struct Shot<'a> {
     pub answer: usize,
 }
 
-/// The messages of a multiple-choice prompt: the system turn, each shot as a user turn answered
-/// by its letter, then `question` with its lettered `options`. The answer letter follows the
-/// rendered prompt directly.
-pub fn choice_messages(system: &str, shots: &[Shot<'_>], question: &str, options: &[String]) -> Vec<Message> {
+/// The messages of a multiple-choice prompt in `wording`: the system turn, each shot as a user
+/// turn answered by its letter, then `question` with its lettered `options`. The answer letter
+/// follows the rendered prompt directly.
+pub fn choice_messages(
+    wording: &ChoiceWording,
+    system: &str,
+    shots: &[Shot<'_>],
+    question: &str,
+    options: &[String],
+) -> Vec<Message> {
     let mut messages = vec![Message::new("system", system)];
     for shot in shots {
-        messages.push(Message::new("user", &choice::user_prompt(shot.question, shot.options)));
-        messages.push(Message::new("assistant", &choice::letter(shot.answer).to_string()));
+        messages.push(Message::new("user", &wording.user_prompt(shot.question, shot.options)));
+        let letter = wording.letters.get(shot.answer).map_or("?", String::as_str);
+        messages.push(Message::new("assistant", letter));
     }
-    messages.push(Message::new("user", &choice::user_prompt(question, options)));
+    messages.push(Message::new("user", &wording.user_prompt(question, options)));
     messages
 }
 
@@ -66,7 +74,7 @@ mod tests {
             options: &opts,
             answer: 1,
         };
-        let m = choice_messages("sys", &[shot], "Q2?", &opts);
+        let m = choice_messages(&ChoiceWording::default(), "sys", &[shot], "Q2?", &opts);
         let roles: Vec<&str> = m.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(roles, ["system", "user", "assistant", "user"]);
         assert_eq!(m[2].content, "B");
