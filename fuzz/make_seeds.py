@@ -100,7 +100,7 @@ def bundle_seed():
     outputs = [io("logits", "float32", ["batch", "seq", "16"]), io("routing_experts", "int64", ["2", "batch", "seq", "1"])]
     outputs += [io(f"present.0.{kv}", "float32", ["batch", "1", "past_seq+seq", "8"]) for kv in ("key", "value")]
     manifest = {
-        "format_version": 1,
+        "format_version": 2,
         "producer": "fuzz seed",
         "dtype": "f32",
         "opset": 17,
@@ -114,7 +114,12 @@ def bundle_seed():
         "adapter": {"method": "cuma", "experts": 2, "top_k": 1, "rank": 2, "alpha": 4.0, "targets": ["q_proj"],
                     "gate": "topk-softmax", "router_layout": "per-module", "routers": ["0.q_proj", "0.v_proj"],
                     "demographic_dim": 4, "merged": False},
-        "profile": {"style": "wvb", "order": ["country", "age"], "in_prompt": True, "neutral_system": ""},
+        "profile": {"style": "wvb", "order": ["country", "age"], "in_prompt": True, "neutral_system": "",
+                    "wording": {"lead_attribute": "country", "lead": "You are a person from {value}",
+                                "lead_missing": "You are a person", "item": "{label}: {value}", "separator": ", ",
+                                "closing": ".", "labels": {"age": "age group"}, "label_rule": "spaces"}},
+        "choice": {"wording": {"option": " {letter}. {option}", "closing": " You can only choose one option.",
+                               "letters": ["A", "B", "C"]}, "letter_ids": [3, 4, 5]},
         "graphs": {
             "model": {"file": "model.onnx", "inputs": inputs, "outputs": outputs},
             "encoder": {"file": "encoder.onnx",

@@ -72,11 +72,12 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
                 g.token_ids.len()
             );
         }
-        let steps = t.decode_seconds.len() + 1;
+        // The first token of every reply comes from the prefill; each decode step adds one more.
+        let steps = t.decode_seconds.len();
         eprintln!(
             "[{device:?}] load {load_s:.2}s, prefill {:.3}s, {steps} decode steps in {decode:.2}s ({:.1} steps/s, batch {})",
             t.prefill_seconds,
-            steps as f64 / (t.prefill_seconds + decode).max(1e-9),
+            steps as f64 / decode.max(1e-9),
             replies.len()
         );
     }
