@@ -9,19 +9,9 @@ pub enum Error {
     /// so that error chains do not repeat it).
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: std::io::Error },
-    /// A safetensors file (or its index) is truncated or corrupt.
+    /// A safetensors file libtorch reads (checkpoints, cached profile vectors) is corrupt.
     #[error("{path}: not a valid safetensors file: {reason}")]
     Safetensors { path: PathBuf, reason: String },
-    /// A GGUF file is truncated, corrupt or uses a feature cuma does not read.
-    #[error("{path}: {reason}")]
-    Gguf { path: PathBuf, reason: String },
-    /// A tensor is stored in a data type cuma cannot convert.
-    #[error("{path}: tensor `{tensor}` has unsupported data type {dtype}")]
-    UnsupportedDtype {
-        path: PathBuf,
-        tensor: String,
-        dtype: String,
-    },
     /// The model definition rejected the weights or configuration found in `path`.
     #[error("{path}: {source}")]
     Model { path: PathBuf, source: cuma_model::Error },

@@ -24,24 +24,34 @@ fn python() -> PathBuf {
     venv.join("bin/python")
 }
 
-/// Runs `model` in onnxruntime on `request` (see fixtures/onnx/run_ort.py).
-fn ort(model: &Path, request: &Value, dir: &Path) -> Value {
-    let (req, out) = (dir.join("request.json"), dir.join("ort.json"));
+/// Runs `fixtures/onnx/{script}` as `script TARGET REQUEST.json OUT.json` on `request` (files
+/// named after `tag` in `dir`) and returns its JSON output.
+fn python_json(script: &str, target: &Path, request: &Value, dir: &Path, tag: &str) -> Value {
+    let (req, out) = (
+        dir.join(format!("{tag}-request.json")),
+        dir.join(format!("{tag}-out.json")),
+    );
     std::fs::write(&req, request.to_string()).expect("request");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/onnx/run_ort.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/onnx").join(script);
     let run = Command::new(python())
-        .arg(script)
-        .arg(model)
+        .arg(&script)
+        .arg(target)
         .arg(&req)
         .arg(&out)
         .output()
         .expect("python runs");
     assert!(
         run.status.success(),
-        "onnxruntime: {}",
+        "{}: {}",
+        script.display(),
         String::from_utf8_lossy(&run.stderr)
     );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("ort output")).expect("json");
+    serde_json::from_str(&std::fs::read_to_string(&out).expect("python output")).expect("json")
+}
+
+/// Runs `model` in onnxruntime on `request` (see fixtures/onnx/run_ort.py).
+fn ort(model: &Path, request: &Value, dir: &Path) -> Value {
+    let v = python_json("run_ort.py", model, request, dir, "ort");
     assert_eq!(v["checker"], "ok", "onnx.checker.check_model(full_check=True) failed");
     v
 }
@@ -566,25 +576,7 @@ fn an_independent_python_client_reproduces_cuma_from_the_contract() {
     for (i, profile_json) in profiles.iter().enumerate() {
         let request =
             json!({"profile": profile_json, "question": question, "options": options, "chat": chat, "max_tokens": 12});
-        let (req, out) = (
-            dir.join(format!("contract-{i}.json")),
-            dir.join(format!("contract-out-{i}.json")),
-        );
-        std::fs::write(&req, request.to_string()).expect("request");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/onnx/contract_client.py");
-        let run = Command::new(python())
-            .arg(script)
-            .arg(&bundle)
-            .arg(&req)
-            .arg(&out)
-            .output()
-            .expect("python runs");
-        assert!(
-            run.status.success(),
-            "contract client: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let py: Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("output")).expect("json");
+        let py = python_json("contract_client.py", &bundle, &request, &dir, &format!("contract-{i}"));
         assert_eq!(
             py["schema"], "ok",
             "the manifest does not validate against docs/manifest.schema.json"
