@@ -3,6 +3,7 @@
 
 use crate::models::backbone::decoder_config;
 use crate::models::source::ModelSource;
+use crate::tch_ops::TchOps;
 use crate::train::checkpoint;
 use crate::weights::WeightSet;
 use crate::{Error, Result};
@@ -124,23 +125,21 @@ fn merged_lora(
                     )))
                 }
             };
-            let delta = b
-                .f_matmul(a)?
-                .f_mul_scalar(method.scale())?
-                .f_to_kind(tch::Kind::Float)?
-                .f_contiguous()?;
-            let delta: Vec<f32> = Vec::try_from(delta.f_view([-1])?)?;
             let name = format!("{prefix}.weight");
-            let mut w = base.read(&name).map_err(Error::Invalid)?;
-            if w.len() != delta.len() {
+            let w = base.read(&name).map_err(Error::Invalid)?;
+            let (rows, cols) = (b.size()[0], a.size()[1]);
+            if w.len() as i64 != rows * cols {
                 return Err(Error::Invalid(format!(
-                    "{name}: {} values, the LoRA update has {}",
-                    w.len(),
-                    delta.len()
+                    "{name}: {} values, the LoRA update has {rows} x {cols}",
+                    w.len()
                 )));
             }
-            w.iter_mut().zip(&delta).for_each(|(x, d)| *x += d);
-            out.insert(name, w);
+            let w = tch::Tensor::f_from_slice(&w)?.f_view([rows, cols])?;
+            let (a, b) = (a.f_to_kind(tch::Kind::Float)?, b.f_to_kind(tch::Kind::Float)?);
+            let merged =
+                cuma_model::adapters::merged_weight(&mut TchOps::new(tch::Device::Cpu), &w, &a, &b, method.scale())?
+                    .f_contiguous()?;
+            out.insert(name, Vec::<f32>::try_from(&merged.f_view([-1])?)?);
         }
     }
     Ok(out)

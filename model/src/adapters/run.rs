@@ -94,13 +94,8 @@ fn dora<O: Ops>(
     x: &O::T,
     linear: &Linear<O::T>,
 ) -> Result<O::T> {
-    let delta = o.matmul(&bank.b, &bank.a)?; // [out, in]
-    let delta = o.scale(&delta, bank.scale)?;
-    let adapted = o.add(&linear.weight, &delta)?;
-    let sq = o.mul(&adapted, &adapted)?;
-    let norms = o.sum_keepdim(&sq, -1)?;
-    let norms = o.sqrt(&norms)?;
-    let norms = o.reshape(&norms, &[-1])?; // [out]
+    let adapted = super::merged_weight(o, &linear.weight, &bank.a, &bank.b, bank.scale)?;
+    let norms = super::row_norms(o, &adapted)?; // [out]
     let factor = o.div(magnitude, &norms)?;
     let xd = o.dropout(x, bank.dropout)?;
     let y = o.linear(&xd, &adapted, None)?;

@@ -124,11 +124,7 @@ impl<T> DecoderAdapters<T> {
                     Some(routers.len() - 1)
                 };
                 let magnitude = if m.method == Method::Dora {
-                    let w = &decoder.projection(i, target)?.weight;
-                    let sq = o.mul(w, w)?;
-                    let norms = o.sum_keepdim(&sq, -1)?;
-                    let norms = o.sqrt(&norms)?;
-                    let norms = o.reshape(&norms, &[-1])?;
+                    let norms = super::row_norms(o, &decoder.projection(i, target)?.weight)?;
                     Some(t.param_from(o, &format!("{prefix}.dora_magnitude"), &[fan_out], &norms)?)
                 } else {
                     None
