@@ -348,13 +348,6 @@ pub fn write_bundle(
         demographic_dim: decoder.demographic_dim.unwrap_or(0),
         merged: input.merge,
     });
-    let mut sizes = std::collections::BTreeMap::new();
-    let mut hashes = std::collections::BTreeMap::new();
-    for f in &files {
-        let p = out.join(f);
-        sizes.insert(f.clone(), std::fs::metadata(&p).map_err(crate::error::io(&p))?.len());
-        hashes.insert(f.clone(), checkpoint::hash_files(&[p])?);
-    }
     let choice = cuma_model::text::choice::ChoiceWording::default();
     let manifest = Manifest {
         format_version: bundle::BUNDLE_FORMAT_VERSION,
@@ -395,11 +388,9 @@ pub fn write_bundle(
             wording: choice,
         },
         graphs,
-        files: hashes,
+        files: Default::default(),
     };
-    let manifest_path = out.join(bundle::MANIFEST_FILE);
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
-    write_new(&manifest_path, text.as_bytes())?;
+    let sizes = cuma_export::finish_bundle(out, manifest, &files).map_err(|e| Error::Invalid(e.to_string()))?;
     Ok(BundleReport {
         sizes,
         routers: decoder.routers.len(),

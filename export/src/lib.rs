@@ -4,8 +4,10 @@
 //! `cuma_model::Ops` trait by appending ONNX nodes, so running the shared model definition
 //! (the same `Decoder` / adapters code the tch backend trains) against it records the graph.
 //! Only standard ONNX operators (opset [`graph::OPSET`], default domain) are used; top-k routing
-//! is k rounds of ArgMax, so no shape depends on the data.
+//! is k rounds of ArgMax, so no shape depends on the data. [`bundle`] finishes a bundle: hashes
+//! and the manifest.
 
+pub mod bundle;
 pub mod decoder;
 pub mod encoder;
 pub mod graph;
@@ -13,6 +15,7 @@ pub mod io;
 pub mod proto;
 pub mod weights;
 
+pub use bundle::{finish_bundle, sha256_file};
 pub use cuma_model as model;
 pub use decoder::{decoder_graph, AdapterSpec, DecoderGraph};
 pub use encoder::{encoder_graph, EncoderGraph};
@@ -29,6 +32,9 @@ pub enum ExportError {
     Model(#[from] cuma_model::Error),
     #[error("{path}: {reason}")]
     Io { path: String, reason: std::io::Error },
+    /// The manifest the exporter assembled does not pass the runtime's own checks.
+    #[error("manifest.json: {0}")]
+    Manifest(String),
 }
 
 /// Creates `path` as a new regular file for writing. Whatever is there already - an earlier
