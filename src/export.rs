@@ -268,7 +268,7 @@ pub fn write_bundle(
         },
     );
     let tok_path = out.join("tokenizer.json");
-    write_tokenizer(&tokenizer.inner, &tok_path)?;
+    write_tokenizer(tokenizer.inner.raw(), &tok_path)?;
     files.push("tokenizer.json".into());
 
     let train_config = input
@@ -324,7 +324,7 @@ pub fn write_bundle(
         );
         let enc_tok = crate::models::backbone::tokenizer_for(&enc_source)?;
         let enc_tok_path = out.join("encoder.tokenizer.json");
-        write_tokenizer(&enc_tok.inner, &enc_tok_path)?;
+        write_tokenizer(enc_tok.inner.raw(), &enc_tok_path)?;
         files.push("encoder.tokenizer.json".to_string());
         encoder_spec = Some(EncoderSpec {
             family,

@@ -115,11 +115,11 @@ impl Session {
         let model_spec = bundle.graph_spec("model")?;
         let decoder = engine::load(&bundle.graph_path("model")?, model_spec, &options.engine)?;
         // Only files the bundle lists (and `Bundle::open` verified) are opened.
-        let tokenizer = |name: &str| {
-            TextTokenizer::from_bytes(
+        let tokenizer = |name: &str| -> Result<TextTokenizer, RuntimeError> {
+            Ok(TextTokenizer::from_bytes(
                 &bundle.read_text_file(name)?,
                 &bundle.dir.join(name).display().to_string(),
-            )
+            )?)
         };
         let backbone_tokenizer = tokenizer(&m.backbone.tokenizer)?;
         check_letters(&backbone_tokenizer, m)?;

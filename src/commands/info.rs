@@ -54,7 +54,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     let eot: Vec<String> = tok
         .end_of_turn
         .iter()
-        .map(|&id| format!("{} ({id})", tok.inner.id_to_token(id).unwrap_or_default()))
+        .map(|&id| format!("{} ({id})", tok.inner.raw().id_to_token(id).unwrap_or_default()))
         .collect();
     println!("end of turn:    {}", eot.join(", "));
     match &tok.chat_template {

@@ -101,17 +101,10 @@ impl ProfileEncoder {
         } else {
             (Pooling::Mean, false)
         };
-        let truncation = tokenizers::TruncationParams {
-            max_length: MAX_TOKENS,
-            ..Default::default()
-        };
-        tokenizer
-            .inner
-            .with_truncation(Some(truncation))
-            .map_err(|e| Error::Tokenizer {
-                path: tokenizer.source.clone(),
-                reason: e.to_string(),
-            })?;
+        tokenizer.inner = tokenizer.inner.truncated(MAX_TOKENS).map_err(|e| Error::Tokenizer {
+            path: tokenizer.source.clone(),
+            reason: e.reason,
+        })?;
         let _guard = tch::no_grad_guard();
         let mut o = TchOps::new(device);
         let mut store = TchStore::new(&source.weights);

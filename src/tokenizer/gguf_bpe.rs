@@ -140,7 +140,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<TextTokenizer> {
     let eos_token = token_of(eos_id);
     let end_of_turn = TextTokenizer::find_end_of_turn(&inner, eos_token.as_deref(), eos_id);
     Ok(TextTokenizer {
-        inner,
+        inner: TextTokenizer::wrap(inner, &g.path)?,
         source: g.path.clone(),
         end_of_turn,
         bos_token: token_of(bos_id),

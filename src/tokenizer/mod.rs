@@ -5,13 +5,15 @@ pub mod chat;
 pub mod gguf_bpe;
 
 use crate::{Error, Result};
+use cuma_model::serve::tokenizer::{Tokenizer as WrappedTokenizer, TokenizerError};
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
-/// A tokenizer plus the special tokens and chat template that come with a model.
+/// A tokenizer (the serving core's one wrapper) plus the special tokens and chat template that
+/// come with a model.
 #[derive(Clone)]
 pub struct TextTokenizer {
-    pub inner: Tokenizer,
+    pub inner: WrappedTokenizer,
     /// Where it was read from (for messages).
     pub source: PathBuf,
     /// Token ids that end an assistant turn.
@@ -37,24 +39,31 @@ const END_OF_TURN_TOKENS: &[&str] = &[
 impl TextTokenizer {
     /// Token ids of `text`. `special` adds the tokenizer's own BOS/EOS decoration.
     pub fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, special).map_err(|e| self.err(e))?;
-        Ok(enc.get_ids().to_vec())
+        self.inner.encode(text, special).map_err(|e| self.err(e))
     }
 
     /// Text of `ids`, special tokens skipped.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, true).map_err(|e| self.err(e))
+        self.inner.decode(ids).map_err(|e| self.err(e))
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.inner.vocab_size()
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> Error {
+    fn err(&self, e: TokenizerError) -> Error {
         Error::Tokenizer {
             path: self.source.clone(),
-            reason: e.to_string(),
+            reason: e.reason,
         }
+    }
+
+    /// Wraps `raw` (read from `source`) in the core's tokenizer, padding and truncation off.
+    pub(crate) fn wrap(raw: Tokenizer, source: &Path) -> Result<WrappedTokenizer> {
+        WrappedTokenizer::new(raw, &source.display().to_string()).map_err(|e| Error::Tokenizer {
+            path: source.to_path_buf(),
+            reason: e.reason,
+        })
     }
 
     /// Collects end-of-turn ids: the EOS token plus every known end-of-turn marker present.
@@ -80,17 +89,11 @@ impl TextTokenizer {
                 reason: "missing (a Hugging Face model directory needs tokenizer.json)".into(),
             });
         }
-        let mut inner = Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer {
+        let raw = Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        // Batching and truncation are cuma's job (padding side and mask differ per model); a
-        // tokenizer.json that pads every text to a fixed length would hide real lengths.
-        inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| Error::Tokenizer {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let inner = Self::wrap(raw, &path)?;
         let config_path = dir.join("tokenizer_config.json");
         let config: serde_json::Value = match std::fs::read_to_string(&config_path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Json {
@@ -112,8 +115,8 @@ impl TextTokenizer {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
             _ => std::fs::read_to_string(dir.join("chat_template.jinja")).ok(),
         };
-        let end_of_turn = Self::find_end_of_turn(&inner, eos_token.as_deref(), None);
-        let kind = match inner.get_model() {
+        let end_of_turn = Self::find_end_of_turn(inner.raw(), eos_token.as_deref(), None);
+        let kind = match inner.raw().get_model() {
             tokenizers::ModelWrapper::BPE(_) => "BPE",
             tokenizers::ModelWrapper::WordPiece(_) => "WordPiece",
             tokenizers::ModelWrapper::Unigram(_) => "Unigram",

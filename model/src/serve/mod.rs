@@ -10,7 +10,8 @@
 //! - [`generate`]: batched generation with per-request samplers, end of turn, stop sequences
 //!   (held back while streaming until they are ruled out), finish reasons, routing traces and
 //!   the context rule below;
-//! - [`routing`]: per-token routing traces.
+//! - [`routing`]: per-token routing traces;
+//! - `tokenizer` (feature `tokenizer`): the one `tokenizer.json` wrapper.
 //!
 //! libtorch's `Backbone` (crate `cuma`) and the bundle runtime's `Session` (crate
 //! `cuma-runtime`) implement the traits; `cuma generate`, `cuma eval` and `cuma-run` all go
@@ -26,6 +27,8 @@ pub mod generate;
 pub mod padding;
 pub mod prompt;
 pub mod routing;
+#[cfg(feature = "tokenizer")]
+pub mod tokenizer;
 
 pub use generate::{FinishReason, GenerateOptions, Generation, Timings, TokenEvent};
 pub use routing::{RoutingTrace, StepRouting, TokenRouting};
