@@ -13,8 +13,9 @@
 //! - [`routing`]: per-token routing traces;
 //! - `tokenizer` (feature `tokenizer`): the one `tokenizer.json` wrapper.
 //!
-//! libtorch's `Backbone` (crate `cuma`) and the bundle runtime's `Session` (crate
-//! `cuma-runtime`) implement the traits; `cuma generate`, `cuma eval` and `cuma-run` all go
+//! `BackboneStep` (libtorch's `Backbone`, crate `cuma`) and `GraphDecoder` (a bundle's decoder
+//! graph, crate `cuma-runtime`) implement [`DecoderStep`]; the two crates' tokenizers implement
+//! [`TokenText`]. `cuma generate`, `cuma eval`, training's prompt assembly and `cuma-run` all go
 //! through here.
 //!
 //! **The context rule.** A prompt must leave room for at least one new token (its length is below
