@@ -114,7 +114,7 @@ def bundle_seed():
         "adapter": {"method": "cuma", "experts": 2, "top_k": 1, "rank": 2, "alpha": 4.0, "targets": ["q_proj"],
                     "gate": "topk-softmax", "router_layout": "per-module", "routers": ["0.q_proj", "0.v_proj"],
                     "demographic_dim": 4, "merged": False},
-        "profile": {"style": "wvb", "order": ["country", "age"], "in_prompt": True, "neutral_system": "",
+        "profile": {"order": ["country", "age"], "in_prompt": True, "neutral_system": "",
                     "wording": {"lead_attribute": "country", "lead": "You are a person from {value}",
                                 "lead_missing": "You are a person", "item": "{label}: {value}", "separator": ", ",
                                 "closing": ".", "labels": {"age": "age group"}, "label_rule": "spaces"}},

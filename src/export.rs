@@ -377,7 +377,6 @@ pub fn write_bundle(
         encoder: encoder_spec,
         adapter,
         profile: ProfileSpec {
-            style: train_config.profile_style,
             wording: train_config.profile_style.wording(),
             order: train_config.profile_order.clone(),
             in_prompt: train_config.method.profile_in_prompt,

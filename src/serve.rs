@@ -22,11 +22,26 @@ impl From<ServeError> for Error {
 /// A loaded backbone (with its adapters, when attached) stepping under `no_grad`.
 pub struct BackboneStep<'a> {
     pub model: &'a Backbone,
+    /// The profile vectors last placed on the device: every step of a request passes the same
+    /// ones, so they are copied once per request, not once per token.
+    profiles: Option<(Vec<f32>, Tensor)>,
 }
 
 impl<'a> BackboneStep<'a> {
     pub fn new(model: &'a Backbone) -> Self {
-        Self { model }
+        Self { model, profiles: None }
+    }
+
+    /// `values` (`[b * D]`) as a `[b, D]` tensor on the model's device, reused when unchanged.
+    fn profiles_on_device(&mut self, values: &[f32], b: usize) -> Result<Tensor> {
+        match &self.profiles {
+            Some((host, t)) if host.as_slice() == values => Ok(t.shallow_clone()),
+            _ => {
+                let t = to_device(values, b, self.model.device)?;
+                self.profiles = Some((values.to_vec(), t.shallow_clone()));
+                Ok(t)
+            }
+        }
     }
 }
 
@@ -79,7 +94,10 @@ impl DecoderStep for BackboneStep<'_> {
         let ids: Vec<i64> = input.ids.iter().flatten().map(|&i| i64::from(i)).collect();
         let ids = to_device(&ids, b, device)?;
         let mask = to_device(input.mask, b, device)?;
-        let profile = input.profiles.map(|p| to_device(p, b, device)).transpose()?;
+        let profile = match input.profiles {
+            Some(p) => Some(self.profiles_on_device(p, b)?),
+            None => None,
+        };
         let mut o = TchOps::new(device);
         let out = self.model.run_hidden(
             &mut o,

@@ -24,6 +24,13 @@ fn python() -> PathBuf {
     venv.join("bin/python")
 }
 
+/// The bare tiny `family` backbone's logits for `ids` (adapters must move them, or a comparison
+/// of adapted models proves nothing).
+fn bare_logits(family: &str, ids: &Tensor, mask: &Tensor) -> Tensor {
+    let model = Backbone::load(&tiny(family), CPU).expect("bare");
+    tch::no_grad(|| model.step(ids, mask, None)).expect("bare").0
+}
+
 /// Runs `fixtures/onnx/{script}` as `script TARGET REQUEST.json OUT.json` on `request` (files
 /// named after `tag` in `dir`) and returns its JSON output.
 fn python_json(script: &str, target: &Path, request: &Value, dir: &Path, tag: &str) -> Value {
@@ -278,12 +285,7 @@ fn trained_cuma_in_every_gate_mode_matches_tch_logits_and_routing() {
         }
         assert!(manifest.graphs["model"].inputs.iter().any(|i| i.name == "demographic"));
         // Adapters must matter, or the comparison proves nothing.
-        let (bare, _) = tch::no_grad(|| {
-            Backbone::load(&tiny("llama"), CPU)
-                .expect("bare")
-                .step(&ids, &mask, None)
-        })
-        .expect("bare");
+        let bare = bare_logits("llama", &ids, &mask);
         assert!(
             max_diff(&to_vec(&bare), &to_vec(&out.logits)) > 1e-3,
             "{gate}: the trained adapters changed nothing"
@@ -491,12 +493,7 @@ fn merged_lora_matches_the_unmerged_model() {
         .adapter
         .as_ref()
         .is_some_and(|a| a.merged && a.routers.is_empty()));
-    let (bare, _) = tch::no_grad(|| {
-        Backbone::load(&tiny("qwen2"), CPU)
-            .expect("bare")
-            .step(&ids, &mask, None)
-    })
-    .expect("bare");
+    let bare = bare_logits("qwen2", &ids, &mask);
     assert!(
         max_diff(&to_vec(&bare), &to_vec(&out.logits)) > 1e-3,
         "the trained LoRA changed nothing"

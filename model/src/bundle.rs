@@ -7,7 +7,7 @@
 use crate::config::{DecoderFamily, GateMode, Method, RouterLayout, Target};
 use crate::layers::Pooling;
 use crate::text::choice::ChoiceWording;
-use crate::text::profile::{ProfileStyle, ProfileWording};
+use crate::text::profile::ProfileWording;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -199,10 +199,7 @@ pub struct AdapterSpec {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProfileSpec {
-    /// The style training used (`wvb`: `You are a person from {country}, age group: {age}, ...`,
-    /// or `prism`); `wording` spells it out.
-    pub style: ProfileStyle,
-    /// How a profile becomes text, as data.
+    /// How a profile becomes text, as data (training's `wvb` or `prism` style spelled out).
     pub wording: ProfileWording,
     /// Attribute order in the rendered text; attributes outside it follow alphabetically.
     pub order: Vec<String>,

@@ -130,7 +130,6 @@ mod tests {
 
     fn spec() -> ProfileSpec {
         ProfileSpec {
-            style: ProfileStyle::Wvb,
             wording: ProfileStyle::Wvb.wording(),
             order: vec!["country".into(), "age".into(), "religion".into()],
             in_prompt: true,
