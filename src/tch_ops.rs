@@ -165,6 +165,43 @@ impl Ops for TchOps {
             .and_then(|i| i.f_one_hot(depth as i64))
             .and_then(|h| h.f_to_kind(Kind::Float)))
     }
+    fn cumsum(&mut self, x: &Tensor, dim: i64) -> Result<Tensor> {
+        t(x.f_cumsum(dim, x.kind()))
+    }
+    fn cast_f32(&mut self, x: &Tensor) -> Result<Tensor> {
+        t(x.f_to_kind(Kind::Float))
+    }
+    fn arange_like(&mut self, x: &Tensor) -> Result<Tensor> {
+        match x.size().as_slice() {
+            [n] => t(Tensor::f_arange(*n, (Kind::Int64, x.device()))),
+            other => Err(Error::Backend(format!("arange_like needs a 1-D input, got {other:?}"))),
+        }
+    }
+    fn slice_after(&mut self, x: &Tensor, dim: i64, other: &Tensor, other_dim: i64) -> Result<Tensor> {
+        let sizes = other.size();
+        let axis = if other_dim < 0 {
+            other_dim + sizes.len() as i64
+        } else {
+            other_dim
+        };
+        let start = usize::try_from(axis)
+            .ok()
+            .and_then(|a| sizes.get(a))
+            .ok_or_else(|| Error::Backend(format!("slice_after: axis {other_dim} of {sizes:?}")))?;
+        t(x.f_slice(dim, *start, i64::MAX, 1))
+    }
+    fn less_equal(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        t(a.f_le_tensor(b))
+    }
+    fn eq_scalar(&mut self, x: &Tensor, v: f64) -> Result<Tensor> {
+        t(x.f_eq(v))
+    }
+    fn and(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        t(a.f_logical_and(b))
+    }
+    fn where_scalars(&mut self, cond: &Tensor, yes: f64, no: f64) -> Result<Tensor> {
+        t(Tensor::f_where_scalar(cond, yes, no).and_then(|w| w.f_to_kind(Kind::Float)))
+    }
     fn dropout(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
         if self.train && p > 0.0 {
             t(x.f_dropout(p, true))

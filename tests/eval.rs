@@ -12,6 +12,7 @@ use cuma::tch_ops::TchOps;
 use cuma::trainables::TchTrainables;
 use cuma_model::adapters::DecoderAdapters;
 use cuma_model::config::MethodConfig;
+use cuma_model::serve::padding::Side;
 use tch::{Device, Kind, Tensor};
 
 fn prompts(model: &Backbone) -> Vec<ChoicePrompt> {
@@ -45,7 +46,7 @@ fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
 /// logits at each row's last real token, softmaxed over its letters.
 fn right_padded_probs(model: &Backbone, ps: &[ChoicePrompt]) -> Vec<Vec<f64>> {
     let rows: Vec<Vec<u32>> = ps.iter().map(|p| p.ids.clone()).collect();
-    let (ids, mask) = pad_batch(&rows, 0, false, Device::Cpu).expect("pads");
+    let (ids, mask) = pad_batch(&rows, 0, Side::Right, Device::Cpu).expect("pads");
     let out = tch::no_grad(|| {
         model.run(
             &mut TchOps::new(Device::Cpu),

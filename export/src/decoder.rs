@@ -1,19 +1,15 @@
-//! The decoder graph (`model.onnx`): a `cuma-model` decoder (with its adapters, when given)
-//! recorded through [`GraphBuilder`], plus the input preparation every backend does before the
-//! model proper: positions that skip left padding, and the causal + padding additive mask.
-//! One graph serves prefill (past length 0) and decode.
+//! The decoder graph (`model.onnx`): the shared input preparation
+//! ([`cuma_model::layers::inputs`]) and a `cuma-model` decoder (with its adapters, when given),
+//! recorded through [`GraphBuilder`]; this module adds only the graph's signature. One graph
+//! serves prefill (past length 0) and decode.
 
 use crate::graph::{GraphBuilder, StoreAs, Value};
 use crate::io::{io, value_info, ElementType, IoSpec, KvPart};
-use crate::proto::{data_type, TensorProto};
 use cuma_model::adapters::DecoderAdapters;
 use cuma_model::arch::{Decoder, DecoderCtx, KvPair};
 use cuma_model::config::{DecoderConfig, MethodConfig};
-use cuma_model::layers::AttentionMask;
+use cuma_model::layers::decoder_inputs;
 use cuma_model::{Ops, Result, Trainables, Weights};
-
-/// Large negative additive mask value (the same as the tch path's).
-pub(crate) const MASKED: f32 = -1e9;
 
 /// The symbolic length of the attention mask and the present keys: past plus new tokens,
 /// written as an expression so that shape-inferring backends see it is a sum.
@@ -36,80 +32,6 @@ pub struct DecoderGraph {
     pub routers: Vec<String>,
     /// D, when the graph takes a `demographic` input.
     pub demographic_dim: Option<usize>,
-}
-
-/// A 0-D int64 `Constant`.
-pub(crate) fn scalar_i64(g: &mut GraphBuilder, v: i64) -> Value {
-    let t = crate::graph::i64_tensor("", &[], &[v]);
-    g.node(
-        "Constant",
-        &[],
-        vec![GraphBuilder::attr_tensor(
-            "value",
-            TensorProto {
-                name: String::new(),
-                ..t
-            },
-        )],
-    )
-}
-
-/// A 0-D float32 `Constant`.
-pub(crate) fn scalar_f32(g: &mut GraphBuilder, v: f32) -> Value {
-    let t = crate::graph::f32_tensor("", &[], &[v]);
-    g.node("Constant", &[], vec![GraphBuilder::attr_tensor("value", t)])
-}
-
-/// `0, 1, ..., t-1` (int64 `[t]`) for `x` int64 `[b, t]`: a running sum over ones shaped like
-/// one row of `x` instead of a `Range` over shape values, so backends with symbolic shapes
-/// (tract) can follow the length.
-pub(crate) fn indices_along(g: &mut GraphBuilder, x: &Value) -> Value {
-    let (zero, one) = (scalar_i64(g, 0), scalar_i64(g, 1));
-    let first_row = g.node("Gather", &[x, &zero], vec![GraphBuilder::attr_int("axis", 0)]);
-    let nothing = g.node("Mul", &[&first_row, &zero], Vec::new());
-    let ones = g.node("Add", &[&nothing, &one], Vec::new());
-    let counted = g.node("CumSum", &[&ones, &zero], Vec::new());
-    g.node("Sub", &[&counted, &one], Vec::new())
-}
-
-/// The past length (0-D int64) read off `past_key` `[b, kv, past, d]`.
-fn past_length(g: &mut GraphBuilder, past_key: &Value) -> Value {
-    let two = scalar_i64(g, 2);
-    let past_shape = g.node("Shape", &[past_key], Vec::new());
-    g.node("Gather", &[&past_shape, &two], vec![GraphBuilder::attr_int("axis", 0)])
-}
-
-/// Float positions `[b, s]` and the additive mask `[b, 1, s, past + s]`, from the 0/1
-/// `attention_mask` `[b, past + s]` and the past length (0-D int64), as `src/models/inputs.rs`
-/// builds them for tch.
-///
-/// Every index is a running sum over the mask rather than a `Range` over shape values, so
-/// backends with symbolic shapes (tract) can follow the lengths through the graph.
-pub(crate) fn prepare_inputs(g: &mut GraphBuilder, attention_mask: &Value, past_len: &Value) -> Result<(Value, Value)> {
-    let (one, zero) = (scalar_i64(g, 1), scalar_i64(g, 0));
-    let start = g.unsqueeze(past_len, 0)?;
-    let end = g.const_i64(&[i64::MAX]);
-    let last_axis = g.const_i64(&[-1]);
-    // Positions: running count of real tokens minus one, clamped at 0, for the new tokens only.
-    let counted = g.node("CumSum", &[attention_mask, &one], Vec::new());
-    let from_zero = g.node("Sub", &[&counted, &one], Vec::new());
-    let clamped = g.node("Max", &[&from_zero, &zero], Vec::new());
-    let new_positions = g.node("Slice", &[&clamped, &start, &end, &last_axis], Vec::new());
-    let positions = g.cast(&new_positions, data_type::FLOAT);
-    // Absolute key indices 0..t, and the query indices past..t among them.
-    let k_abs = indices_along(g, attention_mask);
-    let q_abs = g.node("Slice", &[&k_abs, &start, &end, &last_axis], Vec::new());
-    // Causal: key index <= query index (absolute), then padding.
-    let q_col = g.unsqueeze(&q_abs, 1)?; // [s, 1]
-    let k_row = g.unsqueeze(&k_abs, 0)?; // [1, t]
-    let causal = g.node("LessOrEqual", &[&k_row, &q_col], Vec::new()); // [s, t]
-    let real = g.node("Equal", &[attention_mask, &one], Vec::new()); // [b, t]
-    let real = g.unsqueeze(&real, 1)?;
-    let real = g.unsqueeze(&real, 1)?; // [b, 1, 1, t]
-    let keep = g.node("And", &[&real, &causal], Vec::new()); // [b, 1, s, t]
-    let (open, shut) = (scalar_f32(g, 0.0), scalar_f32(g, MASKED));
-    let additive = g.node("Where", &[&keep, &open, &shut], Vec::new());
-    Ok((positions, additive))
 }
 
 /// Records `config`'s decoder with weights from `weights` (and adapters from `adapters`).
@@ -160,11 +82,10 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
             value: Value(io::past(l, KvPart::Value)),
         })
         .collect();
-    let past_len = past_length(&mut g, &past[0].key);
-    let (positions, additive) = prepare_inputs(&mut g, &attention_mask, &past_len)?;
+    let prepared = decoder_inputs(&mut g, &attention_mask, past.first().map(|kv| &kv.key))?;
     let ctx = DecoderCtx {
-        rope: decoder.rope(&mut g, &positions)?,
-        mask: AttentionMask { additive },
+        rope: decoder.rope(&mut g, &prepared.positions)?,
+        mask: prepared.mask,
         profile: demographic_dim.map(|_| Value(io::DEMOGRAPHIC.into())),
     };
     let out = decoder.forward(&mut g, &ids, &ctx, Some(&past))?;

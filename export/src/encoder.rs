@@ -2,13 +2,12 @@
 //! (optionally L2-normalised) profile vector `[batch, D]`, recorded from the shared BERT or
 //! decoder definition (Qwen3-Embedding style, last-token pooling) and the shared pooling.
 
-use crate::decoder::{indices_along, prepare_inputs, scalar_f32, scalar_i64};
 use crate::graph::{GraphBuilder, StoreAs, Value};
 use crate::io::{io, value_info, ElementType, IoSpec};
 use crate::proto::data_type;
 use cuma_model::arch::{Bert, Decoder, DecoderCtx};
 use cuma_model::config::{BertConfig, DecoderConfig};
-use cuma_model::layers::{pool, AttentionMask, Pooling};
+use cuma_model::layers::{decoder_inputs, encoder_inputs, pool, Pooling};
 use cuma_model::{Ops, Result, Weights};
 
 /// A recorded encoder graph and its interface.
@@ -36,15 +35,8 @@ pub fn encoder_graph<W: Weights<GraphBuilder>>(
     let mut g = GraphBuilder::new(store_as);
     let bert = Bert::load(&mut g, weights, config)?;
     let (ids, mask) = (Value(io::INPUT_IDS.into()), Value(io::ATTENTION_MASK.into()));
-    let one = scalar_i64(&mut g, 1);
-    let range = indices_along(&mut g, &ids);
-    let positions = g.unsqueeze(&range, 0)?; // [1, s], broadcast over the batch
-    let real = g.node("Equal", &[&mask, &one], Vec::new());
-    let real = g.unsqueeze(&real, 1)?;
-    let real = g.unsqueeze(&real, 1)?; // [b, 1, 1, t]
-    let (open, shut) = (scalar_f32(&mut g, 0.0), scalar_f32(&mut g, crate::decoder::MASKED));
-    let additive = g.node("Where", &[&real, &open, &shut], Vec::new());
-    let states = bert.forward(&mut g, &ids, &positions, &AttentionMask { additive })?;
+    let prepared = encoder_inputs(&mut g, &mask)?;
+    let states = bert.forward(&mut g, &ids, &prepared.positions, &prepared.mask)?;
     pooled_output(g, &states, &mask, pooling, normalize, config.hidden_size)
 }
 
@@ -61,11 +53,10 @@ pub fn decoder_encoder_graph<W: Weights<GraphBuilder>>(
     let mut g = GraphBuilder::new(store_as);
     let decoder = Decoder::load(&mut g, weights, config)?;
     let (ids, mask) = (Value(io::INPUT_IDS.into()), Value(io::ATTENTION_MASK.into()));
-    let no_past = scalar_i64(&mut g, 0);
-    let (positions, additive) = prepare_inputs(&mut g, &mask, &no_past)?;
+    let prepared = decoder_inputs(&mut g, &mask, None)?;
     let ctx = DecoderCtx {
-        rope: decoder.rope(&mut g, &positions)?,
-        mask: AttentionMask { additive },
+        rope: decoder.rope(&mut g, &prepared.positions)?,
+        mask: prepared.mask,
         profile: None,
     };
     let states = decoder.forward(&mut g, &ids, &ctx, None)?.hidden;

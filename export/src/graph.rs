@@ -50,15 +50,6 @@ fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
     }
 }
 
-fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        t: Some(t),
-        r#type: attribute_type::TENSOR,
-        ..Default::default()
-    }
-}
-
 /// A tensor proto holding `values` as little-endian raw data.
 pub fn f32_tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
     TensorProto {
@@ -204,6 +195,13 @@ impl GraphBuilder {
         Value(name)
     }
 
+    /// A 0-D int64 constant.
+    pub fn scalar_i64(&mut self, v: i64) -> Value {
+        let name = self.fresh("const_i64");
+        self.initializers.push(i64_tensor(&name, &[], &[v]));
+        Value(name)
+    }
+
     /// A float32 scalar constant.
     pub fn scalar(&mut self, v: f64) -> Value {
         self.const_f32(&[v as f32], &[])
@@ -235,15 +233,6 @@ impl GraphBuilder {
     /// Nodes so far (for tests).
     pub fn node_count(&self) -> usize {
         self.nodes.len()
-    }
-
-    /// Gives access to the attribute helpers for graph-level code in this crate.
-    pub(crate) fn attr_int(name: &str, i: i64) -> AttributeProto {
-        attr_int(name, i)
-    }
-
-    pub(crate) fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
-        attr_tensor(name, t)
     }
 }
 
@@ -361,6 +350,43 @@ impl Ops for GraphBuilder {
                 attr_int("select_last_index", 0),
             ],
         ))
+    }
+    fn cumsum(&mut self, x: &Value, dim: i64) -> Result<Value> {
+        let axis = self.scalar_i64(dim);
+        Ok(self.node("CumSum", &[x, &axis], Vec::new()))
+    }
+    fn cast_f32(&mut self, x: &Value) -> Result<Value> {
+        Ok(self.cast(x, data_type::FLOAT))
+    }
+    fn arange_like(&mut self, x: &Value) -> Result<Value> {
+        // A running sum over ones shaped like `x` rather than a `Range` over a shape value, so
+        // that backends with symbolic shapes (tract) can follow the length.
+        let (zero, one) = (self.scalar_i64(0), self.scalar_i64(1));
+        let nothing = self.node("Mul", &[x, &zero], Vec::new());
+        let ones = self.node("Add", &[&nothing, &one], Vec::new());
+        let counted = self.node("CumSum", &[&ones, &zero], Vec::new());
+        Ok(self.node("Sub", &[&counted, &one], Vec::new()))
+    }
+    fn slice_after(&mut self, x: &Value, dim: i64, other: &Value, other_dim: i64) -> Result<Value> {
+        let shape = self.node("Shape", &[other], Vec::new());
+        let at = self.const_i64(&[other_dim]);
+        let start = self.node("Gather", &[&shape, &at], vec![attr_int("axis", 0)]);
+        let (end, axis) = (self.const_i64(&[i64::MAX]), self.const_i64(&[dim]));
+        Ok(self.node("Slice", &[x, &start, &end, &axis], Vec::new()))
+    }
+    fn less_equal(&mut self, a: &Value, b: &Value) -> Result<Value> {
+        Ok(self.node("LessOrEqual", &[a, b], Vec::new()))
+    }
+    fn eq_scalar(&mut self, x: &Value, v: f64) -> Result<Value> {
+        let c = self.scalar(v);
+        Ok(self.node("Equal", &[x, &c], Vec::new()))
+    }
+    fn and(&mut self, a: &Value, b: &Value) -> Result<Value> {
+        Ok(self.node("And", &[a, b], Vec::new()))
+    }
+    fn where_scalars(&mut self, cond: &Value, yes: f64, no: f64) -> Result<Value> {
+        let (y, n) = (self.scalar(yes), self.scalar(no));
+        Ok(self.node("Where", &[cond, &y, &n], Vec::new()))
     }
     fn one_hot(&mut self, idx: &Value, depth: usize) -> Result<Value> {
         // idx [.., 1] == [0, 1, .., depth-1] -> [.., depth], as float.

@@ -62,6 +62,25 @@ pub trait Ops {
     /// f32 one-hot rows of `depth` from int64 indices `[.., 1]` -> `[.., depth]`.
     fn one_hot(&mut self, idx: &Self::T, depth: usize) -> Result<Self::T>;
 
+    /// Running sum along `dim` (ONNX `CumSum`), in `x`'s element type.
+    fn cumsum(&mut self, x: &Self::T, dim: i64) -> Result<Self::T>;
+    /// `x` converted to float32 (from int64 or boolean).
+    fn cast_f32(&mut self, x: &Self::T) -> Result<Self::T>;
+    /// `0, 1, ..., n-1` as int64 `[n]`, for an int64 `x` of shape `[n]`. Backends with symbolic
+    /// shapes can follow `n` from `x`, which a range over a shape value would hide.
+    fn arange_like(&mut self, x: &Self::T) -> Result<Self::T>;
+    /// `x[n..]` along `dim`, where `n` is `other`'s size along `other_dim`: a slice whose start
+    /// is only known when the graph runs (the past length of a KV cache).
+    fn slice_after(&mut self, x: &Self::T, dim: i64, other: &Self::T, other_dim: i64) -> Result<Self::T>;
+    /// Boolean `a <= b` elementwise, with broadcasting (same element types).
+    fn less_equal(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    /// Boolean `x == v` elementwise, for a float32 `x`.
+    fn eq_scalar(&mut self, x: &Self::T, v: f64) -> Result<Self::T>;
+    /// Boolean `a && b` elementwise, with broadcasting.
+    fn and(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    /// Float32 `yes` where the boolean `cond` holds, `no` elsewhere (ONNX `Where`).
+    fn where_scalars(&mut self, cond: &Self::T, yes: f64, no: f64) -> Result<Self::T>;
+
     /// Dropout with probability `p` while training; identity otherwise (and in exported graphs).
     fn dropout(&mut self, x: &Self::T, p: f64) -> Result<Self::T> {
         let _ = p;

@@ -205,6 +205,40 @@ impl Ops for ShapeOps {
         *out.last_mut().ok_or_else(|| err("one_hot", "scalar".into()))? = depth;
         Ok(out)
     }
+    fn cumsum(&mut self, x: &Vec<usize>, dim: i64) -> Result<Vec<usize>> {
+        axis("cumsum", dim, x.len())?;
+        Ok(x.clone())
+    }
+    fn cast_f32(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn arange_like(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
+        if x.len() != 1 {
+            return Err(err("arange_like", format!("needs a 1-D input, got {x:?}")));
+        }
+        Ok(x.clone())
+    }
+    fn slice_after(&mut self, x: &Vec<usize>, dim: i64, other: &Vec<usize>, other_dim: i64) -> Result<Vec<usize>> {
+        let (d, od) = (
+            axis("slice_after", dim, x.len())?,
+            axis("slice_after", other_dim, other.len())?,
+        );
+        let mut out = x.clone();
+        out[d] = x[d].saturating_sub(other[od]);
+        Ok(out)
+    }
+    fn less_equal(&mut self, a: &Vec<usize>, b: &Vec<usize>) -> Result<Vec<usize>> {
+        broadcast("less_equal", a, b)
+    }
+    fn eq_scalar(&mut self, x: &Vec<usize>, _v: f64) -> Result<Vec<usize>> {
+        Ok(x.clone())
+    }
+    fn and(&mut self, a: &Vec<usize>, b: &Vec<usize>) -> Result<Vec<usize>> {
+        broadcast("and", a, b)
+    }
+    fn where_scalars(&mut self, cond: &Vec<usize>, _yes: f64, _no: f64) -> Result<Vec<usize>> {
+        Ok(cond.clone())
+    }
     fn constant(&mut self, values: &[f32], shape: &[usize]) -> Result<Vec<usize>> {
         if values.len() != shape.iter().product::<usize>() {
             return Err(err("constant", format!("{} values for {shape:?}", values.len())));

@@ -1,6 +1,5 @@
 //! `Backbone`: a decoder LLM on libtorch with its tokenizer and chat template.
 
-use super::inputs::decoder_inputs;
 use super::source::ModelSource;
 use crate::tch_ops::TchOps;
 use crate::tokenizer::{gguf_bpe, TextTokenizer};
@@ -9,7 +8,7 @@ use crate::{Error, Result};
 use cuma_model::adapters::Routing;
 use cuma_model::arch::{Decoder, DecoderCtx, DecoderOutput, KvPair};
 use cuma_model::config::{DecoderConfig, ModelConfig};
-use cuma_model::layers::AttentionMask;
+use cuma_model::layers::decoder_inputs;
 use std::path::Path;
 use tch::{Device, Tensor};
 
@@ -143,12 +142,12 @@ impl Backbone {
     /// [`Backbone::run`] without the output head: hidden states `[b, s, hidden]`, for callers
     /// that need logits at a few positions only (training on answer letters).
     pub fn run_hidden(&self, o: &mut TchOps, input: &StepInput<'_>) -> Result<DecoderOutput<Tensor>> {
-        let past_len = input.past.and_then(|p| p.first()).map_or(0, |kv| kv.key.size()[2]);
-        let (positions, additive) = decoder_inputs(input.attention_mask, past_len)?;
+        let past_keys = input.past.and_then(|p| p.first()).map(|kv| &kv.key);
+        let prepared = decoder_inputs(o, input.attention_mask, past_keys)?;
         let profile = input.profile.map(Tensor::shallow_clone);
         let ctx = DecoderCtx {
-            rope: self.decoder.rope(o, &positions)?,
-            mask: AttentionMask { additive },
+            rope: self.decoder.rope(o, &prepared.positions)?,
+            mask: prepared.mask,
             profile,
         };
         Ok(self.decoder.forward(o, input.ids, &ctx, input.past)?)

@@ -3,7 +3,7 @@
 //! sentence-transformers config asks for it. At most 128 tokens per text.
 
 use super::backbone::tokenizer_for;
-use super::inputs::{decoder_inputs, encoder_mask, pad_batch};
+use super::inputs::pad_batch;
 use super::source::ModelSource;
 use crate::tch_ops::TchOps;
 use crate::tokenizer::TextTokenizer;
@@ -11,7 +11,8 @@ use crate::weights::TchStore;
 use crate::{Error, Result};
 use cuma_model::arch::{Bert, Decoder, DecoderCtx};
 use cuma_model::config::ModelConfig;
-use cuma_model::layers::{pool, AttentionMask};
+use cuma_model::layers::{decoder_inputs, encoder_inputs, pool};
+use cuma_model::serve::padding::Side;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -142,27 +143,18 @@ impl ProfileEncoder {
             .collect::<Result<Vec<_>>>()?;
         let mut o = TchOps::new(self.device);
         let is_decoder = matches!(self.network, Network::Decoder(_));
-        let (ids, mask) = pad_batch(&rows, 0, is_decoder, self.device)?;
+        let side = if is_decoder { Side::Left } else { Side::Right };
+        let (ids, mask) = pad_batch(&rows, 0, side, self.device)?;
         let states = match &self.network {
             Network::Bert(bert) => {
-                let s = ids.size()[1];
-                let positions = Tensor::f_arange(s, (Kind::Int64, self.device))?
-                    .f_unsqueeze(0)?
-                    .f_expand_as(&ids)?;
-                bert.forward(
-                    &mut o,
-                    &ids,
-                    &positions,
-                    &AttentionMask {
-                        additive: encoder_mask(&mask)?,
-                    },
-                )?
+                let prepared = encoder_inputs(&mut o, &mask)?;
+                bert.forward(&mut o, &ids, &prepared.positions, &prepared.mask)?
             }
             Network::Decoder(dec) => {
-                let (positions, additive) = decoder_inputs(&mask, 0)?;
+                let prepared = decoder_inputs(&mut o, &mask, None)?;
                 let ctx = DecoderCtx {
-                    rope: dec.rope(&mut o, &positions)?,
-                    mask: AttentionMask { additive },
+                    rope: dec.rope(&mut o, &prepared.positions)?,
+                    mask: prepared.mask,
                     profile: None,
                 };
                 dec.forward(&mut o, &ids, &ctx, None)?.hidden

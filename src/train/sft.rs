@@ -20,6 +20,7 @@ use crate::trainables::TchTrainables;
 use crate::{Error, Result};
 use cuma_model::adapters::{balance_loss, DecoderAdapters, Prefix};
 use cuma_model::config::Method;
+use cuma_model::serve::padding::Side;
 use cuma_model::serve::prompt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -404,7 +405,7 @@ impl SftRun {
             .map(|i| self.example_at(i).clone())
             .collect();
         let rows: Vec<Vec<u32>> = batch.iter().map(|e| e.ids.clone()).collect();
-        let (ids_t, mask_t) = pad_batch(&rows, 0, false, device)?; // right padding
+        let (ids_t, mask_t) = pad_batch(&rows, 0, Side::Right, device)?;
         let s = ids_t.size()[1] as usize;
         let (mut positions, mut targets) = (Vec::new(), Vec::new());
         for (r, e) in batch.iter().enumerate() {

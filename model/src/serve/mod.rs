@@ -5,7 +5,8 @@
 //!
 //! - [`prompt`]: the system turn (profile or neutral text), earlier turns, the multiple-choice
 //!   user turn;
-//! - [`padding`]: left padding, so every row's last prompt token sits at the last position;
+//! - [`padding`]: left padding, so every row's last prompt token sits at the last position (and
+//!   right padding, for training);
 //! - [`choice`]: option-letter probabilities of multiple-choice prompts, in one padded batch;
 //! - [`generate`]: batched generation with per-request samplers, end of turn, stop sequences
 //!   (held back while streaming until they are ruled out), finish reasons, routing traces and
