@@ -113,19 +113,15 @@ fn merged_lora(
     let mut out = std::collections::HashMap::new();
     for layer in 0..layers {
         for &target in &method.targets {
-            let prefix = cuma_model::adapters::target_prefix(layer, target);
+            let path = cuma_model::names::decoder::target(layer, target);
             let (a, b) = match (
-                adapters.get(format!("{prefix}.lora_a").as_str()),
-                adapters.get(format!("{prefix}.lora_b").as_str()),
+                adapters.get(path.name("lora_a").as_str()),
+                adapters.get(path.name("lora_b").as_str()),
             ) {
                 (Some(a), Some(b)) => (a, b),
-                _ => {
-                    return Err(Error::Invalid(format!(
-                        "the checkpoint has no LoRA tensors for {prefix}"
-                    )))
-                }
+                _ => return Err(Error::Invalid(format!("the checkpoint has no LoRA tensors for {path}"))),
             };
-            let name = format!("{prefix}.weight");
+            let name = path.name("weight");
             let w = base.read(&name).map_err(Error::Invalid)?;
             let (rows, cols) = (b.size()[0], a.size()[1]);
             if w.len() as i64 != rows * cols {

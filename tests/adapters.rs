@@ -4,6 +4,7 @@ use cuma::tch_ops::TchOps;
 use cuma::trainables::TchTrainables;
 use cuma_model::adapters::{balance_loss, route, ExpertBank};
 use cuma_model::config::{ExpertLayout, GateMode, MethodConfig};
+use cuma_model::Trainables;
 use tch::{Device, Kind, Tensor};
 
 fn ops() -> TchOps {
@@ -111,7 +112,7 @@ fn balance_loss_is_one_when_balanced_and_e_over_k_when_collapsed() {
 fn bank(cfg: &MethodConfig, seed: i64) -> (ExpertBank<Tensor>, TchTrainables) {
     tch::manual_seed(seed);
     let mut store = TchTrainables::default();
-    let b = ExpertBank::init(&mut ops(), &mut store, "m", 6, 5, cfg).expect("init");
+    let b = ExpertBank::init(&mut ops(), &mut store.pp("m"), 6, 5, cfg).expect("init");
     (b, store)
 }
 

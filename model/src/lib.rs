@@ -26,4 +26,4 @@ pub mod weights;
 pub use error::{Error, Result};
 pub use ops::Ops;
 pub use shape_ops::{ParamCounter, ShapeOps, ShapeWeights};
-pub use weights::{Init, Trainables, Weights};
+pub use weights::{Init, Scoped, TensorPath, Trainables, Weights};

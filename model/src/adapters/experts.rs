@@ -25,11 +25,11 @@ pub struct ExpertBank<T> {
 
 impl<T> ExpertBank<T> {
     /// Fresh (A random, B zero, so the update is exactly 0) or restored experts for a
-    /// projection `in_features -> out_features`, named `{prefix}.lora_a` / `{prefix}.lora_b`.
+    /// projection `in_features -> out_features`: `lora_a` / `lora_b` in `t`, a store seen under
+    /// the projection's path.
     pub fn init<O: Ops<T = T>>(
         o: &mut O,
         t: &mut impl Trainables<O>,
-        prefix: &str,
         in_features: usize,
         out_features: usize,
         cfg: &MethodConfig,
@@ -38,13 +38,8 @@ impl<T> ExpertBank<T> {
         let shared_a = cfg.expert_layout == ExpertLayout::SharedA && e > 1;
         let a_rows = if shared_a { r } else { e * r };
         Ok(Self {
-            a: t.param(
-                o,
-                &format!("{prefix}.lora_a"),
-                &[a_rows, in_features],
-                Init::Normal { std: A_INIT_STD },
-            )?,
-            b: t.param(o, &format!("{prefix}.lora_b"), &[out_features, e * r], Init::Zeros)?,
+            a: t.param(o, "lora_a", &[a_rows, in_features], Init::Normal { std: A_INIT_STD })?,
+            b: t.param(o, "lora_b", &[out_features, e * r], Init::Zeros)?,
             experts: e,
             rank: r,
             shared_a,

@@ -18,4 +18,4 @@ pub use merge::{merged_weight, row_norms};
 pub use prefix::Prefix;
 pub use router::{Router, RouterDims};
 pub use run::LayerRun;
-pub use set::{target_prefix, DecoderAdapters, LayerAdapters, ModuleAdapter};
+pub use set::{DecoderAdapters, LayerAdapters, ModuleAdapter};

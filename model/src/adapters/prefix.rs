@@ -3,7 +3,7 @@
 
 use crate::arch::KvPair;
 use crate::config::DecoderConfig;
-use crate::{Init, Ops, Result, Trainables};
+use crate::{Init, Ops, Result, Scoped, Trainables};
 
 /// Standard deviation of the fresh virtual keys and values.
 pub const PREFIX_INIT_STD: f64 = 0.02;
@@ -27,10 +27,10 @@ impl<T> Prefix<T> {
         let init = Init::Normal { std: PREFIX_INIT_STD };
         let layers = (0..c.num_layers)
             .map(|i| {
-                let p = crate::names::decoder::layer(i);
+                let mut at = Scoped::new(&mut *t, crate::names::decoder::layer(i).pp("prefix"));
                 Ok(KvPair {
-                    key: t.param(o, &format!("{p}.prefix.key"), &shape, init)?,
-                    value: t.param(o, &format!("{p}.prefix.value"), &shape, init)?,
+                    key: at.param(o, "key", &shape, init)?,
+                    value: at.param(o, "value", &shape, init)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

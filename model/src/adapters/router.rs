@@ -38,15 +38,9 @@ fn uniform(fan_in: usize) -> Init {
 }
 
 impl<T> Router<T> {
-    /// Fresh or restored router named `{prefix}.router.*`, with PyTorch's `nn.Linear`
-    /// initialisation.
-    pub fn init<O: Ops<T = T>>(
-        o: &mut O,
-        t: &mut impl Trainables<O>,
-        prefix: &str,
-        dims: RouterDims,
-        dropout: f64,
-    ) -> Result<Self> {
+    /// Fresh or restored router (`w_token`, `w_profile`, `b1`, `w_out`, `b_out` in `t`, a store
+    /// seen under the router's path), with PyTorch's `nn.Linear` initialisation.
+    pub fn init<O: Ops<T = T>>(o: &mut O, t: &mut impl Trainables<O>, dims: RouterDims, dropout: f64) -> Result<Self> {
         let RouterDims {
             token: hidden_in,
             profile: profile_dim,
@@ -56,33 +50,18 @@ impl<T> Router<T> {
         let fan_in = hidden_in + profile_dim;
         let first = if mlp_hidden == 0 { experts } else { mlp_hidden };
         let w_profile = if profile_dim > 0 {
-            Some(t.param(
-                o,
-                &format!("{prefix}.router.w_profile"),
-                &[first, profile_dim],
-                uniform(fan_in),
-            )?)
+            Some(t.param(o, "w_profile", &[first, profile_dim], uniform(fan_in))?)
         } else {
             None
         };
-        let w_token = t.param(
-            o,
-            &format!("{prefix}.router.w_token"),
-            &[first, hidden_in],
-            uniform(fan_in),
-        )?;
-        let b1 = t.param(o, &format!("{prefix}.router.b1"), &[first], uniform(fan_in))?;
+        let w_token = t.param(o, "w_token", &[first, hidden_in], uniform(fan_in))?;
+        let b1 = t.param(o, "b1", &[first], uniform(fan_in))?;
         let out = if mlp_hidden == 0 {
             None
         } else {
             Some((
-                t.param(
-                    o,
-                    &format!("{prefix}.router.w_out"),
-                    &[experts, mlp_hidden],
-                    uniform(mlp_hidden),
-                )?,
-                t.param(o, &format!("{prefix}.router.b_out"), &[experts], uniform(mlp_hidden))?,
+                t.param(o, "w_out", &[experts, mlp_hidden], uniform(mlp_hidden))?,
+                t.param(o, "b_out", &[experts], uniform(mlp_hidden))?,
             ))
         };
         Ok(Self {

@@ -6,7 +6,7 @@ use super::router::{Router, RouterDims};
 use crate::arch::Decoder;
 use crate::config::{DecoderConfig, Method, MethodConfig, RouterLayout, Target};
 use crate::names::decoder as n;
-use crate::{Ops, Result, Trainables};
+use crate::{Ops, Result, Scoped, Trainables};
 
 /// Input and output sizes of a target projection.
 pub fn target_dims(c: &DecoderConfig, t: Target) -> (usize, usize) {
@@ -21,13 +21,9 @@ pub fn target_dims(c: &DecoderConfig, t: Target) -> (usize, usize) {
     }
 }
 
-/// Name prefix of a target in layer `i`: `model.layers.{i}.self_attn.q_proj`, ...
-pub fn target_prefix(i: usize, t: Target) -> String {
-    match t {
-        Target::QProj | Target::KProj | Target::VProj | Target::OProj => n::attn(i, t.module()),
-        Target::GateProj | Target::UpProj | Target::DownProj => n::mlp(i, t.module()),
-    }
-}
+/// Where a router's tensors live: `router` under the projection it gates (per module), under
+/// `self_attn.qkv` (shared by q/k/v) or under the layer (per layer).
+const ROUTER: &str = "router";
 
 /// One adapted projection.
 #[derive(Debug, Clone)]
@@ -88,8 +84,8 @@ impl<T> DecoderAdapters<T> {
             let mut per_layer: Option<(usize, usize)> = None; // (router, its input size)
             for &target in &m.targets {
                 let (fan_in, fan_out) = target_dims(c, target);
-                let prefix = target_prefix(i, target);
-                let bank = ExpertBank::init(o, t, &prefix, fan_in, fan_out, m)?;
+                let path = n::target(i, target);
+                let bank = ExpertBank::init(o, &mut Scoped::new(t, path.clone()), fan_in, fan_out, m)?;
                 let dims = RouterDims {
                     token: fan_in,
                     profile: profile_dim,
@@ -108,24 +104,26 @@ impl<T> DecoderAdapters<T> {
                             })
                         }
                         None => {
-                            routers.push(Router::init(o, t, &n::layer(i), dims, m.dropout)?);
+                            let mut at = Scoped::new(t, n::layer(i).pp(ROUTER));
+                            routers.push(Router::init(o, &mut at, dims, m.dropout)?);
                             per_layer = Some((routers.len() - 1, fan_in));
                             per_layer.map(|(r, _)| r)
                         }
                     }
                 } else if m.router_layout == RouterLayout::SharedQkv && target.is_qkv() {
                     if shared_qkv.is_none() {
-                        routers.push(Router::init(o, t, &n::attn(i, "qkv"), dims, m.dropout)?);
+                        let mut at = Scoped::new(t, n::layer(i).pp(n::SELF_ATTN).pp("qkv").pp(ROUTER));
+                        routers.push(Router::init(o, &mut at, dims, m.dropout)?);
                         shared_qkv = Some(routers.len() - 1);
                     }
                     shared_qkv
                 } else {
-                    routers.push(Router::init(o, t, &prefix, dims, m.dropout)?);
+                    routers.push(Router::init(o, &mut Scoped::new(t, path.pp(ROUTER)), dims, m.dropout)?);
                     Some(routers.len() - 1)
                 };
                 let magnitude = if m.method == Method::Dora {
                     let norms = super::row_norms(o, &decoder.projection(i, target)?.weight)?;
-                    Some(t.param_from(o, &format!("{prefix}.dora_magnitude"), &[fan_out], &norms)?)
+                    Some(t.param_from(o, &path.name("dora_magnitude"), &[fan_out], &norms)?)
                 } else {
                     None
                 };

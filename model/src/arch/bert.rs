@@ -5,7 +5,7 @@
 use crate::config::BertConfig;
 use crate::layers::{attend, AttentionMask, Heads, LayerNorm, Linear};
 use crate::names::bert as n;
-use crate::{Ops, Result, Weights};
+use crate::{Ops, Result, Scoped, Weights};
 
 #[derive(Debug, Clone)]
 struct BertLayer<T> {
@@ -20,18 +20,31 @@ struct BertLayer<T> {
 }
 
 impl<T> BertLayer<T> {
-    fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, i: usize, c: &BertConfig) -> Result<Self> {
+    /// Loads from `w` seen under `encoder.layer.{i}`.
+    fn load<O: Ops<T = T>, W: Weights<O>>(o: &mut O, w: &mut Scoped<'_, W>, c: &BertConfig) -> Result<Self> {
         let (h, m, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
-        let p = n::layer(i);
+        let (q, k, v, attn_out, attn_norm) = {
+            let mut attention = w.pp("attention");
+            let mut own = attention.pp("self");
+            let q = Linear::load(o, &mut own.pp("query"), h, h, true)?;
+            let k = Linear::load(o, &mut own.pp("key"), h, h, true)?;
+            let v = Linear::load(o, &mut own.pp("value"), h, h, true)?;
+            let mut out = attention.pp("output");
+            let attn_out = Linear::load(o, &mut out.pp("dense"), h, h, true)?;
+            let attn_norm = LayerNorm::load(o, &mut out.pp(n::NORM), h, eps)?;
+            (q, k, v, attn_out, attn_norm)
+        };
+        let intermediate = Linear::load(o, &mut w.pp("intermediate").pp("dense"), h, m, true)?;
+        let mut output = w.pp("output");
         Ok(Self {
-            q: Linear::load(o, w, &format!("{p}.attention.self.query"), h, h, true)?,
-            k: Linear::load(o, w, &format!("{p}.attention.self.key"), h, h, true)?,
-            v: Linear::load(o, w, &format!("{p}.attention.self.value"), h, h, true)?,
-            attn_out: Linear::load(o, w, &format!("{p}.attention.output.dense"), h, h, true)?,
-            attn_norm: LayerNorm::load(o, w, &format!("{p}.attention.output.LayerNorm"), h, eps)?,
-            intermediate: Linear::load(o, w, &format!("{p}.intermediate.dense"), h, m, true)?,
-            output: Linear::load(o, w, &format!("{p}.output.dense"), m, h, true)?,
-            output_norm: LayerNorm::load(o, w, &format!("{p}.output.LayerNorm"), h, eps)?,
+            q,
+            k,
+            v,
+            attn_out,
+            attn_norm,
+            intermediate,
+            output: Linear::load(o, &mut output.pp("dense"), m, h, true)?,
+            output_norm: LayerNorm::load(o, &mut output.pp(n::NORM), h, eps)?,
         })
     }
 
@@ -73,14 +86,27 @@ impl<T> Bert<T> {
     /// Loads every weight by its Hugging Face name (without a `bert.` prefix).
     pub fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, config: &BertConfig) -> Result<Self> {
         let c = config;
+        let (h, eps) = (c.hidden_size, c.layer_norm_eps);
+        let (word, position, token_type, embed_norm) = {
+            let mut e = w.pp(n::EMBEDDINGS);
+            (
+                e.pp(n::WORD_EMBED).get(o, "weight", &[c.vocab_size, h])?,
+                e.pp(n::POSITION_EMBED)
+                    .get(o, "weight", &[c.max_position_embeddings, h])?,
+                e.pp(n::TOKEN_TYPE_EMBED).get(o, "weight", &[c.type_vocab_size, h])?,
+                LayerNorm::load(o, &mut e.pp(n::NORM), h, eps)?,
+            )
+        };
+        let mut encoder = w.pp(n::ENCODER);
+        let mut layers = encoder.pp(n::LAYER);
         Ok(Self {
             config: config.clone(),
-            word: w.get(o, n::WORD_EMBED, &[c.vocab_size, c.hidden_size])?,
-            position: w.get(o, n::POSITION_EMBED, &[c.max_position_embeddings, c.hidden_size])?,
-            token_type: w.get(o, n::TOKEN_TYPE_EMBED, &[c.type_vocab_size, c.hidden_size])?,
-            embed_norm: LayerNorm::load(o, w, n::EMBED_NORM, c.hidden_size, c.layer_norm_eps)?,
+            word,
+            position,
+            token_type,
+            embed_norm,
             layers: (0..c.num_layers)
-                .map(|i| BertLayer::load(o, w, i, c))
+                .map(|i| BertLayer::load(o, &mut layers.pp(i), c))
                 .collect::<Result<_>>()?,
         })
     }

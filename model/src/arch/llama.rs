@@ -8,7 +8,7 @@ use crate::adapters::{DecoderAdapters, LayerRun, Routing};
 use crate::config::{DecoderConfig, Target};
 use crate::layers::{attend, AttentionMask, Heads, Linear, RmsNorm, Rope};
 use crate::names::decoder as n;
-use crate::{Ops, Result, Weights};
+use crate::{Ops, Result, Scoped, Weights};
 
 /// Keys and values of one layer: `[b, kv_heads, t, head_dim]` each.
 #[derive(Debug, Clone)]
@@ -63,23 +63,28 @@ struct SelfAttention<T> {
 }
 
 impl<T> SelfAttention<T> {
-    fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, i: usize, c: &DecoderConfig) -> Result<Self> {
+    /// Loads from `w` seen under the layer's `self_attn`.
+    fn load<O: Ops<T = T>, W: Weights<O>>(o: &mut O, w: &mut Scoped<'_, W>, c: &DecoderConfig) -> Result<Self> {
         let (h, hd) = (c.hidden_size, c.head_dim);
         let (q_out, kv_out) = (c.num_heads * hd, c.num_kv_heads * hd);
-        let qk_norm = |o: &mut O, w: &mut _, part| -> Result<Option<RmsNorm<T>>> {
+        let mut qk_norm = |o: &mut O, part| -> Result<Option<RmsNorm<T>>> {
             if c.qk_norm {
-                Ok(Some(RmsNorm::load(o, w, &n::attn(i, part), hd, c.rms_norm_eps)?))
+                Ok(Some(RmsNorm::load(o, &mut w.pp(part), hd, c.rms_norm_eps)?))
             } else {
                 Ok(None)
             }
         };
+        let (q_norm, k_norm) = (qk_norm(o, n::Q_NORM)?, qk_norm(o, n::K_NORM)?);
+        let mut proj = |o: &mut O, target: Target, (fan_in, fan_out), bias| {
+            Linear::load(o, &mut w.pp(target.module()), fan_in, fan_out, bias)
+        };
         Ok(Self {
-            q: Linear::load(o, w, &n::attn(i, "q_proj"), h, q_out, c.qkv_bias)?,
-            k: Linear::load(o, w, &n::attn(i, "k_proj"), h, kv_out, c.qkv_bias)?,
-            v: Linear::load(o, w, &n::attn(i, "v_proj"), h, kv_out, c.qkv_bias)?,
-            o: Linear::load(o, w, &n::attn(i, "o_proj"), q_out, h, false)?,
-            q_norm: qk_norm(o, w, "q_norm")?,
-            k_norm: qk_norm(o, w, "k_norm")?,
+            q: proj(o, Target::QProj, (h, q_out), c.qkv_bias)?,
+            k: proj(o, Target::KProj, (h, kv_out), c.qkv_bias)?,
+            v: proj(o, Target::VProj, (h, kv_out), c.qkv_bias)?,
+            o: proj(o, Target::OProj, (q_out, h), false)?,
+            q_norm,
+            k_norm,
             heads: Heads {
                 heads: c.num_heads,
                 kv_heads: c.num_kv_heads,
@@ -133,12 +138,16 @@ struct GatedMlp<T> {
 }
 
 impl<T> GatedMlp<T> {
-    fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, i: usize, c: &DecoderConfig) -> Result<Self> {
+    /// Loads from `w` seen under the layer's `mlp`.
+    fn load<O: Ops<T = T>, W: Weights<O>>(o: &mut O, w: &mut Scoped<'_, W>, c: &DecoderConfig) -> Result<Self> {
         let (h, m) = (c.hidden_size, c.intermediate_size);
+        let mut proj = |o: &mut O, target: Target, fan_in, fan_out| {
+            Linear::load(o, &mut w.pp(target.module()), fan_in, fan_out, false)
+        };
         Ok(Self {
-            gate: Linear::load(o, w, &n::mlp(i, "gate_proj"), h, m, false)?,
-            up: Linear::load(o, w, &n::mlp(i, "up_proj"), h, m, false)?,
-            down: Linear::load(o, w, &n::mlp(i, "down_proj"), m, h, false)?,
+            gate: proj(o, Target::GateProj, h, m)?,
+            up: proj(o, Target::UpProj, h, m)?,
+            down: proj(o, Target::DownProj, m, h)?,
         })
     }
 
@@ -160,18 +169,14 @@ struct Block<T> {
 }
 
 impl<T> Block<T> {
-    fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, i: usize, c: &DecoderConfig) -> Result<Self> {
+    /// Loads from `w` seen under `model.layers.{i}`.
+    fn load<O: Ops<T = T>, W: Weights<O>>(o: &mut O, w: &mut Scoped<'_, W>, c: &DecoderConfig) -> Result<Self> {
+        let (h, eps) = (c.hidden_size, c.rms_norm_eps);
         Ok(Self {
-            input_norm: RmsNorm::load(o, w, &n::norm(i, "input_layernorm"), c.hidden_size, c.rms_norm_eps)?,
-            attn: SelfAttention::load(o, w, i, c)?,
-            post_norm: RmsNorm::load(
-                o,
-                w,
-                &n::norm(i, "post_attention_layernorm"),
-                c.hidden_size,
-                c.rms_norm_eps,
-            )?,
-            mlp: GatedMlp::load(o, w, i, c)?,
+            input_norm: RmsNorm::load(o, &mut w.pp(n::INPUT_NORM), h, eps)?,
+            attn: SelfAttention::load(o, &mut w.pp(n::SELF_ATTN), c)?,
+            post_norm: RmsNorm::load(o, &mut w.pp(n::POST_ATTENTION_NORM), h, eps)?,
+            mlp: GatedMlp::load(o, &mut w.pp(n::MLP), c)?,
         })
     }
 
@@ -209,15 +214,19 @@ impl<T> Decoder<T> {
     /// when `tie_embeddings`.
     pub fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, config: &DecoderConfig) -> Result<Self> {
         let c = config;
-        let embed = w.get(o, n::EMBED, &[c.vocab_size, c.hidden_size])?;
-        let layers = (0..c.num_layers)
-            .map(|i| Block::load(o, w, i, c))
-            .collect::<Result<Vec<_>>>()?;
-        let norm = RmsNorm::load(o, w, "model.norm", c.hidden_size, c.rms_norm_eps)?;
+        let (embed, layers, norm) = {
+            let mut model = w.pp(n::MODEL);
+            let embed = model.pp(n::EMBED).get(o, "weight", &[c.vocab_size, c.hidden_size])?;
+            let layers = (0..c.num_layers)
+                .map(|i| Block::load(o, &mut model.pp(n::LAYERS).pp(i), c))
+                .collect::<Result<Vec<_>>>()?;
+            let norm = RmsNorm::load(o, &mut model.pp(n::FINAL_NORM), c.hidden_size, c.rms_norm_eps)?;
+            (embed, layers, norm)
+        };
         let lm_head = if c.tie_embeddings {
             o.share(&embed)
         } else {
-            w.get(o, n::LM_HEAD, &[c.vocab_size, c.hidden_size])?
+            w.pp(n::LM_HEAD).get(o, "weight", &[c.vocab_size, c.hidden_size])?
         };
         Ok(Self {
             config: config.clone(),
@@ -286,10 +295,6 @@ impl<T> Decoder<T> {
         })
     }
 
-    /// Next-token logits from hidden states.
-    ///
-    /// # Shapes
-    /// `hidden`: `[b, s, hidden]` -> `[b, s, vocab]`.
     /// Labels of the routers whose decisions a forward reports, in that order (empty without
     /// routed adapters).
     pub fn router_labels(&self) -> Vec<String> {
@@ -300,6 +305,10 @@ impl<T> Decoder<T> {
             .unwrap_or_default()
     }
 
+    /// Next-token logits from hidden states.
+    ///
+    /// # Shapes
+    /// `hidden`: `[b, s, hidden]` -> `[b, s, vocab]`.
     pub fn logits<O: Ops<T = T>>(&self, o: &mut O, hidden: &T) -> Result<T> {
         o.linear(hidden, &self.lm_head, None)
     }

@@ -12,18 +12,18 @@ pub struct Linear<T> {
 }
 
 impl<T> Linear<T> {
-    /// Loads `{prefix}.weight` `[out, in]` and, when `bias`, `{prefix}.bias` `[out]`.
+    /// Loads `weight` `[out, in]` and, when `bias`, `bias` `[out]` from `w` (a store seen under
+    /// the layer's path, see [`Weights::pp`]).
     pub fn load<O: Ops<T = T>>(
         o: &mut O,
         w: &mut impl Weights<O>,
-        prefix: &str,
         in_features: usize,
         out_features: usize,
         bias: bool,
     ) -> Result<Self> {
-        let weight = w.get(o, &format!("{prefix}.weight"), &[out_features, in_features])?;
+        let weight = w.get(o, "weight", &[out_features, in_features])?;
         let bias = if bias {
-            Some(w.get(o, &format!("{prefix}.bias"), &[out_features])?)
+            Some(w.get(o, "bias", &[out_features])?)
         } else {
             None
         };

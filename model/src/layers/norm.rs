@@ -10,16 +10,10 @@ pub struct RmsNorm<T> {
 }
 
 impl<T> RmsNorm<T> {
-    /// Loads `{prefix}.weight` `[size]`.
-    pub fn load<O: Ops<T = T>>(
-        o: &mut O,
-        w: &mut impl Weights<O>,
-        prefix: &str,
-        size: usize,
-        eps: f64,
-    ) -> Result<Self> {
+    /// Loads `weight` `[size]` from `w` (seen under the norm's path).
+    pub fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, size: usize, eps: f64) -> Result<Self> {
         Ok(Self {
-            weight: w.get(o, &format!("{prefix}.weight"), &[size])?,
+            weight: w.get(o, "weight", &[size])?,
             eps,
         })
     }
@@ -40,16 +34,10 @@ pub struct LayerNorm<T> {
 }
 
 impl<T> LayerNorm<T> {
-    /// Loads `{prefix}.weight` and `{prefix}.bias`, both `[size]`.
-    pub fn load<O: Ops<T = T>>(
-        o: &mut O,
-        w: &mut impl Weights<O>,
-        prefix: &str,
-        size: usize,
-        eps: f64,
-    ) -> Result<Self> {
-        let weight = w.get(o, &format!("{prefix}.weight"), &[size])?;
-        let bias = w.get(o, &format!("{prefix}.bias"), &[size])?;
+    /// Loads `weight` and `bias`, both `[size]`, from `w` (seen under the norm's path).
+    pub fn load<O: Ops<T = T>>(o: &mut O, w: &mut impl Weights<O>, size: usize, eps: f64) -> Result<Self> {
+        let weight = w.get(o, "weight", &[size])?;
+        let bias = w.get(o, "bias", &[size])?;
         Ok(Self { weight, bias, eps })
     }
 

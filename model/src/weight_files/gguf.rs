@@ -2,6 +2,8 @@
 //! names and layouts onto Hugging Face ones. Every count and offset read from the file is checked.
 
 use super::{Bytes, DType, Result, TensorEntry, WeightFileError as Error, WeightSet};
+use crate::config::Target;
+use crate::names::decoder as n;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -169,34 +171,32 @@ fn ggml_dtype(code: u32) -> std::result::Result<DType, String> {
 
 /// Maps a llama.cpp tensor name onto the Hugging Face name; `None` for tensors cuma ignores.
 pub fn hf_name(gguf: &str) -> Option<String> {
-    let fixed = match gguf {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(f) = fixed {
-        return Some(f.into());
+    match gguf {
+        "token_embd.weight" => return Some(n::embed()),
+        "output_norm.weight" => return Some(n::final_norm()),
+        "output.weight" => return Some(n::lm_head()),
+        _ => {}
     }
     let rest = gguf.strip_prefix("blk.")?;
     let (layer, part) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
     let (module, suffix) = part.rsplit_once('.')?;
-    let hf = match module {
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "attn_q_norm" => "self_attn.q_norm",
-        "attn_k_norm" => "self_attn.k_norm",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
+    let block = n::layer(layer);
+    let path = match module {
+        "attn_norm" => block.pp(n::INPUT_NORM),
+        "ffn_norm" => block.pp(n::POST_ATTENTION_NORM),
+        "attn_q" => n::target(layer, Target::QProj),
+        "attn_k" => n::target(layer, Target::KProj),
+        "attn_v" => n::target(layer, Target::VProj),
+        "attn_output" => n::target(layer, Target::OProj),
+        "attn_q_norm" => block.pp(n::SELF_ATTN).pp(n::Q_NORM),
+        "attn_k_norm" => block.pp(n::SELF_ATTN).pp(n::K_NORM),
+        "ffn_gate" => n::target(layer, Target::GateProj),
+        "ffn_up" => n::target(layer, Target::UpProj),
+        "ffn_down" => n::target(layer, Target::DownProj),
         _ => return None,
     };
-    Some(format!("model.layers.{layer}.{hf}.{suffix}"))
+    Some(path.name(suffix))
 }
 
 /// Opens and parses a GGUF file: its metadata, and its tensors in Hugging Face names and layout.
@@ -241,7 +241,7 @@ pub fn hf_config(g: &GgufFile, weights: &WeightSet) -> Result<crate::config::HfC
                 .and_then(MetaValue::as_array)
                 .map(<[_]>::len)
         })
-        .or_else(|| weights.entry("model.embed_tokens.weight").map(|e| e.shape[0]));
+        .or_else(|| weights.entry(&n::embed()).map(|e| e.shape[0]));
     Ok(crate::config::HfConfig {
         model_type: Some(arch.to_string()),
         vocab_size: vocab,
@@ -254,7 +254,7 @@ pub fn hf_config(g: &GgufFile, weights: &WeightSet) -> Result<crate::config::HfC
         rms_norm_eps: f("attention.layer_norm_rms_epsilon"),
         rope_theta: f("rope.freq_base"),
         max_position_embeddings: u("context_length"),
-        tie_word_embeddings: Some(weights.entry("lm_head.weight").is_none()),
+        tie_word_embeddings: Some(weights.entry(&n::lm_head()).is_none()),
         ..Default::default()
     })
 }
