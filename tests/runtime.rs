@@ -669,6 +669,15 @@ fn cuma_run_serves_and_reports_bad_input_without_panicking() {
             "{backend}: stop {stop:?}"
         );
         assert_eq!(streamed, want, "{backend}: streamed text with stop {stop:?}");
+        // A profile text over the encoder's 128 tokens is refused, as training refuses it.
+        let long_profile = Profile::new().with("country", &"Country A1 ".repeat(200));
+        let err = session
+            .encode_profile(&long_profile)
+            .expect_err("an over-long profile is refused");
+        assert!(
+            err.to_string().contains("over the encoder's limit of 128"),
+            "{backend}: {err}"
+        );
     }
     // Batch mode keeps going past bad lines: invalid JSON, invalid UTF-8, no options, unknown
     // request kind, and an over-long prompt each get an error line; good lines get results.

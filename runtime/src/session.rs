@@ -199,12 +199,8 @@ impl Session {
             ));
         };
         let ids = tok.encode(&text, true)?;
-        if ids.len() > spec.max_tokens {
-            return Err(RuntimeError::Input(format!(
-                "the profile text is {} tokens, over the encoder's limit of {}",
-                ids.len(),
-                spec.max_tokens
-            )));
+        if let Some(why) = cuma_model::text::profile::profile_too_long(ids.len(), spec.max_tokens) {
+            return Err(RuntimeError::Input(why));
         }
         let n = ids.len();
         let ids = HostTensor::I64 {
