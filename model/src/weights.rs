@@ -141,24 +141,27 @@ impl<O: Ops, T: Trainables<O>> Trainables<O> for Scoped<'_, T> {
     }
 }
 
+/// A shape-only store that remembers every name asked of it, in order (tests of naming).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Recorder(pub Vec<String>);
+
+#[cfg(test)]
+impl Weights<crate::ShapeOps> for Recorder {
+    fn get(&mut self, _o: &mut crate::ShapeOps, name: &str, shape: &[usize]) -> Result<Vec<usize>> {
+        self.0.push(name.to_string());
+        Ok(shape.to_vec())
+    }
+    /// Everything under `model.` exists, nothing else.
+    fn contains(&self, name: &str) -> bool {
+        name.starts_with("model.")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{ShapeOps, ShapeWeights};
-
-    /// Records every name asked for.
-    #[derive(Default)]
-    struct Names(Vec<String>);
-
-    impl Weights<ShapeOps> for Names {
-        fn get(&mut self, _o: &mut ShapeOps, name: &str, shape: &[usize]) -> Result<Vec<usize>> {
-            self.0.push(name.to_string());
-            Ok(shape.to_vec())
-        }
-        fn contains(&self, name: &str) -> bool {
-            name.ends_with(".bias")
-        }
-    }
 
     #[test]
     fn paths_join_segments_with_dots() {
@@ -170,7 +173,7 @@ mod tests {
 
     #[test]
     fn scoped_views_prefix_every_name_they_are_asked() {
-        let (mut o, mut names) = (ShapeOps, Names::default());
+        let (mut o, mut names) = (ShapeOps, Recorder::default());
         {
             let mut model = names.pp("model");
             model.get(&mut o, "norm", &[2]).expect("get");
@@ -178,9 +181,9 @@ mod tests {
             let mut layer = layers.pp(0);
             layer.pp("q_proj").get(&mut o, "weight", &[2, 2]).expect("get");
             assert!(layer.pp("q_proj").contains("bias"));
-            assert!(!layer.contains("weight"));
             assert_eq!(layer.path().as_str(), "model.layers.0");
         }
+        assert!(!names.contains("bias"), "the same name outside the view");
         names.get(&mut o, "lm_head.weight", &[2, 2]).expect("get");
         assert_eq!(
             names.0,
