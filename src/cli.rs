@@ -40,6 +40,90 @@ pub enum Command {
     /// Survey data: convert raw sources to cuma's JSONL, split by respondent.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Speed at a model's shape with random weights (no checkpoint needed): SFT steps (tokens/s,
+    /// model FLOP utilisation) or decoding (tokens/s, first-token latency).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// SFT steps on one fixed batch of random tokens (answer = last token), through the real
+    /// training loop: loss per step, tokens/s over the timed steps, MFU when --peak-tflops is given.
+    Train(BenchTrainArgs),
+    /// Greedy decoding with the KV cache after a random prompt: first-token latency and steps/s,
+    /// against the memory-bandwidth bound when --peak-bandwidth is given.
+    Decode(BenchDecodeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchTrainArgs {
+    #[arg(long, value_enum, default_value = "smollm2-135m")]
+    pub shape: cuma::bench::Shape,
+    #[command(flatten)]
+    pub method: MethodArgs,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    pub seq: usize,
+    /// Untimed steps first (allocator and kernel warm-up).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// f32 matrix products (the default on CUDA is bf16 products with f32 masters).
+    #[arg(long)]
+    pub f32: bool,
+    /// The device's peak dense bf16 throughput in TFLOP/s (H200: ~790), for the MFU figure.
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
+    /// Size of the random profile vectors (MiniLM's 384).
+    #[arg(long, default_value_t = 384)]
+    pub profile_dim: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run directory for the steps' metrics and checkpoint (default: a temporary one).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchDecodeArgs {
+    #[arg(long, value_enum, default_value = "smollm2-135m")]
+    pub shape: cuma::bench::Shape,
+    /// Decode the bare backbone (the method flags are ignored).
+    #[arg(long)]
+    pub plain: bool,
+    #[command(flatten)]
+    pub method: MethodArgs,
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 128)]
+    pub prompt_tokens: usize,
+    #[arg(long, default_value_t = 32)]
+    pub new_tokens: usize,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// The device's memory bandwidth in bytes/s (H200: ~4.8e12), for the bound.
+    #[arg(long)]
+    pub peak_bandwidth: Option<f64>,
+    #[arg(long, default_value_t = 384)]
+    pub profile_dim: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,38 +296,8 @@ pub struct TrainArgs {
     /// Profile encoder (default: the embedded MiniLM).
     #[arg(long)]
     pub encoder: Option<PathBuf>,
-    #[arg(long, value_enum)]
-    pub method: Option<cuma_model::config::Method>,
-    /// Experts per adapted projection (E).
-    #[arg(long)]
-    pub experts: Option<usize>,
-    /// Experts per token (k).
-    #[arg(long)]
-    pub top_k: Option<usize>,
-    /// LoRA rank (r).
-    #[arg(long)]
-    pub rank: Option<usize>,
-    /// LoRA alpha (the update is scaled by alpha / r).
-    #[arg(long)]
-    pub alpha: Option<f64>,
-    #[arg(long, value_enum)]
-    pub gate: Option<cuma_model::config::GateMode>,
-    /// Projections to adapt (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub targets: Option<Vec<cuma_model::config::Target>>,
-    #[arg(long, value_enum)]
-    pub router_layout: Option<cuma_model::config::RouterLayout>,
-    #[arg(long, value_enum)]
-    pub expert_layout: Option<cuma_model::config::ExpertLayout>,
-    /// Ablation: routers see the token only (D = 0).
-    #[arg(long)]
-    pub no_demographics: bool,
-    /// Ablation: no load-balancing loss.
-    #[arg(long)]
-    pub no_balance: bool,
-    /// Ablation: keep the profile out of the system prompt.
-    #[arg(long)]
-    pub no_profile_prompt: bool,
+    #[command(flatten)]
+    pub method: MethodArgs,
     #[arg(long)]
     pub lr: Option<f64>,
     /// Optimiser steps.
@@ -276,6 +330,76 @@ pub struct TrainArgs {
     /// Print trainable parameters (and the share of the backbone) without training.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// The adapter method and its settings, as `cuma train` and `cuma bench` take them.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MethodArgs {
+    #[arg(long, value_enum)]
+    pub method: Option<cuma_model::config::Method>,
+    /// Experts per adapted projection (E).
+    #[arg(long)]
+    pub experts: Option<usize>,
+    /// Experts per token (k).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// LoRA rank (r).
+    #[arg(long)]
+    pub rank: Option<usize>,
+    /// LoRA alpha (the update is scaled by alpha / r).
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    #[arg(long, value_enum)]
+    pub gate: Option<cuma_model::config::GateMode>,
+    /// Projections to adapt (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub targets: Option<Vec<cuma_model::config::Target>>,
+    #[arg(long, value_enum)]
+    pub router_layout: Option<cuma_model::config::RouterLayout>,
+    #[arg(long, value_enum)]
+    pub expert_layout: Option<cuma_model::config::ExpertLayout>,
+    /// Ablation: routers see the token only (D = 0).
+    #[arg(long)]
+    pub no_demographics: bool,
+    /// Ablation: no load-balancing loss.
+    #[arg(long)]
+    pub no_balance: bool,
+    /// Ablation: keep the profile out of the system prompt.
+    #[arg(long)]
+    pub no_profile_prompt: bool,
+}
+
+impl MethodArgs {
+    /// These flags over `m` (a flag left out keeps `m`'s value; `--rank` without `--alpha` sets
+    /// alpha to 2r).
+    pub fn apply(&self, m: &mut cuma_model::config::MethodConfig) {
+        macro_rules! set {
+            ($dst:expr, $src:expr) => {
+                if let Some(v) = $src.clone() {
+                    $dst = v;
+                }
+            };
+        }
+        set!(m.method, self.method);
+        set!(m.experts, self.experts);
+        set!(m.top_k, self.top_k);
+        if let Some(r) = self.rank {
+            m.rank = r;
+            if self.alpha.is_none() {
+                m.alpha = 2.0 * r as f64;
+            }
+        }
+        set!(m.alpha, self.alpha);
+        set!(m.gate, self.gate);
+        set!(m.router_layout, self.router_layout);
+        set!(m.expert_layout, self.expert_layout);
+        if let Some(t) = &self.targets {
+            m.targets = t.iter().copied().collect();
+        }
+        m.profile_in_router &= !self.no_demographics;
+        m.balance &= !self.no_balance;
+        m.profile_in_prompt &= !self.no_profile_prompt;
+    }
 }
 
 #[derive(clap::Args, Debug)]

@@ -23,3 +23,12 @@ fn cuda(i: usize) -> Result<Device> {
     }
     Ok(Device::Cuda(i))
 }
+
+/// `device` as `--device` spells it (`cpu`, `cuda:N`), the inverse of [`parse_device`].
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        Device::Cpu => "cpu".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}

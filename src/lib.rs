@@ -4,6 +4,7 @@
 //! (BERT, Qwen3-Embedding-style decoders) into the one model definition of `cuma-model`, computed
 //! eagerly by [`tch_ops::TchOps`].
 
+pub mod bench;
 pub mod data;
 pub mod defaults;
 pub mod device;

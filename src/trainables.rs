@@ -38,7 +38,9 @@ impl Trainables<TchOps> for TchTrainables {
             return Ok(t.shallow_clone());
         }
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        let opts = (Kind::Float, o.device);
+        // Random values are drawn by the CPU's generator and then moved, so that one seed gives
+        // the same adapters on every device (CUDA's generator draws other numbers).
+        let opts = (Kind::Float, tch::Device::Cpu);
         let t = match init {
             Init::Zeros => Tensor::f_zeros(dims.as_slice(), opts),
             Init::Ones => Tensor::f_ones(dims.as_slice(), opts),
@@ -47,6 +49,7 @@ impl Trainables<TchOps> for TchTrainables {
                 .and_then(|t| t.f_mul_scalar(2.0 * bound))
                 .and_then(|t| t.f_sub_scalar(bound)),
         }
+        .and_then(|t| t.f_to_device(o.device))
         .map_err(backend)?
         .set_requires_grad(true);
         self.tensors.insert(name.into(), t.shallow_clone());

@@ -392,3 +392,124 @@ fn train_into_a_run_with_a_checkpoint_needs_resume_or_force() {
         .collect();
     assert_eq!(steps, [1], "a forced restart keeps only its own steps");
 }
+
+/// `cuma bench train` runs real SFT steps at a named shape with random weights: the loss on its
+/// fixed batch falls, and the report counts tokens and FLOPs; bad settings are errors.
+#[test]
+fn bench_train_and_decode_report_on_the_tiny_shape() {
+    let dir = common::scratch("bench");
+    let json = dir.join("train.json");
+    let (ok, out, err) = cuma(&[
+        "bench",
+        "train",
+        "--shape",
+        "tiny",
+        "--device",
+        "cpu",
+        "--batch",
+        "4",
+        "--seq",
+        "24",
+        "--warmup",
+        "2",
+        "--steps",
+        "6",
+        "--method",
+        "cuma",
+        "--experts",
+        "4",
+        "--top-k",
+        "2",
+        "--rank",
+        "4",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("tokens/s"), "{out}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("json");
+    let losses: Vec<f64> = r["losses"]
+        .as_array()
+        .expect("losses")
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    assert_eq!(losses.len(), 8);
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    assert!(
+        losses[7] < losses[0],
+        "the loss on a fixed batch should fall: {losses:?}"
+    );
+    assert!(r["tokens_per_second"].as_f64().expect("tokens/s") > 0.0);
+    assert!(r["trainable_values"].as_u64().expect("count") > 0);
+
+    let (ok, out, err) = cuma(&[
+        "bench",
+        "decode",
+        "--shape",
+        "tiny",
+        "--device",
+        "cpu",
+        "--batch",
+        "2",
+        "--prompt-tokens",
+        "8",
+        "--new-tokens",
+        "3",
+        "--method",
+        "cuma",
+        "--experts",
+        "4",
+        "--top-k",
+        "2",
+        "--rank",
+        "4",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("steps/s"), "{out}");
+    let (ok, _, err) = cuma(&[
+        "bench",
+        "decode",
+        "--shape",
+        "tiny",
+        "--device",
+        "cpu",
+        "--new-tokens",
+        "0",
+    ]);
+    assert!(!ok && err.contains("at least one new token"), "{err}");
+}
+
+/// `scripts/gpu_check.sh --dry-run`: every step of the GPU check on the CPU with the tiny shape
+/// (parity needs the packed test binaries, which the suite runs directly instead).
+#[test]
+fn the_gpu_check_dry_run_writes_its_report() {
+    let dir = common::scratch("gpu_check");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_cuma"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    let out = Command::new("bash")
+        .arg(common::repo().join("scripts/gpu_check.sh"))
+        .arg("--dry-run")
+        .arg(dir.as_os_str())
+        .env("CUMA_GPU_BIN", &bin)
+        .output()
+        .expect("runs");
+    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("report.json")).expect("json");
+    for run in ["cuma-r8", "cuma-r64", "lora-r8"] {
+        let tps = report["train"][run]["tokens_per_second"].as_f64();
+        assert!(tps.is_some_and(|t| t > 0.0), "train {run}: {log}");
+    }
+    for run in ["plain-b1", "cuma-b1", "plain-b2", "cuma-b2"] {
+        assert!(
+            report["decode"][run]["first_token_ms"].as_f64().is_some(),
+            "decode {run}: {log}"
+        );
+    }
+    assert!(report["onnxruntime_cuda"].as_str().is_some());
+    assert!(dir.join("report.md").is_file() && dir.join("logs.tar.gz").is_file());
+}

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{scratch, tiny};
+use common::{scratch, tch_device, tiny};
 use cuma::data::{jsonl, ChoiceItem};
 use cuma::train::checkpoint;
 use cuma::train::config::TrainConfig;
@@ -90,6 +90,53 @@ fn training_lowers_the_loss_on_a_fixed_batch() {
         last < 0.5 * first,
         "loss should at least halve on a fixed batch: {losses:?}"
     );
+}
+
+/// The largest relative difference allowed between a device's SFT losses and the CPU's, step by
+/// step, with f32 products on both: kernels differ in summation order (1e-6 relative per
+/// matrix product), and four optimiser steps compound it.
+const DEVICE_LOSS_TOLERANCE: f64 = 1e-4;
+
+/// SFT steps on `CUMA_TEST_DEVICE` follow the CPU's loss curve: adapters start from the same
+/// values on every device and dropout is off. On a CPU-only machine both runs are CPU runs and
+/// must agree exactly; `scripts/gpu_check.sh` runs this with `cuda`.
+#[test]
+fn sft_losses_on_the_test_device_follow_the_cpu() {
+    let _turn = serial();
+    let dir = scratch("device_losses");
+    let never = AtomicBool::new(false);
+    let device = tch_device();
+    let losses = |device: &str, out: &str| -> Vec<f64> {
+        let mut c = config(&dir, out);
+        c.device = device.into();
+        c.steps = 4;
+        c.method.dropout = 0.0;
+        c.bf16_on_cuda = false;
+        SftRun::prepare(c, false, false)
+            .expect("prepare")
+            .train(false, &never)
+            .expect("train")
+            .iter()
+            .map(|m| m.loss)
+            .collect()
+    };
+    let cpu = losses("cpu", "cpu");
+    let name = cuma::device::device_name(device);
+    let there = losses(&name, "device");
+    println!("SFT losses: cpu {cpu:.6?}, {name} {there:.6?}");
+    assert_eq!(cpu.len(), there.len());
+    for (step, (a, b)) in cpu.iter().zip(&there).enumerate() {
+        let tolerance = if device.is_cuda() {
+            DEVICE_LOSS_TOLERANCE * a.abs().max(1.0)
+        } else {
+            0.0
+        };
+        assert!(
+            (a - b).abs() <= tolerance,
+            "step {}: cpu loss {a}, {name} loss {b}",
+            step + 1
+        );
+    }
 }
 
 #[test]

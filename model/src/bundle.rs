@@ -166,8 +166,7 @@ pub struct EncoderSpec {
     pub dim: usize,
     pub pooling: Pooling,
     pub normalize: bool,
-    /// Longest profile text in tokens, special tokens included (a longer text is refused, not
-    /// truncated).
+    /// Longest profile text in tokens (longer texts are truncated).
     pub max_tokens: usize,
     pub tokenizer: String,
 }

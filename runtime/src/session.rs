@@ -199,8 +199,12 @@ impl Session {
             ));
         };
         let ids = tok.encode(&text, true)?;
-        if let Some(why) = cuma_model::text::profile::profile_too_long(ids.len(), spec.max_tokens) {
-            return Err(RuntimeError::Input(why));
+        if ids.len() > spec.max_tokens {
+            return Err(RuntimeError::Input(format!(
+                "the profile text is {} tokens, over the encoder's limit of {}",
+                ids.len(),
+                spec.max_tokens
+            )));
         }
         let n = ids.len();
         let ids = HostTensor::I64 {

@@ -21,7 +21,7 @@ pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     if let Some(p) = a.preset {
         c.apply_preset(p);
     }
-    let m = &mut c.method;
+    a.method.apply(&mut c.method);
     macro_rules! set {
         ($dst:expr, $src:expr) => {
             if let Some(v) = $src.clone() {
@@ -29,25 +29,6 @@ pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
             }
         };
     }
-    set!(m.method, a.method);
-    set!(m.experts, a.experts);
-    set!(m.top_k, a.top_k);
-    if let Some(r) = a.rank {
-        m.rank = r;
-        if a.alpha.is_none() {
-            m.alpha = 2.0 * r as f64;
-        }
-    }
-    set!(m.alpha, a.alpha);
-    set!(m.gate, a.gate);
-    set!(m.router_layout, a.router_layout);
-    set!(m.expert_layout, a.expert_layout);
-    if let Some(t) = &a.targets {
-        m.targets = t.iter().copied().collect();
-    }
-    m.profile_in_router &= !a.no_demographics;
-    m.balance &= !a.no_balance;
-    m.profile_in_prompt &= !a.no_profile_prompt;
     set!(c.lr, a.lr);
     set!(c.steps, a.steps);
     set!(c.batch_size, a.batch_size);

@@ -77,6 +77,23 @@ impl Backbone {
         })
     }
 
+    /// A backbone of `config`'s shape with random weights ([`crate::weights::RandomWeights`],
+    /// seeded by `seed`) made on `device`, and no vocabulary: for speed and memory measurements
+    /// at a model's size without its checkpoint. It is fed token ids, never text.
+    pub fn random(config: &DecoderConfig, device: Device, seed: u64) -> Result<Self> {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(seed as i64);
+        let mut weights = crate::weights::RandomWeights::default();
+        let decoder = Decoder::load(&mut TchOps::new(device), &mut weights, config)
+            .map_err(|e| Error::Invalid(format!("random {} backbone: {e}", config.family.model_type())))?;
+        Ok(Self {
+            decoder,
+            tokenizer: TextTokenizer::without_vocabulary()?,
+            device,
+            source_path: format!("random:{}", config.family.model_type()).into(),
+        })
+    }
+
     /// Loads the model with its own weights trainable (full fine-tuning): they go into
     /// `trainables` (or come from it, when a checkpoint pre-filled it).
     pub fn load_trainable(

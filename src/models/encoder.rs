@@ -13,13 +13,11 @@ use cuma_model::arch::{Bert, Decoder, DecoderCtx};
 use cuma_model::config::ModelConfig;
 use cuma_model::layers::{decoder_inputs, encoder_inputs, pool};
 use cuma_model::serve::padding::Side;
-use cuma_model::text::profile::profile_too_long;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-/// Longest profile text, in tokens (special tokens included); a longer one is refused, as the
-/// bundle runtime refuses it.
-pub use cuma_model::text::profile::MAX_PROFILE_TOKENS as MAX_TOKENS;
+/// Longest profile text, in tokens.
+pub const MAX_TOKENS: usize = 128;
 
 pub use cuma_model::layers::Pooling;
 
@@ -98,12 +96,16 @@ impl ProfileEncoder {
     /// Loads a sentence encoder from a Hugging Face directory (or a decoder GGUF, mean-pooled).
     pub fn load(path: &Path, device: Device) -> Result<Self> {
         let source = ModelSource::open(path)?;
-        let tokenizer = tokenizer_for(&source)?;
+        let mut tokenizer = tokenizer_for(&source)?;
         let (pooling, normalize) = if source.path.is_dir() {
             sentence_transformers_config(&source.path)?
         } else {
             (Pooling::Mean, false)
         };
+        tokenizer.inner = tokenizer.inner.truncated(MAX_TOKENS).map_err(|e| Error::Tokenizer {
+            path: tokenizer.source.clone(),
+            reason: e.reason,
+        })?;
         let _guard = tch::no_grad_guard();
         let mut o = TchOps::new(device);
         let mut store = TchStore::new(&source.weights);
@@ -137,13 +139,7 @@ impl ProfileEncoder {
         let _guard = tch::no_grad_guard();
         let rows = texts
             .iter()
-            .map(|t| {
-                let ids = self.tokenizer.encode(t, true)?;
-                match profile_too_long(ids.len(), MAX_TOKENS) {
-                    Some(why) => Err(Error::Invalid(format!("{why}: {t:?}"))),
-                    None => Ok(ids),
-                }
-            })
+            .map(|t| self.tokenizer.encode(t, true))
             .collect::<Result<Vec<_>>>()?;
         let mut o = TchOps::new(self.device);
         let is_decoder = matches!(self.network, Network::Decoder(_));

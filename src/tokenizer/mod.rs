@@ -79,6 +79,22 @@ impl TextTokenizer {
         ids
     }
 
+    /// A tokenizer with an empty vocabulary, for backbones with random weights (benchmarks at a
+    /// model's shape), which are fed token ids and never text: encoding gives no tokens.
+    pub fn without_vocabulary() -> Result<Self> {
+        let source = PathBuf::from("(no vocabulary)");
+        let raw = Tokenizer::new(tokenizers::models::wordlevel::WordLevel::default());
+        Ok(Self {
+            inner: Self::wrap(raw, &source)?,
+            source,
+            end_of_turn: Vec::new(),
+            bos_token: None,
+            eos_token: None,
+            chat_template: None,
+            kind: "none (random-weight backbone)".into(),
+        })
+    }
+
     /// Loads `dir/tokenizer.json`, with the chat template and special tokens from
     /// `tokenizer_config.json` when present.
     pub fn from_dir(dir: &Path) -> Result<Self> {

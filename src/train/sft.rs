@@ -236,6 +236,21 @@ pub fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
     })
 }
 
+/// What [`SftRun::assemble`] builds a run from.
+struct Parts {
+    config: TrainConfig,
+    model: Backbone,
+    encoder_dim: usize,
+    profiles: Tensor,
+    examples: Vec<Example>,
+    too_long: usize,
+    /// Trainables already filled (full fine-tuning's backbone, a checkpoint's adapters).
+    store: TchTrainables,
+    restored: Option<checkpoint::Checkpoint>,
+    backbone: ModelIdentity,
+    encoder: ModelIdentity,
+}
+
 impl SftRun {
     /// Loads models and data, embeds profiles, attaches adapters; resumes from the run's
     /// checkpoint when `resume` and one exists.
@@ -272,7 +287,7 @@ impl SftRun {
             }
         }
         let full = method.method == Method::Full;
-        let mut model = if full {
+        let model = if full {
             Backbone::load_trainable(&backbone_path, device, &mut store)?
         } else {
             Backbone::load(&backbone_path, device)?
@@ -318,6 +333,77 @@ impl SftRun {
             )));
         }
 
+        Self::assemble(Parts {
+            config,
+            model,
+            encoder_dim: encoder.dim,
+            profiles,
+            examples,
+            too_long,
+            store,
+            restored,
+            backbone: backbone_id,
+            encoder: encoder_id,
+        })
+    }
+
+    /// A run over prepared parts with nothing read from disk: `model` (for example
+    /// [`Backbone::random`]), one profile vector of `encoder_dim` values per row of `profiles`,
+    /// and tokenised `examples`. For benchmarks at a model's shape; full fine-tuning needs the
+    /// backbone's own weights as trainables and is refused.
+    pub fn synthetic(
+        config: TrainConfig,
+        model: Backbone,
+        encoder_dim: usize,
+        profiles: Tensor,
+        examples: Vec<Example>,
+    ) -> Result<Self> {
+        config.validate()?;
+        if config.method.effective().method == Method::Full {
+            return Err(Error::Invalid(
+                "a synthetic run trains adapters; full fine-tuning needs the backbone's weights as trainables".into(),
+            ));
+        }
+        if examples.is_empty() {
+            return Err(Error::Invalid("a synthetic run needs at least one example".into()));
+        }
+        let made_up = |what: &str| ModelIdentity {
+            path: model.source_path.clone(),
+            architecture: what.into(),
+            sha256: "(random weights)".into(),
+        };
+        let (backbone, encoder) = (made_up(model.config().family.model_type()), made_up("profile vectors"));
+        Self::assemble(Parts {
+            config,
+            model,
+            encoder_dim,
+            profiles,
+            examples,
+            too_long: 0,
+            store: TchTrainables::default(),
+            restored: None,
+            backbone,
+            encoder,
+        })
+    }
+
+    /// Attaches the method's adapters (fresh or from `restored`) and builds the optimiser.
+    fn assemble(parts: Parts) -> Result<Self> {
+        let Parts {
+            config,
+            mut model,
+            encoder_dim,
+            profiles,
+            examples,
+            too_long,
+            mut store,
+            restored,
+            backbone: backbone_id,
+            encoder: encoder_id,
+        } = parts;
+        let method = config.method.effective();
+        let device = model.device;
+        let full = method.method == Method::Full;
         tch::manual_seed(config.seed as i64);
         let mut prefix = None;
         let profile_dim = if full {
@@ -336,7 +422,7 @@ impl SftRun {
                 &mut store,
                 &model.decoder,
                 &method,
-                encoder.dim,
+                encoder_dim,
             )
             .map_err(|e| Error::Invalid(format!("attaching adapters: {e}")))?;
             let d = adapters.profile_dim;

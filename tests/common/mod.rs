@@ -6,14 +6,28 @@ pub mod ties;
 
 use std::path::{Path, PathBuf};
 
-/// `fixtures/tiny/<name>`.
-pub fn tiny(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny").join(name)
+/// The repository: `CUMA_REPO` when set (a test binary run away from its build tree, as
+/// `scripts/gpu_check.sh` runs them on the GPU machine), else where cargo built it.
+pub fn repo() -> PathBuf {
+    std::env::var_os("CUMA_REPO").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
-/// A fresh, empty directory under the target dir, unique per test, left in place afterwards.
+/// The `cuma` binary: `CUMA_BIN` when set (see [`repo`]), else the one cargo built.
+pub fn cuma_bin() -> PathBuf {
+    std::env::var_os("CUMA_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cuma")), PathBuf::from)
+}
+
+/// `fixtures/tiny/<name>`.
+pub fn tiny(name: &str) -> PathBuf {
+    repo().join("fixtures/tiny").join(name)
+}
+
+/// A fresh, empty directory under the target dir (or `CUMA_TEST_TMPDIR`), unique per test, left
+/// in place afterwards.
 fn fresh_dir(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(test);
+    let root =
+        std::env::var_os("CUMA_TEST_TMPDIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+    let dir = root.join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
@@ -114,7 +128,7 @@ pub fn arg(p: &Path) -> String {
 
 /// Runs the `cuma` binary with `args`; its stdout, or a panic with its stderr when it fails.
 pub fn cuma(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cuma"))
+    let out = std::process::Command::new(cuma_bin())
         .args(args)
         .output()
         .expect("runs");
@@ -129,7 +143,7 @@ pub fn cuma(args: &[&str]) -> String {
 
 /// Runs the `cuma` binary with `args`, which must fail; its stderr.
 pub fn cuma_err(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cuma"))
+    let out = std::process::Command::new(cuma_bin())
         .args(args)
         .output()
         .expect("runs");
@@ -205,4 +219,15 @@ pub fn seeded_bundle(data: &Path, run: &Path, args: &[&str], seed: u64) -> PathB
     train(data, run, &[args, &ONE_STEP[..]].concat());
     seeded::seed_adapters(run, seed);
     export(run)
+}
+
+/// The device the libtorch side of a test runs on: `CUMA_TEST_DEVICE` (`cpu`, `cuda`, `cuda:N`),
+/// the CPU when unset. `scripts/gpu_check.sh` runs the parity tests with `cuda`; the bundle
+/// runtimes stay on the CPU, so every comparison is then libtorch-CUDA against CPU, and the
+/// snapshots (recorded on CPUs) pin the CUDA results too.
+pub fn tch_device() -> tch::Device {
+    match std::env::var("CUMA_TEST_DEVICE") {
+        Ok(name) => cuma::device::parse_device(&name).expect("CUMA_TEST_DEVICE names a device"),
+        Err(_) => tch::Device::Cpu,
+    }
 }

@@ -43,6 +43,19 @@ impl Tokenizer {
         Self::new(inner, source)
     }
 
+    /// The same tokenizer cutting every encoding to `max_length` tokens (training's profile
+    /// encoder; the bundle runtime refuses longer texts instead).
+    pub fn truncated(mut self, max_length: usize) -> Result<Self, TokenizerError> {
+        let params = tokenizers::TruncationParams {
+            max_length,
+            ..Default::default()
+        };
+        match self.inner.with_truncation(Some(params)) {
+            Ok(_) => Ok(self),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     fn err(&self, e: impl std::fmt::Display) -> TokenizerError {
         TokenizerError {
             source_name: self.source.clone(),

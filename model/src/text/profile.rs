@@ -8,15 +8,6 @@ use std::collections::BTreeMap;
 /// A demographic profile.
 pub type Profile = BTreeMap<String, String>;
 
-/// The most tokens (special tokens included) a profile encoder reads. A longer profile text is
-/// refused by every backend, never cut: a truncated profile would route as somebody else.
-pub const MAX_PROFILE_TOKENS: usize = 128;
-
-/// The error for a profile text of `tokens` tokens when the encoder reads at most `limit`.
-pub fn profile_too_long(tokens: usize, limit: usize) -> Option<String> {
-    (tokens > limit).then(|| format!("the profile text is {tokens} tokens, over the encoder's limit of {limit}"))
-}
-
 /// The default attribute order (WorldValuesBench).
 pub const DEFAULT_ORDER: [&str; 8] = [
     "country",
