@@ -17,7 +17,7 @@ use crate::train::config::TrainConfig;
 use crate::train::sft::{Example, SftRun};
 use crate::{Error, Result};
 use cuma_model::adapters::DecoderAdapters;
-use cuma_model::config::{DecoderConfig, DecoderFamily, MethodConfig};
+use cuma_model::config::{DecoderConfig, MethodConfig};
 use serde::Serialize;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -44,41 +44,9 @@ pub enum Shape {
 impl Shape {
     /// The decoder config of this shape.
     pub fn config(self) -> DecoderConfig {
-        let base = DecoderConfig {
-            family: DecoderFamily::Qwen3,
-            vocab_size: 151_936,
-            hidden_size: 4096,
-            intermediate_size: 12_288,
-            num_layers: 36,
-            num_heads: 32,
-            num_kv_heads: 8,
-            head_dim: 128,
-            rms_norm_eps: 1e-6,
-            rope_theta: 1e6,
-            rope_scaling: None,
-            max_position_embeddings: 40_960,
-            tie_embeddings: false,
-            qkv_bias: false,
-            qk_norm: true,
-        };
         match self {
-            Shape::Qwen3_8b => base,
-            Shape::Smollm2_135m => DecoderConfig {
-                family: DecoderFamily::Llama,
-                vocab_size: 49_152,
-                hidden_size: 576,
-                intermediate_size: 1536,
-                num_layers: 30,
-                num_heads: 9,
-                num_kv_heads: 3,
-                head_dim: 64,
-                rms_norm_eps: 1e-5,
-                rope_theta: 1e5,
-                max_position_embeddings: 8192,
-                tie_embeddings: true,
-                qk_norm: false,
-                ..base
-            },
+            Shape::Qwen3_8b => DecoderConfig::qwen3_8b(),
+            Shape::Smollm2_135m => DecoderConfig::smollm2_135m(),
             Shape::Tiny => DecoderConfig {
                 vocab_size: 512,
                 hidden_size: 64,
@@ -88,7 +56,7 @@ impl Shape {
                 num_kv_heads: 2,
                 head_dim: 16,
                 max_position_embeddings: 4096,
-                ..base
+                ..DecoderConfig::qwen3_8b()
             },
         }
     }
@@ -343,8 +311,9 @@ impl DecodeBench {
             mask = Tensor::f_cat(&[&mask, &one], 1)?;
             past = Some(out.presents);
         }
-        let embed_and_head = config.vocab_size * config.hidden_size;
-        let weight_bytes = 4 * (config.num_layers * layer_matrix_values(&config) + embed_and_head + adapter_values);
+        // Every projection and the output head are read each step; the embedding only by row.
+        let head = config.vocab_size * config.hidden_size;
+        let weight_bytes = 4 * (config.num_layers * layer_matrix_values(&config) + head + adapter_values);
         Ok(DecodeReport {
             shape: self.shape,
             method: self.method.clone(),

@@ -332,6 +332,13 @@ pub struct TrainArgs {
     pub dry_run: bool,
 }
 
+/// `*dst = src` when the flag was given.
+pub fn set<T: Clone>(dst: &mut T, src: &Option<T>) {
+    if let Some(v) = src {
+        *dst = v.clone();
+    }
+}
+
 /// The adapter method and its settings, as `cuma train` and `cuma bench` take them.
 #[derive(clap::Args, Debug, Clone)]
 pub struct MethodArgs {
@@ -373,26 +380,19 @@ impl MethodArgs {
     /// These flags over `m` (a flag left out keeps `m`'s value; `--rank` without `--alpha` sets
     /// alpha to 2r).
     pub fn apply(&self, m: &mut cuma_model::config::MethodConfig) {
-        macro_rules! set {
-            ($dst:expr, $src:expr) => {
-                if let Some(v) = $src.clone() {
-                    $dst = v;
-                }
-            };
-        }
-        set!(m.method, self.method);
-        set!(m.experts, self.experts);
-        set!(m.top_k, self.top_k);
+        set(&mut m.method, &self.method);
+        set(&mut m.experts, &self.experts);
+        set(&mut m.top_k, &self.top_k);
         if let Some(r) = self.rank {
             m.rank = r;
             if self.alpha.is_none() {
                 m.alpha = 2.0 * r as f64;
             }
         }
-        set!(m.alpha, self.alpha);
-        set!(m.gate, self.gate);
-        set!(m.router_layout, self.router_layout);
-        set!(m.expert_layout, self.expert_layout);
+        set(&mut m.alpha, &self.alpha);
+        set(&mut m.gate, &self.gate);
+        set(&mut m.router_layout, &self.router_layout);
+        set(&mut m.expert_layout, &self.expert_layout);
         if let Some(t) = &self.targets {
             m.targets = t.iter().copied().collect();
         }

@@ -200,6 +200,11 @@ fn session(bundle: &Path, backend: Backend) -> Session {
     .expect("session")
 }
 
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let norm = |x: &[f32]| x.iter().map(|v| v * v).sum::<f32>().sqrt();
+    a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (norm(a) * norm(b))
+}
+
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
@@ -242,8 +247,7 @@ fn compare(
             });
             if let (Some(v), Some(d)) = (&vector, &demographic) {
                 let t: Vec<f32> = Vec::try_from(v.view([-1])).expect("vector");
-                let cos = t.iter().zip(d).map(|(a, b)| a * b).sum::<f32>()
-                    / (t.iter().map(|a| a * a).sum::<f32>().sqrt() * d.iter().map(|a| a * a).sum::<f32>().sqrt());
+                let cos = cosine(&t, d);
                 assert!(cos >= 0.99999, "{label}: profile vector cosine {cos}");
             }
             (tch_observe(model, &prompt, vector.as_ref()), vector)
@@ -586,6 +590,7 @@ fn cuma_run_serves_and_reports_bad_input_without_panicking() {
         assert!(reply.ends_with('\n'), "{reply:?}");
     }
     // A batch of requests with different profiles gives each the reply it gets alone.
+    let tch_encoder = cuma::models::ProfileEncoder::load(&tiny("bert"), tch_device()).expect("tch encoder");
     for backend in [Backend::Tract, Backend::Ort { device: OrtDevice::Cpu }] {
         let mut session = session(&bundle, backend);
         let request = |country: &str, text: &str| GenerateRequest {
@@ -668,6 +673,15 @@ fn cuma_run_serves_and_reports_bad_input_without_panicking() {
             "{backend}: stop {stop:?}"
         );
         assert_eq!(streamed, want, "{backend}: streamed text with stop {stop:?}");
+        // A profile text over the encoder's 128 tokens is cut as training's encoder cuts it:
+        // the runtime's vector is tch's for the same text.
+        let long_profile = Profile::new().with("country", &"Country A1 ".repeat(200));
+        let text = long_profile.render(&session.bundle().manifest.profile).expect("text");
+        let got = session.encode_profile(&long_profile).expect("a long profile embeds");
+        let want: Vec<f32> =
+            Vec::try_from(tch_encoder.embed(&[&text]).expect("tch embeds").view([-1])).expect("vector");
+        let cos = cosine(&got, &want);
+        assert!(cos >= 0.99999, "{backend}: long-profile vector cosine {cos}");
     }
     // Batch mode keeps going past bad lines: invalid JSON, invalid UTF-8, no options, unknown
     // request kind, and an over-long prompt each get an error line; good lines get results.

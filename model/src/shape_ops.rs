@@ -296,20 +296,10 @@ mod tests {
     fn smollm2(family: DecoderFamily) -> DecoderConfig {
         DecoderConfig {
             family,
-            vocab_size: 49152,
-            hidden_size: 576,
-            intermediate_size: 1536,
             num_layers: 3,
-            num_heads: 9,
-            num_kv_heads: 3,
-            head_dim: 64,
-            rms_norm_eps: 1e-5,
-            rope_theta: 1e5,
-            rope_scaling: None,
-            max_position_embeddings: 8192,
-            tie_embeddings: true,
             qkv_bias: family == DecoderFamily::Qwen2,
             qk_norm: family == DecoderFamily::Qwen3,
+            ..DecoderConfig::smollm2_135m()
         }
     }
 

@@ -126,7 +126,8 @@ impl Session {
         let (encoder, encoder_tokenizer) = match (&m.encoder, m.graphs.get("encoder")) {
             (Some(spec), Some(graph)) => (
                 Some(engine::load(&bundle.file(&graph.file)?, graph, &options.engine)?),
-                Some(tokenizer(&spec.tokenizer)?),
+                // Cut to the encoder's limit as training's encoder cuts (the same tokenizer call).
+                Some(tokenizer(&spec.tokenizer)?.truncated(spec.max_tokens)?),
             ),
             _ => (None, None),
         };
@@ -199,13 +200,6 @@ impl Session {
             ));
         };
         let ids = tok.encode(&text, true)?;
-        if ids.len() > spec.max_tokens {
-            return Err(RuntimeError::Input(format!(
-                "the profile text is {} tokens, over the encoder's limit of {}",
-                ids.len(),
-                spec.max_tokens
-            )));
-        }
         let n = ids.len();
         let ids = HostTensor::I64 {
             shape: vec![1, n],

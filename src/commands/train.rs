@@ -1,7 +1,7 @@
 //! `cuma train`: settings from file, preset and flags; `--dry-run` parameter accounting; the SFT
 //! loop with Ctrl-C saving a checkpoint.
 
-use crate::cli::TrainArgs;
+use crate::cli::{set, TrainArgs};
 use anyhow::Context;
 use cuma::models::source::ModelSource;
 use cuma::train::config::TrainConfig;
@@ -22,22 +22,15 @@ pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         c.apply_preset(p);
     }
     a.method.apply(&mut c.method);
-    macro_rules! set {
-        ($dst:expr, $src:expr) => {
-            if let Some(v) = $src.clone() {
-                $dst = v;
-            }
-        };
-    }
-    set!(c.lr, a.lr);
-    set!(c.steps, a.steps);
-    set!(c.batch_size, a.batch_size);
-    set!(c.grad_accum, a.grad_accum);
-    set!(c.warmup_steps, a.warmup_steps);
-    set!(c.seed, a.seed);
-    set!(c.checkpoint_every, a.checkpoint_every);
-    set!(c.max_items, a.max_items);
-    set!(c.device, a.device);
+    set(&mut c.lr, &a.lr);
+    set(&mut c.steps, &a.steps);
+    set(&mut c.batch_size, &a.batch_size);
+    set(&mut c.grad_accum, &a.grad_accum);
+    set(&mut c.warmup_steps, &a.warmup_steps);
+    set(&mut c.seed, &a.seed);
+    set(&mut c.checkpoint_every, &a.checkpoint_every);
+    set(&mut c.max_items, &a.max_items);
+    set(&mut c.device, &a.device);
     if a.data.is_some() {
         c.data = a.data.clone();
     }

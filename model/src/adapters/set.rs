@@ -165,35 +165,14 @@ impl<T> DecoderAdapters<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DecoderFamily;
     use crate::{ParamCounter, ShapeOps, ShapeWeights};
 
     fn shapes(c: &DecoderConfig) -> Decoder<Vec<usize>> {
         Decoder::load(&mut ShapeOps, &mut ShapeWeights, c).expect("shape decoder")
     }
 
-    fn qwen3_8b() -> DecoderConfig {
-        DecoderConfig {
-            family: DecoderFamily::Qwen3,
-            vocab_size: 151_936,
-            hidden_size: 4096,
-            intermediate_size: 12_288,
-            num_layers: 36,
-            num_heads: 32,
-            num_kv_heads: 8,
-            head_dim: 128,
-            rms_norm_eps: 1e-6,
-            rope_theta: 1e6,
-            rope_scaling: None,
-            max_position_embeddings: 40_960,
-            tie_embeddings: false,
-            qkv_bias: false,
-            qk_norm: true,
-        }
-    }
-
     fn count(m: &MethodConfig) -> (f64, f64) {
-        let c = qwen3_8b();
+        let c = DecoderConfig::qwen3_8b();
         let mut counter = ParamCounter::default();
         DecoderAdapters::init(&mut ShapeOps, &mut counter, &shapes(&c), m, 1024).expect("builds");
         let millions = counter.total as f64 / 1e6;
@@ -234,7 +213,7 @@ mod tests {
             profile_in_router: false,
             ..MethodConfig::default()
         };
-        let c = qwen3_8b();
+        let c = DecoderConfig::qwen3_8b();
         let mut counter = ParamCounter::default();
         let a = DecoderAdapters::init(&mut ShapeOps, &mut counter, &shapes(&c), &m, 1024).expect("builds");
         assert_eq!(a.layers[0].routers.len(), 1);

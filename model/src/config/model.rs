@@ -294,6 +294,50 @@ fn bert(hf: &HfConfig) -> Result<BertConfig> {
 }
 
 impl DecoderConfig {
+    /// Qwen3-8B's shape: 36 layers, hidden 4096, 32 heads / 8 KV heads of 128, MLP 12288, vocab
+    /// 151936, untied head, q/k norms (for benchmarks and accounting at real size).
+    pub fn qwen3_8b() -> Self {
+        Self {
+            family: DecoderFamily::Qwen3,
+            vocab_size: 151_936,
+            hidden_size: 4096,
+            intermediate_size: 12_288,
+            num_layers: 36,
+            num_heads: 32,
+            num_kv_heads: 8,
+            head_dim: 128,
+            rms_norm_eps: 1e-6,
+            rope_theta: 1e6,
+            rope_scaling: None,
+            max_position_embeddings: 40_960,
+            tie_embeddings: false,
+            qkv_bias: false,
+            qk_norm: true,
+        }
+    }
+
+    /// SmolLM2-135M's shape (the embedded default backbone): 30 layers, hidden 576, 9 heads / 3
+    /// KV heads of 64, MLP 1536, vocab 49152, tied embeddings.
+    pub fn smollm2_135m() -> Self {
+        Self {
+            family: DecoderFamily::Llama,
+            vocab_size: 49_152,
+            hidden_size: 576,
+            intermediate_size: 1536,
+            num_layers: 30,
+            num_heads: 9,
+            num_kv_heads: 3,
+            head_dim: 64,
+            rms_norm_eps: 1e-5,
+            rope_theta: 1e5,
+            rope_scaling: None,
+            max_position_embeddings: 8192,
+            tie_embeddings: true,
+            qkv_bias: false,
+            qk_norm: false,
+        }
+    }
+
     /// Parameters of the backbone (embeddings counted once when tied).
     pub fn parameter_count(&self) -> usize {
         let (h, i, hd) = (self.hidden_size, self.intermediate_size, self.head_dim);

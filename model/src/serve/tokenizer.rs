@@ -43,8 +43,9 @@ impl Tokenizer {
         Self::new(inner, source)
     }
 
-    /// The same tokenizer cutting every encoding to `max_length` tokens (training's profile
-    /// encoder; the bundle runtime refuses longer texts instead).
+    /// The same tokenizer cutting every encoding to `max_length` tokens, special tokens kept
+    /// (Hugging Face tokenizers' truncation): the profile encoder's input, in training and in
+    /// the bundle runtime alike.
     pub fn truncated(mut self, max_length: usize) -> Result<Self, TokenizerError> {
         let params = tokenizers::TruncationParams {
             max_length,
