@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares what scripts/gpu_check.sh needs on a GPU machine that has PyTorch 2.11 but no cargo and
 # no network: the `cuma` binary, the two parity test binaries (tests/runtime.rs, tests/train.rs)
-# and ONNX Runtime's library, xz-compressed into .gpu/ (ignored by git; about 40 MiB, under the
+# and ONNX Runtime's library, xz-compressed into .gpu/ (ignored by git; 23 MiB when last packed, under the
 # 64 MiB one device command carries). Binaries link libtorch by name (RUNPATH points at this
 # machine's venv, which does not exist there), so the check finds the machine's own torch/lib
 # through LD_LIBRARY_PATH.
