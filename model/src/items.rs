@@ -96,6 +96,9 @@ impl ChoiceItem {
 #[serde(deny_unknown_fields)]
 pub struct ChatItem {
     pub id: String,
+    /// Who wrote or rated it, when known (splits keep one person on one side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub respondent: Option<String>,
     pub profile: Profile,
     pub messages: Vec<Message>,
     /// Preferred final reply (preference data); used as the target when the messages end with
@@ -125,7 +128,20 @@ impl ChatItem {
         }
     }
 
+    /// A preference pair: the context, the chosen reply and the rejected one. The chosen reply
+    /// is `chosen`, or else the final assistant message (which then leaves the context).
+    /// `None` without a `rejected` reply.
+    pub fn preference(&self) -> Option<Result<(&[Message], &str, &str), String>> {
+        let rejected = self.rejected.as_deref()?;
+        Some(self.split_reply().map(|(context, chosen)| (context, chosen, rejected)))
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if let (Some(c), Some(r)) = (self.chosen.as_deref(), self.rejected.as_deref()) {
+            if c == r {
+                return Err("`chosen` and `rejected` are the same reply".into());
+            }
+        }
         for m in &self.messages {
             if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
                 return Err(format!("unknown role `{}`", m.role));

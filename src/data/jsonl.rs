@@ -19,6 +19,23 @@ pub struct Loaded<T> {
 }
 
 impl<T> Loaded<T> {
+    /// No rows, nothing skipped.
+    pub fn empty() -> Self {
+        Self {
+            rows: Vec::new(),
+            skipped: 0,
+            first_skipped: Vec::new(),
+        }
+    }
+
+    /// Counts a skipped line, keeping its reason if it is among the first few.
+    pub fn skip(&mut self, line: usize, reason: impl Into<String>) {
+        self.skipped += 1;
+        if self.first_skipped.len() < REPORTED_LINES {
+            self.first_skipped.push((line, reason.into()));
+        }
+    }
+
     /// One line for the user: `read 120 rows; skipped 3 malformed (lines 4: ..., 9: ...)`.
     pub fn summary(&self) -> String {
         let mut s = format!("read {} rows", self.rows.len());
@@ -40,23 +57,14 @@ pub fn read<T: DeserializeOwned>(
     check: impl Fn(&T) -> std::result::Result<(), String>,
 ) -> Result<Loaded<T>> {
     let file = std::fs::File::open(path).map_err(crate::error::io(path))?;
-    let mut out = Loaded {
-        rows: Vec::new(),
-        skipped: 0,
-        first_skipped: Vec::new(),
-    };
+    let mut out = Loaded::empty();
     for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
         let bytes = line.map_err(crate::error::io(path))?;
         let parsed = cuma_model::items::parse_row(&bytes, &check);
         match parsed {
             Ok(Some(row)) => out.rows.push(row),
             Ok(None) => {}
-            Err(reason) => {
-                out.skipped += 1;
-                if out.first_skipped.len() < REPORTED_LINES {
-                    out.first_skipped.push((i + 1, reason));
-                }
-            }
+            Err(reason) => out.skip(i + 1, reason),
         }
     }
     if out.rows.is_empty() {

@@ -1,12 +1,19 @@
 //! Survey and chat data: the canonical JSONL item format ([`item`]), reading it with
 //! malformed-row reports ([`jsonl`]), profiles and their text ([`profile`]), and converters from
-//! raw World Values Survey wave 7 files ([`wvs`]).
+//! raw World Values Survey wave 7 files ([`wvs`]), POPQUORN ratings ([`popquorn`]), PRISM ([`prism`]) and
+//! Community Alignment ([`community_alignment`]) conversations, and preference pairs ([`pairs`]).
 
 pub mod clusters;
+pub mod community_alignment;
+pub mod dialogue;
 pub mod jsonl;
+pub mod pairs;
+pub mod popquorn;
+pub mod prism;
 pub mod profile;
 pub mod split;
 pub mod synth;
+pub mod table;
 pub mod wvb;
 pub mod wvs;
 

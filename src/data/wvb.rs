@@ -5,55 +5,21 @@
 //! from `question_metadata.json` and `codebook.json` in a metadata directory.
 
 use super::item::ChoiceItem;
-use super::jsonl::{Loaded, REPORTED_LINES};
+use super::jsonl::Loaded;
 use super::profile::Profile;
+use super::table;
 use super::wvs::{item_for, SurveyMeta, PROFILE_COLUMNS};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-type Rows = (Vec<String>, Vec<(usize, csv::StringRecord)>);
-
-fn read_tsv(path: &Path, report: &mut Loaded<()>) -> Result<Rows> {
-    let mut r = csv::ReaderBuilder::new()
-        .delimiter(b'\t')
-        .flexible(true)
-        .from_path(path)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-    let header: Vec<String> = r
-        .headers()
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let mut rows = Vec::new();
-    for (i, rec) in r.records().enumerate() {
-        match rec {
-            Ok(rec) if rec.len() == header.len() => rows.push((i + 2, rec)),
-            other => {
-                report.skipped += 1;
-                if report.first_skipped.len() < REPORTED_LINES {
-                    let why = match other {
-                        Ok(rec) => format!("{} fields, header has {}", rec.len(), header.len()),
-                        Err(e) => e.to_string(),
-                    };
-                    report.first_skipped.push((i + 2, format!("{}: {why}", path.display())));
-                }
-            }
-        }
-    }
-    Ok((header, rows))
-}
-
 /// Reads split `split` from `dir`, with metadata from `meta_dir`.
 pub fn items(dir: &Path, split: &str, meta_dir: &Path) -> Result<(Vec<ChoiceItem>, Loaded<()>)> {
-    let mut report = Loaded {
-        rows: Vec::new(),
-        skipped: 0,
-        first_skipped: Vec::new(),
-    };
-    let (demo_header, demo_rows) = read_tsv(&dir.join(format!("{split}_demographic_qa.tsv")), &mut report)?;
-    let (value_header, value_rows) = read_tsv(&dir.join(format!("{split}_value_qa.tsv")), &mut report)?;
+    let mut report = Loaded::empty();
+    let demo = table::read(&dir.join(format!("{split}_demographic_qa.tsv")), b'\t', &mut report)?;
+    let value = table::read(&dir.join(format!("{split}_value_qa.tsv")), b'\t', &mut report)?;
+    let (demo_header, demo_rows) = (demo.header, demo.rows);
+    let (value_header, value_rows) = (value.header, value.rows);
     let id_of = |h: &[String], file: &str| {
         h.iter()
             .position(|c| c == "D_INTERVIEW")
@@ -86,13 +52,10 @@ pub fn items(dir: &Path, split: &str, meta_dir: &Path) -> Result<(Vec<ChoiceItem
     for (line, rec) in &value_rows {
         let respondent = rec[value_id].trim().to_string();
         let Some(profile) = profiles.get(&respondent) else {
-            report.skipped += 1;
-            if report.first_skipped.len() < REPORTED_LINES {
-                report.first_skipped.push((
-                    *line,
-                    format!("value_qa: respondent {respondent} has no demographic row"),
-                ));
-            }
+            report.skip(
+                *line,
+                format!("value_qa: respondent {respondent} has no demographic row"),
+            );
             continue;
         };
         let mut groups = groups.clone();

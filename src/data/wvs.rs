@@ -260,11 +260,7 @@ impl WvsSource {
     /// Every (respondent, question) answer as an item. Rows that cannot be read are skipped and
     /// counted in the returned report.
     pub fn items(&self, only: Option<&[String]>) -> Result<(Vec<ChoiceItem>, super::jsonl::Loaded<()>)> {
-        let mut report = super::jsonl::Loaded {
-            rows: Vec::new(),
-            skipped: 0,
-            first_skipped: Vec::new(),
-        };
+        let mut report = super::jsonl::Loaded::empty();
         let mut reader =
             csv::Reader::from_path(&self.csv).map_err(|e| Error::Invalid(format!("{}: {e}", self.csv.display())))?;
         let header: Vec<String> = reader
@@ -293,19 +289,11 @@ impl WvsSource {
             let record = match record {
                 Ok(r) if r.len() == header.len() => r,
                 Ok(r) => {
-                    report.skipped += 1;
-                    if report.first_skipped.len() < super::jsonl::REPORTED_LINES {
-                        report
-                            .first_skipped
-                            .push((line + 2, format!("{} fields, header has {}", r.len(), header.len())));
-                    }
+                    report.skip(line + 2, format!("{} fields, header has {}", r.len(), header.len()));
                     continue;
                 }
                 Err(e) => {
-                    report.skipped += 1;
-                    if report.first_skipped.len() < super::jsonl::REPORTED_LINES {
-                        report.first_skipped.push((line + 2, e.to_string()));
-                    }
+                    report.skip(line + 2, e.to_string());
                     continue;
                 }
             };
