@@ -26,7 +26,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Embed a text (e.g. a demographic profile) with a sentence encoder.
     Embed(EmbedArgs),
-    /// Train adapters (CuMA or a baseline) on multiple-choice survey items.
+    /// Train adapters (CuMA or a baseline): SFT on survey answers or conversations, then DPO on
+    /// preference pairs (--stage dpo --init <sft run>).
     Train(Box<TrainArgs>),
     /// Evaluate a checkpoint (or the bare backbone) on multiple-choice items: accuracy, macro-F1,
     /// EMD (argmax, prob, per country), entropy; printed, and written as JSON and Markdown.
@@ -330,6 +331,30 @@ pub struct TrainArgs {
     /// Print trainable parameters (and the share of the backbone) without training.
     #[arg(long)]
     pub dry_run: bool,
+    /// sft: supervised fine-tuning (choice answers, final chat replies). dpo: preference
+    /// optimisation on chosen / rejected pairs (chat items with `rejected`, from `cuma data
+    /// pairs` or a loader; choice items are paired on the fly by the same rule), starting from
+    /// the SFT run given by --init. DPO's learning rate defaults to the paper's 5e-6.
+    #[arg(long, value_enum, help_heading = "Stages")]
+    pub stage: Option<cuma::train::config::Stage>,
+    /// DPO: the SFT run directory to start from. Its method, adapters, profile settings,
+    /// backbone and encoder carry over (a backbone other than the one it was trained on is
+    /// refused); method flags are ignored.
+    #[arg(long, help_heading = "Stages")]
+    pub init: Option<PathBuf>,
+    /// DPO: the frozen reference - the SFT run itself (standard DPO), or the bare backbone
+    /// without adapters (the reference code's choice).
+    #[arg(long, value_enum, help_heading = "Stages")]
+    pub reference: Option<cuma::train::dpo::ReferenceModel>,
+    /// DPO: beta, the strength of the implicit KL penalty (default 0.1).
+    #[arg(long, help_heading = "Stages")]
+    pub beta: Option<f64>,
+    /// DPO: label smoothing, the assumed share of flipped preferences (default 0).
+    #[arg(long, help_heading = "Stages")]
+    pub label_smoothing: Option<f64>,
+    /// DPO: weight of the routers' balance loss (default 0.001; 0 turns it off).
+    #[arg(long, help_heading = "Stages")]
+    pub dpo_balance: Option<f64>,
 }
 
 /// `*dst = src` when the flag was given.
@@ -377,6 +402,22 @@ pub struct MethodArgs {
 }
 
 impl MethodArgs {
+    /// Whether any method flag was given.
+    pub fn any_given(&self) -> bool {
+        self.method.is_some()
+            || self.experts.is_some()
+            || self.top_k.is_some()
+            || self.rank.is_some()
+            || self.alpha.is_some()
+            || self.gate.is_some()
+            || self.targets.is_some()
+            || self.router_layout.is_some()
+            || self.expert_layout.is_some()
+            || self.no_demographics
+            || self.no_balance
+            || self.no_profile_prompt
+    }
+
     /// These flags over `m` (a flag left out keeps `m`'s value; `--rank` without `--alpha` sets
     /// alpha to 2r).
     pub fn apply(&self, m: &mut cuma_model::config::MethodConfig) {

@@ -345,3 +345,134 @@ fn resume_drops_metrics_logged_after_the_checkpoint() {
         .collect();
     assert_eq!(steps, (1..=6).collect::<Vec<u64>>(), "every step once, in order");
 }
+
+/// An SFT run of a few steps in `dir/sft`, then the DPO configuration that starts from it (the
+/// same items, paired by `cuma data pairs`' rule: the other option is the rejected one).
+fn sft_then_dpo(dir: &std::path::Path, out: &str) -> TrainConfig {
+    let never = AtomicBool::new(false);
+    let sft_dir = dir.join("sft");
+    if !sft_dir.join(CHECKPOINT_DIR).is_dir() {
+        let mut run = SftRun::prepare(config(dir, "sft"), false, false).expect("sft");
+        run.train_until(3, false, &never).expect("sft steps");
+    }
+    let mut c = config(dir, out);
+    c.stage = cuma::train::config::Stage::Dpo;
+    c.dpo.init = Some(sft_dir);
+    c.batch_size = 12;
+    c.steps = 8;
+    c.lr = 2e-2;
+    c
+}
+
+#[test]
+fn dpo_starts_at_ln2_and_raises_the_margin_and_accuracy_on_its_pairs() {
+    let _turn = serial();
+    let dir = scratch("dpo_learns");
+    let never = AtomicBool::new(false);
+    let mut run = SftRun::prepare(sft_then_dpo(&dir, "dpo"), false, false).expect("prepare dpo");
+    assert_eq!(run.pairs.len(), 12);
+    assert!(run.examples.is_empty());
+    let before = run.pair_metrics().expect("pairs before");
+    assert_eq!(
+        before.rewards.margin, 0.0,
+        "the policy starts as the reference: {before:?}"
+    );
+    let history = run.train(false, &never).expect("dpo");
+    let first = history[0].dpo.clone().expect("dpo metrics");
+    assert!(
+        (history[0].loss - std::f64::consts::LN_2).abs() < 1e-5,
+        "first loss {}",
+        history[0].loss
+    );
+    assert_eq!(first.accuracy, 0.0);
+    let after = run.pair_metrics().expect("pairs after");
+    println!(
+        "before {before:?}\nafter {after:?}\nlosses {:?}",
+        history.iter().map(|m| m.loss).collect::<Vec<_>>()
+    );
+    assert!(after.rewards.margin > 0.05, "{after:?}");
+    assert!(after.rewards.accuracy >= 0.75, "{after:?}");
+    assert!(after.logp_margin > before.logp_margin, "{before:?} -> {after:?}");
+    assert!(history.last().expect("steps").loss < 0.9 * std::f64::consts::LN_2);
+}
+
+#[test]
+fn dpo_resume_follows_the_uninterrupted_run_exactly() {
+    let _turn = serial();
+    let dir = scratch("dpo_resume");
+    let never = AtomicBool::new(false);
+    let mut straight = SftRun::prepare(sft_then_dpo(&dir, "straight"), false, false).expect("prepare");
+    let full: Vec<_> = straight
+        .train(false, &never)
+        .expect("train")
+        .into_iter()
+        .map(|m| (m.loss, m.dpo))
+        .collect();
+    let mut first = SftRun::prepare(sft_then_dpo(&dir, "paused"), false, false).expect("prepare");
+    let mut resumed: Vec<_> = first
+        .train_until(4, false, &never)
+        .expect("half")
+        .into_iter()
+        .map(|m| (m.loss, m.dpo))
+        .collect();
+    drop(first);
+    let mut second = SftRun::prepare(sft_then_dpo(&dir, "paused"), true, false).expect("resume");
+    assert_eq!(second.state.step, 4);
+    resumed.extend(
+        second
+            .train(false, &never)
+            .expect("rest")
+            .into_iter()
+            .map(|m| (m.loss, m.dpo)),
+    );
+    assert_eq!(resumed, full);
+}
+
+#[test]
+fn dpo_refuses_an_init_from_another_backbone_and_a_missing_one() {
+    let _turn = serial();
+    let dir = scratch("dpo_refuse");
+    let mut c = sft_then_dpo(&dir, "dpo");
+    c.backbone = Some(tiny("qwen2"));
+    let err = SftRun::prepare(c, false, false).err().expect("refused").to_string();
+    assert!(err.contains("another backbone"), "{err}");
+    let mut c = sft_then_dpo(&dir, "dpo");
+    c.dpo.init = Some(dir.join("nothing-here"));
+    let err = SftRun::prepare(c, false, false).err().expect("refused").to_string();
+    assert!(err.contains("nothing-here") && err.contains("SFT checkpoint"), "{err}");
+    let mut c = sft_then_dpo(&dir, "dpo");
+    c.dpo.init = None;
+    let err = SftRun::prepare(c, false, false).err().expect("refused").to_string();
+    assert!(err.contains("--init"), "{err}");
+}
+
+#[test]
+fn dpo_against_the_base_model_measures_what_sft_moved() {
+    let _turn = serial();
+    let dir = scratch("dpo_base");
+    let sft = {
+        let c = sft_then_dpo(&dir, "unused");
+        c.dpo.init.clone().expect("init")
+    };
+    // The SFT checkpoint measured against the bare backbone: SFT moved its letters apart.
+    let pairs = dir.join("train.jsonl");
+    let mut measured = SftRun::for_pairs(&sft, &pairs, &dir.join("eval"), false).expect("for pairs");
+    let m = measured.pair_metrics().expect("metrics");
+    assert_eq!(m.reference, cuma::train::dpo::ReferenceModel::Base);
+    assert_eq!(m.pairs, 12);
+    assert_ne!(m.rewards.margin, 0.0, "{m:?}");
+    // A DPO run with reference = base starts away from ln 2 (the SFT adapters are not the base).
+    let mut c = sft_then_dpo(&dir, "dpo");
+    c.dpo.reference = cuma::train::dpo::ReferenceModel::Base;
+    c.steps = 1;
+    let never = AtomicBool::new(false);
+    let first = SftRun::prepare(c, false, false)
+        .expect("prepare")
+        .train(false, &never)
+        .expect("one step");
+    assert!(
+        (first[0].loss - std::f64::consts::LN_2).abs() > 1e-4,
+        "{}",
+        first[0].loss
+    );
+}

@@ -1,10 +1,10 @@
 //! `cuma train`: settings from file, preset and flags; `--dry-run` parameter accounting; the SFT
-//! loop with Ctrl-C saving a checkpoint.
+//! or DPO loop with Ctrl-C saving a checkpoint.
 
 use crate::cli::{set, TrainArgs};
 use anyhow::Context;
 use cuma::models::source::ModelSource;
-use cuma::train::config::TrainConfig;
+use cuma::train::config::{Stage, TrainConfig};
 use cuma::train::sft::SftRun;
 use cuma_model::adapters::DecoderAdapters;
 use cuma_model::config::ModelConfig;
@@ -21,7 +21,21 @@ pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     if let Some(p) = a.preset {
         c.apply_preset(p);
     }
+    set(&mut c.stage, &a.stage);
+    if c.stage == Stage::Dpo && a.config.is_none() && a.preset.is_none() {
+        c.lr = cuma::train::dpo::DPO_LR;
+    }
+    if c.stage == Stage::Dpo && a.method.any_given() {
+        eprintln!("warning: --stage dpo takes the method and its settings from --init; the method flags are ignored");
+    }
     a.method.apply(&mut c.method);
+    if a.init.is_some() {
+        c.dpo.init = a.init.clone();
+    }
+    set(&mut c.dpo.reference, &a.reference);
+    set(&mut c.dpo.beta, &a.beta);
+    set(&mut c.dpo.label_smoothing, &a.label_smoothing);
+    set(&mut c.dpo.balance_lambda, &a.dpo_balance);
     set(&mut c.lr, &a.lr);
     set(&mut c.steps, &a.steps);
     set(&mut c.batch_size, &a.batch_size);
@@ -127,9 +141,17 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
     } else {
         "starting at step 0".to_string()
     };
+    let units = match run.config.stage {
+        Stage::Sft => format!("{} examples", run.examples.len()),
+        Stage::Dpo => format!(
+            "{} pairs (reference: {:?}; {} chat items without `rejected` skipped)",
+            run.pairs.len(),
+            run.config.dpo.reference,
+            run.not_pairs
+        ),
+    };
     eprintln!(
-        "{} examples ({} too long), {} profiles, {} trainable parameters; {start}",
-        run.examples.len(),
+        "{units} ({} too long), {} profiles, {} trainable parameters; {start}",
         run.too_long,
         run.profiles.size()[0],
         run.store.numel()

@@ -45,6 +45,9 @@ pub struct CheckpointManifest {
     /// D: the profile vector size the routers were built for.
     pub profile_dim: usize,
     pub state: TrainState,
+    /// A DPO run: the SFT checkpoint it started from (its adapter file's SHA-256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<ModelIdentity>,
 }
 
 /// SHA-256 over the given files, in order.

@@ -17,6 +17,17 @@ pub const MAX_STEPS: usize = 1 << 30;
 /// The longest training example in tokens.
 pub const MAX_LEN: usize = 1 << 20;
 
+/// What a run optimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Supervised fine-tuning on the answers / final replies.
+    #[default]
+    Sft,
+    /// Direct preference optimisation on chosen / rejected pairs, from an SFT run (`dpo.init`).
+    Dpo,
+}
+
 /// A training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -30,7 +41,10 @@ pub struct TrainConfig {
     pub data: Option<PathBuf>,
     /// Run directory (checkpoints, metrics, profile cache).
     pub out: PathBuf,
+    pub stage: Stage,
     pub method: MethodConfig,
+    /// Settings of the DPO stage.
+    pub dpo: super::dpo::DpoConfig,
     pub lr: f64,
     pub warmup_steps: usize,
     /// Optimiser steps (each `batch_size * grad_accum` items).
@@ -63,7 +77,9 @@ impl Default for TrainConfig {
             encoder: None,
             data: None,
             out: PathBuf::from("runs/cuma"),
+            stage: Stage::Sft,
             method: MethodConfig::default(),
+            dpo: Default::default(),
             lr: 2e-4,
             warmup_steps: 10,
             steps: 100,
@@ -153,6 +169,12 @@ impl TrainConfig {
         }
         if self.checkpoint_every == 0 {
             return bad("checkpoint_every must be positive");
+        }
+        if self.stage == Stage::Dpo {
+            self.dpo.validate().map_err(Error::Invalid)?;
+            if self.dpo.init.is_none() {
+                return bad("the DPO stage starts from an SFT run: pass --init <sft run directory>");
+            }
         }
         Ok(())
     }

@@ -1,15 +1,20 @@
-//! Supervised fine-tuning of adapters on multiple-choice survey items (spec section 6): the
-//! profile (optionally) as the system prompt, the question with lettered options as the user
-//! turn, the loss on the answer letter only (optionally also the end-of-turn tokens), plus the
-//! routers' load-balancing loss. Seeded and resumable: batch composition depends only on how many
-//! items were consumed, dropout on the step number. libtorch's generator is process-global, so
-//! two runs in one process must not train at the same time if they are to stay reproducible.
+//! The training loop of both stages (spec section 6). **SFT**: the profile (optionally) as the
+//! system prompt, the question with lettered options (or a conversation) as the context, the loss
+//! on the answer letter (optionally also the end-of-turn tokens) or the final reply, plus the
+//! routers' load-balancing loss. **DPO** ([`super::dpo`]): pairs of replies sharing one context
+//! and profile vector run as 2B rows of one forward; the policy starts from an SFT run's adapters,
+//! the reference is that run frozen (or the bare backbone).
+//!
+//! Seeded and resumable: batch composition depends only on how many items were consumed, dropout
+//! on the step number. libtorch's generator is process-global, so two runs in one process must
+//! not train at the same time if they are to stay reproducible.
 
 use super::checkpoint::{self, CheckpointManifest, ModelIdentity, TrainState};
-use super::config::TrainConfig;
+use super::config::{Stage, TrainConfig};
+use super::dpo::{dpo_loss, DpoMetrics, ReferenceModel};
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::cosine_with_warmup;
-use crate::data::{jsonl, profile, ChatItem, ChoiceItem, Item};
+use crate::data::{jsonl, pairs, profile, ChatItem, ChoiceItem, Item};
 use crate::models::backbone::{Backbone, StepInput};
 use crate::models::inputs::pad_batch;
 use crate::models::ProfileEncoder;
@@ -22,6 +27,7 @@ use cuma_model::adapters::{balance_loss, DecoderAdapters, Prefix};
 use cuma_model::config::Method;
 use cuma_model::serve::padding::Side;
 use cuma_model::serve::prompt;
+use cuma_model::text::Message;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Kind, Tensor};
@@ -54,10 +60,54 @@ pub fn tokenize_chat(
     let (context, reply) = item
         .split_reply()
         .map_err(|e| Error::Invalid(format!("chat item {}: {e}", item.id)))?;
+    let prompt = context_ids(model, context, profile_text, cfg)?;
+    reply_example(model, prompt, reply, cfg, profile_row)
+}
+
+/// A preference pair: the chosen and the rejected reply after one shared context.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    pub chosen: Example,
+    pub rejected: Example,
+}
+
+/// Tokenises a preference pair (a chat item with `rejected`); `Ok(None)` when either side is
+/// longer than `max_len`.
+pub fn tokenize_pair(
+    model: &Backbone,
+    item: &ChatItem,
+    profile_text: &str,
+    cfg: &TrainConfig,
+    profile_row: usize,
+) -> Result<Option<Pair>> {
+    let (context, chosen, rejected) = item
+        .preference()
+        .ok_or_else(|| Error::Invalid(format!("chat item {}: no `rejected` reply", item.id)))?
+        .map_err(|e| Error::Invalid(format!("chat item {}: {e}", item.id)))?;
+    let prompt = context_ids(model, context, profile_text, cfg)?;
+    let chosen = reply_example(model, prompt.clone(), chosen, cfg, profile_row)?;
+    let rejected = reply_example(model, prompt, rejected, cfg, profile_row)?;
+    Ok(chosen.zip(rejected).map(|(chosen, rejected)| Pair { chosen, rejected }))
+}
+
+/// The prompt tokens of a context: the profile (or the neutral text) as system message unless
+/// the context has its own, the chat template, the assistant turn opened.
+fn context_ids(model: &Backbone, context: &[Message], profile_text: &str, cfg: &TrainConfig) -> Result<Vec<u32>> {
     let system = prompt::system_text(profile_text, cfg.method.profile_in_prompt, NEUTRAL_SYSTEM);
     let messages = prompt::with_system(system, context);
     let prompt = render(&model.tokenizer, &messages)?;
-    let mut ids = model.tokenizer.encode(&prompt, false)?;
+    model.tokenizer.encode(&prompt, false)
+}
+
+/// `prompt` followed by `reply` and the end-of-turn token, the loss on the reply; `None` when
+/// longer than `max_len` or the reply is empty.
+fn reply_example(
+    model: &Backbone,
+    mut ids: Vec<u32>,
+    reply: &str,
+    cfg: &TrainConfig,
+    profile_row: usize,
+) -> Result<Option<Example>> {
     let targets_from = ids.len();
     ids.extend(model.tokenizer.encode(reply, false)?);
     ids.extend(model.tokenizer.end_of_turn.first());
@@ -151,18 +201,31 @@ fn progress_bar(len: u64, visible: bool, msg: &'static str) -> indicatif::Progre
     bar
 }
 
+/// The frozen model DPO compares the policy with: the SFT run's adapters, or none (the bare
+/// backbone).
+pub struct Reference {
+    pub adapters: Option<DecoderAdapters<Tensor>>,
+}
+
 /// A prepared run: model with adapters attached, data, optimiser, state.
 pub struct SftRun {
     pub config: TrainConfig,
     pub model: Backbone,
     pub profiles: Tensor,
+    /// The SFT stage's examples (empty in a DPO run).
     pub examples: Vec<Example>,
+    /// The DPO stage's pairs (empty in an SFT run).
+    pub pairs: Vec<Pair>,
+    /// DPO's reference model.
+    pub reference: Option<Reference>,
     pub store: TchTrainables,
     pub optimizer: AdamW,
     pub state: TrainState,
     pub manifest: CheckpointManifest,
     /// Items skipped as too long.
     pub too_long: usize,
+    /// DPO: chat items skipped because they have no `rejected` reply.
+    pub not_pairs: usize,
     /// P-tuning v2's virtual tokens, when that is the method.
     pub prefix: Option<Prefix<Tensor>>,
     /// The seeded order of the current epoch.
@@ -209,6 +272,9 @@ pub struct StepMetrics {
     pub grad_norm: f64,
     pub tokens: usize,
     pub seconds: f64,
+    /// The DPO stage's rewards, margin and preference accuracy.
+    #[serde(flatten, default)]
+    pub dpo: Option<DpoMetrics>,
 }
 
 fn identity(path: &Path, architecture: &str, files: Vec<PathBuf>) -> Result<ModelIdentity> {
@@ -236,6 +302,98 @@ pub fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
     })
 }
 
+/// The log-probabilities of a batch's target tokens.
+struct TargetForward {
+    /// `[tokens, vocab]`.
+    log_probs: Tensor,
+    /// `[tokens]`: the target ids.
+    targets: Tensor,
+    /// `[tokens]`: the row each target token belongs to.
+    token_rows: Tensor,
+    rows: usize,
+    /// The routers' balance loss, summed (a scalar).
+    balance: Tensor,
+    routers: usize,
+    tokens: usize,
+}
+
+impl TargetForward {
+    /// `[rows]`: each row's sum of target-token log-probabilities.
+    fn sequence_logprobs(&self) -> Result<Tensor> {
+        let picked = self
+            .log_probs
+            .f_gather(1, &self.targets.f_unsqueeze(1)?, false)?
+            .f_squeeze_dim(1)?;
+        let zeros = Tensor::f_zeros([self.rows as i64], (Kind::Float, picked.device()))?;
+        Ok(zeros.f_index_add(0, &self.token_rows, &picked)?)
+    }
+}
+
+/// How a model ranks the replies of a set of pairs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PairMetrics {
+    pub pairs: usize,
+    /// What the rewards are measured against.
+    pub reference: ReferenceModel,
+    /// Implicit rewards `beta * (logp - ref)`, their margin and preference accuracy.
+    pub rewards: DpoMetrics,
+    /// Reference-free: the share of pairs whose chosen reply is the more likely one.
+    pub logp_accuracy: f64,
+    /// Mean of `logp_chosen - logp_rejected` (nats).
+    pub logp_margin: f64,
+}
+
+/// One micro-batch's numbers.
+struct MicroStep {
+    loss: f64,
+    balance: f64,
+    tokens: usize,
+    dpo: Option<DpoMetrics>,
+}
+
+/// Where DPO's reference comes from.
+enum ReferenceSource {
+    /// The SFT stage: none.
+    None,
+    Base,
+    /// The SFT run's adapter tensors (frozen).
+    Adapters(Vec<(String, Tensor)>),
+}
+
+/// Reads the SFT run a DPO run starts from (`path`: the run directory or its checkpoint), with
+/// the identity of its adapters.
+pub fn load_init(path: &Path) -> Result<(checkpoint::Checkpoint, ModelIdentity)> {
+    let dir = if path.join(CHECKPOINT_DIR).join(checkpoint::MANIFEST_FILE).is_file() {
+        path.join(CHECKPOINT_DIR)
+    } else {
+        path.to_path_buf()
+    };
+    if !dir.join(checkpoint::MANIFEST_FILE).is_file() {
+        return Err(Error::ModelPath {
+            path: path.into(),
+            reason: "no SFT checkpoint here (expected a run directory with checkpoint/cuma.json)".into(),
+        });
+    }
+    let ck = checkpoint::load(&dir)?;
+    let id = identity(&dir, "sft-adapters", vec![dir.join(checkpoint::ADAPTER_FILE)])?;
+    Ok((ck, id))
+}
+
+/// A DPO run takes the model side of its configuration from the SFT run it starts from: the
+/// method and adapter shapes, the profile text and prompt settings, the backbone and encoder.
+fn inherit(config: &mut TrainConfig, sft: &TrainConfig) {
+    config.method = sft.method.clone();
+    config.profile_style = sft.profile_style;
+    config.profile_order = sft.profile_order.clone();
+    config.loss_on_end_of_turn = sft.loss_on_end_of_turn;
+    if config.backbone.is_none() {
+        config.backbone = sft.backbone.clone();
+    }
+    if config.encoder.is_none() {
+        config.encoder = sft.encoder.clone();
+    }
+}
+
 /// What [`SftRun::assemble`] builds a run from.
 struct Parts {
     config: TrainConfig,
@@ -243,20 +401,75 @@ struct Parts {
     encoder_dim: usize,
     profiles: Tensor,
     examples: Vec<Example>,
+    pairs: Vec<Pair>,
+    reference: ReferenceSource,
     too_long: usize,
+    not_pairs: usize,
     /// Trainables already filled (full fine-tuning's backbone, a checkpoint's adapters).
     store: TchTrainables,
     restored: Option<checkpoint::Checkpoint>,
     backbone: ModelIdentity,
     encoder: ModelIdentity,
+    init: Option<ModelIdentity>,
 }
 
 impl SftRun {
     /// Loads models and data, embeds profiles, attaches adapters; resumes from the run's
     /// checkpoint when `resume` and one exists.
     pub fn prepare(config: TrainConfig, resume: bool, progress: bool) -> Result<Self> {
+        let own = config.out.join(CHECKPOINT_DIR);
+        let restore = (resume && own.join(checkpoint::MANIFEST_FILE).is_file()).then_some(own);
+        Self::prepare_from(config, restore, progress)
+    }
+
+    /// A DPO-shaped run over the pairs in `data` with a trained checkpoint's adapters, for
+    /// measuring them ([`SftRun::pair_metrics`]): a DPO checkpoint keeps its reference; an SFT
+    /// checkpoint is compared with the bare backbone. `scratch` takes the profile cache.
+    pub fn for_pairs(checkpoint_path: &Path, data: &Path, scratch: &Path, progress: bool) -> Result<Self> {
+        let (ck, _) = load_init(checkpoint_path)?;
+        let dir = if checkpoint_path.join(CHECKPOINT_DIR).is_dir() {
+            checkpoint_path.join(CHECKPOINT_DIR)
+        } else {
+            checkpoint_path.to_path_buf()
+        };
+        let mut config = ck.manifest.config;
+        config.data = Some(data.into());
+        config.out = scratch.into();
+        config.max_items = 0;
+        if config.stage == Stage::Sft {
+            config.stage = Stage::Dpo;
+            config.dpo.init = Some(dir.clone());
+            config.dpo.reference = ReferenceModel::Base;
+        }
+        Self::prepare_from(config, Some(dir), progress)
+    }
+
+    /// [`SftRun::prepare`], restoring adapters, optimiser and state from `restore` when given.
+    fn prepare_from(mut config: TrainConfig, restore: Option<PathBuf>, progress: bool) -> Result<Self> {
         config.validate()?;
+        let init = match (&config.stage, &config.dpo.init) {
+            (Stage::Dpo, Some(path)) => {
+                let (ck, id) = load_init(path)?;
+                if ck.manifest.config.stage != Stage::Sft {
+                    return Err(Error::Invalid(format!(
+                        "{}: --init must be an SFT run, this one is {:?}",
+                        path.display(),
+                        ck.manifest.config.stage
+                    )));
+                }
+                inherit(&mut config, &ck.manifest.config);
+                Some((ck, id))
+            }
+            _ => None,
+        };
+        let (init, init_id) = init.unzip();
         let method = config.method.effective();
+        if init.is_some() && matches!(method.method, Method::Full | Method::Ptuning) {
+            return Err(Error::Invalid(format!(
+                "DPO trains LoRA-type adapters; the SFT run's method is `{:?}`",
+                method.method
+            )));
+        }
         let device = crate::device::parse_device(&config.device)?;
         let backbone_path = crate::defaults::backbone(config.backbone.as_deref())?;
         let encoder_path = crate::defaults::encoder(config.encoder.as_deref())?;
@@ -271,19 +484,27 @@ impl SftRun {
         if config.max_items > 0 {
             loaded.rows.truncate(config.max_items);
         }
-        let checkpoint_dir = config.out.join(CHECKPOINT_DIR);
-        let restored = if resume && checkpoint_dir.join(checkpoint::MANIFEST_FILE).is_file() {
-            Some(checkpoint::load(&checkpoint_dir)?)
-        } else {
-            None
-        };
+        let restored = restore.as_deref().map(checkpoint::load).transpose()?;
+        let checkpoint_dir = restore.unwrap_or_else(|| config.out.join(CHECKPOINT_DIR));
+        if let Some(ck) = &restored {
+            // (An SFT checkpoint measured on pairs is its own init.)
+            let own_init = init_id.as_ref().is_some_and(|i| i.path == checkpoint_dir);
+            if !own_init && ck.manifest.init.as_ref().map(|i| &i.sha256) != init_id.as_ref().map(|i| &i.sha256) {
+                return Err(Error::Invalid(format!(
+                    "{}: this run started from another SFT checkpoint than --init {} (or the stage changed); \
+                     start afresh with --force",
+                    checkpoint_dir.display(),
+                    config.dpo.init.as_deref().unwrap_or(Path::new("(none)")).display()
+                )));
+            }
+        }
 
         let mut store = TchTrainables::default();
-        if let Some(ck) = &restored {
-            for (name, t) in &ck.adapters {
-                store
-                    .tensors
-                    .insert(name.clone(), t.f_to_device(device)?.set_requires_grad(true));
+        // A resumed run continues its own adapters; a fresh DPO run starts from the SFT run's.
+        if let Some(adapters) = restored.as_ref().or(init.as_ref()).map(|ck| &ck.adapters) {
+            for (name, t) in adapters {
+                let t = t.f_to_device(device)?.f_detach()?.f_mul_scalar(1.0)?;
+                store.tensors.insert(name.clone(), t.set_requires_grad(true));
             }
         }
         let full = method.method == Method::Full;
@@ -310,28 +531,75 @@ impl SftRun {
             }
         }
         let encoder_id = identity(&encoder_path, "sentence-encoder", weight_files(&encoder_path)?)?;
+        if let Some(ck) = &init {
+            let from = config.dpo.init.as_deref().unwrap_or(Path::new("?")).display();
+            if ck.manifest.backbone.sha256 != backbone_id.sha256 {
+                return Err(Error::Invalid(format!(
+                    "--init {from} was trained on another backbone ({}, SHA-256 {}) than {} (SHA-256 {})",
+                    ck.manifest.backbone.path.display(),
+                    ck.manifest.backbone.sha256,
+                    backbone_path.display(),
+                    backbone_id.sha256
+                )));
+            }
+            if ck.manifest.encoder.sha256 != encoder_id.sha256 {
+                return Err(Error::Invalid(format!(
+                    "--init {from} was trained with another profile encoder ({}) than {}",
+                    ck.manifest.encoder.path.display(),
+                    encoder_path.display()
+                )));
+            }
+        }
 
         let order: Vec<&str> = config.profile_order.iter().map(String::as_str).collect();
         let (texts, item_rows) = profile::index(loaded.rows.iter().map(Item::profile), &order, config.profile_style);
         let profiles = embed_profiles(&encoder, &texts, &config.out, progress)?;
-        let mut examples = Vec::with_capacity(loaded.rows.len());
-        let mut too_long = 0;
+        let (mut examples, mut pairs) = (Vec::new(), Vec::new());
+        let (mut too_long, mut not_pairs) = (0, 0);
         for (item, &row) in loaded.rows.iter().zip(&item_rows) {
-            let example = match item {
-                Item::Choice(c) => tokenize(&model, c, &texts[row], &config, row, &[])?,
-                Item::Chat(c) => tokenize_chat(&model, c, &texts[row], &config, row)?,
+            let text = &texts[row];
+            let fits = match (config.stage, item) {
+                (Stage::Sft, Item::Choice(c)) => {
+                    tokenize(&model, c, text, &config, row, &[])?.map(|e| examples.push(e))
+                }
+                (Stage::Sft, Item::Chat(c)) => tokenize_chat(&model, c, text, &config, row)?.map(|e| examples.push(e)),
+                // A choice item is a pair by the rule of `cuma data pairs`.
+                (Stage::Dpo, Item::Choice(c)) => {
+                    tokenize_pair(&model, &pairs::choice_pair(c, config.seed), text, &config, row)?
+                        .map(|p| pairs.push(p))
+                }
+                (Stage::Dpo, Item::Chat(c)) if c.rejected.is_none() => {
+                    not_pairs += 1;
+                    Some(())
+                }
+                (Stage::Dpo, Item::Chat(c)) => tokenize_pair(&model, c, text, &config, row)?.map(|p| pairs.push(p)),
             };
-            match example {
-                Some(e) => examples.push(e),
-                None => too_long += 1,
+            if fits.is_none() {
+                too_long += 1;
             }
         }
-        if examples.is_empty() {
+        if examples.is_empty() && pairs.is_empty() {
+            let pairs_note = if not_pairs > 0 {
+                format!(" ({not_pairs} chat items have no `rejected` reply)")
+            } else {
+                String::new()
+            };
             return Err(Error::Invalid(format!(
-                "no training example fits max_len {}",
+                "no training {} fits max_len {}{pairs_note}",
+                if config.stage == Stage::Dpo { "pair" } else { "example" },
                 config.max_len
             )));
         }
+        let reference = match (&init, config.dpo.reference) {
+            (None, _) => ReferenceSource::None,
+            (Some(_), ReferenceModel::Base) => ReferenceSource::Base,
+            (Some(ck), ReferenceModel::Sft) => ReferenceSource::Adapters(
+                ck.adapters
+                    .iter()
+                    .map(|(n, t)| Ok((n.clone(), t.f_to_device(device)?)))
+                    .collect::<Result<_>>()?,
+            ),
+        };
 
         Self::assemble(Parts {
             config,
@@ -339,11 +607,15 @@ impl SftRun {
             encoder_dim: encoder.dim,
             profiles,
             examples,
+            pairs,
+            reference,
             too_long,
+            not_pairs,
             store,
             restored,
             backbone: backbone_id,
             encoder: encoder_id,
+            init: init_id,
         })
     }
 
@@ -364,6 +636,9 @@ impl SftRun {
                 "a synthetic run trains adapters; full fine-tuning needs the backbone's weights as trainables".into(),
             ));
         }
+        if config.stage != Stage::Sft {
+            return Err(Error::Invalid("a synthetic run is an SFT run".into()));
+        }
         if examples.is_empty() {
             return Err(Error::Invalid("a synthetic run needs at least one example".into()));
         }
@@ -379,11 +654,15 @@ impl SftRun {
             encoder_dim,
             profiles,
             examples,
+            pairs: Vec::new(),
+            reference: ReferenceSource::None,
             too_long: 0,
+            not_pairs: 0,
             store: TchTrainables::default(),
             restored: None,
             backbone,
             encoder,
+            init: None,
         })
     }
 
@@ -395,11 +674,15 @@ impl SftRun {
             encoder_dim,
             profiles,
             examples,
+            pairs,
+            reference,
             too_long,
+            not_pairs,
             mut store,
             restored,
             backbone: backbone_id,
             encoder: encoder_id,
+            init: init_id,
         } = parts;
         let method = config.method.effective();
         let device = model.device;
@@ -429,6 +712,32 @@ impl SftRun {
             model.decoder.adapters = Some(adapters);
             d
         };
+        let reference = match reference {
+            ReferenceSource::None => None,
+            ReferenceSource::Base => Some(Reference { adapters: None }),
+            ReferenceSource::Adapters(tensors) => {
+                let n = tensors.len();
+                let mut frozen = TchTrainables {
+                    tensors: tensors.into_iter().collect(),
+                };
+                let adapters = DecoderAdapters::init(
+                    &mut TchOps::new(device),
+                    &mut frozen,
+                    &model.decoder,
+                    &method,
+                    encoder_dim,
+                )
+                .map_err(|e| Error::Invalid(format!("the reference adapters: {e}")))?;
+                if frozen.tensors.len() != n {
+                    return Err(Error::Invalid(
+                        "the SFT run's adapters do not match its own method settings".into(),
+                    ));
+                }
+                Some(Reference {
+                    adapters: Some(adapters),
+                })
+            }
+        };
         let mut optimizer = AdamW::new(
             store.tensors.values().map(Tensor::shallow_clone).collect(),
             AdamWConfig::default(),
@@ -454,72 +763,77 @@ impl SftRun {
             encoder: encoder_id,
             profile_dim,
             state: state.clone(),
+            init: init_id,
         };
         Ok(Self {
             config,
             model,
             profiles,
             examples,
+            pairs,
+            reference,
             store,
             optimizer,
             state,
             manifest,
             too_long,
+            not_pairs,
             prefix,
             epoch_order: None,
         })
     }
 
-    /// The example at global position `i` of the seeded, per-epoch shuffled order.
+    /// How many units (examples, or pairs in DPO) one epoch has.
+    fn units(&self) -> usize {
+        match self.config.stage {
+            Stage::Sft => self.examples.len(),
+            Stage::Dpo => self.pairs.len(),
+        }
+    }
+
+    /// The index of the unit at global position `i` of the seeded, per-epoch shuffled order.
     /// (Shuffled once per epoch and cached.)
-    fn example_at(&mut self, i: usize) -> &Example {
-        let n = self.examples.len();
+    fn unit_at(&mut self, i: usize) -> usize {
+        let n = self.units();
         let (epoch, pos) = (i / n, i % n);
         if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
             let mut order: Vec<usize> = (0..n).collect();
             Rng::new(self.config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut order);
             self.epoch_order = Some((epoch, order));
         }
-        let order = self.epoch_order.as_ref().map_or(pos, |(_, o)| o[pos]);
-        &self.examples[order]
+        self.epoch_order.as_ref().map_or(pos, |(_, o)| o[pos])
     }
 
-    /// Loss of one micro-batch; backpropagates `loss / accum`. Returns (task loss, mean balance, tokens).
-    fn micro_step(&mut self, start: usize, accum: f64) -> Result<(f64, f64, usize)> {
+    /// The padded forward of `rows` through the model as it is (adapters attached or not): the
+    /// log-probabilities of every target token and the routers' balance loss.
+    fn forward_targets(&self, o: &mut TchOps, rows: &[&Example]) -> Result<TargetForward> {
         let device = self.model.device;
-        let batch: Vec<Example> = (start..start + self.config.batch_size)
-            .map(|i| self.example_at(i).clone())
-            .collect();
-        let rows: Vec<Vec<u32>> = batch.iter().map(|e| e.ids.clone()).collect();
-        let (ids_t, mask_t) = pad_batch(&rows, 0, Side::Right, device)?;
+        let ids: Vec<Vec<u32>> = rows.iter().map(|e| e.ids.clone()).collect();
+        let (ids_t, mask_t) = pad_batch(&ids, 0, Side::Right, device)?;
         let s = ids_t.size()[1] as usize;
-        let (mut positions, mut targets) = (Vec::new(), Vec::new());
-        for (r, e) in batch.iter().enumerate() {
+        let (mut positions, mut targets, mut token_rows) = (Vec::new(), Vec::new(), Vec::new());
+        for (r, e) in rows.iter().enumerate() {
             for p in e.targets_from..e.ids.len() {
                 positions.push((r * s + p - 1) as i64);
                 targets.push(i64::from(e.ids[p]));
+                token_rows.push(r as i64);
             }
         }
-        let rows: Vec<i64> = batch.iter().map(|e| e.profile as i64).collect();
+        let profile_rows: Vec<i64> = rows.iter().map(|e| e.profile as i64).collect();
         let profile = self
             .profiles
-            .f_index_select(0, &Tensor::f_from_slice(&rows)?.f_to_device(device)?)?;
-        let mixed = self.config.force_bf16 || (self.config.bf16_on_cuda && device.is_cuda());
-        let mut o = TchOps::training(device, mixed);
+            .f_index_select(0, &Tensor::f_from_slice(&profile_rows)?.f_to_device(device)?)?;
         // P-tuning: the virtual tokens enter as a past every sequence attends to.
         let (past, full_mask) = match &self.prefix {
             Some(p) => {
-                let ones = Tensor::f_ones([batch.len() as i64, 1, 1, 1], (Kind::Float, device))?;
-                let prefix_mask = Tensor::f_ones([batch.len() as i64, p.tokens as i64], (Kind::Int64, device))?;
-                (
-                    Some(p.past(&mut o, &ones)?),
-                    Tensor::f_cat(&[&prefix_mask, &mask_t], 1)?,
-                )
+                let ones = Tensor::f_ones([rows.len() as i64, 1, 1, 1], (Kind::Float, device))?;
+                let prefix_mask = Tensor::f_ones([rows.len() as i64, p.tokens as i64], (Kind::Int64, device))?;
+                (Some(p.past(o, &ones)?), Tensor::f_cat(&[&prefix_mask, &mask_t], 1)?)
             }
             None => (None, mask_t.shallow_clone()),
         };
         let out = self.model.run_hidden(
-            &mut o,
+            o,
             &StepInput {
                 ids: &ids_t,
                 attention_mask: &full_mask,
@@ -529,33 +843,160 @@ impl SftRun {
         )?;
         let hidden = out.hidden.f_view([-1, self.model.config().hidden_size as i64])?;
         let picked = hidden.f_index_select(0, &Tensor::f_from_slice(&positions)?.f_to_device(device)?)?;
-        let logits = self.model.decoder.logits(&mut o, &picked)?;
-        let target_t = Tensor::f_from_slice(&targets)?.f_to_device(device)?;
-        let task =
-            logits
-                .f_log_softmax(-1, Kind::Float)?
-                .f_nll_loss(&target_t, None::<Tensor>, tch::Reduction::Mean, -100)?;
+        let logits = self.model.decoder.logits(o, &picked)?;
         let m = &self.config.method;
         let token_mask = mask_t.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?;
         let mut balance = Tensor::f_zeros([1], (Kind::Float, device))?;
         for r in &out.routing {
-            let b = balance_loss(&mut o, &r.gates, &r.selected, &token_mask, m.experts, m.top_k)?;
+            let b = balance_loss(o, &r.gates, &r.selected, &token_mask, m.experts, m.top_k)?;
             balance = balance.f_add(&b)?;
         }
-        let n_routers = out.routing.len().max(1) as f64;
-        let lambda = if m.balance && !out.routing.is_empty() {
-            m.balance_lambda
-        } else {
-            0.0
+        Ok(TargetForward {
+            log_probs: logits.f_log_softmax(-1, Kind::Float)?,
+            targets: Tensor::f_from_slice(&targets)?.f_to_device(device)?,
+            token_rows: Tensor::f_from_slice(&token_rows)?.f_to_device(device)?,
+            rows: rows.len(),
+            balance: balance.f_sum(Kind::Float)?,
+            routers: out.routing.len(),
+            tokens: rows.iter().map(|e| e.ids.len()).sum(),
+        })
+    }
+
+    /// The balance weight that applies in this stage (0 without routers or with balance off).
+    fn balance_weight(&self, routers: usize) -> f64 {
+        let m = &self.config.method;
+        match self.config.stage {
+            _ if !m.balance || routers == 0 => 0.0,
+            Stage::Sft => m.balance_lambda,
+            Stage::Dpo => self.config.dpo.balance_lambda,
+        }
+    }
+
+    /// Loss of one micro-batch; backpropagates `loss / accum`.
+    fn micro_step(&mut self, start: usize, accum: f64) -> Result<MicroStep> {
+        let units: Vec<usize> = (start..start + self.config.batch_size)
+            .map(|i| self.unit_at(i))
+            .collect();
+        let device = self.model.device;
+        let mixed = self.config.force_bf16 || (self.config.bf16_on_cuda && device.is_cuda());
+        match self.config.stage {
+            Stage::Sft => {
+                let rows: Vec<&Example> = units.iter().map(|&u| &self.examples[u]).collect();
+                let mut o = TchOps::training(device, mixed);
+                let f = self.forward_targets(&mut o, &rows)?;
+                let task = f
+                    .log_probs
+                    .f_nll_loss(&f.targets, None::<Tensor>, tch::Reduction::Mean, -100)?;
+                self.finish_micro(task, &f, accum, None)
+            }
+            Stage::Dpo => {
+                // Chosen rows first, then the rejected ones: 2B rows in one forward.
+                // (Owned: the reference forward swaps the run's adapters.)
+                let pairs: Vec<Pair> = units.iter().map(|&u| self.pairs[u].clone()).collect();
+                let rows: Vec<&Example> = pairs
+                    .iter()
+                    .map(|p| &p.chosen)
+                    .chain(pairs.iter().map(|p| &p.rejected))
+                    .collect();
+                // Dropout off: at the first step the policy equals the reference exactly.
+                let mut o = TchOps {
+                    train: false,
+                    ..TchOps::training(device, mixed)
+                };
+                let f = self.forward_targets(&mut o, &rows)?;
+                let policy = f.sequence_logprobs()?;
+                let reference = tch::no_grad(|| self.reference_logprobs(&mut o, &rows))?;
+                let b = pairs.len() as i64;
+                let dpo = &self.config.dpo;
+                let l = dpo_loss(
+                    &policy.f_narrow(0, 0, b)?,
+                    &policy.f_narrow(0, b, b)?,
+                    &reference.f_narrow(0, 0, b)?,
+                    &reference.f_narrow(0, b, b)?,
+                    dpo.beta,
+                    dpo.label_smoothing,
+                )?;
+                let metrics = DpoMetrics::of(&l)?;
+                self.finish_micro(l.loss, &f, accum, Some(metrics))
+            }
+        }
+    }
+
+    /// The reference model's sequence log-probabilities of `rows`: its adapters are swapped in
+    /// for the forward (the policy's are back in place afterwards, whatever happened).
+    fn reference_logprobs(&mut self, o: &mut TchOps, rows: &[&Example]) -> Result<Tensor> {
+        let Some(reference) = self.reference.as_mut() else {
+            return Err(Error::Invalid("a DPO step without a reference model".into()));
         };
-        let loss = task.f_add(&balance.f_sum(Kind::Float)?.f_mul_scalar(lambda)?)?;
+        std::mem::swap(&mut self.model.decoder.adapters, &mut reference.adapters);
+        let out = self.forward_targets(o, rows).and_then(|f| f.sequence_logprobs());
+        if let Some(reference) = self.reference.as_mut() {
+            std::mem::swap(&mut self.model.decoder.adapters, &mut reference.adapters);
+        }
+        out
+    }
+
+    /// Adds the balance loss, backpropagates `(task + lambda * balance) / accum` and reads the
+    /// numbers of the step.
+    fn finish_micro(&self, task: Tensor, f: &TargetForward, accum: f64, dpo: Option<DpoMetrics>) -> Result<MicroStep> {
+        let lambda = self.balance_weight(f.routers);
+        let loss = task.f_add(&f.balance.f_mul_scalar(lambda)?)?;
         loss.f_div_scalar(accum)?.backward();
-        let tokens = batch.iter().map(|e| e.ids.len()).sum();
-        Ok((
-            task.f_double_value(&[])?,
-            balance.f_double_value(&[0])? / n_routers,
-            tokens,
-        ))
+        Ok(MicroStep {
+            loss: task.f_double_value(&[])?,
+            balance: f.balance.f_double_value(&[])? / f.routers.max(1) as f64,
+            tokens: f.tokens,
+            dpo,
+        })
+    }
+
+    /// The policy's and the reference's sequence log-probabilities on every pair of the run, in
+    /// batches, without gradients or dropout.
+    pub fn pair_metrics(&mut self) -> Result<PairMetrics> {
+        let device = self.model.device;
+        let (mut chosen, mut rejected, mut logp_margins) = (Vec::new(), Vec::new(), Vec::new());
+        let pairs = self.pairs.clone();
+        for batch in pairs.chunks(self.config.batch_size) {
+            let rows: Vec<&Example> = batch
+                .iter()
+                .map(|p| &p.chosen)
+                .chain(batch.iter().map(|p| &p.rejected))
+                .collect();
+            let mut o = TchOps::new(device);
+            let (policy, reference) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
+                let policy = self.forward_targets(&mut o, &rows)?.sequence_logprobs()?;
+                Ok((policy, self.reference_logprobs(&mut o, &rows)?))
+            })?;
+            let b = batch.len() as i64;
+            let (pc, pr) = (policy.f_narrow(0, 0, b)?, policy.f_narrow(0, b, b)?);
+            let l = dpo_loss(
+                &pc,
+                &pr,
+                &reference.f_narrow(0, 0, b)?,
+                &reference.f_narrow(0, b, b)?,
+                self.config.dpo.beta,
+                0.0,
+            )?;
+            let values = |t: &Tensor| -> Result<Vec<f64>> { Ok(Vec::<f64>::try_from(t.f_to_kind(Kind::Double)?)?) };
+            chosen.extend(values(&l.chosen_rewards)?);
+            rejected.extend(values(&l.rejected_rewards)?);
+            logp_margins.extend(values(&pc.f_sub(&pr)?)?);
+        }
+        let n = chosen.len().max(1) as f64;
+        let mean = |xs: &[f64]| xs.iter().sum::<f64>() / n;
+        let margins: Vec<f64> = chosen.iter().zip(&rejected).map(|(c, r)| c - r).collect();
+        Ok(PairMetrics {
+            pairs: chosen.len(),
+            reference: self.config.dpo.reference,
+            rewards: DpoMetrics {
+                chosen_reward: mean(&chosen),
+                rejected_reward: mean(&rejected),
+                margin: mean(&margins),
+                accuracy: margins.iter().filter(|m| **m > 0.0).count() as f64 / n,
+            },
+            logp_accuracy: logp_margins.iter().filter(|m| **m > 0.0).count() as f64 / n,
+            logp_margin: mean(&logp_margins),
+        })
     }
 
     /// Saves the run's checkpoint.
@@ -608,12 +1049,17 @@ impl SftRun {
             );
             self.optimizer.zero_grad();
             let (mut loss, mut bal, mut tokens) = (0.0, 0.0, 0);
+            let mut dpo: Option<DpoMetrics> = None;
+            let n = c.grad_accum as f64;
             for _ in 0..c.grad_accum {
-                let (l, b, t) = self.micro_step(self.state.items_seen, c.grad_accum as f64)?;
+                let m = self.micro_step(self.state.items_seen, n)?;
                 self.state.items_seen += c.batch_size;
-                loss += l / c.grad_accum as f64;
-                bal += b / c.grad_accum as f64;
-                tokens += t;
+                loss += m.loss / n;
+                bal += m.balance / n;
+                tokens += m.tokens;
+                if let Some(d) = &m.dpo {
+                    dpo.get_or_insert_with(Default::default).accumulate(d, n);
+                }
             }
             if !loss.is_finite() {
                 return Err(Error::Invalid(format!(
@@ -634,6 +1080,7 @@ impl SftRun {
                 grad_norm,
                 tokens,
                 seconds: started.elapsed().as_secs_f64(),
+                dpo,
             };
             writeln!(
                 metrics_file,
@@ -641,8 +1088,11 @@ impl SftRun {
                 serde_json::to_string(&m).map_err(|e| Error::Invalid(e.to_string()))?
             )
             .map_err(crate::error::io(&metrics_path))?;
+            let dpo_note = m.dpo.as_ref().map_or(String::new(), |d| {
+                format!(" margin {:.3} acc {:.2}", d.margin, d.accuracy)
+            });
             bar.set_message(format!(
-                "loss {loss:.4} bal {bal:.3} lr {lr:.2e} {:.0} tok/s",
+                "loss {loss:.4}{dpo_note} bal {bal:.3} lr {lr:.2e} {:.0} tok/s",
                 tokens as f64 / m.seconds.max(1e-9)
             ));
             bar.inc(1);
