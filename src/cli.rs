@@ -134,6 +134,12 @@ pub enum DataCommand {
     Convert(ConvertArgs),
     /// Split canonical JSONL by respondent into train.jsonl / test.jsonl (seeded).
     Split(SplitArgs),
+    /// Preference pairs from labelled choice items (WVS answers, POPQUORN ratings and
+    /// comparisons): chosen = the respondent's answer letter, rejected = the option farthest
+    /// from it on an ordinal scale (a seeded coin between the two ends for a middle answer), or
+    /// a seeded other option on a nominal one. Pair a split's files separately (pairs keep the
+    /// respondent, so the split carries over).
+    Pairs(PairsArgs),
     /// Write a synthetic "culturally sparse" benchmark with known answer distributions: clusters
     /// of countries prefer opposite ends of every scale (items.jsonl, truth.json, clusters.csv).
     Synth(SynthArgs),
@@ -161,20 +167,56 @@ pub struct SynthArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct PairsArgs {
+    /// Canonical JSONL with choice items (chat items already holding `rejected` pass through).
+    #[arg(long = "in")]
+    pub input: PathBuf,
+    /// Output JSONL of chat items with `chosen` and `rejected`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed of the per-item choices (nominal questions, middle answers).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(false)))]
 pub struct ConvertArgs {
     /// Directory with WVS*.csv, codebook.json, question_metadata.json (and answer_adjustment.json).
-    #[arg(long, required_unless_present = "wvb", conflicts_with = "wvb")]
+    #[arg(long, group = "source")]
     pub wvs: Option<PathBuf>,
     /// WorldValuesBench directory with {split}_demographic_qa.tsv and {split}_value_qa.tsv.
-    #[arg(long)]
+    #[arg(long, group = "source")]
     pub wvb: Option<PathBuf>,
+    /// POPQUORN: a directory with offensiveness.csv (or the file). Writes rating items and
+    /// per-annotator comparison items ("which is less offensive to you?") to --out.
+    #[arg(long, group = "source")]
+    pub popquorn: Option<PathBuf>,
+    /// POPQUORN comparison items per annotator (0: ratings only).
+    #[arg(long, default_value_t = 20, requires = "popquorn")]
+    pub pairs_per_annotator: usize,
+    /// POPQUORN: comparison items only, no rating items.
+    #[arg(long, requires = "popquorn")]
+    pub no_ratings: bool,
+    /// PRISM: a directory with survey.jsonl and conversations.jsonl. --out is a directory that
+    /// receives sft.jsonl (one item per conversation) and pairs.jsonl (one per rejected reply).
+    #[arg(long, group = "source")]
+    pub prism: Option<PathBuf>,
+    /// Community Alignment: the released file (CSV, or JSONL with the same columns). --out is a
+    /// directory that receives sft.jsonl, pairs.jsonl and discrimination.jsonl (first-turn
+    /// choice items, responses as options A to D).
+    #[arg(long, group = "source")]
+    pub ca: Option<PathBuf>,
+    /// Seed of POPQUORN's comparison draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// WorldValuesBench split to read (train, valid, test, full).
     #[arg(long, default_value = "train", requires = "wvb")]
     pub split: String,
     /// Directory with codebook.json and question_metadata.json for --wvb (default: the --wvb directory).
     #[arg(long, requires = "wvb")]
     pub meta: Option<PathBuf>,
-    /// Output JSONL file.
+    /// Output JSONL file (a directory for --prism and --ca).
     #[arg(long)]
     pub out: PathBuf,
     /// Only these question ids (comma-separated, e.g. Q1,Q2,Q45).
@@ -487,16 +529,71 @@ pub struct EvalArgs {
     /// Few-shot examples per question (same country, same question first).
     #[arg(long, default_value_t = cuma::eval::fewshot::DEFAULT_SHOTS)]
     pub shots: usize,
-    /// Seed of the few-shot example choice.
+    /// Seed of the few-shot example choice, the sampling of --generate and the reply order of
+    /// --win-rate.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Write replies to the chat items of --data (the final reply, if any, is kept as the
+    /// reference; choice items are turned into their preference pair's prompt first), with the
+    /// profile as the run renders it: replies.jsonl, plus Distinct-2 and word entropy in
+    /// generation.json. Works with a checkpoint and with --method vanilla / persona.
+    #[arg(long, conflicts_with_all = ["pairs", "win_rate"], help_heading = "Generation")]
+    pub generate: bool,
+    #[arg(long, default_value_t = 128, help_heading = "Generation")]
+    pub max_tokens: usize,
+    /// Sampling temperature of --generate (the paper's 0.7; 0 is greedy).
+    #[arg(long, default_value_t = 0.7, help_heading = "Generation")]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 0.9, help_heading = "Generation")]
+    pub top_p: f64,
+    /// Judge --data (replies.jsonl of the model under test) against --against (another run's
+    /// replies.jsonl, matched by item id): win rate = wins / (wins + ties + losses), failures and
+    /// unjudgeable items counted and left out. Writes winrate.json and verdicts.jsonl.
+    #[arg(long, requires = "against", help_heading = "Win rate")]
+    pub win_rate: bool,
+    #[arg(long, help_heading = "Win rate")]
+    pub against: Option<PathBuf>,
+    /// rule: offline, judges only replies whose right answer is a known option letter (pairs
+    /// made from survey answers): the reply opening with the respondent's letter wins. http: an
+    /// OpenAI-compatible endpoint (--judge-url) prompted with the demographic-aware rubric; it can
+    /// judge any reply. Default: http when --judge-url is given, else rule.
+    #[arg(long, value_enum, help_heading = "Win rate")]
+    pub judge: Option<JudgeKind>,
+    /// Base URL of the judge, e.g. http://127.0.0.1:8000/v1 (`/chat/completions` is appended).
+    #[arg(long, help_heading = "Win rate")]
+    pub judge_url: Option<String>,
+    #[arg(long, default_value = "judge", help_heading = "Win rate")]
+    pub judge_model: String,
+    /// Environment variable holding the judge's API key (sent as a bearer token when set).
+    #[arg(long, default_value = "OPENAI_API_KEY", help_heading = "Win rate")]
+    pub judge_key_env: String,
+    /// Extra attempts after a failed judge request.
+    #[arg(long, default_value_t = 2, help_heading = "Win rate")]
+    pub retries: usize,
+    /// Seconds a judge request may take.
+    #[arg(long, default_value_t = 120, help_heading = "Win rate")]
+    pub judge_timeout: u64,
     /// Refuse the whole evaluation at an item that cannot be scored (a prompt longer than the
     /// model's context); by default such items are skipped and counted.
     #[arg(long)]
     pub strict: bool,
+    /// --data holds preference pairs (from `cuma data pairs` or a loader; choice items are
+    /// paired by the same rule): report how the checkpoint ranks chosen against rejected -
+    /// reference-free (share of pairs whose chosen reply is more likely, mean log-prob margin)
+    /// and by implicit reward against the run's DPO reference (for an SFT run: the bare
+    /// backbone). Writes pairs.json.
+    #[arg(long, requires = "checkpoint")]
+    pub pairs: bool,
+}
+
+/// Which judge `cuma eval --win-rate` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JudgeKind {
+    Rule,
+    Http,
 }
 
 #[derive(clap::Args, Debug)]

@@ -513,3 +513,218 @@ fn the_gpu_check_dry_run_writes_its_report() {
     assert!(report["onnxruntime_cuda"].as_str().is_some());
     assert!(dir.join("report.md").is_file() && dir.join("logs.tar.gz").is_file());
 }
+
+#[test]
+fn preference_pipeline_pairs_dpo_generation_and_win_rate() {
+    let dir = common::scratch("cli_preference");
+    let s = |p: &std::path::Path| p.to_str().expect("utf8").to_string();
+    let wvs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wvs7");
+    let all = dir.join("items.jsonl");
+    let run_ok = |args: &[&str]| {
+        let (ok, out, err) = cuma(args);
+        assert!(ok, "cuma {args:?} failed:\n{out}\n{err}");
+        (out, err)
+    };
+    run_ok(&[
+        "data",
+        "convert",
+        "--wvs",
+        &s(&wvs),
+        "--questions",
+        "Q46",
+        "--out",
+        &s(&all),
+    ]);
+    run_ok(&["data", "split", "--in", &s(&all), "--out-dir", &s(&dir)]);
+    let test_pairs = dir.join("test_pairs.jsonl");
+    let (_, err) = run_ok(&[
+        "data",
+        "pairs",
+        "--in",
+        &s(&dir.join("test.jsonl")),
+        "--out",
+        &s(&test_pairs),
+    ]);
+    assert!(err.contains("from choice items"), "{err}");
+    // A handful of pairs keeps the tiny model's work small.
+    let text = std::fs::read_to_string(&test_pairs).expect("pairs");
+    let few: String = text.lines().take(12).map(|l| format!("{l}\n")).collect();
+    let few_pairs = dir.join("few_pairs.jsonl");
+    std::fs::write(&few_pairs, few).expect("write");
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().expect("a pair")).expect("json");
+    assert!(first["chosen"].is_string() && first["rejected"].is_string() && first["respondent"].is_string());
+
+    let llama = common::copy_tiny("llama", "cli_preference_llama");
+    let config = llama.join("config.json");
+    let cfg = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        cfg.replace("\"max_position_embeddings\": 256", "\"max_position_embeddings\": 4096"),
+    )
+    .expect("write config");
+    let (llama_s, bert_s) = (s(&llama), s(&tiny("bert")));
+    let (sft, dpo) = (s(&dir.join("sft")), s(&dir.join("dpo")));
+    let train = s(&dir.join("train.jsonl"));
+    let models = [
+        "--model",
+        llama_s.as_str(),
+        "--encoder",
+        bert_s.as_str(),
+        "--device",
+        "cpu",
+    ];
+    let mut args = vec![
+        "train",
+        "--data",
+        &train,
+        "--out",
+        &sft,
+        "--max-items",
+        "24",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+    ];
+    args.extend(models);
+    run_ok(&args);
+    // DPO without --init is refused with a message that says what to pass.
+    let (ok, _, err) = cuma(&[
+        "train", "--stage", "dpo", "--data", &train, "--out", &dpo, "--device", "cpu",
+    ]);
+    assert!(!ok && err.contains("--init"), "{err}");
+    let mut args = vec![
+        "train",
+        "--stage",
+        "dpo",
+        "--init",
+        &sft,
+        "--data",
+        &train,
+        "--out",
+        &dpo,
+        "--max-items",
+        "16",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--rank",
+        "4",
+    ];
+    args.extend(models);
+    let (_, err) = run_ok(&args);
+    assert!(
+        err.contains("16 pairs (reference: Sft") && err.contains("method flags are ignored"),
+        "{err}"
+    );
+    let metrics = std::fs::read_to_string(dir.join("dpo/metrics.jsonl")).expect("metrics");
+    let step: serde_json::Value = serde_json::from_str(metrics.lines().next().expect("a step")).expect("json");
+    for key in [
+        "loss",
+        "chosen_reward",
+        "rejected_reward",
+        "margin",
+        "accuracy",
+        "balance",
+    ] {
+        assert!(step[key].is_number(), "{key} missing from {step}");
+    }
+
+    let few_s = s(&few_pairs);
+    let (out, _) = run_ok(&[
+        "eval",
+        "--checkpoint",
+        &dpo,
+        "--pairs",
+        "--data",
+        &few_s,
+        "--device",
+        "cpu",
+    ]);
+    assert!(out.contains("12 pairs") && out.contains("Sft reference"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("dpo/pairs.json")).expect("pairs.json")).expect("json");
+    assert_eq!(report["pairs"], 12);
+
+    let (gen_dpo, gen_base) = (s(&dir.join("gen_dpo")), s(&dir.join("gen_base")));
+    let (out, _) = run_ok(&[
+        "eval",
+        "--checkpoint",
+        &dpo,
+        "--generate",
+        "--data",
+        &few_s,
+        "--max-tokens",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        &gen_dpo,
+    ]);
+    assert!(out.contains("12 replies") && out.contains("distinct-2"), "{out}");
+    let mut args = vec![
+        "eval",
+        "--method",
+        "vanilla",
+        "--generate",
+        "--data",
+        &few_s,
+        "--max-tokens",
+        "4",
+        "--out",
+        &gen_base,
+    ];
+    args.extend(models);
+    run_ok(&args);
+    let replies = std::fs::read_to_string(dir.join("gen_dpo/replies.jsonl")).expect("replies");
+    let reply: serde_json::Value = serde_json::from_str(replies.lines().next().expect("reply")).expect("json");
+    assert!(
+        reply["reference"].is_string()
+            && reply["profile_text"]
+                .as_str()
+                .is_some_and(|t| t.contains("You are a person"))
+    );
+
+    let ours = s(&dir.join("gen_dpo/replies.jsonl"));
+    let theirs = s(&dir.join("gen_base/replies.jsonl"));
+    let (out, _) = run_ok(&[
+        "eval",
+        "--win-rate",
+        "--data",
+        &ours,
+        "--against",
+        &theirs,
+        "--out",
+        &gen_dpo,
+    ]);
+    assert!(out.contains("win rate"), "{out}");
+    let w: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("gen_dpo/winrate.json")).expect("winrate"))
+            .expect("json");
+    let r = &w["result"];
+    let total: u64 = ["wins", "ties", "losses", "failed", "not_judgeable"]
+        .iter()
+        .map(|k| r[k].as_u64().expect("count"))
+        .sum();
+    assert_eq!(total, 12, "{w}");
+    assert_eq!(w["judge"], "rule");
+    // An HTTP judge that is not there: every case fails, none is scored.
+    let (out, _) = run_ok(&[
+        "eval",
+        "--win-rate",
+        "--data",
+        &ours,
+        "--against",
+        &theirs,
+        "--judge-url",
+        "http://127.0.0.1:9/v1",
+        "--retries",
+        "0",
+        "--judge-timeout",
+        "2",
+        "--out",
+        &gen_base,
+    ]);
+    assert!(out.contains("win rate n/a") && out.contains("12 failed"), "{out}");
+}

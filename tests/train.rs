@@ -456,7 +456,7 @@ fn dpo_against_the_base_model_measures_what_sft_moved() {
     };
     // The SFT checkpoint measured against the bare backbone: SFT moved its letters apart.
     let pairs = dir.join("train.jsonl");
-    let mut measured = SftRun::for_pairs(&sft, &pairs, &dir.join("eval"), false).expect("for pairs");
+    let mut measured = SftRun::for_pairs(&sft, &pairs, &dir.join("eval"), "cpu", false).expect("for pairs");
     let m = measured.pair_metrics().expect("metrics");
     assert_eq!(m.reference, cuma::train::dpo::ReferenceModel::Base);
     assert_eq!(m.pairs, 12);

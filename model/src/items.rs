@@ -180,6 +180,15 @@ impl Item {
         }
     }
 
+    /// Who answered or wrote the item: a choice item's respondent, a chat item's (its id when
+    /// it names none).
+    pub fn respondent(&self) -> &str {
+        match self {
+            Item::Choice(c) => &c.respondent,
+            Item::Chat(c) => c.respondent.as_deref().unwrap_or(&c.id),
+        }
+    }
+
     pub fn profile(&self) -> &Profile {
         match self {
             Item::Choice(c) => &c.profile,

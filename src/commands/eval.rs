@@ -10,7 +10,160 @@ use cuma::eval::run::{markdown, read_items, EvalMethod, EvalOptions, Evaluation,
 use cuma::eval::{heldout, routing};
 use std::path::Path;
 
+/// `--pairs`: how the checkpoint ranks the pairs in `--data`.
+fn pairs(a: &EvalArgs, run: &Path) -> anyhow::Result<()> {
+    let out = a.out.clone().unwrap_or_else(|| run.to_path_buf());
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let scratch = out.join("pairs-cache");
+    let mut r = cuma::train::sft::SftRun::for_pairs(run, &a.data, &scratch, &a.device, true)
+        .with_context(|| format!("preparing {} with {}", a.data.display(), run.display()))?;
+    r.config.batch_size = a.batch_size.max(1);
+    let m = r.pair_metrics()?;
+    let path = out.join("pairs.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&m)?).with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "{} pairs ({} too long skipped): chosen more likely {:.1} %, log-prob margin {:.3}; \
+         against the {:?} reference: reward accuracy {:.1} %, margin {:.4} (chosen {:.4}, rejected {:.4})",
+        m.pairs,
+        r.too_long,
+        100.0 * m.logp_accuracy,
+        m.logp_margin,
+        m.reference,
+        100.0 * m.rewards.accuracy,
+        m.rewards.margin,
+        m.rewards.chosen_reward,
+        m.rewards.rejected_reward
+    );
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// `--generate`: replies to the chat items of `--data`.
+fn generate(a: &EvalArgs, evaluator: &Evaluator, out: &Path) -> anyhow::Result<()> {
+    use cuma::data::{jsonl, Item};
+    use cuma::eval::generation::{diversity, replies, GenerationOptions};
+    let loaded = jsonl::read::<Item>(&a.data, Item::validate)?;
+    eprintln!("{}: {}", a.data.display(), loaded.summary());
+    let mut items: Vec<cuma::data::ChatItem> = loaded
+        .rows
+        .iter()
+        .map(|i| match i {
+            Item::Chat(c) => c.clone(),
+            Item::Choice(c) => cuma::data::pairs::choice_pair(c, a.seed),
+        })
+        .collect();
+    if a.max_items > 0 {
+        items.truncate(a.max_items);
+    }
+    let opts = GenerationOptions {
+        max_new_tokens: a.max_tokens,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        seed: a.seed,
+        batch: a.batch_size.max(1),
+    };
+    let bar = indicatif::ProgressBar::new(items.len() as u64);
+    let generated = replies(evaluator, &items, &opts, |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    cuma::data::jsonl::write(&out.join("replies.jsonl"), &generated)?;
+    let texts: Vec<&str> = generated.iter().map(|r| r.reply.as_str()).collect();
+    let d = diversity(&texts);
+    std::fs::write(out.join("generation.json"), serde_json::to_string_pretty(&d)?)?;
+    println!(
+        "{} replies (temperature {}, top-p {}, seed {}): distinct-2 {:.3}, word entropy {:.3}, {:.1} words on average",
+        d.replies, a.temperature, a.top_p, a.seed, d.distinct_2, d.word_entropy, d.mean_words
+    );
+    eprintln!("wrote replies.jsonl and generation.json to {}", out.display());
+    Ok(())
+}
+
+/// `--win-rate`: the replies of `--data` judged against those of `--against`.
+fn win_rate(a: &EvalArgs) -> anyhow::Result<()> {
+    use crate::cli::JudgeKind;
+    use cuma::eval::generation::Reply;
+    use cuma::eval::judge::{judge_case, Case, HttpJudge, Judge, RuleJudge, WinRate};
+    let read = |p: &Path| -> anyhow::Result<Vec<Reply>> {
+        Ok(cuma::data::jsonl::read::<Reply>(p, |_| Ok(()))
+            .with_context(|| format!("reading replies {}", p.display()))?
+            .rows)
+    };
+    let against_path = a
+        .against
+        .as_deref()
+        .context("--win-rate needs --against <replies.jsonl>")?;
+    let ours = read(&a.data)?;
+    let theirs: std::collections::HashMap<String, Reply> =
+        read(against_path)?.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let kind = a.judge.unwrap_or(if a.judge_url.is_some() {
+        JudgeKind::Http
+    } else {
+        JudgeKind::Rule
+    });
+    let mut judge: Box<dyn Judge> = match kind {
+        JudgeKind::Rule => Box::new(RuleJudge),
+        JudgeKind::Http => {
+            let url = a.judge_url.as_deref().context("--judge http needs --judge-url")?;
+            let key = std::env::var(&a.judge_key_env).ok().filter(|k| !k.is_empty());
+            Box::new(HttpJudge::new(
+                url,
+                &a.judge_model,
+                key,
+                std::time::Duration::from_secs(a.judge_timeout),
+            ))
+        }
+    };
+    let mut rng = cuma::sampling::Rng::new(a.seed);
+    let (mut outcomes, mut verdicts, mut unmatched) = (Vec::new(), Vec::new(), 0);
+    let bar = indicatif::ProgressBar::new(ours.len() as u64);
+    for r in &ours {
+        bar.inc(1);
+        let Some(other) = theirs.get(&r.id) else {
+            unmatched += 1;
+            continue;
+        };
+        let case = Case {
+            profile_text: &r.profile_text,
+            context: &r.context,
+            reply: &r.reply,
+            other: &other.reply,
+            reference: r.reference.as_deref(),
+        };
+        let (outcome, why) = judge_case(judge.as_mut(), &case, &mut rng, a.retries);
+        outcomes.push(outcome);
+        verdicts.push(serde_json::json!({"id": r.id, "outcome": outcome, "error": why}));
+    }
+    bar.finish_and_clear();
+    let w = WinRate::of(&outcomes);
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.data.parent().unwrap_or(Path::new(".")).to_path_buf());
+    std::fs::create_dir_all(&out)?;
+    let report = serde_json::json!({"judge": format!("{kind:?}").to_lowercase(), "against": against_path, "unmatched": unmatched, "result": w});
+    std::fs::write(out.join("winrate.json"), serde_json::to_string_pretty(&report)?)?;
+    cuma::data::jsonl::write(&out.join("verdicts.jsonl"), &verdicts)?;
+    let rate = w
+        .win_rate
+        .map_or("n/a (nothing judged)".to_string(), |r| format!("{:.1} %", 100.0 * r));
+    println!(
+        "win rate {rate}: {} wins, {} ties, {} losses; {} failed and {} not judgeable (left out); {unmatched} replies without a match",
+        w.wins, w.ties, w.losses, w.failed, w.not_judgeable
+    );
+    eprintln!("wrote winrate.json and verdicts.jsonl to {}", out.display());
+    Ok(())
+}
+
 pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
+    if a.pairs {
+        let run = a
+            .checkpoint
+            .as_deref()
+            .context("--pairs needs --checkpoint <run dir>")?;
+        return pairs(a, run);
+    }
+    if a.win_rate {
+        return win_rate(a);
+    }
     let device = cuma::device::parse_device(&a.device)?;
     if a.routing && a.method != EvalMethod::Checkpoint {
         anyhow::bail!("--routing needs a trained checkpoint with routers (--method checkpoint)");
@@ -58,6 +211,9 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
     };
     let out = a.out.clone().unwrap_or(default_out);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if a.generate {
+        return generate(a, &evaluator, &out);
+    }
 
     let items = read_items(&a.data, a.max_items)?;
     let seen = evaluate(&evaluator, &items, opts, "evaluating")?;

@@ -7,12 +7,18 @@ use std::collections::BTreeSet;
 /// Splits `items` so that about one respondent in `ratio + 1` goes to the test side
 /// (10 gives the 10:1 split). Deterministic for a seed.
 pub fn by_respondent(items: Vec<ChoiceItem>, ratio: usize, seed: u64) -> (Vec<ChoiceItem>, Vec<ChoiceItem>) {
-    let respondents: BTreeSet<&str> = items.iter().map(|i| i.respondent.as_str()).collect();
+    by_key(items, |i| i.respondent.as_str(), ratio, seed)
+}
+
+/// [`by_respondent`] for any rows, `key` naming who each belongs to (for chat items:
+/// [`super::Item::respondent`]).
+pub fn by_key<T>(items: Vec<T>, key: impl Fn(&T) -> &str, ratio: usize, seed: u64) -> (Vec<T>, Vec<T>) {
+    let respondents: BTreeSet<&str> = items.iter().map(&key).collect();
     let mut order: Vec<&str> = respondents.into_iter().collect();
     Rng::new(seed).shuffle(&mut order);
     let n_test = order.len() / (ratio + 1);
     let test: BTreeSet<String> = order[..n_test].iter().map(|s| s.to_string()).collect();
-    items.into_iter().partition(|i| !test.contains(&i.respondent))
+    items.into_iter().partition(|i| !test.contains(key(i)))
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 
 pub mod choice;
 pub mod fewshot;
+pub mod generation;
 pub mod heldout;
+pub mod judge;
 pub mod metrics;
 pub mod routing;
 pub mod run;

@@ -92,7 +92,7 @@ pub fn tokenize_pair(
 
 /// The prompt tokens of a context: the profile (or the neutral text) as system message unless
 /// the context has its own, the chat template, the assistant turn opened.
-fn context_ids(model: &Backbone, context: &[Message], profile_text: &str, cfg: &TrainConfig) -> Result<Vec<u32>> {
+pub fn context_ids(model: &Backbone, context: &[Message], profile_text: &str, cfg: &TrainConfig) -> Result<Vec<u32>> {
     let system = prompt::system_text(profile_text, cfg.method.profile_in_prompt, NEUTRAL_SYSTEM);
     let messages = prompt::with_system(system, context);
     let prompt = render(&model.tokenizer, &messages)?;
@@ -425,7 +425,13 @@ impl SftRun {
     /// A DPO-shaped run over the pairs in `data` with a trained checkpoint's adapters, for
     /// measuring them ([`SftRun::pair_metrics`]): a DPO checkpoint keeps its reference; an SFT
     /// checkpoint is compared with the bare backbone. `scratch` takes the profile cache.
-    pub fn for_pairs(checkpoint_path: &Path, data: &Path, scratch: &Path, progress: bool) -> Result<Self> {
+    pub fn for_pairs(
+        checkpoint_path: &Path,
+        data: &Path,
+        scratch: &Path,
+        device: &str,
+        progress: bool,
+    ) -> Result<Self> {
         let (ck, _) = load_init(checkpoint_path)?;
         let dir = if checkpoint_path.join(CHECKPOINT_DIR).is_dir() {
             checkpoint_path.join(CHECKPOINT_DIR)
@@ -436,6 +442,7 @@ impl SftRun {
         config.data = Some(data.into());
         config.out = scratch.into();
         config.max_items = 0;
+        config.device = device.into();
         if config.stage == Stage::Sft {
             config.stage = Stage::Dpo;
             config.dpo.init = Some(dir.clone());
