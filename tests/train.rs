@@ -476,3 +476,37 @@ fn dpo_against_the_base_model_measures_what_sft_moved() {
         first[0].loss
     );
 }
+
+#[test]
+fn dpo_on_data_without_pairs_says_so_and_malformed_pairs_are_skipped() {
+    let _turn = serial();
+    let dir = scratch("dpo_no_pairs");
+    let mut c = sft_then_dpo(&dir, "dpo");
+    let chat = dir.join("chat.jsonl");
+    let line = |id: &str, extra: &str| {
+        format!(
+            r#"{{"id":"{id}","profile":{{"country":"Chile"}},"messages":[{{"role":"user","content":"Hi"}},{{"role":"assistant","content":"Hello"}}]{extra}}}"#
+        )
+    };
+    std::fs::write(&chat, format!("{}\n{}\n", line("a", ""), line("b", ""))).expect("write");
+    c.data = Some(chat.clone());
+    let err = SftRun::prepare(c.clone(), false, false)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("2 chat items have no `rejected` reply"), "{err}");
+    // Two good pairs and three broken ones (same reply, blank rejected, not JSON).
+    std::fs::write(
+        &chat,
+        format!(
+            "{}\n{}\n{}\n{}\n{{oops\n",
+            line("a", r#","rejected":"Go away""#),
+            line("b", r#","rejected":"Hello""#),
+            line("c", r#","rejected":"  ""#),
+            line("d", r#","rejected":"No.""#),
+        ),
+    )
+    .expect("write");
+    let run = SftRun::prepare(c, false, false).expect("the good pairs train");
+    assert_eq!(run.pairs.len(), 2);
+}

@@ -137,9 +137,14 @@ impl ChatItem {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if let (Some(c), Some(r)) = (self.chosen.as_deref(), self.rejected.as_deref()) {
-            if c == r {
-                return Err("`chosen` and `rejected` are the same reply".into());
+        for (name, reply) in [("chosen", &self.chosen), ("rejected", &self.rejected)] {
+            if reply.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                return Err(format!("`{name}` is empty"));
+            }
+        }
+        if let Some(Ok((_, chosen, rejected))) = self.preference() {
+            if chosen == rejected {
+                return Err("the chosen and the rejected reply are the same".into());
             }
         }
         for m in &self.messages {
@@ -226,6 +231,22 @@ mod tests {
         let open: Item = serde_json::from_str(r#"{"id":"c","profile":{},"messages":[{"role":"user","content":"hi"}]}"#)
             .expect("parses");
         assert!(open.validate().expect_err("no reply").contains("chosen"));
+        let pair = |chosen: &str, rejected: &str| -> Item {
+            serde_json::from_value(
+                serde_json::json!({"id": "p", "profile": {}, "messages": [{"role": "user", "content": "hi"}],
+                "chosen": chosen, "rejected": rejected}),
+            )
+            .expect("parses")
+        };
+        assert_eq!(pair("yes", "no").validate(), Ok(()));
+        assert!(pair("yes", "yes")
+            .validate()
+            .expect_err("same")
+            .contains("are the same"));
+        assert!(pair("yes", " ")
+            .validate()
+            .expect_err("blank")
+            .contains("`rejected` is empty"));
         let err = serde_json::from_str::<Item>(r#"{"id":"c","profile":{},"messages":[],"extra":1}"#)
             .expect_err("unknown field");
         assert!(err.to_string().contains("extra"), "{err}");
