@@ -510,3 +510,76 @@ fn dpo_on_data_without_pairs_says_so_and_malformed_pairs_are_skipped() {
     let run = SftRun::prepare(c, false, false).expect("the good pairs train");
     assert_eq!(run.pairs.len(), 2);
 }
+
+#[test]
+fn router_replay_forces_the_recorded_experts_with_live_gates() {
+    use cuma::models::backbone::StepInput;
+    use cuma::models::inputs::pad_batch;
+    use cuma::tch_ops::TchOps;
+    use cuma_model::serve::padding::Side;
+    let _turn = serial();
+    let dir = scratch("replay");
+    let mut run = SftRun::prepare(config(&dir, "run"), false, false).expect("prepare");
+    // A few steps, so that the experts' B matrices are no longer zero and routing matters.
+    run.train_until(3, false, &AtomicBool::new(false)).expect("train");
+    run.optimizer.zero_grad();
+    let rows: Vec<Vec<u32>> = run.examples[..3].iter().map(|e| e.ids.clone()).collect();
+    let (ids, mask) = pad_batch(&rows, 0, Side::Right, tch::Device::Cpu).expect("pad");
+    let profile = run.profiles.narrow(0, 0, 1).repeat([3, 1]);
+    let input = StepInput {
+        ids: &ids,
+        attention_mask: &mask,
+        past: None,
+        profile: Some(&profile),
+    };
+    let forward = |replay: Option<Vec<tch::Tensor>>| {
+        let mut o = TchOps::new(tch::Device::Cpu);
+        run.model.run_hidden_replaying(&mut o, &input, replay).expect("forward")
+    };
+    let free = forward(None);
+    assert!(!free.routing.is_empty());
+    // Replaying the free choice changes nothing.
+    let same = forward(Some(free.routing.iter().map(|r| r.experts.shallow_clone()).collect()));
+    for (a, b) in free.routing.iter().zip(&same.routing) {
+        assert!(a.experts.equal(&b.experts) && a.gates.equal(&b.gates));
+    }
+    assert!(free.hidden.equal(&same.hidden));
+    // Replaying another choice: those experts, gates = softmax of the live logits over them.
+    let experts = run.config.method.experts as i64;
+    let other: Vec<tch::Tensor> = free
+        .routing
+        .iter()
+        .map(|r| (&r.experts + 1).remainder(experts))
+        .collect();
+    let forced = forward(Some(other.iter().map(|t| t.shallow_clone()).collect()));
+    for (r, want) in forced.routing.iter().zip(&other) {
+        assert!(r.experts.equal(want), "the replayed experts are used");
+        // (Scores of this forward: later layers see the outputs of the replayed earlier ones.)
+        let expected = r.scores.gather(-1, want, false).softmax(-1, tch::Kind::Float);
+        let diff = (&r.topk_gates - &expected).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "gates from the live router: {diff}");
+    }
+    assert!(
+        !forced.hidden.allclose(&free.hidden, 1e-6, 1e-6, false),
+        "another routing, another output"
+    );
+    // Gradients still reach the routers through the replayed gates.
+    let mut o = TchOps::new(tch::Device::Cpu);
+    let out = run
+        .model
+        .run_hidden_replaying(&mut o, &input, Some(other))
+        .expect("forward");
+    out.hidden.square().sum(tch::Kind::Float).backward();
+    let router_grads: f64 = run
+        .store
+        .tensors
+        .iter()
+        .filter(|(n, _)| n.contains("router"))
+        .map(|(_, t)| t.grad().abs().sum(tch::Kind::Float).double_value(&[]))
+        .sum();
+    assert!(router_grads > 0.0, "no gradient reached the routers");
+    // A replay for the wrong number of routers is an error, not a panic.
+    let mut o = TchOps::new(tch::Device::Cpu);
+    let short = Some(free.routing[..1].iter().map(|r| r.experts.shallow_clone()).collect());
+    assert!(run.model.run_hidden_replaying(&mut o, &input, short).is_err());
+}

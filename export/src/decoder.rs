@@ -87,6 +87,7 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
         rope: decoder.rope(&mut g, &prepared.positions)?,
         mask: prepared.mask,
         profile: demographic_dim.map(|_| Value(io::DEMOGRAPHIC.into())),
+        replay: None,
     };
     let out = decoder.forward(&mut g, &ids, &ctx, Some(&past))?;
     let logits = decoder.logits(&mut g, &out.hidden)?;

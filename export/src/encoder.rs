@@ -58,6 +58,7 @@ pub fn decoder_encoder_graph<W: Weights<GraphBuilder>>(
         rope: decoder.rope(&mut g, &prepared.positions)?,
         mask: prepared.mask,
         profile: None,
+        replay: None,
     };
     let states = decoder.forward(&mut g, &ids, &ctx, None)?.hidden;
     pooled_output(g, &states, &mask, pooling, normalize, config.hidden_size)

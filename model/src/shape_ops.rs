@@ -316,6 +316,7 @@ mod tests {
                     additive: vec![2, 1, 5, 8],
                 },
                 profile: None,
+                replay: None,
             };
             let past: Vec<KvPair<Vec<usize>>> = (0..3)
                 .map(|_| KvPair {
@@ -343,6 +344,7 @@ mod tests {
                 additive: vec![1, 1, 4, 7],
             },
             profile: None,
+            replay: None,
         };
         assert!(dec.forward(&mut o, &vec![1, 4], &ctx, None).is_err());
     }

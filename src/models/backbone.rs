@@ -159,6 +159,17 @@ impl Backbone {
     /// [`Backbone::run`] without the output head: hidden states `[b, s, hidden]`, for callers
     /// that need logits at a few positions only (training on answer letters).
     pub fn run_hidden(&self, o: &mut TchOps, input: &StepInput<'_>) -> Result<DecoderOutput<Tensor>> {
+        self.run_hidden_replaying(o, input, None)
+    }
+
+    /// [`Backbone::run_hidden`] with router replay: `replay` holds one recorded selection
+    /// `[b, s, k]` (int64) per router, in the order of the output's routing.
+    pub fn run_hidden_replaying(
+        &self,
+        o: &mut TchOps,
+        input: &StepInput<'_>,
+        replay: Option<Vec<Tensor>>,
+    ) -> Result<DecoderOutput<Tensor>> {
         let past_keys = input.past.and_then(|p| p.first()).map(|kv| &kv.key);
         let prepared = decoder_inputs(o, input.attention_mask, past_keys)?;
         let profile = input.profile.map(Tensor::shallow_clone);
@@ -166,6 +177,7 @@ impl Backbone {
             rope: self.decoder.rope(o, &prepared.positions)?,
             mask: prepared.mask,
             profile,
+            replay,
         };
         Ok(self.decoder.forward(o, input.ids, &ctx, input.past)?)
     }

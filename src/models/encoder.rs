@@ -156,6 +156,7 @@ impl ProfileEncoder {
                     rope: dec.rope(&mut o, &prepared.positions)?,
                     mask: prepared.mask,
                     profile: None,
+                    replay: None,
                 };
                 dec.forward(&mut o, &ids, &ctx, None)?.hidden
             }

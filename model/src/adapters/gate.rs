@@ -25,8 +25,18 @@ pub struct Routing<T> {
     pub scores: T,
 }
 
-/// Turns router `logits` `[.., E]` into gates with `mode`, selecting `k` experts.
-pub fn route<O: Ops>(o: &mut O, logits: &O::T, mode: GateMode, k: usize, experts: usize) -> Result<Routing<O::T>> {
+/// Turns router `logits` `[.., E]` into gates with `mode`, selecting `k` experts - or, with
+/// `forced` (`[.., k]` int64, strongest first), replaying a recorded selection: the experts are
+/// the given ones, their gates computed from the live `logits` exactly as for a selection of its
+/// own, so gradients still reach the router (router replay, as R3 does for RL on mixtures).
+pub fn route<O: Ops>(
+    o: &mut O,
+    logits: &O::T,
+    mode: GateMode,
+    k: usize,
+    experts: usize,
+    forced: Option<&O::T>,
+) -> Result<Routing<O::T>> {
     // Scores whose top-k is taken: logits, or softmax probabilities (same order, same ties).
     let scores = match mode {
         GateMode::DoubleSoftmax | GateMode::Soft => o.softmax_last(logits)?,
@@ -35,7 +45,10 @@ pub fn route<O: Ops>(o: &mut O, logits: &O::T, mode: GateMode, k: usize, experts
     let mut remaining = o.share(&scores);
     let (mut idx, mut hots, mut vals) = (Vec::with_capacity(k), Vec::with_capacity(k), Vec::with_capacity(k));
     for _ in 0..k {
-        let i = o.argmax_last(&remaining)?; // [.., 1]
+        let i = match forced {
+            Some(f) => o.slice(f, -1, idx.len() as i64, idx.len() as i64 + 1)?,
+            None => o.argmax_last(&remaining)?, // [.., 1]
+        };
         let hot = o.one_hot(&i, experts)?; // [.., E]
         let picked = o.mul(&scores, &hot)?;
         vals.push(o.sum_keepdim(&picked, -1)?); // [.., 1]

@@ -16,18 +16,22 @@ pub struct LayerRun<'a, T> {
     profile_parts: Vec<T>,
     /// Each router's decision, once computed.
     pub routings: Vec<Option<Routing<T>>>,
+    /// Recorded selections to replay, one `[b, s, k]` per router of the layer.
+    replay: Option<&'a [T]>,
 }
 
 impl<'a, T> LayerRun<'a, T> {
-    /// Prepares layer `layer` of `all`: computes each router's profile part once.
+    /// Prepares layer `layer` of `all`: computes each router's profile part once. `replay`, when
+    /// given, holds one recorded selection per router of the layer.
     ///
     /// # Shapes
-    /// `profile`: `[b, D]` (required when the routers see demographics).
+    /// `profile`: `[b, D]` (required when the routers see demographics); `replay[r]`: `[b, s, k]`.
     pub fn start<O: Ops<T = T>>(
         o: &mut O,
         all: &'a DecoderAdapters<T>,
         layer: usize,
         profile: Option<&T>,
+        replay: Option<&'a [T]>,
     ) -> Result<Self> {
         let adapters = all.layers.get(layer).ok_or_else(|| crate::Error::Config {
             field: "adapters",
@@ -38,11 +42,22 @@ impl<'a, T> LayerRun<'a, T> {
             .iter()
             .map(|r| r.profile_part(o, profile))
             .collect::<Result<Vec<_>>>()?;
+        if replay.is_some_and(|r| r.len() != adapters.routers.len()) {
+            return Err(crate::Error::Config {
+                field: "replay",
+                reason: format!(
+                    "layer {layer} has {} routers, the replay {}",
+                    adapters.routers.len(),
+                    replay.map_or(0, <[T]>::len)
+                ),
+            });
+        }
         Ok(Self {
             adapters,
             method: &all.method,
             profile_parts,
             routings: (0..adapters.routers.len()).map(|_| None).collect(),
+            replay,
         })
     }
 
@@ -70,6 +85,7 @@ impl<'a, T> LayerRun<'a, T> {
                         self.method.gate,
                         self.method.top_k,
                         self.method.experts,
+                        self.replay.and_then(|all| all.get(r)),
                     )?);
                 }
                 self.routings[r].as_ref().map(|rt| &rt.gates)

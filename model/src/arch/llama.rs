@@ -24,6 +24,10 @@ pub struct DecoderCtx<T> {
     pub mask: AttentionMask<T>,
     /// The profile vector `[b, D]` for demographic-aware routers.
     pub profile: Option<T>,
+    /// Router replay: recorded selections `[b, s, k]` (int64), one per router in the order of
+    /// [`DecoderOutput::routing`]; the forward routes every token to these experts, with gates
+    /// from the live routers.
+    pub replay: Option<Vec<T>>,
 }
 
 /// What a decoder forward produces.
@@ -276,9 +280,24 @@ impl<T> Decoder<T> {
         let mut x = o.embedding(&self.embed, ids)?;
         let mut presents = Vec::with_capacity(self.layers.len());
         let mut routing = Vec::new();
+        let mut replayed = 0;
         for (i, layer) in self.layers.iter().enumerate() {
             let mut run = match &self.adapters {
-                Some(a) => Some(LayerRun::start(o, a, i, ctx.profile.as_ref())?),
+                Some(a) => {
+                    let replay = match (&ctx.replay, a.layers.get(i)) {
+                        (Some(all), Some(l)) => {
+                            let n = l.routers.len();
+                            let part = all.get(replayed..replayed + n).ok_or_else(|| crate::Error::Config {
+                                field: "replay",
+                                reason: format!("{} recorded selections for more routers", all.len()),
+                            })?;
+                            replayed += n;
+                            Some(part)
+                        }
+                        _ => None,
+                    };
+                    Some(LayerRun::start(o, a, i, ctx.profile.as_ref(), replay)?)
+                }
                 None => None,
             };
             let (y, kv) = layer.forward(o, &x, ctx, past.and_then(|p| p.get(i)), &mut run)?;
