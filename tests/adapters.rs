@@ -29,7 +29,15 @@ fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
 
 #[test]
 fn topk_softmax_keeps_the_k_largest_and_zeroes_the_rest() {
-    let r = route(&mut ops(), &logits(&[1.0, 3.0, 2.0, 0.5]), GateMode::TopkSoftmax, 2, 4).expect("routes");
+    let r = route(
+        &mut ops(),
+        &logits(&[1.0, 3.0, 2.0, 0.5]),
+        GateMode::TopkSoftmax,
+        2,
+        4,
+        None,
+    )
+    .expect("routes");
     let (a, b) = (1.0 / (1.0 + (-1.0f32).exp()), 1.0 - 1.0 / (1.0 + (-1.0f32).exp()));
     assert_eq!(ids(&r.experts), vec![1, 2]);
     assert!(close(&vec(&r.gates), &[0.0, a, b, 0.0], 1e-6), "{:?}", vec(&r.gates));
@@ -42,7 +50,7 @@ fn topk_softmax_keeps_the_k_largest_and_zeroes_the_rest() {
 fn double_softmax_matches_the_spec_example() {
     // softmax(l) = (0.6, 0.3, 0.1) -> keep (0.6, 0.3) -> softmax -> (0.574, 0.426)
     let l: Vec<f32> = [0.6f32, 0.3, 0.1].iter().map(|p| p.ln()).collect();
-    let r = route(&mut ops(), &logits(&l), GateMode::DoubleSoftmax, 2, 3).expect("routes");
+    let r = route(&mut ops(), &logits(&l), GateMode::DoubleSoftmax, 2, 3, None).expect("routes");
     let g = vec(&r.gates);
     assert!(close(&g, &[0.574_443, 0.425_557, 0.0], 1e-5), "{g:?}");
     assert_eq!(format!("{:.3} {:.3}", g[0], g[1]), "0.574 0.426");
@@ -50,7 +58,7 @@ fn double_softmax_matches_the_spec_example() {
 
 #[test]
 fn soft_gates_use_every_expert() {
-    let r = route(&mut ops(), &logits(&[0.0, 1.0, 2.0]), GateMode::Soft, 2, 3).expect("routes");
+    let r = route(&mut ops(), &logits(&[0.0, 1.0, 2.0]), GateMode::Soft, 2, 3, None).expect("routes");
     let z: f32 = [0.0f32, 1.0, 2.0].iter().map(|x| x.exp()).sum();
     let want: Vec<f32> = [0.0f32, 1.0, 2.0].iter().map(|x| x.exp() / z).collect();
     assert!(close(&vec(&r.gates), &want, 1e-6));
@@ -60,7 +68,7 @@ fn soft_gates_use_every_expert() {
 #[test]
 fn ties_go_to_the_lowest_expert_index() {
     for mode in [GateMode::TopkSoftmax, GateMode::DoubleSoftmax, GateMode::Soft] {
-        let r = route(&mut ops(), &logits(&[1.0, 2.0, 2.0, 2.0, 1.0]), mode, 2, 5).expect("routes");
+        let r = route(&mut ops(), &logits(&[1.0, 2.0, 2.0, 2.0, 1.0]), mode, 2, 5, None).expect("routes");
         assert_eq!(ids(&r.experts), vec![1, 2], "{mode:?}");
     }
 }
@@ -70,7 +78,7 @@ fn gates_are_a_distribution_over_the_selected_experts() {
     tch::manual_seed(3);
     let l = Tensor::randn([4, 16, 8], (Kind::Float, Device::Cpu));
     for mode in [GateMode::TopkSoftmax, GateMode::DoubleSoftmax] {
-        let r = route(&mut ops(), &l, mode, 2, 8).expect("routes");
+        let r = route(&mut ops(), &l, mode, 2, 8, None).expect("routes");
         let g = vec(&r.gates);
         let sel = vec(&r.selected);
         assert!(g.iter().all(|&x| x >= 0.0));
@@ -145,7 +153,7 @@ fn stacked_form_equals_the_sparse_sum() {
         b.b = Tensor::randn([5, 12], (Kind::Float, Device::Cpu));
         let x = Tensor::randn([1, 2, 6], (Kind::Float, Device::Cpu));
         let l = Tensor::randn([1, 2, 4], (Kind::Float, Device::Cpu));
-        let r = route(&mut ops(), &l, GateMode::TopkSoftmax, 2, 4).expect("routes");
+        let r = route(&mut ops(), &l, GateMode::TopkSoftmax, 2, 4, None).expect("routes");
         let stacked = b.forward(&mut ops(), &x, Some(&r.gates)).expect("forward");
         let mut sparse = Tensor::zeros([1, 2, 5], (Kind::Float, Device::Cpu));
         for e in 0..4i64 {
@@ -184,7 +192,7 @@ fn one_expert_no_profile_is_lora() {
     lb.b = b;
     let x = Tensor::randn([2, 4, 6], (Kind::Float, Device::Cpu));
     let l = Tensor::randn([2, 4, 1], (Kind::Float, Device::Cpu));
-    let r = route(&mut ops(), &l, GateMode::TopkSoftmax, 1, 1).expect("routes");
+    let r = route(&mut ops(), &l, GateMode::TopkSoftmax, 1, 1, None).expect("routes");
     assert_eq!(vec(&r.gates).iter().copied().fold(0.0f32, f32::max), 1.0);
     let via_router = cb.forward(&mut ops(), &x, Some(&r.gates)).expect("cuma");
     let plain = lb.forward(&mut ops(), &x, None).expect("lora");

@@ -357,7 +357,7 @@ fn sft_then_dpo(dir: &std::path::Path, out: &str) -> TrainConfig {
     }
     let mut c = config(dir, out);
     c.stage = cuma::train::config::Stage::Dpo;
-    c.dpo.init = Some(sft_dir);
+    c.init = Some(sft_dir);
     c.batch_size = 12;
     c.steps = 8;
     c.lr = 2e-2;
@@ -437,11 +437,11 @@ fn dpo_refuses_an_init_from_another_backbone_and_a_missing_one() {
     let err = SftRun::prepare(c, false, false).err().expect("refused").to_string();
     assert!(err.contains("another backbone"), "{err}");
     let mut c = sft_then_dpo(&dir, "dpo");
-    c.dpo.init = Some(dir.join("nothing-here"));
+    c.init = Some(dir.join("nothing-here"));
     let err = SftRun::prepare(c, false, false).err().expect("refused").to_string();
     assert!(err.contains("nothing-here") && err.contains("SFT checkpoint"), "{err}");
     let mut c = sft_then_dpo(&dir, "dpo");
-    c.dpo.init = None;
+    c.init = None;
     let err = SftRun::prepare(c, false, false).err().expect("refused").to_string();
     assert!(err.contains("--init"), "{err}");
 }
@@ -452,7 +452,7 @@ fn dpo_against_the_base_model_measures_what_sft_moved() {
     let dir = scratch("dpo_base");
     let sft = {
         let c = sft_then_dpo(&dir, "unused");
-        c.dpo.init.clone().expect("init")
+        c.init.clone().expect("init")
     };
     // The SFT checkpoint measured against the bare backbone: SFT moved its letters apart.
     let pairs = dir.join("train.jsonl");
@@ -463,7 +463,7 @@ fn dpo_against_the_base_model_measures_what_sft_moved() {
     assert_ne!(m.rewards.margin, 0.0, "{m:?}");
     // A DPO run with reference = base starts away from ln 2 (the SFT adapters are not the base).
     let mut c = sft_then_dpo(&dir, "dpo");
-    c.dpo.reference = cuma::train::dpo::ReferenceModel::Base;
+    c.reference = cuma::train::dpo::ReferenceModel::Base;
     c.steps = 1;
     let never = AtomicBool::new(false);
     let first = SftRun::prepare(c, false, false)

@@ -126,6 +126,7 @@ fn generate_options(args: &Args) -> GenerateOptions {
         },
         stop: args.stop.clone(),
         trace_routing: args.trace_routing,
+        logprobs: false,
     }
 }
 

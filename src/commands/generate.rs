@@ -21,6 +21,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         sampling,
         stop: args.stop.clone(),
         trace_routing: false,
+        logprobs: false,
     };
     options.validate()?;
     let device = cuma::device::parse_device(&args.device)?;

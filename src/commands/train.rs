@@ -30,9 +30,9 @@ pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     }
     a.method.apply(&mut c.method);
     if a.init.is_some() {
-        c.dpo.init = a.init.clone();
+        c.init = a.init.clone();
     }
-    set(&mut c.dpo.reference, &a.reference);
+    set(&mut c.reference, &a.reference);
     set(&mut c.dpo.beta, &a.beta);
     set(&mut c.dpo.label_smoothing, &a.label_smoothing);
     set(&mut c.dpo.balance_lambda, &a.dpo_balance);
@@ -146,7 +146,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
         Stage::Dpo => format!(
             "{} pairs (reference: {:?}; {} chat items without `rejected` skipped)",
             run.pairs.len(),
-            run.config.dpo.reference,
+            run.config.reference,
             run.not_pairs
         ),
     };

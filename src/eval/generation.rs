@@ -137,6 +137,7 @@ pub fn replies(
             },
             stop: Vec::new(),
             trace_routing: false,
+            logprobs: false,
         };
         let generated = generate(&e.model, &prompts, profiles.as_ref(), &options, |_| {})?;
         for ((item, (context, reference)), (g, text)) in

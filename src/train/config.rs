@@ -17,6 +17,17 @@ pub const MAX_STEPS: usize = 1 << 30;
 /// The longest training example in tokens.
 pub const MAX_LEN: usize = 1 << 20;
 
+/// Which model gives the reference log-probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferenceModel {
+    /// The SFT run the policy starts from, frozen (standard DPO).
+    #[default]
+    Sft,
+    /// The bare backbone with no adapters (what the reference code does).
+    Base,
+}
+
 /// What a run optimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -24,7 +35,7 @@ pub enum Stage {
     /// Supervised fine-tuning on the answers / final replies.
     #[default]
     Sft,
-    /// Direct preference optimisation on chosen / rejected pairs, from an SFT run (`dpo.init`).
+    /// Direct preference optimisation on chosen / rejected pairs, from an SFT run (`init`).
     Dpo,
 }
 
@@ -42,6 +53,10 @@ pub struct TrainConfig {
     /// Run directory (checkpoints, metrics, profile cache).
     pub out: PathBuf,
     pub stage: Stage,
+    /// DPO: the SFT run directory (or its `checkpoint/`) whose adapters start the policy.
+    pub init: Option<PathBuf>,
+    /// DPO: the frozen model the policy is compared with.
+    pub reference: ReferenceModel,
     pub method: MethodConfig,
     /// Settings of the DPO stage.
     pub dpo: super::dpo::DpoConfig,
@@ -78,6 +93,8 @@ impl Default for TrainConfig {
             data: None,
             out: PathBuf::from("runs/cuma"),
             stage: Stage::Sft,
+            init: None,
+            reference: ReferenceModel::Sft,
             method: MethodConfig::default(),
             dpo: Default::default(),
             lr: 2e-4,
@@ -172,7 +189,7 @@ impl TrainConfig {
         }
         if self.stage == Stage::Dpo {
             self.dpo.validate().map_err(Error::Invalid)?;
-            if self.dpo.init.is_none() {
+            if self.init.is_none() {
                 return bad("the DPO stage starts from an SFT run: pass --init <sft run directory>");
             }
         }

@@ -15,29 +15,15 @@
 //! - the routers' balance loss has its own weight, `dpo.balance_lambda` (default 0.001, TRL's
 //!   default router loss coefficient for mixtures of experts).
 
+pub use super::config::ReferenceModel;
 use crate::Result;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use tch::{Kind, Tensor};
-
-/// Which model gives the reference log-probabilities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReferenceModel {
-    /// The SFT run the policy starts from, frozen (standard DPO).
-    #[default]
-    Sft,
-    /// The bare backbone with no adapters (what the reference code does).
-    Base,
-}
 
 /// DPO settings (`[dpo]` in a training config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DpoConfig {
-    /// The SFT run directory (or its `checkpoint/`) whose adapters start the policy.
-    pub init: Option<PathBuf>,
-    pub reference: ReferenceModel,
     pub beta: f64,
     /// Probability that a label is flipped (0: the plain sigmoid loss).
     pub label_smoothing: f64,
@@ -48,8 +34,6 @@ pub struct DpoConfig {
 impl Default for DpoConfig {
     fn default() -> Self {
         Self {
-            init: None,
-            reference: ReferenceModel::Sft,
             beta: 0.1,
             label_smoothing: 0.0,
             balance_lambda: 0.001,

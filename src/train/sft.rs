@@ -445,8 +445,8 @@ impl SftRun {
         config.device = device.into();
         if config.stage == Stage::Sft {
             config.stage = Stage::Dpo;
-            config.dpo.init = Some(dir.clone());
-            config.dpo.reference = ReferenceModel::Base;
+            config.init = Some(dir.clone());
+            config.reference = ReferenceModel::Base;
         }
         Self::prepare_from(config, Some(dir), progress)
     }
@@ -454,7 +454,7 @@ impl SftRun {
     /// [`SftRun::prepare`], restoring adapters, optimiser and state from `restore` when given.
     fn prepare_from(mut config: TrainConfig, restore: Option<PathBuf>, progress: bool) -> Result<Self> {
         config.validate()?;
-        let init = match (&config.stage, &config.dpo.init) {
+        let init = match (&config.stage, &config.init) {
             (Stage::Dpo, Some(path)) => {
                 let (ck, id) = load_init(path)?;
                 if ck.manifest.config.stage != Stage::Sft {
@@ -501,7 +501,7 @@ impl SftRun {
                     "{}: this run started from another SFT checkpoint than --init {} (or the stage changed); \
                      start afresh with --force",
                     checkpoint_dir.display(),
-                    config.dpo.init.as_deref().unwrap_or(Path::new("(none)")).display()
+                    config.init.as_deref().unwrap_or(Path::new("(none)")).display()
                 )));
             }
         }
@@ -539,7 +539,7 @@ impl SftRun {
         }
         let encoder_id = identity(&encoder_path, "sentence-encoder", weight_files(&encoder_path)?)?;
         if let Some(ck) = &init {
-            let from = config.dpo.init.as_deref().unwrap_or(Path::new("?")).display();
+            let from = config.init.as_deref().unwrap_or(Path::new("?")).display();
             if ck.manifest.backbone.sha256 != backbone_id.sha256 {
                 return Err(Error::Invalid(format!(
                     "--init {from} was trained on another backbone ({}, SHA-256 {}) than {} (SHA-256 {})",
@@ -597,7 +597,7 @@ impl SftRun {
                 config.max_len
             )));
         }
-        let reference = match (&init, config.dpo.reference) {
+        let reference = match (&init, config.reference) {
             (None, _) => ReferenceSource::None,
             (Some(_), ReferenceModel::Base) => ReferenceSource::Base,
             (Some(ck), ReferenceModel::Sft) => ReferenceSource::Adapters(
@@ -994,7 +994,7 @@ impl SftRun {
         let margins: Vec<f64> = chosen.iter().zip(&rejected).map(|(c, r)| c - r).collect();
         Ok(PairMetrics {
             pairs: chosen.len(),
-            reference: self.config.dpo.reference,
+            reference: self.config.reference,
             rewards: DpoMetrics {
                 chosen_reward: mean(&chosen),
                 rejected_reward: mean(&rejected),

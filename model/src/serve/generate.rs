@@ -20,6 +20,10 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Record every token's routing.
     pub trace_routing: bool,
+    /// Record the log-probability of every sampled token under the sampling temperature
+    /// (`log_softmax(logits / T)`, before top-k / top-p; the raw logits when greedy), as RL
+    /// needs for its importance ratios.
+    pub logprobs: bool,
 }
 
 impl Default for GenerateOptions {
@@ -29,6 +33,7 @@ impl Default for GenerateOptions {
             sampling: SamplingConfig::default(),
             stop: Vec::new(),
             trace_routing: false,
+            logprobs: false,
         }
     }
 }
@@ -88,6 +93,10 @@ pub struct Generation {
     pub finish_reason: FinishReason,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routing: Option<RoutingTrace>,
+    /// With [`GenerateOptions::logprobs`]: one per sampled token, the end-of-turn token included
+    /// when the reply ended with it (so one more than `token_ids` then).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<f32>,
     pub timings: Timings,
 }
 
@@ -107,6 +116,15 @@ struct Row {
     sampler: Sampler,
     done: Option<FinishReason>,
     trace: Option<RoutingTrace>,
+    logprobs: Vec<f32>,
+}
+
+/// `log_softmax(logits / temperature)[token]` (temperature 0 counts as 1).
+pub fn token_logprob(logits: &[f32], token: usize, temperature: f64) -> f32 {
+    let t = if temperature > 0.0 { temperature } else { 1.0 };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let total: f64 = logits.iter().map(|&l| ((l as f64 - max) / t).exp()).sum();
+    ((logits[token] as f64 - max) / t - total.ln()) as f32
 }
 
 /// Text decoded so far that is safe to stream: everything but a trailing partial character and
@@ -162,14 +180,20 @@ pub fn generate<S: DecoderStep, T: TokenText + ?Sized>(
     } else {
         Vec::new()
     };
+    // Row r samples with seed + r: one seed gives every row its own stream (and row 0 the seed's).
     let mut rows: Vec<Row> = prompts
         .iter()
-        .map(|_| Row {
+        .enumerate()
+        .map(|(r, _)| Row {
             ids: Vec::new(),
             emitted: 0,
             text: String::new(),
-            sampler: Sampler::new(options.sampling),
+            sampler: Sampler::new(SamplingConfig {
+                seed: options.sampling.seed.wrapping_add(r as u64),
+                ..options.sampling
+            }),
             done: None,
+            logprobs: Vec::new(),
             trace: options.trace_routing.then(|| RoutingTrace {
                 routers: routers.clone(),
                 tokens: Vec::new(),
@@ -202,7 +226,12 @@ pub fn generate<S: DecoderStep, T: TokenText + ?Sized>(
                 next.push(vec![pad]);
                 continue;
             }
-            let token = row.sampler.pick(&out.last_logits[r * vocab..(r + 1) * vocab]) as u32;
+            let logits = &out.last_logits[r * vocab..(r + 1) * vocab];
+            let token = row.sampler.pick(logits) as u32;
+            if options.logprobs {
+                row.logprobs
+                    .push(token_logprob(logits, token as usize, options.sampling.temperature));
+            }
             next.push(vec![token]);
             if end_of_turn.contains(&token) {
                 row.done = Some(FinishReason::EndOfTurn);
@@ -269,6 +298,7 @@ pub fn generate<S: DecoderStep, T: TokenText + ?Sized>(
                 prompt_tokens: p.len(),
                 finish_reason: row.done.unwrap_or(FinishReason::Length),
                 routing: row.trace,
+                logprobs: row.logprobs,
                 timings: timings.clone(),
             }
         })
