@@ -376,16 +376,18 @@ pub struct TrainArgs {
     /// sft: supervised fine-tuning (choice answers, final chat replies). dpo: preference
     /// optimisation on chosen / rejected pairs (chat items with `rejected`, from `cuma data
     /// pairs` or a loader; choice items are paired on the fly by the same rule), starting from
-    /// the SFT run given by --init. DPO's learning rate defaults to the paper's 5e-6.
+    /// the SFT run given by --init. DPO's learning rate defaults to the paper's 5e-6. grpo:
+    /// sampled completions rewarded by --reward, from the SFT or DPO run given by --init, with
+    /// router replay.
     #[arg(long, value_enum, help_heading = "Stages")]
     pub stage: Option<cuma::train::config::Stage>,
-    /// DPO: the SFT run directory to start from. Its method, adapters, profile settings,
+    /// DPO, GRPO: the run directory to start from. Its method, adapters, profile settings,
     /// backbone and encoder carry over (a backbone other than the one it was trained on is
     /// refused); method flags are ignored.
     #[arg(long, help_heading = "Stages")]
     pub init: Option<PathBuf>,
-    /// DPO: the frozen reference - the SFT run itself (standard DPO), or the bare backbone
-    /// without adapters (the reference code's choice).
+    /// DPO, GRPO: the frozen reference - the --init run itself (standard DPO), or the bare
+    /// backbone without adapters (the reference code's choice). GRPO measures its KL against it.
     #[arg(long, value_enum, help_heading = "Stages")]
     pub reference: Option<cuma::train::dpo::ReferenceModel>,
     /// DPO: beta, the strength of the implicit KL penalty (default 0.1).
@@ -397,6 +399,53 @@ pub struct TrainArgs {
     /// DPO: weight of the routers' balance loss (default 0.001; 0 turns it off).
     #[arg(long, help_heading = "Stages")]
     pub dpo_balance: Option<f64>,
+    /// GRPO: completions sampled per prompt (G, default 8); --batch-size counts prompts.
+    #[arg(long, help_heading = "GRPO")]
+    pub group_size: Option<usize>,
+    /// GRPO: sampling temperature (default 1.0; the ratio's log-probs use the same).
+    #[arg(long, help_heading = "GRPO")]
+    pub temperature: Option<f64>,
+    /// GRPO: nucleus sampling (default 1.0).
+    #[arg(long, help_heading = "GRPO")]
+    pub top_p: Option<f64>,
+    /// GRPO: the most tokens per completion (default 16).
+    #[arg(long, help_heading = "GRPO")]
+    pub max_completion: Option<usize>,
+    /// GRPO: clipping range of the ratio (default 0.2).
+    #[arg(long, help_heading = "GRPO")]
+    pub epsilon: Option<f64>,
+    /// GRPO: weight of the k3 KL to the reference (default 0, as TRL; the KL is logged anyway).
+    #[arg(long, help_heading = "GRPO")]
+    pub kl_beta: Option<f64>,
+    /// GRPO: choice (the sampled answer letter against the survey; no judge) or judge (a
+    /// pairwise judge against the base model's greedy reply: win 1, tie 0.5, loss 0).
+    #[arg(long, value_enum, help_heading = "GRPO")]
+    pub reward: Option<cuma::train::grpo::RewardKind>,
+    /// GRPO, choice reward: respondent (1 for the respondent's own answer) or group (the share
+    /// of the respondent's group in the training data that chose the sampled option).
+    #[arg(long, value_enum, help_heading = "GRPO")]
+    pub reward_target: Option<cuma::train::grpo::RewardTarget>,
+    /// GRPO: the attributes that make a group for --reward-target group (default: country).
+    #[arg(long, value_delimiter = ',', help_heading = "GRPO")]
+    pub group_by: Option<Vec<String>>,
+    /// GRPO: replay the sampler's expert choices in the training forward (default on).
+    #[arg(long, value_enum, help_heading = "GRPO")]
+    pub router_replay: Option<Switch>,
+    /// GRPO, judge reward: an OpenAI-compatible base URL (default: the offline rule judge).
+    #[arg(long, help_heading = "GRPO")]
+    pub judge_url: Option<String>,
+    #[arg(long, help_heading = "GRPO")]
+    pub judge_model: Option<String>,
+    /// GRPO: weight of the routers' balance loss (default 0.001).
+    #[arg(long, help_heading = "GRPO")]
+    pub grpo_balance: Option<f64>,
+}
+
+/// An on / off flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// `*dst = src` when the flag was given.

@@ -583,3 +583,322 @@ fn router_replay_forces_the_recorded_experts_with_live_gates() {
     let short = Some(free.routing[..1].iter().map(|r| r.experts.shallow_clone()).collect());
     assert!(run.model.run_hidden_replaying(&mut o, &input, short).is_err());
 }
+
+/// GRPO from an SFT run that learned to answer with a letter but not which one: its data
+/// answer A or B regardless of country. GRPO then trains on [`data`] (Sweden answers A, Nigeria
+/// B) with the choice reward, G = 8 completions of one token (the letter: the SFT run put no loss on
+/// the end-of-turn token, so what follows the letter is noise).
+fn sft_then_grpo(dir: &std::path::Path, out: &str) -> TrainConfig {
+    let never = AtomicBool::new(false);
+    let sft_dir = dir.join("sft-letters");
+    if !sft_dir.join(CHECKPOINT_DIR).is_dir() {
+        let mut items: Vec<ChoiceItem> = jsonl::read::<ChoiceItem>(&data(dir), ChoiceItem::validate)
+            .expect("data")
+            .rows;
+        for (i, item) in items.iter_mut().enumerate() {
+            item.answer = usize::from(i % 4 >= 2);
+        }
+        let mixed = dir.join("letters.jsonl");
+        jsonl::write(&mixed, &items).expect("write");
+        let mut c = config(dir, "sft-letters");
+        c.data = Some(mixed);
+        c.batch_size = 12;
+        c.steps = 60;
+        c.lr = 2e-2;
+        SftRun::prepare(c, false, false)
+            .expect("sft")
+            .train(false, &never)
+            .expect("sft steps");
+    }
+    let mut c = config(dir, out);
+    c.stage = cuma::train::config::Stage::Grpo;
+    c.init = Some(sft_dir);
+    c.batch_size = 12;
+    c.steps = 16;
+    c.lr = 2e-2;
+    c.grpo.group_size = 8;
+    c.grpo.max_completion = 1;
+    c
+}
+
+#[test]
+fn grpo_raises_the_choice_reward_and_replay_reproduces_the_sampler() {
+    let _turn = serial();
+    let dir = scratch("grpo_learns");
+    let never = AtomicBool::new(false);
+    let mut run = SftRun::prepare(sft_then_grpo(&dir, "grpo"), false, false).expect("prepare grpo");
+    assert_eq!(run.prompts.len(), 12);
+    let history = run.train(false, &never).expect("grpo");
+    let g: Vec<_> = history.iter().map(|m| m.grpo.clone().expect("grpo metrics")).collect();
+    let rewards: Vec<f64> = g.iter().map(|m| m.reward_mean).collect();
+    println!("rewards {rewards:.3?}");
+    println!(
+        "disagreement {:?}",
+        g.iter().map(|m| m.routing_disagreement).collect::<Vec<_>>()
+    );
+    println!(
+        "kl {:?} clip {:?}",
+        g.iter().map(|m| m.kl).collect::<Vec<_>>(),
+        g.iter().map(|m| m.clip_fraction).collect::<Vec<_>>()
+    );
+    let early = (rewards[0] + rewards[1] + rewards[2]) / 3.0;
+    let late = (rewards[13] + rewards[14] + rewards[15]) / 3.0;
+    assert!(late > early + 0.2, "reward {early:.3} -> {late:.3}: {rewards:?}");
+    for m in &g {
+        assert_eq!(
+            m.routing_disagreement, 0.0,
+            "with replay the training forward routes as the sampler did"
+        );
+    }
+}
+#[test]
+fn the_http_judge_retries_maps_swapped_positions_back_and_counts_failures() {
+    let ctx = [cuma_model::text::Message::new("user", "How should I spend Sunday?")];
+    let case = cuma::eval::judge::Case {
+        profile_text: "You are a person from Chile.",
+        context: &ctx,
+        reply: "With family at Mass.",
+        other: "Working overtime.",
+        reference: None,
+    };
+    // Request 1 fails with 500 and is retried; 2 says B; 3 gives no verdict; 4 says A.
+    let (url, bodies) = common::judge_stub::start(vec![
+        (500, "oops"),
+        (200, "Verdict: B"),
+        (200, "no idea"),
+        (200, "Verdict: A"),
+    ]);
+    let mut judge = cuma::eval::judge::HttpJudge::new(&url, "stub-judge", None, std::time::Duration::from_secs(10));
+    // Find seeds for which the reply is shown first, then second.
+    let first_seed = (0..64)
+        .find(|s| cuma::sampling::Rng::new(*s).next_u64() % 2 == 0)
+        .expect("seed");
+    let second_seed = (0..64)
+        .find(|s| cuma::sampling::Rng::new(*s).next_u64() % 2 == 1)
+        .expect("seed");
+    let (o, _) = cuma::eval::judge::judge_case(&mut judge, &case, &mut cuma::sampling::Rng::new(first_seed), 1);
+    assert_eq!(
+        o,
+        cuma::eval::judge::Outcome::Loss,
+        "shown first, the judge preferred B"
+    );
+    let (o, why) = cuma::eval::judge::judge_case(&mut judge, &case, &mut cuma::sampling::Rng::new(second_seed), 0);
+    assert_eq!(o, cuma::eval::judge::Outcome::Failed, "no verdict and no retries left");
+    assert!(why.expect("reason").contains("no idea"));
+    let (o, _) = cuma::eval::judge::judge_case(&mut judge, &case, &mut cuma::sampling::Rng::new(second_seed), 0);
+    assert_eq!(
+        o,
+        cuma::eval::judge::Outcome::Loss,
+        "shown second, the judge preferred A (the other reply)"
+    );
+    let sent: Vec<String> = bodies.try_iter().collect();
+    assert_eq!(sent.len(), 4);
+    let first: serde_json::Value = serde_json::from_str(&sent[1]).expect("json body");
+    assert_eq!(first["model"], "stub-judge");
+    let user = first["messages"][1]["content"].as_str().expect("user message");
+    assert!(
+        user.contains("from Chile") && user.contains("Reply A:\nWith family at Mass."),
+        "{user}"
+    );
+    let last: serde_json::Value = serde_json::from_str(&sent[3]).expect("json body");
+    assert!(last["messages"][1]["content"]
+        .as_str()
+        .expect("user")
+        .contains("Reply A:\nWorking overtime."));
+    // An endpoint that is not there: a failure, not a panic.
+    let mut gone =
+        cuma::eval::judge::HttpJudge::new("http://127.0.0.1:9", "m", None, std::time::Duration::from_secs(2));
+    assert_eq!(
+        cuma::eval::judge::judge_case(&mut gone, &case, &mut cuma::sampling::Rng::new(0), 1).0,
+        cuma::eval::judge::Outcome::Failed
+    );
+}
+
+#[test]
+fn replay_makes_the_training_forward_route_as_the_sampler_even_after_the_routers_moved() {
+    use cuma::models::backbone::StepInput;
+    use cuma::models::inputs::pad_batch;
+    use cuma::serve::{generate, FinishReason, GenerateOptions};
+    use cuma::tch_ops::TchOps;
+    use cuma_model::serve::padding::Side;
+    let _turn = serial();
+    let dir = scratch("grpo_replay");
+    let run = SftRun::prepare(sft_then_grpo(&dir, "grpo"), false, false).expect("prepare");
+    let prompts: Vec<Vec<u32>> = run.prompts[..4].iter().map(|p| p.ids.clone()).collect();
+    let rows: Vec<i64> = run.prompts[..4].iter().map(|p| p.profile as i64).collect();
+    let profiles = run.profiles.index_select(0, &tch::Tensor::from_slice(&rows));
+    let options = GenerateOptions {
+        max_new_tokens: 4,
+        sampling: cuma::sampling::SamplingConfig {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 3,
+        },
+        stop: Vec::new(),
+        trace_routing: true,
+        logprobs: true,
+    };
+    let gens = generate(&run.model, &prompts, Some(&profiles), &options, |_| {}).expect("sample");
+    let seqs: Vec<Vec<u32>> = gens
+        .iter()
+        .zip(&prompts)
+        .map(|(g, p)| {
+            let mut ids = p.clone();
+            ids.extend(&g.token_ids);
+            if g.finish_reason == FinishReason::EndOfTurn {
+                ids.extend(g.end_token);
+            }
+            assert_eq!(g.logprobs.len(), ids.len() - p.len(), "one log-prob per sampled token");
+            ids
+        })
+        .collect();
+    let traces: Vec<&cuma_model::serve::routing::RoutingTrace> =
+        gens.iter().map(|g| g.routing.as_ref().expect("trace")).collect();
+    let width = seqs.iter().map(Vec::len).max().expect("rows");
+    let (ids, mask) = pad_batch(&seqs, 0, Side::Right, tch::Device::Cpu).expect("pad");
+    let input = StepInput {
+        ids: &ids,
+        attention_mask: &mask,
+        past: None,
+        profile: Some(&profiles),
+    };
+    // Compares a forward's choices with the sampler's: (differing, compared) (router, position) pairs.
+    let compare = |routing: &[cuma_model::adapters::Routing<tch::Tensor>]| {
+        let (mut differ, mut total) = (0, 0);
+        for (r, routed) in routing.iter().enumerate() {
+            let k = routed.experts.size()[2] as usize;
+            let flat: Vec<i64> = Vec::try_from(routed.experts.contiguous().view([-1])).expect("experts");
+            for (i, trace) in traces.iter().enumerate() {
+                for (p, token) in trace.tokens.iter().enumerate() {
+                    let at = (i * width + p) * k;
+                    let want: Vec<i64> = token.experts[r].iter().map(|&e| i64::from(e)).collect();
+                    differ += usize::from(flat[at..at + k] != want[..]);
+                    total += 1;
+                }
+            }
+        }
+        (differ, total)
+    };
+    let forward = |replay: bool| {
+        let replay =
+            replay.then(|| cuma::train::grpo_step::replay_tensors(&traces, width, tch::Device::Cpu).expect("replay"));
+        run.model
+            .run_hidden_replaying(&mut TchOps::new(tch::Device::Cpu), &input, replay)
+            .expect("forward")
+            .routing
+    };
+    let (differ, total) = compare(&forward(true));
+    assert!(
+        total > 100 && differ == 0,
+        "replayed: {differ} of {total} choices differ"
+    );
+    let (free_differ, _) = compare(&forward(false));
+    println!("same weights, no replay: {free_differ} of {total} choices differ");
+    // Move the routers (as an update between sampling and training would): a free forward now
+    // routes differently, a replayed one still as the sampler did.
+    tch::no_grad(|| {
+        for (name, t) in &run.store.tensors {
+            if name.contains("router") {
+                let _ = t.shallow_clone().g_add_(&(t.randn_like() * 0.5));
+            }
+        }
+    });
+    let (moved, _) = compare(&forward(false));
+    assert!(moved > 0, "moved routers should change some choices");
+    println!("moved routers, no replay: {moved} of {total} choices differ");
+    assert_eq!(compare(&forward(true)).0, 0, "replay holds the sampler's choices");
+}
+
+#[test]
+fn grpo_without_replay_measures_the_disagreement_and_resumes_exactly() {
+    let _turn = serial();
+    let dir = scratch("grpo_resume");
+    let never = AtomicBool::new(false);
+    let small = |out: &str| {
+        let mut c = sft_then_grpo(&dir, out);
+        c.batch_size = 4;
+        c.steps = 4;
+        c.grpo.group_size = 4;
+        c.grpo.router_replay = false;
+        c.grpo.kl_beta = 0.05;
+        c
+    };
+    let mut straight = SftRun::prepare(small("straight"), false, false).expect("prepare");
+    let full: Vec<_> = straight
+        .train(false, &never)
+        .expect("train")
+        .into_iter()
+        .map(|m| (m.loss, m.grpo))
+        .collect();
+    for (_, g) in &full {
+        let g = g.as_ref().expect("grpo metrics");
+        assert!(
+            (0.0..=1.0).contains(&g.routing_disagreement) && g.kl.is_finite() && g.kl >= 0.0,
+            "{g:?}"
+        );
+    }
+    println!(
+        "disagreement without replay: {:?}",
+        full.iter()
+            .map(|(_, g)| g.as_ref().map(|g| g.routing_disagreement))
+            .collect::<Vec<_>>()
+    );
+    let mut first = SftRun::prepare(small("paused"), false, false).expect("prepare");
+    let mut resumed: Vec<_> = first
+        .train_until(2, false, &never)
+        .expect("half")
+        .into_iter()
+        .map(|m| (m.loss, m.grpo))
+        .collect();
+    drop(first);
+    let mut second = SftRun::prepare(small("paused"), true, false).expect("resume");
+    resumed.extend(
+        second
+            .train(false, &never)
+            .expect("rest")
+            .into_iter()
+            .map(|m| (m.loss, m.grpo)),
+    );
+    assert_eq!(
+        resumed, full,
+        "a resumed GRPO run samples and trains exactly as an uninterrupted one"
+    );
+}
+
+#[test]
+fn grpo_with_a_judge_reward_through_a_local_server() {
+    let _turn = serial();
+    let dir = scratch("grpo_judge");
+    let never = AtomicBool::new(false);
+    // 2 prompts x 4 completions: seven verdicts "A" and one failed request (no retries).
+    let mut answers = vec![(200u16, "Verdict: A"); 8];
+    answers[5] = (500, "down");
+    let (url, bodies) = common::judge_stub::start(answers);
+    let mut c = sft_then_grpo(&dir, "grpo");
+    c.batch_size = 2;
+    c.steps = 1;
+    c.grpo.group_size = 4;
+    c.grpo.max_completion = 3;
+    c.grpo.reward = cuma::train::grpo::RewardKind::Judge;
+    c.grpo.judge_url = Some(url);
+    c.grpo.judge_retries = 0;
+    let mut run = SftRun::prepare(c, false, false).expect("prepare");
+    let m = run
+        .train(false, &never)
+        .expect("one step")
+        .remove(0)
+        .grpo
+        .expect("grpo metrics");
+    assert_eq!(m.unrewarded, 1, "the failed judgement gives no reward: {m:?}");
+    // Always "A": a win when the sample was shown first, a loss when second.
+    assert!(m.reward_mean > 0.0 && m.reward_mean < 1.0, "{m:?}");
+    let sent: Vec<String> = bodies.try_iter().collect();
+    assert_eq!(sent.len(), 8);
+    let body: serde_json::Value = serde_json::from_str(&sent[0]).expect("json");
+    let user = body["messages"][1]["content"].as_str().expect("user message");
+    assert!(
+        user.contains("You are a person from") && user.contains("Reply B:"),
+        "{user}"
+    );
+}

@@ -25,8 +25,10 @@ pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     if c.stage == Stage::Dpo && a.config.is_none() && a.preset.is_none() {
         c.lr = cuma::train::dpo::DPO_LR;
     }
-    if c.stage == Stage::Dpo && a.method.any_given() {
-        eprintln!("warning: --stage dpo takes the method and its settings from --init; the method flags are ignored");
+    if c.stage != Stage::Sft && a.method.any_given() {
+        eprintln!(
+            "warning: --stage dpo / grpo take the method and its settings from --init; the method flags are ignored"
+        );
     }
     a.method.apply(&mut c.method);
     if a.init.is_some() {
@@ -36,6 +38,24 @@ pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     set(&mut c.dpo.beta, &a.beta);
     set(&mut c.dpo.label_smoothing, &a.label_smoothing);
     set(&mut c.dpo.balance_lambda, &a.dpo_balance);
+    let g = &mut c.grpo;
+    set(&mut g.group_size, &a.group_size);
+    set(&mut g.temperature, &a.temperature);
+    set(&mut g.top_p, &a.top_p);
+    set(&mut g.max_completion, &a.max_completion);
+    set(&mut g.epsilon, &a.epsilon);
+    set(&mut g.kl_beta, &a.kl_beta);
+    set(&mut g.reward, &a.reward);
+    set(&mut g.target, &a.reward_target);
+    set(&mut g.group_by, &a.group_by);
+    set(&mut g.balance_lambda, &a.grpo_balance);
+    if let Some(r) = a.router_replay {
+        g.router_replay = r == crate::cli::Switch::On;
+    }
+    if a.judge_url.is_some() {
+        g.judge_url = a.judge_url.clone();
+    }
+    set(&mut g.judge_model, &a.judge_model);
     set(&mut c.lr, &a.lr);
     set(&mut c.steps, &a.steps);
     set(&mut c.batch_size, &a.batch_size);
@@ -147,6 +167,14 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
             "{} pairs (reference: {:?}; {} chat items without `rejected` skipped)",
             run.pairs.len(),
             run.config.reference,
+            run.not_pairs
+        ),
+        Stage::Grpo => format!(
+            "{} prompts x {} completions (reward {:?}, router replay {}; {} items the reward cannot score skipped)",
+            run.prompts.len(),
+            run.config.grpo.group_size,
+            run.config.grpo.reward,
+            if run.config.grpo.router_replay { "on" } else { "off" },
             run.not_pairs
         ),
     };

@@ -37,6 +37,9 @@ pub enum Stage {
     Sft,
     /// Direct preference optimisation on chosen / rejected pairs, from an SFT run (`init`).
     Dpo,
+    /// Group relative policy optimisation with sampled completions and rewards, from a run
+    /// (`init`).
+    Grpo,
 }
 
 /// A training run.
@@ -53,13 +56,15 @@ pub struct TrainConfig {
     /// Run directory (checkpoints, metrics, profile cache).
     pub out: PathBuf,
     pub stage: Stage,
-    /// DPO: the SFT run directory (or its `checkpoint/`) whose adapters start the policy.
+    /// DPO, GRPO: the run directory (or its `checkpoint/`) whose adapters start the policy.
     pub init: Option<PathBuf>,
-    /// DPO: the frozen model the policy is compared with.
+    /// DPO, GRPO: the frozen model the policy is compared with (GRPO: for its KL).
     pub reference: ReferenceModel,
     pub method: MethodConfig,
     /// Settings of the DPO stage.
     pub dpo: super::dpo::DpoConfig,
+    /// Settings of the GRPO stage.
+    pub grpo: super::grpo::GrpoConfig,
     pub lr: f64,
     pub warmup_steps: usize,
     /// Optimiser steps (each `batch_size * grad_accum` items).
@@ -97,6 +102,7 @@ impl Default for TrainConfig {
             reference: ReferenceModel::Sft,
             method: MethodConfig::default(),
             dpo: Default::default(),
+            grpo: Default::default(),
             lr: 2e-4,
             warmup_steps: 10,
             steps: 100,
@@ -187,11 +193,16 @@ impl TrainConfig {
         if self.checkpoint_every == 0 {
             return bad("checkpoint_every must be positive");
         }
-        if self.stage == Stage::Dpo {
-            self.dpo.validate().map_err(Error::Invalid)?;
-            if self.init.is_none() {
-                return bad("the DPO stage starts from an SFT run: pass --init <sft run directory>");
-            }
+        match self.stage {
+            Stage::Sft => {}
+            Stage::Dpo => self.dpo.validate().map_err(Error::Invalid)?,
+            Stage::Grpo => self.grpo.validate().map_err(Error::Invalid)?,
+        }
+        if self.stage != Stage::Sft && self.init.is_none() {
+            return bad(&format!(
+                "the {:?} stage starts from a trained run: pass --init <run directory>",
+                self.stage
+            ));
         }
         Ok(())
     }

@@ -12,6 +12,8 @@
 use super::checkpoint::{self, CheckpointManifest, ModelIdentity, TrainState};
 use super::config::{Stage, TrainConfig};
 use super::dpo::{dpo_loss, DpoMetrics, ReferenceModel};
+use super::grpo::GrpoMetrics;
+use super::grpo_step::GrpoPrompt;
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::cosine_with_warmup;
 use crate::data::{jsonl, pairs, profile, ChatItem, ChoiceItem, Item};
@@ -214,8 +216,10 @@ pub struct SftRun {
     pub profiles: Tensor,
     /// The SFT stage's examples (empty in a DPO run).
     pub examples: Vec<Example>,
-    /// The DPO stage's pairs (empty in an SFT run).
+    /// The DPO stage's pairs (empty otherwise).
     pub pairs: Vec<Pair>,
+    /// The GRPO stage's prompts (empty otherwise).
+    pub prompts: Vec<GrpoPrompt>,
     /// DPO's reference model.
     pub reference: Option<Reference>,
     pub store: TchTrainables,
@@ -275,6 +279,9 @@ pub struct StepMetrics {
     /// The DPO stage's rewards, margin and preference accuracy.
     #[serde(flatten, default)]
     pub dpo: Option<DpoMetrics>,
+    /// The GRPO stage's rewards, KL, clipping and routing disagreement.
+    #[serde(flatten, default)]
+    pub grpo: Option<GrpoMetrics>,
 }
 
 fn identity(path: &Path, architecture: &str, files: Vec<PathBuf>) -> Result<ModelIdentity> {
@@ -303,27 +310,34 @@ pub fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// The log-probabilities of a batch's target tokens.
-struct TargetForward {
+pub(super) struct TargetForward {
     /// `[tokens, vocab]`.
-    log_probs: Tensor,
+    pub log_probs: Tensor,
     /// `[tokens]`: the target ids.
-    targets: Tensor,
+    pub targets: Tensor,
     /// `[tokens]`: the row each target token belongs to.
-    token_rows: Tensor,
-    rows: usize,
+    pub token_rows: Tensor,
+    pub rows: usize,
     /// The routers' balance loss, summed (a scalar).
     balance: Tensor,
     routers: usize,
     tokens: usize,
+    /// Every router's decisions, in the output order.
+    pub routing: Vec<cuma_model::adapters::Routing<Tensor>>,
 }
 
 impl TargetForward {
-    /// `[rows]`: each row's sum of target-token log-probabilities.
-    fn sequence_logprobs(&self) -> Result<Tensor> {
-        let picked = self
+    /// `[tokens]`: the log-probability of every target token.
+    pub fn token_logprobs(&self) -> Result<Tensor> {
+        Ok(self
             .log_probs
             .f_gather(1, &self.targets.f_unsqueeze(1)?, false)?
-            .f_squeeze_dim(1)?;
+            .f_squeeze_dim(1)?)
+    }
+
+    /// `[rows]`: each row's sum of target-token log-probabilities.
+    fn sequence_logprobs(&self) -> Result<Tensor> {
+        let picked = self.token_logprobs()?;
         let zeros = Tensor::f_zeros([self.rows as i64], (Kind::Float, picked.device()))?;
         Ok(zeros.f_index_add(0, &self.token_rows, &picked)?)
     }
@@ -344,11 +358,18 @@ pub struct PairMetrics {
 }
 
 /// One micro-batch's numbers.
-struct MicroStep {
+pub(super) struct MicroStep {
     loss: f64,
     balance: f64,
     tokens: usize,
-    dpo: Option<DpoMetrics>,
+    stage: StageMetrics,
+}
+
+/// The figures only one stage has.
+pub(super) enum StageMetrics {
+    None,
+    Dpo(DpoMetrics),
+    Grpo(GrpoMetrics),
 }
 
 /// Where DPO's reference comes from.
@@ -402,6 +423,7 @@ struct Parts {
     profiles: Tensor,
     examples: Vec<Example>,
     pairs: Vec<Pair>,
+    prompts: Vec<GrpoPrompt>,
     reference: ReferenceSource,
     too_long: usize,
     not_pairs: usize,
@@ -443,6 +465,9 @@ impl SftRun {
         config.out = scratch.into();
         config.max_items = 0;
         config.device = device.into();
+        if config.stage == Stage::Grpo {
+            config.stage = Stage::Dpo;
+        }
         if config.stage == Stage::Sft {
             config.stage = Stage::Dpo;
             config.init = Some(dir.clone());
@@ -455,11 +480,14 @@ impl SftRun {
     fn prepare_from(mut config: TrainConfig, restore: Option<PathBuf>, progress: bool) -> Result<Self> {
         config.validate()?;
         let init = match (&config.stage, &config.init) {
-            (Stage::Dpo, Some(path)) => {
+            (Stage::Dpo | Stage::Grpo, Some(path)) => {
                 let (ck, id) = load_init(path)?;
-                if ck.manifest.config.stage != Stage::Sft {
+                let from = ck.manifest.config.stage;
+                if (config.stage == Stage::Dpo && from != Stage::Sft)
+                    || (config.stage == Stage::Grpo && from == Stage::Grpo)
+                {
                     return Err(Error::Invalid(format!(
-                        "{}: --init must be an SFT run, this one is {:?}",
+                        "{}: --init must be an SFT (or, for GRPO, a DPO) run, this one is {:?}",
                         path.display(),
                         ck.manifest.config.stage
                     )));
@@ -561,7 +589,9 @@ impl SftRun {
         let order: Vec<&str> = config.profile_order.iter().map(String::as_str).collect();
         let (texts, item_rows) = profile::index(loaded.rows.iter().map(Item::profile), &order, config.profile_style);
         let profiles = embed_profiles(&encoder, &texts, &config.out, progress)?;
-        let (mut examples, mut pairs) = (Vec::new(), Vec::new());
+        let (mut examples, mut pairs, mut prompts) = (Vec::new(), Vec::new(), Vec::new());
+        let groups =
+            (config.stage == Stage::Grpo).then(|| super::grpo_step::GroupTable::of(&loaded.rows, &config.grpo));
         let (mut too_long, mut not_pairs) = (0, 0);
         for (item, &row) in loaded.rows.iter().zip(&item_rows) {
             let text = &texts[row];
@@ -580,20 +610,33 @@ impl SftRun {
                     Some(())
                 }
                 (Stage::Dpo, Item::Chat(c)) => tokenize_pair(&model, c, text, &config, row)?.map(|p| pairs.push(p)),
+                (Stage::Grpo, item) => match GrpoPrompt::of(&model, item, text, &config, row, groups.as_ref())? {
+                    Ok(p) => Some(prompts.push(p)),
+                    Err(()) => {
+                        not_pairs += 1;
+                        Some(())
+                    }
+                },
             };
             if fits.is_none() {
                 too_long += 1;
             }
         }
-        if examples.is_empty() && pairs.is_empty() {
-            let pairs_note = if not_pairs > 0 {
-                format!(" ({not_pairs} chat items have no `rejected` reply)")
-            } else {
-                String::new()
+        if examples.is_empty() && pairs.is_empty() && prompts.is_empty() {
+            let note = match (not_pairs, config.stage) {
+                (0, _) => String::new(),
+                (n, Stage::Grpo) => {
+                    format!(" ({n} chat items have no answer letter for the choice reward; use --reward judge)")
+                }
+                (n, _) => format!(" ({n} chat items have no `rejected` reply)"),
+            };
+            let unit = match config.stage {
+                Stage::Sft => "example",
+                Stage::Dpo => "pair",
+                Stage::Grpo => "prompt",
             };
             return Err(Error::Invalid(format!(
-                "no training {} fits max_len {}{pairs_note}",
-                if config.stage == Stage::Dpo { "pair" } else { "example" },
+                "no training {unit} fits max_len {}{note}",
                 config.max_len
             )));
         }
@@ -615,6 +658,7 @@ impl SftRun {
             profiles,
             examples,
             pairs,
+            prompts,
             reference,
             too_long,
             not_pairs,
@@ -662,6 +706,7 @@ impl SftRun {
             profiles,
             examples,
             pairs: Vec::new(),
+            prompts: Vec::new(),
             reference: ReferenceSource::None,
             too_long: 0,
             not_pairs: 0,
@@ -682,6 +727,7 @@ impl SftRun {
             profiles,
             examples,
             pairs,
+            prompts,
             reference,
             too_long,
             not_pairs,
@@ -778,6 +824,7 @@ impl SftRun {
             profiles,
             examples,
             pairs,
+            prompts,
             reference,
             store,
             optimizer,
@@ -795,6 +842,7 @@ impl SftRun {
         match self.config.stage {
             Stage::Sft => self.examples.len(),
             Stage::Dpo => self.pairs.len(),
+            Stage::Grpo => self.prompts.len(),
         }
     }
 
@@ -812,8 +860,16 @@ impl SftRun {
     }
 
     /// The padded forward of `rows` through the model as it is (adapters attached or not): the
-    /// log-probabilities of every target token and the routers' balance loss.
-    fn forward_targets(&self, o: &mut TchOps, rows: &[&Example]) -> Result<TargetForward> {
+    /// log-probabilities of every target token (of `logits / temperature`), the routing and the
+    /// routers' balance loss; `replay` forces recorded expert choices (one `[rows, s, k]` per
+    /// router, `s` the longest row).
+    pub(super) fn forward_targets(
+        &self,
+        o: &mut TchOps,
+        rows: &[&Example],
+        replay: Option<Vec<Tensor>>,
+        temperature: f64,
+    ) -> Result<TargetForward> {
         let device = self.model.device;
         let ids: Vec<Vec<u32>> = rows.iter().map(|e| e.ids.clone()).collect();
         let (ids_t, mask_t) = pad_batch(&ids, 0, Side::Right, device)?;
@@ -839,7 +895,7 @@ impl SftRun {
             }
             None => (None, mask_t.shallow_clone()),
         };
-        let out = self.model.run_hidden(
+        let out = self.model.run_hidden_replaying(
             o,
             &StepInput {
                 ids: &ids_t,
@@ -847,10 +903,14 @@ impl SftRun {
                 past: past.as_deref(),
                 profile: Some(&profile),
             },
+            replay,
         )?;
         let hidden = out.hidden.f_view([-1, self.model.config().hidden_size as i64])?;
         let picked = hidden.f_index_select(0, &Tensor::f_from_slice(&positions)?.f_to_device(device)?)?;
-        let logits = self.model.decoder.logits(o, &picked)?;
+        let mut logits = self.model.decoder.logits(o, &picked)?;
+        if temperature != 1.0 {
+            logits = logits.f_div_scalar(temperature)?;
+        }
         let m = &self.config.method;
         let token_mask = mask_t.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?;
         let mut balance = Tensor::f_zeros([1], (Kind::Float, device))?;
@@ -866,6 +926,7 @@ impl SftRun {
             balance: balance.f_sum(Kind::Float)?,
             routers: out.routing.len(),
             tokens: rows.iter().map(|e| e.ids.len()).sum(),
+            routing: out.routing,
         })
     }
 
@@ -876,6 +937,7 @@ impl SftRun {
             _ if !m.balance || routers == 0 => 0.0,
             Stage::Sft => m.balance_lambda,
             Stage::Dpo => self.config.dpo.balance_lambda,
+            Stage::Grpo => self.config.grpo.balance_lambda,
         }
     }
 
@@ -890,11 +952,11 @@ impl SftRun {
             Stage::Sft => {
                 let rows: Vec<&Example> = units.iter().map(|&u| &self.examples[u]).collect();
                 let mut o = TchOps::training(device, mixed);
-                let f = self.forward_targets(&mut o, &rows)?;
+                let f = self.forward_targets(&mut o, &rows, None, 1.0)?;
                 let task = f
                     .log_probs
                     .f_nll_loss(&f.targets, None::<Tensor>, tch::Reduction::Mean, -100)?;
-                self.finish_micro(task, &f, accum, None)
+                self.finish_micro(task, &f, accum, StageMetrics::None)
             }
             Stage::Dpo => {
                 // Chosen rows first, then the rejected ones: 2B rows in one forward.
@@ -910,7 +972,7 @@ impl SftRun {
                     train: false,
                     ..TchOps::training(device, mixed)
                 };
-                let f = self.forward_targets(&mut o, &rows)?;
+                let f = self.forward_targets(&mut o, &rows, None, 1.0)?;
                 let policy = f.sequence_logprobs()?;
                 let reference = tch::no_grad(|| self.reference_logprobs(&mut o, &rows))?;
                 let b = pairs.len() as i64;
@@ -924,19 +986,28 @@ impl SftRun {
                     dpo.label_smoothing,
                 )?;
                 let metrics = DpoMetrics::of(&l)?;
-                self.finish_micro(l.loss, &f, accum, Some(metrics))
+                self.finish_micro(l.loss, &f, accum, StageMetrics::Dpo(metrics))
             }
+            Stage::Grpo => self.grpo_micro(&units, accum, start),
         }
     }
 
-    /// The reference model's sequence log-probabilities of `rows`: its adapters are swapped in
-    /// for the forward (the policy's are back in place afterwards, whatever happened).
+    /// The reference model's sequence log-probabilities of `rows`.
     fn reference_logprobs(&mut self, o: &mut TchOps, rows: &[&Example]) -> Result<Tensor> {
+        self.with_reference(|run| {
+            run.forward_targets(o, rows, None, 1.0)
+                .and_then(|f| f.sequence_logprobs())
+        })
+    }
+
+    /// Runs `f` with the reference model's adapters swapped in (the policy's are back in place
+    /// afterwards, whatever happened).
+    pub(super) fn with_reference<R>(&mut self, f: impl FnOnce(&Self) -> Result<R>) -> Result<R> {
         let Some(reference) = self.reference.as_mut() else {
-            return Err(Error::Invalid("a DPO step without a reference model".into()));
+            return Err(Error::Invalid("a preference step without a reference model".into()));
         };
         std::mem::swap(&mut self.model.decoder.adapters, &mut reference.adapters);
-        let out = self.forward_targets(o, rows).and_then(|f| f.sequence_logprobs());
+        let out = f(self);
         if let Some(reference) = self.reference.as_mut() {
             std::mem::swap(&mut self.model.decoder.adapters, &mut reference.adapters);
         }
@@ -945,7 +1016,13 @@ impl SftRun {
 
     /// Adds the balance loss, backpropagates `(task + lambda * balance) / accum` and reads the
     /// numbers of the step.
-    fn finish_micro(&self, task: Tensor, f: &TargetForward, accum: f64, dpo: Option<DpoMetrics>) -> Result<MicroStep> {
+    pub(super) fn finish_micro(
+        &self,
+        task: Tensor,
+        f: &TargetForward,
+        accum: f64,
+        stage: StageMetrics,
+    ) -> Result<MicroStep> {
         let lambda = self.balance_weight(f.routers);
         let loss = task.f_add(&f.balance.f_mul_scalar(lambda)?)?;
         loss.f_div_scalar(accum)?.backward();
@@ -953,7 +1030,7 @@ impl SftRun {
             loss: task.f_double_value(&[])?,
             balance: f.balance.f_double_value(&[])? / f.routers.max(1) as f64,
             tokens: f.tokens,
-            dpo,
+            stage,
         })
     }
 
@@ -971,7 +1048,7 @@ impl SftRun {
                 .collect();
             let mut o = TchOps::new(device);
             let (policy, reference) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
-                let policy = self.forward_targets(&mut o, &rows)?.sequence_logprobs()?;
+                let policy = self.forward_targets(&mut o, &rows, None, 1.0)?.sequence_logprobs()?;
                 Ok((policy, self.reference_logprobs(&mut o, &rows)?))
             })?;
             let b = batch.len() as i64;
@@ -1057,6 +1134,7 @@ impl SftRun {
             self.optimizer.zero_grad();
             let (mut loss, mut bal, mut tokens) = (0.0, 0.0, 0);
             let mut dpo: Option<DpoMetrics> = None;
+            let mut grpo: Option<GrpoMetrics> = None;
             let n = c.grad_accum as f64;
             for _ in 0..c.grad_accum {
                 let m = self.micro_step(self.state.items_seen, n)?;
@@ -1064,8 +1142,10 @@ impl SftRun {
                 loss += m.loss / n;
                 bal += m.balance / n;
                 tokens += m.tokens;
-                if let Some(d) = &m.dpo {
-                    dpo.get_or_insert_with(Default::default).accumulate(d, n);
+                match &m.stage {
+                    StageMetrics::None => {}
+                    StageMetrics::Dpo(d) => dpo.get_or_insert_with(Default::default).accumulate(d, n),
+                    StageMetrics::Grpo(g) => grpo.get_or_insert_with(Default::default).accumulate(g, n),
                 }
             }
             if !loss.is_finite() {
@@ -1088,6 +1168,7 @@ impl SftRun {
                 tokens,
                 seconds: started.elapsed().as_secs_f64(),
                 dpo,
+                grpo,
             };
             writeln!(
                 metrics_file,
@@ -1095,9 +1176,14 @@ impl SftRun {
                 serde_json::to_string(&m).map_err(|e| Error::Invalid(e.to_string()))?
             )
             .map_err(crate::error::io(&metrics_path))?;
-            let dpo_note = m.dpo.as_ref().map_or(String::new(), |d| {
-                format!(" margin {:.3} acc {:.2}", d.margin, d.accuracy)
-            });
+            let dpo_note = match (&m.dpo, &m.grpo) {
+                (Some(d), _) => format!(" margin {:.3} acc {:.2}", d.margin, d.accuracy),
+                (_, Some(g)) => format!(
+                    " reward {:.3} kl {:.4} clip {:.3} routing diff {:.3}",
+                    g.reward_mean, g.kl, g.clip_fraction, g.routing_disagreement
+                ),
+                _ => String::new(),
+            };
             bar.set_message(format!(
                 "loss {loss:.4}{dpo_note} bal {bal:.3} lr {lr:.2e} {:.0} tok/s",
                 tokens as f64 / m.seconds.max(1e-9)

@@ -91,6 +91,9 @@ pub struct Generation {
     pub token_ids: Vec<u32>,
     pub prompt_tokens: usize,
     pub finish_reason: FinishReason,
+    /// The end-of-turn token that ended the reply (not in `token_ids` or `text`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_token: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routing: Option<RoutingTrace>,
     /// With [`GenerateOptions::logprobs`]: one per sampled token, the end-of-turn token included
@@ -117,6 +120,7 @@ struct Row {
     done: Option<FinishReason>,
     trace: Option<RoutingTrace>,
     logprobs: Vec<f32>,
+    end_token: Option<u32>,
 }
 
 /// `log_softmax(logits / temperature)[token]` (temperature 0 counts as 1).
@@ -194,6 +198,7 @@ pub fn generate<S: DecoderStep, T: TokenText + ?Sized>(
             }),
             done: None,
             logprobs: Vec::new(),
+            end_token: None,
             trace: options.trace_routing.then(|| RoutingTrace {
                 routers: routers.clone(),
                 tokens: Vec::new(),
@@ -235,6 +240,7 @@ pub fn generate<S: DecoderStep, T: TokenText + ?Sized>(
             next.push(vec![token]);
             if end_of_turn.contains(&token) {
                 row.done = Some(FinishReason::EndOfTurn);
+                row.end_token = Some(token);
                 continue;
             }
             row.ids.push(token);
@@ -297,6 +303,7 @@ pub fn generate<S: DecoderStep, T: TokenText + ?Sized>(
                 token_ids: row.ids,
                 prompt_tokens: p.len(),
                 finish_reason: row.done.unwrap_or(FinishReason::Length),
+                end_token: row.end_token,
                 routing: row.trace,
                 logprobs: row.logprobs,
                 timings: timings.clone(),
