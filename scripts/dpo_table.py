@@ -57,6 +57,42 @@ for name in ["wvs", "popquorn"]:
         print("| " + " | ".join(cells) + " |")
     print()
 
+def steps(run):
+    try:
+        return [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+grpo_runs = [r for r in ["cuma-grpo", "cuma-grpo-noreplay", "cuma-grpo-group"] if (out / "wvs" / r).is_dir()]
+if grpo_runs:
+    print("### wvs: GRPO from cuma-sft (choice reward)\n")
+    print("| run | accuracy | macro-F1 | emd_prob | emd_country | reward, first 3 steps -> last 3 | KL (last) | clip fraction (mean) | routing disagreement (mean) | completion tokens |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    base = summary(load(out / "wvs" / "cuma-sft" / "eval.json"))
+    if base:
+        print(f"| cuma-sft (before) | {base['accuracy']:.3f} | {base['macro_f1']:.3f} | {base['emd_prob']:.4f} | {base['emd_country']:.4f} | | | | | |")
+    for run in grpo_runs:
+        r = out / "wvs" / run
+        e, m = summary(load(r / "eval.json")), steps(r)
+        cells = [run]
+        cells += [f"{e['accuracy']:.3f}", f"{e['macro_f1']:.3f}", f"{e['emd_prob']:.4f}", f"{e['emd_country']:.4f}"] if e else ["-"] * 4
+        if m:
+            rw = [x["reward_mean"] for x in m]
+            avg = lambda xs: sum(xs) / max(len(xs), 1)
+            cells += [f"{avg(rw[:3]):.3f} -> {avg(rw[-3:]):.3f}", f"{m[-1]['kl']:.4f}",
+                      f"{avg([x['clip_fraction'] for x in m]):.4f}", f"{avg([x['routing_disagreement'] for x in m]):.5f}",
+                      f"{avg([x['completion_tokens'] for x in m]):.2f}"]
+        else:
+            cells += ["-"] * 5
+        print("| " + " | ".join(cells) + " |")
+    print()
+    for run in grpo_runs:
+        m = steps(out / "wvs" / run)
+        if m:
+            print(f"- {run} reward per step: " + ", ".join(f"{x['reward_mean']:.2f}" for x in m))
+    print()
+
 log = out / "timings.tsv"
 if log.is_file():
     print("### Wall time (seconds)\n\n| step | seconds |\n|---|---|")
