@@ -111,6 +111,14 @@ pub struct ChatItem {
     pub groups: BTreeMap<String, String>,
 }
 
+/// The two replies of a preference pair after their shared context.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preference<'a> {
+    pub context: &'a [Message],
+    pub chosen: &'a str,
+    pub rejected: &'a str,
+}
+
 impl ChatItem {
     /// The context (every message before the final reply) and the final reply.
     pub fn split_reply(&self) -> Result<(&[Message], &str), String> {
@@ -131,9 +139,13 @@ impl ChatItem {
     /// A preference pair: the context, the chosen reply and the rejected one. The chosen reply
     /// is `chosen`, or else the final assistant message (which then leaves the context).
     /// `None` without a `rejected` reply.
-    pub fn preference(&self) -> Option<Result<(&[Message], &str, &str), String>> {
+    pub fn preference(&self) -> Option<Result<Preference<'_>, String>> {
         let rejected = self.rejected.as_deref()?;
-        Some(self.split_reply().map(|(context, chosen)| (context, chosen, rejected)))
+        Some(self.split_reply().map(|(context, chosen)| Preference {
+            context,
+            chosen,
+            rejected,
+        }))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -142,8 +154,8 @@ impl ChatItem {
                 return Err(format!("`{name}` is empty"));
             }
         }
-        if let Some(Ok((_, chosen, rejected))) = self.preference() {
-            if chosen == rejected {
+        if let Some(Ok(p)) = self.preference() {
+            if p.chosen == p.rejected {
                 return Err("the chosen and the rejected reply are the same".into());
             }
         }

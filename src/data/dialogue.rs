@@ -109,7 +109,10 @@ mod tests {
         let roles: Vec<&str> = last.messages.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(roles, ["user", "assistant", "user"]);
         assert_eq!(last.messages[1].content, "Hello!", "history carries the chosen reply");
-        assert_eq!(last.preference().expect("pair").expect("valid").2, "Ignore them.");
+        assert_eq!(
+            last.preference().expect("pair").expect("valid").rejected,
+            "Ignore them."
+        );
         assert_eq!(out.sft.len(), 1);
         let (context, reply) = out.sft[0].split_reply().expect("valid");
         assert_eq!((context.len(), reply), (3, "Call them often."));

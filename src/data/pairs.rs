@@ -117,8 +117,8 @@ mod tests {
         assert_eq!(pair.respondent.as_deref(), Some("r1"));
         assert_eq!(pair.messages[0].content, it.user_prompt());
         assert_eq!(pair.groups, it.groups);
-        let (context, chosen, rejected) = pair.preference().expect("a pair").expect("valid");
-        assert_eq!((context.len(), chosen, rejected), (1, "B", "D"));
+        let p = pair.preference().expect("a pair").expect("valid");
+        assert_eq!((p.context.len(), p.chosen, p.rejected), (1, "B", "D"));
         assert_eq!(pair.validate(), Ok(()));
     }
 }

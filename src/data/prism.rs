@@ -80,9 +80,17 @@ fn profile(row: &Value) -> Profile {
         .collect()
 }
 
+/// What one turn of a history holds so far.
+#[derive(Default)]
+struct TurnParts {
+    prompt: Option<String>,
+    chosen: Option<String>,
+    rejected: Vec<String>,
+}
+
 /// The turns of one `conversation_history`.
 fn turns(history: &[Value]) -> Vec<Turn> {
-    let mut by_turn: BTreeMap<i64, (Option<String>, Option<String>, Vec<String>)> = BTreeMap::new();
+    let mut by_turn: BTreeMap<i64, TurnParts> = BTreeMap::new();
     for entry in history {
         let (Some(turn), Some(role), Some(content)) = (
             entry.get("turn").and_then(Value::as_i64),
@@ -93,21 +101,21 @@ fn turns(history: &[Value]) -> Vec<Turn> {
         };
         let slot = by_turn.entry(turn).or_default();
         match role {
-            "user" => slot.0 = Some(content.to_string()),
+            "user" => slot.prompt = Some(content.to_string()),
             "model" | "assistant" if entry.get("if_chosen").and_then(Value::as_bool) == Some(true) => {
-                slot.1 = Some(content.to_string())
+                slot.chosen = Some(content.to_string())
             }
-            "model" | "assistant" => slot.2.push(content.to_string()),
+            "model" | "assistant" => slot.rejected.push(content.to_string()),
             _ => {}
         }
     }
     by_turn
         .into_values()
-        .map_while(|(prompt, chosen, rejected)| {
+        .map_while(|t| {
             Some(Turn {
-                prompt: prompt?,
-                chosen: chosen?,
-                rejected,
+                prompt: t.prompt?,
+                chosen: t.chosen?,
+                rejected: t.rejected,
             })
         })
         .collect()
@@ -218,9 +226,9 @@ not json
             .iter()
             .find(|p| p.rejected.as_deref() == Some("Meat is murder."))
             .expect("pair");
-        let (context, chosen, _) = murder.preference().expect("pair").expect("valid");
-        assert_eq!(chosen, "I have no diet.");
-        assert_eq!(context[1].content, "It depends on your values.");
+        let p = murder.preference().expect("pair").expect("valid");
+        assert_eq!(p.chosen, "I have no diet.");
+        assert_eq!(p.context[1].content, "It depends on your values.");
         let second = &out.sft[1].profile;
         assert_eq!(second.get("gender"), None, "prefer not to say is left out");
         assert_eq!(second["religion"], "Christian", "a plain string for a nested field");
@@ -232,7 +240,7 @@ not json
         let d = std::env::temp_dir().join(format!("cuma-prism-empty-{}", std::process::id()));
         std::fs::create_dir_all(&d).expect("dir");
         std::fs::write(d.join("survey.jsonl"), SURVEY).expect("write");
-        let err = read(&d).err().expect("no conversations file").to_string();
+        let err = read(&d).expect_err("no conversations file").to_string();
         assert!(err.contains("conversations.jsonl"), "{err}");
     }
 }

@@ -122,9 +122,8 @@ impl GrpoConfig {
         if !(self.epsilon > 0.0 && self.epsilon < 1.0) {
             return Err(format!("grpo.epsilon must be in (0, 1), got {}", self.epsilon));
         }
-        if !(self.kl_beta >= 0.0 && self.kl_beta.is_finite())
-            || !(self.balance_lambda >= 0.0 && self.balance_lambda.is_finite())
-        {
+        let non_negative = |x: f64| x >= 0.0 && x.is_finite();
+        if !non_negative(self.kl_beta) || !non_negative(self.balance_lambda) {
             return Err("grpo.kl_beta and grpo.balance_lambda must be non-negative".into());
         }
         if self.target == RewardTarget::Group && self.group_by.is_empty() {

@@ -82,13 +82,13 @@ pub fn tokenize_pair(
     cfg: &TrainConfig,
     profile_row: usize,
 ) -> Result<Option<Pair>> {
-    let (context, chosen, rejected) = item
+    let pair = item
         .preference()
         .ok_or_else(|| Error::Invalid(format!("chat item {}: no `rejected` reply", item.id)))?
         .map_err(|e| Error::Invalid(format!("chat item {}: {e}", item.id)))?;
-    let prompt = context_ids(model, context, profile_text, cfg)?;
-    let chosen = reply_example(model, prompt.clone(), chosen, cfg, profile_row)?;
-    let rejected = reply_example(model, prompt, rejected, cfg, profile_row)?;
+    let prompt = context_ids(model, pair.context, profile_text, cfg)?;
+    let chosen = reply_example(model, prompt.clone(), pair.chosen, cfg, profile_row)?;
+    let rejected = reply_example(model, prompt, pair.rejected, cfg, profile_row)?;
     Ok(chosen.zip(rejected).map(|(chosen, rejected)| Pair { chosen, rejected }))
 }
 
@@ -611,7 +611,10 @@ impl SftRun {
                 }
                 (Stage::Dpo, Item::Chat(c)) => tokenize_pair(&model, c, text, &config, row)?.map(|p| pairs.push(p)),
                 (Stage::Grpo, item) => match GrpoPrompt::of(&model, item, text, &config, row, groups.as_ref())? {
-                    Ok(p) => Some(prompts.push(p)),
+                    Ok(p) => {
+                        prompts.push(p);
+                        Some(())
+                    }
                     Err(()) => {
                         not_pairs += 1;
                         Some(())
