@@ -14,7 +14,8 @@
 use crate::models::backbone::{Backbone, StepInput};
 use crate::tch_ops::TchOps;
 use crate::train::config::TrainConfig;
-use crate::train::sft::{Example, SftRun};
+use crate::train::examples::Example;
+use crate::train::sft::SftRun;
 use crate::{Error, Result};
 use cuma_model::adapters::DecoderAdapters;
 use cuma_model::config::{DecoderConfig, MethodConfig};

@@ -376,7 +376,7 @@ pub fn write_bundle(
             wording: train_config.profile_style.wording(),
             order: train_config.profile_order.clone(),
             in_prompt: train_config.method.profile_in_prompt,
-            neutral_system: crate::train::sft::NEUTRAL_SYSTEM.into(),
+            neutral_system: crate::train::examples::NEUTRAL_SYSTEM.into(),
         },
         choice: bundle::ChoiceSpec {
             letter_ids: crate::eval::choice::letter_ids(&tokenizer, choice.letters.len())?,

@@ -1,7 +1,7 @@
 //! Option probabilities for multiple-choice items (spec section 9): the softmax over the
 //! option-letter logits at the answer position, in left-padded batches, computed by the serving
 //! core ([`cuma_model::serve::choice`], the same code the bundle runtime runs). Prompts are built
-//! exactly as in training ([`crate::train::sft::tokenize`]).
+//! exactly as in training ([`crate::train::examples::tokenize`]).
 
 use super::routing::ItemRouting;
 use crate::models::backbone::Backbone;

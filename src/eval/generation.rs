@@ -116,7 +116,9 @@ pub fn replies(
                 Err(_) => (item.messages.clone(), None),
             };
             let text = profile::render(&item.profile, &order, e.config.profile_style);
-            prompts.push(crate::train::sft::context_ids(&e.model, &context, &text, &e.config)?);
+            prompts.push(crate::train::examples::context_ids(
+                &e.model, &context, &text, &e.config,
+            )?);
             texts.push(text);
             contexts.push((context, reference));
         }

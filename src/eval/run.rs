@@ -10,7 +10,7 @@ use crate::models::{Backbone, ProfileEncoder};
 use crate::tch_ops::TchOps;
 use crate::train::checkpoint;
 use crate::train::config::TrainConfig;
-use crate::train::sft::tokenize;
+use crate::train::examples::tokenize;
 use crate::trainables::TchTrainables;
 use crate::{Error, Result};
 use cuma_model::adapters::DecoderAdapters;

@@ -302,7 +302,8 @@ mod tests {
             "{} vs {want}",
             c.loss.double_value(&[])
         );
-        assert!((c.clip_fraction - 2.0 / 3.0).abs() < 1e-9);
+        // (An f32 mean.)
+        assert!((c.clip_fraction - 2.0 / 3.0).abs() < 1e-6, "{}", c.clip_fraction);
         // Gradient only where the ratio is not clipped: token 1 (ratio 1, A = 1) and token 2 (its
         // unclipped term is the min there).
         c.loss.backward();

@@ -4,10 +4,11 @@
 //! completion rows - with the sampler's expert choices replayed when `router_replay` is on.
 
 use super::config::TrainConfig;
+use super::examples::{context_ids, tokenize, Example};
 use super::grpo::{
     clipped_objective, group_advantages, k3, mean_group_std, per_completion_mean, GrpoMetrics, RewardKind, RewardTarget,
 };
-use super::sft::{tokenize, Example, MicroStep, SftRun, StageMetrics};
+use super::sft::{MicroStep, SftRun, StageMetrics};
 use crate::data::{ChoiceItem, Item};
 use crate::eval::judge::{judge_case, opening_letter, Case, HttpJudge, Judge, Outcome, RuleJudge};
 use crate::models::Backbone;
@@ -119,7 +120,7 @@ impl GrpoPrompt {
                     Ok((context, _)) => context.to_vec(),
                     Err(_) => c.messages.clone(),
                 };
-                let ids = super::sft::context_ids(model, &context, profile_text, cfg)?;
+                let ids = context_ids(model, &context, profile_text, cfg)?;
                 if ids.len() + 1 >= cfg.max_len {
                     return Ok(Err(()));
                 }

@@ -11,151 +11,29 @@
 
 use super::checkpoint::{self, CheckpointManifest, ModelIdentity, TrainState};
 use super::config::{Stage, TrainConfig};
-use super::dpo::{dpo_loss, DpoMetrics, ReferenceModel};
+use super::dpo::{DpoMetrics, ReferenceModel};
+use super::examples::{tokenize, tokenize_chat, tokenize_pair, Example, Pair};
 use super::grpo::GrpoMetrics;
 use super::grpo_step::GrpoPrompt;
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::cosine_with_warmup;
-use crate::data::{jsonl, pairs, profile, ChatItem, ChoiceItem, Item};
+use crate::data::{jsonl, pairs, profile, Item};
 use crate::models::backbone::{Backbone, StepInput};
 use crate::models::inputs::pad_batch;
 use crate::models::ProfileEncoder;
 use crate::sampling::Rng;
 use crate::tch_ops::TchOps;
-use crate::tokenizer::chat::render;
 use crate::trainables::TchTrainables;
 use crate::{Error, Result};
 use cuma_model::adapters::{balance_loss, DecoderAdapters, Prefix};
 use cuma_model::config::Method;
 use cuma_model::serve::padding::Side;
-use cuma_model::serve::prompt;
-use cuma_model::text::Message;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Kind, Tensor};
 
-/// System prompt when the profile is kept out of the prompt (spec section 6).
-pub use cuma_model::text::NEUTRAL_SYSTEM;
 /// The checkpoint directory inside a run.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
-
-/// One tokenised training example.
-#[derive(Debug, Clone)]
-pub struct Example {
-    pub ids: Vec<u32>,
-    /// Index of the first token that carries loss (the answer letter).
-    pub targets_from: usize,
-    /// Row of the profile vector.
-    pub profile: usize,
-}
-
-/// Renders and tokenises a chat item with the loss on its final reply (plus the end-of-turn
-/// token); the profile becomes the system message unless the item has its own. `None` when
-/// longer than `max_len`.
-pub fn tokenize_chat(
-    model: &Backbone,
-    item: &ChatItem,
-    profile_text: &str,
-    cfg: &TrainConfig,
-    profile_row: usize,
-) -> Result<Option<Example>> {
-    let (context, reply) = item
-        .split_reply()
-        .map_err(|e| Error::Invalid(format!("chat item {}: {e}", item.id)))?;
-    let prompt = context_ids(model, context, profile_text, cfg)?;
-    reply_example(model, prompt, reply, cfg, profile_row)
-}
-
-/// A preference pair: the chosen and the rejected reply after one shared context.
-#[derive(Debug, Clone)]
-pub struct Pair {
-    pub chosen: Example,
-    pub rejected: Example,
-}
-
-/// Tokenises a preference pair (a chat item with `rejected`); `Ok(None)` when either side is
-/// longer than `max_len`.
-pub fn tokenize_pair(
-    model: &Backbone,
-    item: &ChatItem,
-    profile_text: &str,
-    cfg: &TrainConfig,
-    profile_row: usize,
-) -> Result<Option<Pair>> {
-    let pair = item
-        .preference()
-        .ok_or_else(|| Error::Invalid(format!("chat item {}: no `rejected` reply", item.id)))?
-        .map_err(|e| Error::Invalid(format!("chat item {}: {e}", item.id)))?;
-    let prompt = context_ids(model, pair.context, profile_text, cfg)?;
-    let chosen = reply_example(model, prompt.clone(), pair.chosen, cfg, profile_row)?;
-    let rejected = reply_example(model, prompt, pair.rejected, cfg, profile_row)?;
-    Ok(chosen.zip(rejected).map(|(chosen, rejected)| Pair { chosen, rejected }))
-}
-
-/// The prompt tokens of a context: the profile (or the neutral text) as system message unless
-/// the context has its own, the chat template, the assistant turn opened.
-pub fn context_ids(model: &Backbone, context: &[Message], profile_text: &str, cfg: &TrainConfig) -> Result<Vec<u32>> {
-    let system = prompt::system_text(profile_text, cfg.method.profile_in_prompt, NEUTRAL_SYSTEM);
-    let messages = prompt::with_system(system, context);
-    let prompt = render(&model.tokenizer, &messages)?;
-    model.tokenizer.encode(&prompt, false)
-}
-
-/// `prompt` followed by `reply` and the end-of-turn token, the loss on the reply; `None` when
-/// longer than `max_len` or the reply is empty.
-fn reply_example(
-    model: &Backbone,
-    mut ids: Vec<u32>,
-    reply: &str,
-    cfg: &TrainConfig,
-    profile_row: usize,
-) -> Result<Option<Example>> {
-    let targets_from = ids.len();
-    ids.extend(model.tokenizer.encode(reply, false)?);
-    ids.extend(model.tokenizer.end_of_turn.first());
-    Ok(
-        (ids.len() <= cfg.max_len && ids.len() > targets_from).then_some(Example {
-            ids,
-            targets_from,
-            profile: profile_row,
-        }),
-    )
-}
-
-/// Renders and tokenises a multiple-choice item, after `shots` (answered examples shown as
-/// earlier turns; empty in training); `None` when it is longer than `max_len`.
-pub fn tokenize(
-    model: &Backbone,
-    item: &ChoiceItem,
-    profile_text: &str,
-    cfg: &TrainConfig,
-    profile_row: usize,
-    shots: &[&ChoiceItem],
-) -> Result<Option<Example>> {
-    let system = prompt::system_text(profile_text, cfg.method.profile_in_prompt, NEUTRAL_SYSTEM);
-    let shots: Vec<prompt::Shot<'_>> = shots
-        .iter()
-        .map(|s| prompt::Shot {
-            question: &s.question,
-            options: &s.options,
-            answer: s.answer,
-        })
-        .collect();
-    let messages = prompt::choice_messages(&Default::default(), system, &shots, &item.question, &item.options);
-    let prompt = render(&model.tokenizer, &messages)?;
-    let mut ids = model.tokenizer.encode(&prompt, false)?;
-    let targets_from = ids.len();
-    let letter = model.tokenizer.encode(&item.answer_letter().to_string(), false)?;
-    ids.extend(letter);
-    if cfg.loss_on_end_of_turn {
-        ids.extend(model.tokenizer.end_of_turn.first());
-    }
-    Ok((ids.len() <= cfg.max_len).then_some(Example {
-        ids,
-        targets_from,
-        profile: profile_row,
-    }))
-}
 
 /// Embeds each unique profile text once (in batches, with a progress bar), cached in the run
 /// directory as `profiles.safetensors` + `profiles.json`.
@@ -336,25 +214,11 @@ impl TargetForward {
     }
 
     /// `[rows]`: each row's sum of target-token log-probabilities.
-    fn sequence_logprobs(&self) -> Result<Tensor> {
+    pub(super) fn sequence_logprobs(&self) -> Result<Tensor> {
         let picked = self.token_logprobs()?;
         let zeros = Tensor::f_zeros([self.rows as i64], (Kind::Float, picked.device()))?;
         Ok(zeros.f_index_add(0, &self.token_rows, &picked)?)
     }
-}
-
-/// How a model ranks the replies of a set of pairs.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PairMetrics {
-    pub pairs: usize,
-    /// What the rewards are measured against.
-    pub reference: ReferenceModel,
-    /// Implicit rewards `beta * (logp - ref)`, their margin and preference accuracy.
-    pub rewards: DpoMetrics,
-    /// Reference-free: the share of pairs whose chosen reply is the more likely one.
-    pub logp_accuracy: f64,
-    /// Mean of `logp_chosen - logp_rejected` (nats).
-    pub logp_margin: f64,
 }
 
 /// One micro-batch's numbers.
@@ -961,46 +825,9 @@ impl SftRun {
                     .f_nll_loss(&f.targets, None::<Tensor>, tch::Reduction::Mean, -100)?;
                 self.finish_micro(task, &f, accum, StageMetrics::None)
             }
-            Stage::Dpo => {
-                // Chosen rows first, then the rejected ones: 2B rows in one forward.
-                // (Owned: the reference forward swaps the run's adapters.)
-                let pairs: Vec<Pair> = units.iter().map(|&u| self.pairs[u].clone()).collect();
-                let rows: Vec<&Example> = pairs
-                    .iter()
-                    .map(|p| &p.chosen)
-                    .chain(pairs.iter().map(|p| &p.rejected))
-                    .collect();
-                // Dropout off: at the first step the policy equals the reference exactly.
-                let mut o = TchOps {
-                    train: false,
-                    ..TchOps::training(device, mixed)
-                };
-                let f = self.forward_targets(&mut o, &rows, None, 1.0)?;
-                let policy = f.sequence_logprobs()?;
-                let reference = tch::no_grad(|| self.reference_logprobs(&mut o, &rows))?;
-                let b = pairs.len() as i64;
-                let dpo = &self.config.dpo;
-                let l = dpo_loss(
-                    &policy.f_narrow(0, 0, b)?,
-                    &policy.f_narrow(0, b, b)?,
-                    &reference.f_narrow(0, 0, b)?,
-                    &reference.f_narrow(0, b, b)?,
-                    dpo.beta,
-                    dpo.label_smoothing,
-                )?;
-                let metrics = DpoMetrics::of(&l)?;
-                self.finish_micro(l.loss, &f, accum, StageMetrics::Dpo(metrics))
-            }
+            Stage::Dpo => self.dpo_micro(&units, accum),
             Stage::Grpo => self.grpo_micro(&units, accum, start),
         }
-    }
-
-    /// The reference model's sequence log-probabilities of `rows`.
-    fn reference_logprobs(&mut self, o: &mut TchOps, rows: &[&Example]) -> Result<Tensor> {
-        self.with_reference(|run| {
-            run.forward_targets(o, rows, None, 1.0)
-                .and_then(|f| f.sequence_logprobs())
-        })
     }
 
     /// Runs `f` with the reference model's adapters swapped in (the policy's are back in place
@@ -1034,55 +861,6 @@ impl SftRun {
             balance: f.balance.f_double_value(&[])? / f.routers.max(1) as f64,
             tokens: f.tokens,
             stage,
-        })
-    }
-
-    /// The policy's and the reference's sequence log-probabilities on every pair of the run, in
-    /// batches, without gradients or dropout.
-    pub fn pair_metrics(&mut self) -> Result<PairMetrics> {
-        let device = self.model.device;
-        let (mut chosen, mut rejected, mut logp_margins) = (Vec::new(), Vec::new(), Vec::new());
-        let pairs = self.pairs.clone();
-        for batch in pairs.chunks(self.config.batch_size) {
-            let rows: Vec<&Example> = batch
-                .iter()
-                .map(|p| &p.chosen)
-                .chain(batch.iter().map(|p| &p.rejected))
-                .collect();
-            let mut o = TchOps::new(device);
-            let (policy, reference) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
-                let policy = self.forward_targets(&mut o, &rows, None, 1.0)?.sequence_logprobs()?;
-                Ok((policy, self.reference_logprobs(&mut o, &rows)?))
-            })?;
-            let b = batch.len() as i64;
-            let (pc, pr) = (policy.f_narrow(0, 0, b)?, policy.f_narrow(0, b, b)?);
-            let l = dpo_loss(
-                &pc,
-                &pr,
-                &reference.f_narrow(0, 0, b)?,
-                &reference.f_narrow(0, b, b)?,
-                self.config.dpo.beta,
-                0.0,
-            )?;
-            let values = |t: &Tensor| -> Result<Vec<f64>> { Ok(Vec::<f64>::try_from(t.f_to_kind(Kind::Double)?)?) };
-            chosen.extend(values(&l.chosen_rewards)?);
-            rejected.extend(values(&l.rejected_rewards)?);
-            logp_margins.extend(values(&pc.f_sub(&pr)?)?);
-        }
-        let n = chosen.len().max(1) as f64;
-        let mean = |xs: &[f64]| xs.iter().sum::<f64>() / n;
-        let margins: Vec<f64> = chosen.iter().zip(&rejected).map(|(c, r)| c - r).collect();
-        Ok(PairMetrics {
-            pairs: chosen.len(),
-            reference: self.config.reference,
-            rewards: DpoMetrics {
-                chosen_reward: mean(&chosen),
-                rejected_reward: mean(&rejected),
-                margin: mean(&margins),
-                accuracy: margins.iter().filter(|m| **m > 0.0).count() as f64 / n,
-            },
-            logp_accuracy: logp_margins.iter().filter(|m| **m > 0.0).count() as f64 / n,
-            logp_margin: mean(&logp_margins),
         })
     }
 
