@@ -16,12 +16,12 @@
 //! The real file is not reachable from the machines this project is built on; the loader is
 //! tested on small files written in the published layout.
 
-use super::dialogue::{is_missing, Converted, Dialogue, Turn};
+use super::dialogue::{country_groups, is_missing, read_values, Converted, Dialogue, Turn};
 use super::item::ChoiceItem;
 use super::jsonl::Loaded;
 use super::profile::Profile;
 use super::table;
-use crate::{Error, Result};
+use crate::Result;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -57,23 +57,21 @@ fn rows(path: &Path, report: &mut Loaded<()>) -> Result<Vec<(usize, BTreeMap<Str
             })
             .collect());
     }
-    let text = std::fs::read(path).map_err(crate::error::io(path))?;
     let mut out = Vec::new();
-    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
-        match cuma_model::items::parse_row::<serde_json::Map<String, serde_json::Value>>(line, |_| Ok(())) {
-            Ok(Some(map)) => out.push((
-                i + 1,
-                map.into_iter()
-                    .filter_map(|(k, v)| match v {
-                        serde_json::Value::String(s) => Some((k, s)),
-                        serde_json::Value::Number(n) => Some((k, n.to_string())),
-                        _ => None,
-                    })
-                    .collect(),
-            )),
-            Ok(None) => {}
-            Err(e) => report.skip(i + 1, format!("{}: {e}", path.display())),
-        }
+    for (line, v) in read_values(path, report)? {
+        let Some(map) = v.as_object() else {
+            report.skip(line, format!("{}: not a JSON object", path.display()));
+            continue;
+        };
+        let fields = map
+            .iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k.clone(), s.clone())),
+                serde_json::Value::Number(n) => Some((k.clone(), n.to_string())),
+                _ => None,
+            })
+            .collect();
+        out.push((line, fields));
     }
     Ok(out)
 }
@@ -157,10 +155,7 @@ pub fn read(path: &Path) -> Result<(CaItems, Loaded<()>)> {
         }
         let profile = profile(&row);
         let respondent = format!("ca-{annotator}");
-        let mut groups = BTreeMap::new();
-        if let Some(c) = profile.get("country") {
-            groups.insert("country".to_string(), c.clone());
-        }
+        let groups = country_groups(&profile);
         if let Some((prompt, responses, preferred)) = first_turn_options {
             // Options are the responses present, in letter order; the answer is re-indexed.
             let present: Vec<(usize, &str)> = responses
@@ -191,13 +186,7 @@ pub fn read(path: &Path) -> Result<(CaItems, Loaded<()>)> {
         }
         .convert_into(&mut out.conversations);
     }
-    if out.conversations.sft.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{}: no usable conversation ({})",
-            path.display(),
-            report.summary()
-        )));
-    }
+    out.conversations.require_some(path, &report)?;
     Ok((out, report))
 }
 

@@ -72,6 +72,46 @@ impl Dialogue {
     }
 }
 
+impl Converted {
+    /// An error naming `source` when no conversation came out of it.
+    pub fn require_some(&self, source: &std::path::Path, report: &super::jsonl::Loaded<()>) -> crate::Result<()> {
+        if self.sft.is_empty() {
+            return Err(crate::Error::Invalid(format!(
+                "{}: no usable conversation ({})",
+                source.display(),
+                report.summary()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The metric groups of a conversation: its country, when the profile has one.
+pub fn country_groups(profile: &Profile) -> BTreeMap<String, String> {
+    profile
+        .get("country")
+        .map(|c| ("country".to_string(), c.clone()))
+        .into_iter()
+        .collect()
+}
+
+/// The JSON values of a JSONL file with their line numbers; unparsable lines go to `report`.
+pub fn read_values(
+    path: &std::path::Path,
+    report: &mut super::jsonl::Loaded<()>,
+) -> crate::Result<Vec<(usize, serde_json::Value)>> {
+    let text = std::fs::read(path).map_err(crate::error::io(path))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        match cuma_model::items::parse_row::<serde_json::Value>(line, |_| Ok(())) {
+            Ok(Some(v)) => rows.push((i + 1, v)),
+            Ok(None) => {}
+            Err(e) => report.skip(i + 1, format!("{}: {e}", path.display())),
+        }
+    }
+    Ok(rows)
+}
+
 /// Profile values that mean "not given".
 pub fn is_missing(value: &str) -> bool {
     let v = value.trim();

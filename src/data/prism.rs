@@ -14,10 +14,10 @@
 //! The real files are not reachable from the machines this project is built on; the loader is
 //! tested on small files written in the published layout.
 
-use super::dialogue::{is_missing, Converted, Dialogue, Turn};
+use super::dialogue::{country_groups, is_missing, read_values, Converted, Dialogue, Turn};
 use super::jsonl::Loaded;
 use super::profile::Profile;
-use crate::{Error, Result};
+use crate::Result;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -53,20 +53,6 @@ fn id_of(v: &Value, key: &str) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-/// Reads JSONL into values; unparsable lines go to `report`.
-fn read_values(path: &Path, report: &mut Loaded<()>) -> Result<Vec<(usize, Value)>> {
-    let text = std::fs::read(path).map_err(crate::error::io(path))?;
-    let mut rows = Vec::new();
-    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
-        match cuma_model::items::parse_row::<Value>(line, |_| Ok(())) {
-            Ok(Some(v)) => rows.push((i + 1, v)),
-            Ok(None) => {}
-            Err(e) => report.skip(i + 1, format!("{}: {e}", path.display())),
-        }
-    }
-    Ok(rows)
 }
 
 /// The profile of one survey row.
@@ -155,26 +141,16 @@ pub fn read(dir: &Path) -> Result<(Converted, Loaded<()>)> {
             report.skip(line, why("no turn with a user prompt and a chosen reply"));
             continue;
         }
-        let mut groups = BTreeMap::new();
-        if let Some(c) = profile.get("country") {
-            groups.insert("country".to_string(), c.clone());
-        }
         Dialogue {
             id: format!("prism/{id}"),
             respondent: format!("prism-{user}"),
             profile: profile.clone(),
-            groups,
+            groups: country_groups(profile),
             turns,
         }
         .convert_into(&mut out);
     }
-    if out.sft.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{}: no usable conversation ({})",
-            dir.display(),
-            report.summary()
-        )));
-    }
+    out.require_some(dir, &report)?;
     Ok((out, report))
 }
 
