@@ -170,7 +170,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
             run.not_pairs
         ),
         Stage::Grpo => format!(
-            "{} prompts x {} completions (reward {:?}, router replay {}; {} items the reward cannot score skipped)",
+            "{} prompts x {} completions (reward {:?}, router replay {}; {} items the reward cannot score or too long skipped)",
             run.prompts.len(),
             run.config.grpo.group_size,
             run.config.grpo.reward,

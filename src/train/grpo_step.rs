@@ -86,8 +86,8 @@ impl GroupTable {
 }
 
 impl GrpoPrompt {
-    /// The prompt of `item`; `Ok(Err(()))` for an item the configured reward cannot score (a
-    /// chat item under the choice reward), `Ok(Ok(None))`-like absence is folded into `Err`.
+    /// The prompt of `item`, or `Ok(Err(()))` for an item the configured reward cannot score (a
+    /// chat item under the choice reward) or whose prompt does not fit `max_len`.
     pub fn of(
         model: &Backbone,
         item: &Item,
