@@ -38,13 +38,7 @@ if [[ -z "${CUMA_BIN:-}" ]]; then
 fi
 LOG="$OUT/timings.tsv"
 [[ -f $LOG ]] || printf 'step\tseconds\n' >"$LOG"
-timed() { # name, command...
-    local name=$1 t0=$SECONDS
-    shift
-    echo "== $name" >&2
-    "$@"
-    printf '%s\t%s\n' "$name" "$((SECONDS - t0))" >>"$LOG"
-}
+. scripts/timed.sh
 every() { awk -v k="$3" 'NR % k == 0' "$1" >"$2"; }
 
 # Data: WVS choice items split by respondent; POPQUORN ratings + comparisons split by annotator.

@@ -32,13 +32,7 @@ mkdir -p "$OUT"
 LOG="$OUT/timings.tsv"
 [[ -f $LOG ]] || printf 'step\tseconds\n' >"$LOG"
 
-timed() { # name, command...
-    local name=$1 t0=$SECONDS
-    shift
-    echo "== $name" >&2
-    "$@"
-    printf '%s\t%s\n' "$name" "$((SECONDS - t0))" >>"$LOG"
-}
+. scripts/timed.sh
 
 if [[ ! -f $OUT/data/heldout.jsonl ]]; then
     timed convert "$CUMA_BIN" data convert --wvs "$WVS" --questions "$QUESTIONS" --out "$OUT/data/items.jsonl"

@@ -22,13 +22,7 @@ if [[ ! -f $OUT/wvs/cuma-sft/trained ]]; then
 fi
 CUMA_BIN=${CUMA_BIN:-$OUT/cuma}
 LOG="$OUT/timings.tsv"
-timed() { # name, command...
-    local name=$1 t0=$SECONDS
-    shift
-    echo "== $name" >&2
-    "$@"
-    printf '%s\t%s\n' "$name" "$((SECONDS - t0))" >>"$LOG"
-}
+. scripts/timed.sh
 grpo() { # run name, flags...
     local run=$OUT/wvs/$1
     shift
