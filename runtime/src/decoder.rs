@@ -2,6 +2,7 @@
 //! graph's outputs checked and handed back (last-position logits, the KV cache, the routing).
 
 use crate::engine::Engine;
+use crate::kv_cache::HostKvCache;
 use crate::{Bundle, HostTensor, RuntimeError};
 use cuma_model::bundle::io::{self, KvPart};
 use cuma_model::bundle::GraphSpec;
@@ -225,7 +226,7 @@ impl GraphDecoder {
 }
 
 impl DecoderStep for GraphDecoder {
-    type Cache = Vec<HostTensor>;
+    type Cache = HostKvCache;
     type Error = RuntimeError;
 
     fn vocab(&self) -> usize {
@@ -249,7 +250,12 @@ impl DecoderStep for GraphDecoder {
             .iter()
             .map(|r| r.iter().map(|&i| i64::from(i)).collect())
             .collect();
-        let out = self.run(&rows, input.mask, input.profiles, input.past.as_deref())?;
+        let out = self.run(
+            &rows,
+            input.mask,
+            input.profiles,
+            input.past.as_ref().map(|c| c.0.as_slice()),
+        )?;
         let (seq, vocab) = (out.seq, self.vocab);
         let last_logits = out
             .logits
@@ -267,7 +273,7 @@ impl DecoderStep for GraphDecoder {
             });
         Ok(serve::StepOutput {
             last_logits,
-            cache: out.presents,
+            cache: HostKvCache(out.presents),
             routing,
         })
     }

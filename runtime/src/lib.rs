@@ -26,6 +26,7 @@ pub mod decoder;
 pub mod engine;
 pub mod error;
 pub mod external_data;
+pub mod kv_cache;
 pub mod profile;
 pub mod session;
 pub mod tensor;

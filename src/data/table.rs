@@ -22,7 +22,8 @@ impl Table {
     }
 }
 
-/// Reads `path` with `delimiter` (b',' or b'\t'); skipped rows go to `report`.
+/// Reads `path` with `delimiter` (b',' or b'\t'); every row is counted in `report`, and skipped
+/// rows are reported with their line numbers.
 pub fn read(path: &Path, delimiter: u8, report: &mut Loaded<()>) -> Result<Table> {
     let mut r = csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -38,7 +39,10 @@ pub fn read(path: &Path, delimiter: u8, report: &mut Loaded<()>) -> Result<Table
     let mut rows = Vec::new();
     for (i, rec) in r.records().enumerate() {
         match rec {
-            Ok(rec) if rec.len() == header.len() => rows.push((i + 2, rec)),
+            Ok(rec) if rec.len() == header.len() => {
+                rows.push((i + 2, rec));
+                report.rows.push(());
+            }
             Ok(rec) => report.skip(
                 i + 2,
                 format!("{}: {} fields, header has {}", path.display(), rec.len(), header.len()),

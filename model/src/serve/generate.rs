@@ -111,16 +111,126 @@ pub struct TokenEvent<'a> {
     pub text: &'a str,
 }
 
-/// One request's decoding state.
-struct Row {
+/// One reply being decoded: its sampler, tokens, text, what of it has been streamed, and why it
+/// ended. Batched generation here and continuous batching ([`super::batching`]) both advance
+/// replies through [`Reply::accept`], so sampling, end of turn, stop sequences and streaming are
+/// written once.
+pub(crate) struct Reply {
     ids: Vec<u32>,
     emitted: usize,
     text: String,
     sampler: Sampler,
     done: Option<FinishReason>,
-    trace: Option<RoutingTrace>,
+    pub(crate) trace: Option<RoutingTrace>,
     logprobs: Vec<f32>,
     end_token: Option<u32>,
+}
+
+/// What [`Reply::accept`] did with one row of logits.
+pub(crate) struct Accepted {
+    /// The sampled token (an end-of-turn token included).
+    pub token: u32,
+    /// Text that became safe to stream, if any.
+    pub piece: Option<String>,
+}
+
+impl Reply {
+    /// A reply sampled with `sampling` (its own seed), tracing routing over `routers` if given.
+    pub(crate) fn new(sampling: SamplingConfig, routers: Option<Vec<String>>) -> Self {
+        Self {
+            ids: Vec::new(),
+            emitted: 0,
+            text: String::new(),
+            sampler: Sampler::new(sampling),
+            done: None,
+            trace: routers.map(|routers| RoutingTrace {
+                routers,
+                tokens: Vec::new(),
+            }),
+            logprobs: Vec::new(),
+            end_token: None,
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.is_some()
+    }
+
+    /// Tokens generated so far (the end-of-turn token excluded).
+    pub(crate) fn generated(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Ends the reply (if it has not ended) with `reason`.
+    pub(crate) fn finish(&mut self, reason: FinishReason) {
+        self.done.get_or_insert(reason);
+    }
+
+    /// Samples the next token from `logits` and updates the text: end of turn, stop sequences
+    /// (cut from the text), and the piece that became safe to stream.
+    pub(crate) fn accept<T: TokenText + ?Sized>(
+        &mut self,
+        logits: &[f32],
+        text: &T,
+        options: &GenerateOptions,
+    ) -> Result<Accepted, ServeError> {
+        let token = self.sampler.pick(logits) as u32;
+        if options.logprobs {
+            self.logprobs
+                .push(token_logprob(logits, token as usize, options.sampling.temperature));
+        }
+        if text.end_of_turn().contains(&token) {
+            self.done = Some(FinishReason::EndOfTurn);
+            self.end_token = Some(token);
+            return Ok(Accepted { token, piece: None });
+        }
+        self.ids.push(token);
+        self.text = text.decode(&self.ids)?;
+        if let Some(cut) = options.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
+            self.text.truncate(cut);
+            self.done = Some(FinishReason::Stop);
+        }
+        let stable = if self.done.is_some() {
+            self.text.as_str()
+        } else {
+            streamable(&self.text, &options.stop)
+        };
+        let mut piece = None;
+        if stable.len() > self.emitted && stable.is_char_boundary(self.emitted) {
+            piece = Some(stable[self.emitted..].to_string());
+            self.emitted = stable.len();
+        }
+        Ok(Accepted { token, piece })
+    }
+
+    /// The text not streamed yet (a held-back tail when the reply ends), marked as streamed.
+    pub(crate) fn flush(&mut self) -> Option<String> {
+        if self.emitted < self.text.len() && self.text.is_char_boundary(self.emitted) {
+            let rest = self.text[self.emitted..].to_string();
+            self.emitted = self.text.len();
+            return Some(rest);
+        }
+        None
+    }
+
+    /// The last token generated, or `fallback`.
+    pub(crate) fn last_token(&self, fallback: u32) -> u32 {
+        self.ids.last().copied().unwrap_or(fallback)
+    }
+
+    /// The finished result (a reply that never ended ran out of budget).
+    pub(crate) fn into_generation(self, prompt_tokens: usize, timings: Timings) -> Generation {
+        Generation {
+            text: self.text,
+            token_ids: self.ids,
+            prompt_tokens,
+            finish_reason: self.done.unwrap_or(FinishReason::Length),
+            end_token: self.end_token,
+            routing: self.trace,
+            logprobs: self.logprobs,
+            timings,
+        }
+    }
 }
 
 /// `log_softmax(logits / temperature)[token]` (temperature 0 counts as 1).
@@ -174,35 +284,19 @@ pub fn generate<S: DecoderStep, T: TokenText + ?Sized>(
         ))
         .into());
     }
-    let end_of_turn = text.end_of_turn();
     let b = prompts.len();
-    let pad = end_of_turn.first().copied().unwrap_or(0);
+    let pad = text.end_of_turn().first().copied().unwrap_or(0);
     let padded = left_pad(prompts, pad);
     let budget = options.max_new_tokens.min(context - padded.width);
-    let routers = if options.trace_routing {
-        model.routers()
-    } else {
-        Vec::new()
-    };
+    let routers = options.trace_routing.then(|| model.routers());
     // Row r samples with seed + r: one seed gives every row its own stream (and row 0 the seed's).
-    let mut rows: Vec<Row> = prompts
-        .iter()
-        .enumerate()
-        .map(|(r, _)| Row {
-            ids: Vec::new(),
-            emitted: 0,
-            text: String::new(),
-            sampler: Sampler::new(SamplingConfig {
+    let mut rows: Vec<Reply> = (0..b)
+        .map(|r| {
+            let sampling = SamplingConfig {
                 seed: options.sampling.seed.wrapping_add(r as u64),
                 ..options.sampling
-            }),
-            done: None,
-            logprobs: Vec::new(),
-            end_token: None,
-            trace: options.trace_routing.then(|| RoutingTrace {
-                routers: routers.clone(),
-                tokens: Vec::new(),
-            }),
+            };
+            Reply::new(sampling, routers.clone())
         })
         .collect();
     let t1 = Instant::now();
@@ -227,46 +321,24 @@ pub fn generate<S: DecoderStep, T: TokenText + ?Sized>(
         check_logits(&out.last_logits, b, vocab)?;
         let mut next = Vec::with_capacity(b);
         for (r, row) in rows.iter_mut().enumerate() {
-            if row.done.is_some() {
+            if row.is_done() {
                 next.push(vec![pad]);
                 continue;
             }
-            let logits = &out.last_logits[r * vocab..(r + 1) * vocab];
-            let token = row.sampler.pick(logits) as u32;
-            if options.logprobs {
-                row.logprobs
-                    .push(token_logprob(logits, token as usize, options.sampling.temperature));
-            }
-            next.push(vec![token]);
-            if end_of_turn.contains(&token) {
-                row.done = Some(FinishReason::EndOfTurn);
-                row.end_token = Some(token);
-                continue;
-            }
-            row.ids.push(token);
-            row.text = text.decode(&row.ids)?;
-            if let Some(cut) = options.stop.iter().filter_map(|s| row.text.find(s.as_str())).min() {
-                row.text.truncate(cut);
-                row.done = Some(FinishReason::Stop);
-            }
-            let stable = if row.done.is_some() {
-                row.text.as_str()
-            } else {
-                streamable(&row.text, &options.stop)
-            };
-            if stable.len() > row.emitted && stable.is_char_boundary(row.emitted) {
+            let accepted = row.accept(&out.last_logits[r * vocab..(r + 1) * vocab], text, options)?;
+            next.push(vec![accepted.token]);
+            if let Some(piece) = &accepted.piece {
                 on_token(TokenEvent {
                     request: r,
-                    token,
-                    text: &stable[row.emitted..],
+                    token: accepted.token,
+                    text: piece,
                 });
-                row.emitted = stable.len();
             }
         }
-        if rows.iter().all(|r| r.done.is_some()) || step + 1 == budget {
+        if rows.iter().all(Reply::is_done) || step + 1 == budget {
             break;
         }
-        mask = grow_mask(&mask, width, rows.iter().map(|r| r.done.is_none()));
+        mask = grow_mask(&mask, width, rows.iter().map(|r| !r.is_done()));
         width += 1;
         let t = Instant::now();
         out = model.step(StepInput {
@@ -280,7 +352,10 @@ pub fn generate<S: DecoderStep, T: TokenText + ?Sized>(
         if let Some(routing) = &out.routing {
             let step = routing.view(b, 1);
             for (r, row) in rows.iter_mut().enumerate() {
-                if let (Some(trace), None) = (row.trace.as_mut(), row.done) {
+                if row.is_done() {
+                    continue;
+                }
+                if let Some(trace) = row.trace.as_mut() {
                     trace.append(&step, r, &next[r])?;
                 }
             }
@@ -290,24 +365,15 @@ pub fn generate<S: DecoderStep, T: TokenText + ?Sized>(
         .into_iter()
         .zip(prompts)
         .enumerate()
-        .map(|(r, (row, p))| {
-            if row.emitted < row.text.len() && row.text.is_char_boundary(row.emitted) {
+        .map(|(r, (mut row, p))| {
+            if let Some(rest) = row.flush() {
                 on_token(TokenEvent {
                     request: r,
-                    token: row.ids.last().copied().unwrap_or(pad),
-                    text: &row.text[row.emitted..],
+                    token: row.last_token(pad),
+                    text: &rest,
                 });
             }
-            Generation {
-                text: row.text,
-                token_ids: row.ids,
-                prompt_tokens: p.len(),
-                finish_reason: row.done.unwrap_or(FinishReason::Length),
-                end_token: row.end_token,
-                routing: row.trace,
-                logprobs: row.logprobs,
-                timings: timings.clone(),
-            }
+            row.into_generation(p.len(), timings.clone())
         })
         .collect())
 }

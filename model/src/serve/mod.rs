@@ -11,6 +11,8 @@
 //! - [`generate`]: batched generation with per-request samplers, end of turn, stop sequences
 //!   (held back while streaming until they are ruled out), finish reasons, routing traces and
 //!   the context rule below;
+//! - [`batching`]: continuous batching (sequences join the running batch at step boundaries,
+//!   leave when done, and prefill in chunks), for servers;
 //! - [`routing`]: per-token routing traces;
 //! - `tokenizer` (feature `tokenizer`): the one `tokenizer.json` wrapper.
 //!
@@ -24,6 +26,7 @@
 //! `min(max_new_tokens, context - longest prompt)`; a request that reaches it ends with
 //! [`FinishReason::Length`].
 
+pub mod batching;
 pub mod choice;
 pub mod generate;
 pub mod padding;

@@ -102,10 +102,20 @@ pub fn unpermute_rotary(values: &[f32], shape: &[usize], heads: usize) -> Result
             ))
         }
     };
+    if out_dim.checked_mul(in_dim) != Some(values.len()) {
+        return Err(format!(
+            "{} values do not fill a {out_dim} x {in_dim} matrix",
+            values.len()
+        ));
+    }
     if heads == 0 || out_dim % (2 * heads) != 0 {
         return Err(format!(
             "{out_dim} rows do not split into {heads} heads of rotary pairs"
         ));
+    }
+    // Rows of no width hold nothing to move; looping over them could take 2^64 steps.
+    if values.is_empty() {
+        return Ok(Vec::new());
     }
     let half = out_dim / heads / 2;
     let mut out = vec![0.0; values.len()];
@@ -201,5 +211,11 @@ mod tests {
         let stored = vec![0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0];
         assert_eq!(unpermute_rotary(&stored, &[8, 1], 2).expect("valid"), hf);
         assert!(unpermute_rotary(&stored, &[8, 1], 3).is_err());
+        assert!(
+            unpermute_rotary(&stored, &[4, 1], 2).is_err(),
+            "shape must match the values"
+        );
+        // A hostile file's empty tensor with 2^40 rows returns at once.
+        assert_eq!(unpermute_rotary(&[], &[1 << 40, 0], 1), Ok(Vec::new()));
     }
 }
