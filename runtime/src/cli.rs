@@ -26,6 +26,40 @@ enum BackendArg {
     Tract,
 }
 
+/// Where a bundle runs: the flags `cuma-run` and `cuma-serve` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    #[arg(long, value_enum, default_value = "ort")]
+    backend: BackendArg,
+    /// cpu, cuda or cuda:N (CUDA needs --backend ort and a build with feature `cuda`); auto is
+    /// the CPU.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceRequest,
+    /// Intra-op threads for ONNX Runtime, 1 to 1024 (default: its own choice).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::engine::MAX_THREADS as i64))]
+    threads: Option<u16>,
+}
+
+impl EngineArgs {
+    /// The engine these flags ask for; tract on CUDA is refused.
+    pub fn options(&self) -> Result<EngineOptions> {
+        let backend = match self.backend {
+            BackendArg::Ort => Backend::Ort {
+                device: device(self.device),
+            },
+            BackendArg::Tract if matches!(self.device, DeviceRequest::Cuda(_)) => bail!(
+                "tract runs on the CPU only; use --backend ort for --device {}",
+                self.device
+            ),
+            BackendArg::Tract => Backend::Tract,
+        };
+        Ok(EngineOptions {
+            backend,
+            threads: self.threads.map(usize::from),
+        })
+    }
+}
+
 /// Serve an exported cuma bundle: answer a chat prompt or a multiple-choice question the way a
 /// person with the given profile would, with the routing decisions on request.
 #[derive(Debug, Parser)]
@@ -39,15 +73,8 @@ pub struct Args {
     /// The bundle directory written by `cuma export --onnx`.
     #[arg(long)]
     bundle: PathBuf,
-    #[arg(long, value_enum, default_value = "ort")]
-    backend: BackendArg,
-    /// cpu, cuda or cuda:N (CUDA needs --backend ort and a build with feature `cuda`); auto is
-    /// the CPU.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceRequest,
-    /// Intra-op threads for ONNX Runtime, 1 to 1024 (default: its own choice).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::engine::MAX_THREADS as i64))]
-    threads: Option<u16>,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// The profile as key=value pairs, e.g. "country=Thailand,age=55-64,religion=Buddhist".
     #[arg(long, conflicts_with = "profile_json")]
     profile: Option<String>,
@@ -325,22 +352,11 @@ pub fn run(args: Args, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(
     if args.prompt.is_none() && args.question.is_none() && !args.jsonl {
         bail!("nothing to do: give --prompt, --question with --option, or --jsonl (see --help)");
     }
-    let backend = match args.backend {
-        BackendArg::Ort => Backend::Ort {
-            device: device(args.device),
-        },
-        BackendArg::Tract if matches!(args.device, DeviceRequest::Cuda(_)) => bail!(
-            "tract runs on the CPU only; use --backend ort for --device {}",
-            args.device
-        ),
-        BackendArg::Tract => Backend::Tract,
-    };
+    let engine = args.engine.options()?;
+    let backend = engine.backend;
     let bundle = Bundle::open(&args.bundle).with_context(|| format!("opening bundle {}", args.bundle.display()))?;
     let options = SessionOptions {
-        engine: EngineOptions {
-            backend,
-            threads: args.threads.map(usize::from),
-        },
+        engine,
         strict_profiles: args.strict,
     };
     let mut session =

@@ -28,6 +28,8 @@ pub mod error;
 pub mod external_data;
 pub mod kv_cache;
 pub mod profile;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod session;
 pub mod tensor;
 pub mod text;
@@ -40,5 +42,5 @@ pub use engine::{Backend, Device, EngineOptions};
 pub use error::RuntimeError;
 pub use profile::Profile;
 pub use routing::RoutingTrace;
-pub use session::{ChoiceDistribution, GenerateRequest, Session, SessionOptions};
+pub use session::{ChoiceDistribution, GenerateRequest, ProfileCacheStats, Session, SessionOptions};
 pub use tensor::HostTensor;

@@ -4,9 +4,11 @@
 
 use crate::decoder::{GraphDecoder, StepOutput};
 use crate::engine::{self, Engine, EngineOptions};
+use crate::kv_cache::HostKvCache;
 use crate::text::{chat_prompt, TextTokenizer};
 use crate::{Bundle, HostTensor, Profile, RuntimeError};
 use cuma_model::bundle::io;
+use cuma_model::serve::batching::{Batcher, Event, Sequence, SequenceId};
 use cuma_model::serve::choice::{option_probabilities, ChoicePrompt};
 use cuma_model::serve::generate::generate;
 use cuma_model::serve::prompt;
@@ -38,6 +40,15 @@ pub struct GenerateRequest {
 struct BundleText<'a> {
     tokenizer: &'a TextTokenizer,
     end_of_turn: &'a [u32],
+}
+
+impl<'a> BundleText<'a> {
+    fn new(tokenizer: &'a TextTokenizer, bundle: &'a Bundle) -> Self {
+        Self {
+            tokenizer,
+            end_of_turn: &bundle.manifest.backbone.end_of_turn,
+        }
+    }
 }
 
 impl TokenText for BundleText<'_> {
@@ -93,7 +104,15 @@ pub struct Session {
     pub(crate) tokenizer: TextTokenizer,
     encoder_tokenizer: Option<TextTokenizer>,
     profile_cache: HashMap<String, Vec<f32>>,
+    profile_cache_stats: ProfileCacheStats,
     warnings: Vec<String>,
+}
+
+/// How often [`Session::encode_profile`] found a profile vector in its cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProfileCacheStats {
+    pub hits: u64,
+    pub misses: u64,
 }
 
 impl Session {
@@ -140,6 +159,7 @@ impl Session {
             tokenizer: backbone_tokenizer,
             encoder_tokenizer,
             profile_cache: HashMap::new(),
+            profile_cache_stats: ProfileCacheStats::default(),
             warnings: Vec::new(),
         })
     }
@@ -188,8 +208,10 @@ impl Session {
         let profile = self.checked_profile(profile)?;
         let text = profile.render(&self.bundle.manifest.profile)?;
         if let Some(v) = self.profile_cache.get(&text) {
+            self.profile_cache_stats.hits += 1;
             return Ok(v.clone());
         }
+        self.profile_cache_stats.misses += 1;
         let (Some(encoder), Some(tok), Some(spec)) = (
             self.encoder.as_mut(),
             self.encoder_tokenizer.as_ref(),
@@ -231,6 +253,11 @@ impl Session {
             })?;
         self.profile_cache.insert(text, vector.clone());
         Ok(vector)
+    }
+
+    /// Hits and misses of the profile-vector cache since the session started.
+    pub fn profile_cache_stats(&self) -> ProfileCacheStats {
+        self.profile_cache_stats
     }
 
     /// Forgets every cached profile vector.
@@ -418,19 +445,35 @@ impl Session {
         timings: Timings,
         on_token: impl FnMut(TokenEvent<'_>),
     ) -> Result<Vec<Generation>, RuntimeError> {
-        let text = BundleText {
-            tokenizer: &self.tokenizer,
-            end_of_turn: &self.bundle.manifest.backbone.end_of_turn,
-        };
         generate(
             &mut self.decoder,
-            &text,
+            &BundleText::new(&self.tokenizer, &self.bundle),
             prompts,
             demographic,
             options,
             timings,
             on_token,
         )
+    }
+
+    /// Starts prefilling `sequences` in a continuous batch (see
+    /// [`cuma_model::serve::batching`]); returns the ones refused, with why.
+    pub fn admit(
+        &mut self,
+        batcher: &mut Batcher<HostKvCache>,
+        sequences: Vec<Sequence>,
+    ) -> Vec<(SequenceId, RuntimeError)> {
+        batcher
+            .admit(&self.decoder, sequences)
+            .into_iter()
+            .map(|(id, e)| (id, e.into()))
+            .collect()
+    }
+
+    /// One step of a continuous batch on this session's decoder: a prefill chunk of the
+    /// newcomers and a decode step of the running sequences.
+    pub fn batch_step(&mut self, batcher: &mut Batcher<HostKvCache>) -> Result<Vec<Event>, RuntimeError> {
+        batcher.step(&mut self.decoder, &BundleText::new(&self.tokenizer, &self.bundle))
     }
 
     /// One decoder call (the low-level step under generation; public for benchmarks and custom
