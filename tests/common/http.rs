@@ -36,7 +36,8 @@ impl Response {
     }
 }
 
-/// Opens a connection and sends the request head and `body`.
+/// Opens a connection and sends the request head and `body`. The body is written from a thread
+/// of its own, so that a server that answers before reading all of it (413) is heard.
 pub fn send(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(300))).expect("timeout");
@@ -45,8 +46,12 @@ pub fn send(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> TcpStrea
         body.len()
     );
     s.write_all(head.as_bytes()).expect("write head");
-    // A server may answer (413) and close before a huge body is written; that is its answer.
-    let _ = s.write_all(body);
+    let mut writer = s.try_clone().expect("clone stream");
+    let body = body.to_vec();
+    // A server may answer and close before a huge body is written; that is its answer.
+    std::thread::spawn(move || {
+        let _ = writer.write_all(&body);
+    });
     s
 }
 
@@ -54,7 +59,14 @@ pub fn send(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> TcpStrea
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Response {
     let mut s = send(addr, method, path, body);
     let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
+    let mut buf = [0u8; 65536];
+    // Read until the server closes (or resets after answering: keep what arrived).
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
     parse(&raw)
 }
 

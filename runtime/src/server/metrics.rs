@@ -48,6 +48,8 @@ pub struct Metrics {
     latencies: Mutex<(Histogram, Histogram)>,
     pub queue_depth: AtomicU64,
     pub running: AtomicU64,
+    /// The most sequences ever in the batch at once.
+    pub peak_running: AtomicU64,
     pub prompt_tokens: AtomicU64,
     pub generated_tokens: AtomicU64,
     pub profile_cache_hits: AtomicU64,
@@ -116,6 +118,13 @@ impl Metrics {
             "gauge",
             "Sequences being prefilled or decoded.",
             &self.running,
+        );
+        gauge(
+            &mut out,
+            "cuma_running_sequences_peak",
+            "gauge",
+            "The most sequences in the batch at once since the start.",
+            &self.peak_running,
         );
         gauge(
             &mut out,

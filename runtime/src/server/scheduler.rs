@@ -154,9 +154,9 @@ pub fn run(mut session: Session, jobs: Receiver<Job>, options: SchedulerOptions,
             continue;
         }
         let occupancy = batcher.occupancy();
-        metrics
-            .running
-            .store((occupancy.running + occupancy.prefilling) as u64, Ordering::Relaxed);
+        let in_batch = (occupancy.running + occupancy.prefilling) as u64;
+        metrics.running.store(in_batch, Ordering::Relaxed);
+        metrics.peak_running.fetch_max(in_batch, Ordering::Relaxed);
         match session.batch_step(&mut batcher) {
             Ok(events) => dispatch(events, &mut running, &metrics),
             Err(e) => {
