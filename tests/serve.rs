@@ -509,3 +509,50 @@ fn the_openai_python_client_chats_streams_and_surveys() {
     assert_eq!(got["refused"]["status"], 400, "{got}");
     assert_eq!(got["models"], json!(["tiny-cuma"]));
 }
+
+#[test]
+fn deadlines_answer_504_and_shutdown_finishes_in_flight_replies() {
+    let bundle = bundle();
+    let mut late = options(bundle);
+    late.scheduler.timeout = Duration::from_nanos(1);
+    let server = start(late);
+    let r = post_json(
+        server.addr,
+        "/v1/chat/completions",
+        &chat_body("Country A1", "Hi", 8, false),
+    );
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "timeout");
+    server.stop().expect("stops");
+
+    // A stream in flight when the server is told to stop still ends with its finish chunk.
+    let mut long = options(bundle);
+    long.limits.max_tokens_cap = 200;
+    let server = start(long);
+    let body = chat_body("Country B1", "Tell me about your family.", 200, true);
+    let mut s = send(server.addr, "POST", "/v1/chat/completions", body.to_string().as_bytes());
+    let mut raw = vec![0u8; 256];
+    let n = s.read(&mut raw).expect("first bytes");
+    raw.truncate(n);
+    let (asked, stopping) = std::sync::mpsc::channel();
+    let stopper = std::thread::spawn(move || {
+        let _ = asked.send(std::time::Instant::now());
+        server.stop()
+    });
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let ended = std::time::Instant::now();
+    raw.extend(rest);
+    stopper.join().expect("stop thread").expect("stops");
+    let stop_asked = stopping.recv().expect("stop time");
+    assert!(
+        stop_asked < ended,
+        "the reply was still streaming when the server was told to stop"
+    );
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.contains("\"finish_reason\":\"length\"") || text.contains("\"finish_reason\":\"stop\""),
+        "{text}"
+    );
+    assert!(text.contains("data: [DONE]"), "{text}");
+}
