@@ -556,3 +556,56 @@ fn deadlines_answer_504_and_shutdown_finishes_in_flight_replies() {
     );
     assert!(text.contains("data: [DONE]"), "{text}");
 }
+
+/// `cuma eval --win-rate --judge http` pointed at cuma-serve. The judge's request (model,
+/// temperature 0, the rubric as system message, the case as user message) is one the server
+/// takes; on the tiny model (256 positions) the rubric alone overflows the context, which the
+/// server must say in its error body, so the same body is also sent by hand.
+#[test]
+fn the_http_judge_of_cuma_eval_talks_to_cuma_serve() {
+    use cuma::eval::judge::{judge_prompt, Case, HttpJudge, Judge, JudgeError, RUBRIC};
+    let bundle = bundle();
+    let server = start(options(bundle));
+    let context = [Message::new("user", "What matters most?")];
+    let case = Case {
+        profile_text: "country: Country A1",
+        context: &context,
+        reply: "Family.",
+        other: "Work.",
+        reference: None,
+    };
+    let body = |system: &str, user: &str| {
+        json!({"model": "tiny-cuma", "temperature": 0.0,
+               "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]})
+    };
+    let full = post_json(
+        server.addr,
+        "/v1/chat/completions",
+        &body(RUBRIC, &judge_prompt(&case, case.reply, case.other)),
+    );
+    let mut judge = HttpJudge::new(
+        &format!("http://{}/v1", server.addr),
+        "tiny-cuma",
+        None,
+        Duration::from_secs(60),
+    );
+    match (full.status, judge.judge(&case, case.reply, case.other)) {
+        (200, Ok(_) | Err(JudgeError::NoVerdict(_))) => {}
+        (400, Err(JudgeError::Request(e))) => {
+            assert!(e.contains("400"), "{e}");
+            assert_eq!(
+                full.json()["error"]["code"],
+                "context_length_exceeded",
+                "{}",
+                full.text()
+            );
+            // The same shape with a short rubric is served.
+            let short = post_json(server.addr, "/v1/chat/completions", &body("Judge briefly.", "A or B?"));
+            assert_eq!(short.status, 200, "{}", short.text());
+        }
+        (status, outcome) => panic!(
+            "the judge and cuma-serve disagree: {status} {} / {outcome:?}",
+            full.text()
+        ),
+    }
+}
