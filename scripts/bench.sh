@@ -11,15 +11,8 @@ export CUMA_BENCH_THREADS=${CUMA_BENCH_THREADS:-2}
 OUT=$CUMA_BENCH_DIR
 cargo build --quiet --bin cuma
 CUMA=target/debug/cuma
-mkdir -p "$OUT"
-[[ -f $OUT/plain/manifest.json ]] || "$CUMA" export --out "$OUT/plain" --force
-if [[ ! -f $OUT/cuma/bundle/manifest.json ]]; then
-    "$CUMA" data synth --out-dir "$OUT/synth"
-    # One step is enough: speed does not depend on what the experts learned.
-    "$CUMA" train --data "$OUT/synth/items.jsonl" --out "$OUT/cuma" --method cuma --experts 8 --top-k 2 --rank 8 \
-        --targets q-proj,v-proj --steps 1 --batch-size 2 --warmup-steps 0
-    "$CUMA" export --onnx "$OUT/cuma" --out "$OUT/cuma/bundle" --force
-fi
+. scripts/bench_bundles.sh
+bench_bundles "$OUT" "$CUMA"
 # The dev profile compiles dependencies (libtorch bindings, ort, tract) at opt-level 3 and reuses
 # the test build; a release build would recompile everything for little gain here.
 python=${CUMA_PYTHON:-.venv/bin/python}

@@ -17,14 +17,8 @@ python=${CUMA_PYTHON:-.venv/bin/python}
 cargo build --quiet --bin cuma
 cargo build --quiet -p cuma-runtime --features server --bin cuma-serve --bin cuma-run
 CUMA=target/debug/cuma
-mkdir -p "$OUT"
-[[ -f $OUT/plain/manifest.json ]] || "$CUMA" export --out "$OUT/plain" --force
-if [[ ! -f $OUT/cuma/bundle/manifest.json ]]; then
-    "$CUMA" data synth --out-dir "$OUT/synth"
-    "$CUMA" train --data "$OUT/synth/items.jsonl" --out "$OUT/cuma" --method cuma --experts 8 --top-k 2 --rank 8 \
-        --targets q-proj,v-proj --steps 1 --batch-size 2 --warmup-steps 0
-    "$CUMA" export --onnx "$OUT/cuma" --out "$OUT/cuma/bundle" --force
-fi
+. scripts/bench_bundles.sh
+bench_bundles "$OUT" "$CUMA"
 results=$OUT/serve_bench.jsonl
 : >"$results"
 wait_ready() { for _ in $(seq 1 240); do curl -sf "http://127.0.0.1:$PORT/$1" >/dev/null && return 0; sleep 0.5; done; return 1; }

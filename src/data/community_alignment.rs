@@ -201,8 +201,7 @@ mod tests {
         conv4,ann9,18-24,Man,,USA,Hi,Hello,Hey,,,e,,,,\n";
 
     fn file(name: &str, text: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("cuma-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("dir");
+        let d = crate::data::test_dir("ca");
         let p = d.join(name);
         std::fs::write(&p, text).expect("write");
         p

@@ -21,3 +21,14 @@ pub mod wvs;
 pub use cuma_model::items as item;
 pub use item::{ChatItem, ChoiceItem, Item, Scale};
 pub use profile::{Profile, ProfileStyle};
+
+/// A fresh temporary folder for one call of a loader test: the tests of a binary run in parallel
+/// threads of one process, so a folder named after the process alone would be shared.
+#[cfg(test)]
+pub(crate) fn test_dir(tag: &str) -> std::path::PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("cuma-{tag}-{}-{call}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("test dir");
+    dir
+}

@@ -193,8 +193,7 @@ mod tests {
         3,8,Mildly rude,3.0,Man,White,>65,Retired,High school\n";
 
     fn read(opts: PopquornOptions) -> (Vec<ChoiceItem>, Loaded<()>) {
-        let dir = std::env::temp_dir().join(format!("cuma-popquorn-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = crate::data::test_dir("popquorn");
         std::fs::write(dir.join("offensiveness.csv"), CSV).expect("write");
         items(&dir, opts).expect("reads")
     }

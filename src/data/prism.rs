@@ -169,8 +169,7 @@ not json
 "#;
 
     fn dir() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("cuma-prism-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("dir");
+        let d = crate::data::test_dir("prism");
         std::fs::write(d.join("survey.jsonl"), SURVEY).expect("write");
         std::fs::write(d.join("conversations.jsonl"), CONVERSATIONS).expect("write");
         d
@@ -213,8 +212,7 @@ not json
 
     #[test]
     fn a_folder_without_conversations_is_an_error_naming_it() {
-        let d = std::env::temp_dir().join(format!("cuma-prism-empty-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("dir");
+        let d = crate::data::test_dir("prism-empty");
         std::fs::write(d.join("survey.jsonl"), SURVEY).expect("write");
         let err = read(&d).expect_err("no conversations file").to_string();
         assert!(err.contains("conversations.jsonl"), "{err}");

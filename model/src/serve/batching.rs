@@ -289,24 +289,15 @@ impl<C: KvCache> Batcher<C> {
             if row.cancelled {
                 continue;
             }
-            let accepted = row
-                .reply
-                .accept(&out.last_logits[r * vocab..(r + 1) * vocab], text, &row.options)?;
-            row.pending = accepted.token;
-            push_piece(events, row.id, accepted.token, accepted.piece);
-            if row.reply.generated() >= row.budget {
-                row.reply.finish(super::FinishReason::Length);
-            }
-            if !row.reply.is_done() {
+            if row.advance(&out.last_logits[r * vocab..(r + 1) * vocab], text, events)? {
                 keep.push(r);
             }
         }
         let mut rows = Vec::with_capacity(keep.len());
-        for (r, mut row) in p.rows.into_iter().enumerate() {
+        for (r, row) in p.rows.into_iter().enumerate() {
             if keep.contains(&r) {
                 rows.push(row);
             } else if !row.cancelled {
-                finish_row(events, &mut row);
                 events.push(done(row));
             }
         }
@@ -362,17 +353,7 @@ impl<C: KvCache> Batcher<C> {
         let mut keep = Vec::with_capacity(b);
         for (r, row) in self.running.iter_mut().enumerate() {
             row.timings.decode_seconds.push(seconds);
-            let accepted = row
-                .reply
-                .accept(&out.last_logits[r * vocab..(r + 1) * vocab], text, &row.options)?;
-            row.pending = accepted.token;
-            push_piece(events, row.id, accepted.token, accepted.piece);
-            if row.reply.generated() >= row.budget {
-                row.reply.finish(super::FinishReason::Length);
-            }
-            if row.reply.is_done() {
-                finish_row(events, row);
-            } else {
+            if row.advance(&out.last_logits[r * vocab..(r + 1) * vocab], text, events)? {
                 keep.push(r);
             }
         }
@@ -487,21 +468,39 @@ fn profiles_of(rows: &[Running]) -> Option<Vec<f32>> {
     )
 }
 
-fn push_piece(events: &mut Vec<Event>, id: SequenceId, token: u32, piece: Option<String>) {
-    if let Some(text) = piece {
-        events.push(Event::Token { id, token, text });
-    }
-}
-
-/// Streams the tail a finished reply held back.
-fn finish_row(events: &mut Vec<Event>, row: &mut Running) {
-    if let Some(text) = row.reply.flush() {
-        let token = row.reply.last_token(row.pending);
-        events.push(Event::Token {
-            id: row.id,
-            token,
-            text,
-        });
+impl Running {
+    /// Samples the next token from `logits`, streams the text that became safe, and ends the
+    /// reply at its budget (streaming what it held back). Returns whether it is still running.
+    fn advance<T: TokenText + ?Sized>(
+        &mut self,
+        logits: &[f32],
+        text: &T,
+        events: &mut Vec<Event>,
+    ) -> Result<bool, ServeError> {
+        let accepted = self.reply.accept(logits, text, &self.options)?;
+        self.pending = accepted.token;
+        if let Some(piece) = accepted.piece {
+            events.push(Event::Token {
+                id: self.id,
+                token: accepted.token,
+                text: piece,
+            });
+        }
+        if self.reply.generated() >= self.budget {
+            self.reply.finish(super::FinishReason::Length);
+        }
+        if !self.reply.is_done() {
+            return Ok(true);
+        }
+        if let Some(rest) = self.reply.flush() {
+            let token = self.reply.last_token(self.pending);
+            events.push(Event::Token {
+                id: self.id,
+                token,
+                text: rest,
+            });
+        }
+        Ok(false)
     }
 }
 

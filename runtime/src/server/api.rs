@@ -146,12 +146,11 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let message = if inner.is_syntax() || inner.is_eof() {
-            format!("the body is not valid JSON: {inner}")
-        } else {
-            format!("{path}: {inner}")
-        };
-        let err = ApiError::invalid(message);
+        if inner.is_syntax() || inner.is_eof() {
+            // Where the text broke off says nothing about which field is wrong.
+            return ApiError::invalid(format!("the body is not valid JSON: {inner}"));
+        }
+        let err = ApiError::invalid(format!("{path}: {inner}"));
         if path == "." {
             err
         } else {
@@ -446,7 +445,7 @@ mod tests {
             ),
             (
                 r#"{"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 1}"#,
-                None,
+                Some("frequency_penalty"),
             ),
             (
                 r#"{"messages": [{"role": "user", "content": "x"}], "profile": [1]}"#,
