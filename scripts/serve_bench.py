@@ -85,7 +85,10 @@ def chat(url, concurrency, requests, max_tokens, label, profiles):
                 next_k[0] += 1
             if k >= requests:
                 return
-            results[k] = one_request(url, k, max_tokens, profiles)
+            try:
+                results[k] = one_request(url, k, max_tokens, profiles)
+            except OSError as e:
+                results[k] = {"error": str(e)}
 
     start = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
@@ -94,6 +97,9 @@ def chat(url, concurrency, requests, max_tokens, label, profiles):
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    failed = [r["error"] for r in results if "error" in r]
+    if failed:
+        sys.exit(f"{label}: {len(failed)} of {requests} requests failed, first: {failed[0]}")
     ttfts = [r["ttft"] for r in results if r["ttft"] is not None]
     gaps = [g for r in results for g in r["gaps"]]
     tokens = sum(r["tokens"] for r in results)

