@@ -344,14 +344,14 @@ async fn chat_inner(state: &Shared, bytes: Result<Bytes, BytesRejection>) -> Res
     // an optional usage chunk, then [DONE]. Dropping it (the client left) closes the channel,
     // which the scheduler notices at its next step.
     let first = api::chunk(&meta, json!({"role": "assistant", "content": ""}), None);
-    let stream = async_stream(meta, heard, include_usage, warnings.clone(), first);
+    let stream = chat_stream(meta, heard, include_usage, warnings.clone(), first);
     let mut response = Sse::new(stream).into_response();
     warning_header(&mut response, &warnings);
     Ok(response)
 }
 
 /// The SSE events of one streamed chat reply.
-fn async_stream(
+fn chat_stream(
     meta: ResponseMeta,
     heard: mpsc::UnboundedReceiver<ChatEvent>,
     include_usage: bool,
@@ -364,6 +364,8 @@ fn async_stream(
         Ending(Vec<SseEvent>),
     }
     let data = |v: &serde_json::Value| SseEvent::default().data(v.to_string());
+    // Shared, not copied, by the per-token futures.
+    let (meta, warnings) = (Arc::new(meta), Arc::new(warnings));
     futures_util::stream::unfold((Phase::First, heard, first), move |(phase, mut heard, first)| {
         let meta = meta.clone();
         let warnings = warnings.clone();
