@@ -26,6 +26,8 @@ dev_pkgs=(transformers sentence-transformers accelerate gguf onnx numpy)
 # optimum-onnx 0.1.0 needs transformers < 4.58; transformers reads GGUF only with accelerate.
 # llama-cpp-python[server]: llama.cpp's OpenAI-compatible server, built from source (minutes),
 # for scripts/serve_bench.sh.
+# transformers + PEFT as a new user installs them, for scripts/train_bench.sh (own venv, below).
+train_bench_pkgs=(transformers==5.24.0 peft==0.21.2 gguf==0.19.0 accelerate==1.15.0)
 bench_pkgs=(optimum-onnx==0.1.0 transformers==4.57.6 gguf==0.19.0 accelerate==1.15.0 "llama-cpp-python[server]==0.3.36")
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -52,6 +54,18 @@ if [ "${CUMA_BENCH_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-bench-extras-v2" ]; 
   echo "bootstrap: installing bench extras ${bench_pkgs[*]}"
   "$venv/bin/pip" install --disable-pip-version-check -q "${bench_pkgs[@]}"
   touch "$venv/.cuma-bench-extras-v2"
+fi
+# The training comparison (scripts/train_bench.sh) uses what a new user installs today, which
+# conflicts with optimum-onnx's transformers < 4.58: a second venv in .venv/train-bench that sees
+# the main venv's packages (torch) through a .pth file and holds only its own newer ones.
+if [ "${CUMA_BENCH_EXTRAS:-0}" = 1 ] && [ ! -f "$venv/.cuma-train-bench-v1" ]; then
+  echo "bootstrap: installing the training comparison's ${train_bench_pkgs[*]} in $venv/train-bench"
+  "$python" -m venv "$venv/train-bench"
+  base_site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  tb_site=$("$venv/train-bench/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "$base_site" >"$tb_site/cuma-base.pth"
+  "$venv/train-bench/bin/pip" install --disable-pip-version-check -q "${train_bench_pkgs[@]}"
+  touch "$venv/.cuma-train-bench-v1"
 fi
 
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

@@ -362,6 +362,12 @@ pub struct TrainArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long)]
     pub device: Option<String>,
+    /// Matrix products (and attention) in bf16 on any device, with fp32 master weights, norms,
+    /// softmax and losses (on CUDA this is already the default). On a CPU it pays only with
+    /// native bf16 instructions (AVX512-BF16 or AMX; see /proc/cpuinfo); on AVX2-only CPUs it is
+    /// slower than f32.
+    #[arg(long)]
+    pub bf16: bool,
     /// Continue from the run directory's checkpoint.
     #[arg(long, conflicts_with = "force")]
     pub resume: bool,
@@ -373,6 +379,13 @@ pub struct TrainArgs {
     /// Print trainable parameters (and the share of the backbone) without training.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write the token ids of every micro-batch the run would train on, in training order
+    /// (one JSON line per micro-batch: step, rows of `ids`, `targets_from`, `profile`), and exit
+    /// without training. The profile vectors are in the run directory's
+    /// `profiles.safetensors`. For feeding another trainer identical batches
+    /// (scripts/train_bench.sh); SFT only.
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    pub dump_batches: Option<PathBuf>,
     /// sft: supervised fine-tuning (choice answers, final chat replies). dpo: preference
     /// optimisation on chosen / rejected pairs (chat items with `rejected`, from `cuma data
     /// pairs` or a loader; choice items are paired on the fly by the same rule), starting from

@@ -1,5 +1,6 @@
 //! `TchOps`: the model definition's tensor operations computed eagerly by libtorch (with autograd
-//! when a tensor requires it). Composite ops use libtorch's fused kernels where they exist.
+//! when a tensor requires it). Composite ops (RMSNorm, LayerNorm, attention, SiLU, GELU) use
+//! libtorch's fused kernels.
 
 use cuma_model::{Error, Ops, Result};
 use tch::{Device, Kind, Tensor};
@@ -215,6 +216,41 @@ impl Ops for TchOps {
     }
     fn gelu(&mut self, x: &Tensor) -> Result<Tensor> {
         t(x.f_gelu("none"))
+    }
+    fn rms_norm(&mut self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+        let last = *x
+            .size()
+            .last()
+            .ok_or_else(|| Error::Backend("rms_norm on a scalar".into()))?;
+        t(x.f_rms_norm([last].as_slice(), Some(w), eps))
+    }
+    fn fused_attention(
+        &mut self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        additive_mask: &Tensor,
+        scale: f64,
+    ) -> Result<Option<Tensor>> {
+        let grouped = q.size().get(1) != k.size().get(1);
+        let out = if self.bf16_matmul {
+            bf16(q).and_then(|q| {
+                Tensor::f_scaled_dot_product_attention(
+                    &q,
+                    &bf16(k)?,
+                    &bf16(v)?,
+                    Some(bf16(additive_mask)?),
+                    0.0,
+                    false,
+                    scale,
+                    grouped,
+                )?
+                .f_to_kind(Kind::Float)
+            })
+        } else {
+            Tensor::f_scaled_dot_product_attention(q, k, v, Some(additive_mask), 0.0, false, scale, grouped)
+        };
+        t(out).map(Some)
     }
     fn layer_norm(&mut self, x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
         let last = *x

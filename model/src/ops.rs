@@ -102,6 +102,23 @@ pub trait Ops {
         self.mul(&half_x, &one_plus)
     }
 
+    /// Scaled dot-product attention as one fused kernel, where the backend has one: `q`
+    /// `[b, heads, s, d]`, `k` and `v` `[b, kv_heads, t, d]` (query head `i` reads key/value
+    /// head `i / (heads / kv_heads)`), `additive_mask` broadcast to `[b, heads, s, t]`, scores
+    /// scaled by `scale`; returns `[b, heads, s, d]`. `None` (the default, and what exported
+    /// graphs use): the caller composes it from MatMul and Softmax ([`crate::layers::attend`]).
+    fn fused_attention(
+        &mut self,
+        q: &Self::T,
+        k: &Self::T,
+        v: &Self::T,
+        additive_mask: &Self::T,
+        scale: f64,
+    ) -> Result<Option<Self::T>> {
+        let _ = (q, k, v, additive_mask, scale);
+        Ok(None)
+    }
+
     /// RMSNorm over the last axis: `x / sqrt(mean(x^2) + eps) * w`.
     fn rms_norm(&mut self, x: &Self::T, w: &Self::T, eps: f64) -> Result<Self::T> {
         let sq = self.mul(x, x)?;

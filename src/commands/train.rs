@@ -65,6 +65,9 @@ pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     set(&mut c.checkpoint_every, &a.checkpoint_every);
     set(&mut c.max_items, &a.max_items);
     set(&mut c.device, &a.device);
+    if a.bf16 {
+        c.force_bf16 = true;
+    }
     if a.data.is_some() {
         c.data = a.data.clone();
     }
@@ -129,6 +132,32 @@ fn dry_run(c: &TrainConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--dump-batches`: one JSON line per micro-batch, in training order.
+fn dump_batches(run: &mut SftRun, path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let accum = run.config.grad_accum;
+    let first_step = run.state.step;
+    let batches = run.planned_batches()?;
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for (i, batch) in batches.iter().enumerate() {
+        let rows: Vec<_> = batch
+            .iter()
+            .map(|e| serde_json::json!({"ids": e.ids, "targets_from": e.targets_from, "profile": e.profile}))
+            .collect();
+        let line = serde_json::json!({"step": first_step + i / accum + 1, "micro": i % accum, "rows": rows});
+        writeln!(out, "{line}").with_context(|| format!("writing {}", path.display()))?;
+    }
+    out.flush().with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "wrote {} micro-batches to {}; profile vectors: {}",
+        batches.len(),
+        path.display(),
+        run.config.out.join("profiles.safetensors").display()
+    );
+    Ok(())
+}
+
 pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
     let c = resolve(a)?;
     if a.dry_run {
@@ -156,6 +185,9 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
         );
     }
     let mut run = SftRun::prepare(c, a.resume, true)?;
+    if let Some(path) = &a.dump_batches {
+        return dump_batches(&mut run, path);
+    }
     let start = if run.state.step > 0 {
         format!("resuming at step {}", run.state.step)
     } else {

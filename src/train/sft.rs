@@ -726,6 +726,28 @@ impl SftRun {
         self.epoch_order.as_ref().map_or(pos, |(_, o)| o[pos])
     }
 
+    /// The units of the micro-batch that starts at global position `start`.
+    fn batch_units(&mut self, start: usize) -> Vec<usize> {
+        (start..start + self.config.batch_size)
+            .map(|i| self.unit_at(i))
+            .collect()
+    }
+
+    /// The examples of every micro-batch from the current state to `config.steps`, in training
+    /// order: exactly what [`SftRun::train`] feeds the model (SFT only).
+    pub fn planned_batches(&mut self) -> Result<Vec<Vec<&Example>>> {
+        if self.config.stage != Stage::Sft {
+            return Err(Error::Invalid("only an SFT run's batches can be listed".into()));
+        }
+        let micro = self.config.steps.saturating_sub(self.state.step) * self.config.grad_accum;
+        let (first, batch) = (self.state.items_seen, self.config.batch_size);
+        let units: Vec<Vec<usize>> = (0..micro).map(|m| self.batch_units(first + m * batch)).collect();
+        Ok(units
+            .into_iter()
+            .map(|batch| batch.into_iter().map(|u| &self.examples[u]).collect())
+            .collect())
+    }
+
     /// The padded forward of `rows` through the model as it is (adapters attached or not): the
     /// log-probabilities of every target token (of `logits / temperature`), the routing and the
     /// routers' balance loss; `replay` forces recorded expert choices (one `[rows, s, k]` per
@@ -810,9 +832,7 @@ impl SftRun {
 
     /// Loss of one micro-batch; backpropagates `loss / accum`.
     fn micro_step(&mut self, start: usize, accum: f64) -> Result<MicroStep> {
-        let units: Vec<usize> = (start..start + self.config.batch_size)
-            .map(|i| self.unit_at(i))
-            .collect();
+        let units = self.batch_units(start);
         let device = self.model.device;
         let mixed = self.config.force_bf16 || (self.config.bf16_on_cuda && device.is_cuda());
         match self.config.stage {

@@ -27,6 +27,10 @@ pub struct Heads {
 /// returns `[b, s, heads * d]`.
 pub fn attend<O: Ops>(o: &mut O, q: &O::T, k: &O::T, v: &O::T, mask: &AttentionMask<O::T>, h: Heads) -> Result<O::T> {
     let (nh, kvh, d) = (h.heads as i64, h.kv_heads as i64, h.head_dim as i64);
+    if let Some(out) = o.fused_attention(q, k, v, &mask.additive, 1.0 / (h.head_dim as f64).sqrt())? {
+        let out = o.permute(&out, &[0, 2, 1, 3])?; // [b, s, nh, d]
+        return o.reshape(&out, &[0, 0, nh * d]);
+    }
     let q_grouped = o.reshape(q, &[0, kvh, -1, d])?; // [b, kvh, rep*s, d]
     let k_t = o.permute(k, &[0, 1, 3, 2])?; // [b, kvh, d, t]
     let scores = o.matmul(&q_grouped, &k_t)?; // [b, kvh, rep*s, t]

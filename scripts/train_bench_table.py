@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Prints scripts/train_bench.sh's table from its results folder: tokens/s per trainer (mean and
+range over the rounds) and the ratios the speed targets are stated in."""
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+results = defaultdict(list)
+for path in sorted(Path(sys.argv[1]).glob("*.json")):
+    r = json.loads(path.read_text())
+    results[r["trainer"]].append(r["tokens_per_s"])
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+print("| trainer | tokens/s (mean) | range over rounds | rounds |")
+print("|---|---:|---:|---:|")
+for name, rates in results.items():
+    print(f"| {name} | {mean(rates):.1f} | {min(rates):.1f} - {max(rates):.1f} | {len(rates)} |")
+
+
+def best(prefix, suffix=""):
+    found = {n: mean(r) for n, r in results.items() if n.startswith(prefix) and n.endswith(suffix)
+             and (suffix or not n.endswith("-bf16"))}
+    return max(found.items(), key=lambda kv: kv[1]) if found else None
+
+
+for suffix, label in (("", "f32"), ("-bf16", "bf16")):
+    lora, torch_lora = best("cuma-lora", suffix), best("pytorch-lora-", suffix)
+    mixture, torch_mixture = best("cuma-cuma", suffix), best("pytorch-cuma-", suffix)
+    if not (lora or mixture):
+        continue
+    print(f"\n{label}:")
+    if lora and torch_lora:
+        print(f"  cuma LoRA / better PyTorch + PEFT loop ({torch_lora[0]}): {lora[1] / torch_lora[1]:.2f}x (target >= 1.5x)")
+    if mixture and lora:
+        print(f"  cuma CuMA / cuma LoRA: {mixture[1] / lora[1]:.2f}x (target >= 0.9x)")
+    if mixture and torch_mixture:
+        print(f"  cuma CuMA / better dense PyTorch mixture ({torch_mixture[0]}): {mixture[1] / torch_mixture[1]:.2f}x")
