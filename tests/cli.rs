@@ -393,6 +393,72 @@ fn train_into_a_run_with_a_checkpoint_needs_resume_or_force() {
     assert_eq!(steps, [1], "a forced restart keeps only its own steps");
 }
 
+/// `--dump-batches` lists exactly the micro-batches training consumes: a resumed run lists the
+/// rest of the fresh run's list, and the first step's token count matches its two micro-batches.
+#[test]
+fn dump_batches_lists_what_training_feeds() {
+    let dir = common::scratch("cli_dump_batches");
+    let items = common::small_survey(&dir, 1);
+    let (llama, bert) = (common::arg(&tiny("llama")), common::arg(&tiny("bert")));
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let (data, out) = (common::arg(&items), common::arg(out));
+        let mut args = vec![
+            "train",
+            "--model",
+            &llama,
+            "--encoder",
+            &bert,
+            "--data",
+            &data,
+            "--out",
+            &out,
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--grad-accum",
+            "2",
+            "--warmup-steps",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, _, err) = cuma(&args);
+        assert!(ok, "{err}");
+    };
+    let read = |path: &std::path::Path| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(path).expect("dump");
+        text.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect()
+    };
+    let (full, part) = (dir.join("full.jsonl"), dir.join("part.jsonl"));
+    run(&dir.join("a"), &["--steps", "3", "--dump-batches", &common::arg(&full)]);
+    let full = read(&full);
+    assert_eq!(full.len(), 6, "3 steps x 2 micro-batches");
+    let steps: Vec<u64> = full.iter().map(|b| b["step"].as_u64().expect("step")).collect();
+    assert_eq!(steps, [1, 1, 2, 2, 3, 3]);
+    for batch in &full {
+        let rows = batch["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), 2);
+        for row in rows {
+            let len = row["ids"].as_array().expect("ids").len() as u64;
+            assert!(row["targets_from"].as_u64().is_some_and(|t| t > 0 && t < len), "{row}");
+        }
+    }
+    assert!(!dir.join("a").join("checkpoint").exists(), "a dump trains nothing");
+
+    let b = dir.join("b");
+    run(&b, &["--steps", "1", "--force"]);
+    run(&b, &["--steps", "3", "--resume", "--dump-batches", &common::arg(&part)]);
+    assert_eq!(read(&part), full[2..], "a resumed run continues the same order");
+    let metrics = std::fs::read_to_string(b.join("metrics.jsonl")).expect("metrics");
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().expect("a step")).expect("JSON");
+    let dumped: usize = full[..2]
+        .iter()
+        .flat_map(|b| b["rows"].as_array().expect("rows"))
+        .map(|r| r["ids"].as_array().expect("ids").len())
+        .sum();
+    assert_eq!(first["tokens"].as_u64(), Some(dumped as u64));
+}
+
 /// `cuma bench train` runs real SFT steps at a named shape with random weights: the loss on its
 /// fixed batch falls, and the report counts tokens and FLOPs; bad settings are errors.
 #[test]
