@@ -198,3 +198,60 @@ fn one_expert_no_profile_is_lora() {
     let plain = lb.forward(&mut ops(), &x, None).expect("lora");
     assert_eq!((via_router - plain).abs().max().double_value(&[]), 0.0);
 }
+
+/// A layer's adapters multiply their shared input once (routers' token halves and the experts'
+/// A of q, k and v in one MatMul); the result equals each router and expert bank computed on its
+/// own, for CuMA with a router per module and for HydraLoRA's shared A.
+#[test]
+fn the_shared_input_product_equals_separate_products() {
+    use cuma::models::backbone::Backbone;
+    use cuma_model::adapters::{DecoderAdapters, LayerRun};
+    use cuma_model::config::{Method, Target};
+
+    let config = cuma::bench::Shape::Tiny.config();
+    let model = Backbone::random(&config, Device::Cpu, 3).expect("random backbone");
+    let targets = [Target::QProj, Target::KProj, Target::VProj];
+    for (method, profile_dim, layout) in [
+        (Method::Cuma, 6, ExpertLayout::SeparateA),
+        (Method::Hydralora, 0, ExpertLayout::SharedA),
+    ] {
+        let m = MethodConfig {
+            method,
+            targets: targets.into_iter().collect(),
+            experts: 4,
+            top_k: 2,
+            rank: 4,
+            expert_layout: layout,
+            ..MethodConfig::default()
+        };
+        let mut o = ops();
+        let mut store = TchTrainables::default();
+        tch::manual_seed(5);
+        let adapters = DecoderAdapters::init(&mut o, &mut store, &model.decoder, &m, profile_dim).expect("adapters");
+        let layer = &adapters.layers[0];
+        assert_eq!(layer.routers.len(), 3, "{method:?}: one router per module");
+        tch::no_grad(|| {
+            for module in &layer.modules {
+                let mut b = module.bank.b.shallow_clone();
+                b.copy_(&Tensor::randn(b.size(), (Kind::Float, Device::Cpu)));
+            }
+        });
+        let x = Tensor::randn([2, 3, config.hidden_size as i64], (Kind::Float, Device::Cpu));
+        let profile = Tensor::randn([2, 6], (Kind::Float, Device::Cpu));
+        let profile = (profile_dim > 0).then_some(&profile);
+        let mut run = LayerRun::start(&mut o, &adapters, 0, profile, None).expect("start");
+        for (module, &target) in layer.modules.iter().zip(&targets) {
+            let linear = model.decoder.projection(0, target).expect("projection");
+            let shared = run.apply(&mut o, target, &x, linear).expect("apply");
+            let r = module.router.expect("routed");
+            let router = &layer.routers[r];
+            let part = router.profile_part(&mut o, profile).expect("profile part");
+            let logits = router.logits(&mut o, &x, &part).expect("logits");
+            let routing = route(&mut o, &logits, m.gate, m.top_k, m.experts, None).expect("route");
+            let own = linear.forward(&mut o, &x).expect("linear")
+                + module.bank.forward(&mut o, &x, Some(&routing.gates)).expect("experts");
+            let diff = (&shared - &own).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "{method:?} {target:?}: differs by {diff}");
+        }
+    }
+}

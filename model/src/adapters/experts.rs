@@ -55,7 +55,15 @@ impl<T> ExpertBank<T> {
     /// `x`: `[b, s, in]`; `gates`: `[b, s, E]`; returns `[b, s, out]`.
     pub fn forward<O: Ops<T = T>>(&self, o: &mut O, x: &T, gates: Option<&T>) -> Result<T> {
         let x = o.dropout(x, self.dropout)?;
-        let mut z = o.linear(&x, &self.a, None)?; // [b, s, E*r] or [b, s, r]
+        let z = o.linear(&x, &self.a, None)?; // [b, s, E*r] or [b, s, r]
+        self.from_low_rank(o, z, gates)
+    }
+
+    /// [`ExpertBank::forward`] from its first product `z = dropout(x) A^T` (`[b, s, E*r]`, or
+    /// `[b, s, r]` when A is shared), computed by the caller (for example in one MatMul with
+    /// other matrices that read the same input).
+    pub fn from_low_rank<O: Ops<T = T>>(&self, o: &mut O, z: T, gates: Option<&T>) -> Result<T> {
+        let mut z = z;
         if self.shared_a {
             let copies: Vec<&T> = std::iter::repeat_n(&z, self.experts).collect();
             z = o.concat(&copies, -1)?;
@@ -69,6 +77,15 @@ impl<T> ExpertBank<T> {
         }
         let delta = o.linear(&z, &self.b, None)?;
         o.scale(&delta, self.scale)
+    }
+
+    /// Rows of A: `E*r`, or `r` when A is shared.
+    pub fn a_rows(&self) -> usize {
+        if self.shared_a {
+            self.rank
+        } else {
+            self.experts * self.rank
+        }
     }
 
     /// Trainable parameters.

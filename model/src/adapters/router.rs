@@ -29,6 +29,8 @@ pub struct Router<T> {
     /// The second layer `[E, hidden]` and its bias `[E]`; absent for a single-layer router.
     pub out: Option<(T, T)>,
     pub dropout: f64,
+    /// The first layer's width: `hidden`, or E for a single-layer router.
+    pub width: usize,
 }
 
 fn uniform(fan_in: usize) -> Init {
@@ -70,6 +72,7 @@ impl<T> Router<T> {
             b1,
             out,
             dropout,
+            width: first,
         })
     }
 
@@ -99,11 +102,22 @@ impl<T> Router<T> {
     pub fn logits<O: Ops<T = T>>(&self, o: &mut O, x: &T, profile_part: &T) -> Result<T> {
         let x = o.dropout(x, self.dropout)?;
         let h = o.linear(&x, &self.w_token, None)?;
-        let h = o.add(&h, profile_part)?;
+        self.logits_from_token_part(o, &h, profile_part)
+    }
+
+    /// [`Router::logits`] from the token part `dropout(x) W_h^T` (`[b, s, hidden]`), computed by
+    /// the caller (for example in one MatMul with other matrices that read the same input).
+    pub fn logits_from_token_part<O: Ops<T = T>>(&self, o: &mut O, token_part: &T, profile_part: &T) -> Result<T> {
+        let h = o.add(token_part, profile_part)?;
         let Some((w_out, b_out)) = &self.out else { return Ok(h) };
         let h = o.relu(&h)?;
         let h = o.dropout(&h, self.dropout)?;
         o.linear(&h, w_out, Some(b_out))
+    }
+
+    /// The width of the token half `W_h x` (the MLP's hidden size, or E for one layer).
+    pub fn token_width(&self) -> usize {
+        self.width
     }
 
     /// Trainable parameters of one router.

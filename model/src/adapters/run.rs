@@ -1,6 +1,12 @@
 //! Applying a layer's adapters during one forward pass: router logits are computed once per
 //! router (a q/k/v-shared router once for all three), gates from them, and each adapted
 //! projection gets its expert update added.
+//!
+//! The trainable matrices that read one input tensor - the routers' token halves `W_h` and the
+//! expert banks' stacked A of q, k and v (or of gate and up) - are multiplied with it in one
+//! MatMul of their concatenation, under one dropout mask, the first time any of them is needed:
+//! one large product instead of several narrow ones (in training, in libtorch and in the
+//! exported graphs alike; a graph's Concat of initializers folds to one constant).
 
 use super::gate::{route, Routing};
 use super::set::{DecoderAdapters, LayerAdapters};
@@ -18,6 +24,12 @@ pub struct LayerRun<'a, T> {
     pub routings: Vec<Option<Routing<T>>>,
     /// Recorded selections to replay, one `[b, s, k]` per router of the layer.
     replay: Option<&'a [T]>,
+    /// Each router's token half `dropout(x) W_h^T`, computed in a shared product and not yet used.
+    token_parts: Vec<Option<T>>,
+    /// Each module's first expert product `dropout(x) A^T`, likewise.
+    low_ranks: Vec<Option<T>>,
+    /// The input groups ([`Target::input_group`]) whose shared product has been computed.
+    fused_groups: Vec<u8>,
 }
 
 impl<'a, T> LayerRun<'a, T> {
@@ -58,27 +70,99 @@ impl<'a, T> LayerRun<'a, T> {
             profile_parts,
             routings: (0..adapters.routers.len()).map(|_| None).collect(),
             replay,
+            token_parts: (0..adapters.routers.len()).map(|_| None).collect(),
+            low_ranks: (0..adapters.modules.len()).map(|_| None).collect(),
+            fused_groups: Vec::new(),
         })
     }
 
+    /// Computes, in one MatMul of `x` with their concatenation, the router token halves and
+    /// expert A products of every module in `group` (DoRA's are left out; it merges its weight),
+    /// when there are at least two such matrices with one dropout rate; otherwise each is
+    /// computed on its own when needed. Once per group and forward.
+    fn fuse_group<O: Ops<T = T>>(&mut self, o: &mut O, group: u8, x: &T) -> Result<()> {
+        if self.fused_groups.contains(&group) {
+            return Ok(());
+        }
+        self.fused_groups.push(group);
+        let members: Vec<usize> = (0..self.adapters.modules.len())
+            .filter(|&m| {
+                let module = &self.adapters.modules[m];
+                module.target.input_group() == group && module.magnitude.is_none()
+            })
+            .collect();
+        let mut routers: Vec<usize> = Vec::new();
+        for &m in &members {
+            if let Some(r) = self.adapters.modules[m].router {
+                if self.routings[r].is_none() && !routers.contains(&r) {
+                    routers.push(r);
+                }
+            }
+        }
+        let rates: Vec<f64> = routers
+            .iter()
+            .map(|&r| self.adapters.routers[r].dropout)
+            .chain(members.iter().map(|&m| self.adapters.modules[m].bank.dropout))
+            .collect();
+        if rates.len() < 2 || rates.iter().any(|&p| p != rates[0]) {
+            return Ok(());
+        }
+        let weights: Vec<&T> = routers
+            .iter()
+            .map(|&r| &self.adapters.routers[r].w_token)
+            .chain(members.iter().map(|&m| &self.adapters.modules[m].bank.a))
+            .collect();
+        let widths: Vec<usize> = routers
+            .iter()
+            .map(|&r| self.adapters.routers[r].token_width())
+            .chain(members.iter().map(|&m| self.adapters.modules[m].bank.a_rows()))
+            .collect();
+        let stacked = o.concat(&weights, 0)?;
+        let xd = o.dropout(x, rates[0])?;
+        let product = o.linear(&xd, &stacked, None)?;
+        let mut start = 0i64;
+        let mut parts = Vec::with_capacity(widths.len());
+        for w in widths {
+            parts.push(o.slice(&product, -1, start, start + w as i64)?);
+            start += w as i64;
+        }
+        let mut parts = parts.into_iter();
+        for &r in &routers {
+            self.token_parts[r] = parts.next();
+        }
+        for &m in &members {
+            self.low_ranks[m] = parts.next();
+        }
+        Ok(())
+    }
+
     /// The projection `linear` of `target` applied to `x`, with its adapter when it has one:
-    /// `W x + b + update(x)`, or DoRA's `m * (W + dW) x / ||W + dW|| + b`.
+    /// `W x + b + update(x)`, or DoRA's `m * (W + dW) x / ||W + dW|| + b`. Within one forward,
+    /// the projections of one input group ([`Target::input_group`]) must be given the same `x`
+    /// (their adapters' products with it are shared).
     ///
     /// # Shapes
     /// `x`: `[b, s, in]` -> `[b, s, out]`.
     pub fn apply<O: Ops<T = T>>(&mut self, o: &mut O, target: Target, x: &T, linear: &Linear<T>) -> Result<T> {
-        let Some(module) = self.adapters.modules.iter().find(|m| m.target == target) else {
+        let adapters = self.adapters;
+        let Some(index) = adapters.modules.iter().position(|m| m.target == target) else {
             return linear.forward(o, x);
         };
+        let module = &adapters.modules[index];
         if let Some(magnitude) = &module.magnitude {
             return dora(o, &module.bank, magnitude, x, linear);
         }
+        self.fuse_group(o, target.input_group(), x)?;
         let y = linear.forward(o, x)?;
         let gates = match module.router {
             None => None,
             Some(r) => {
                 if self.routings[r].is_none() {
-                    let logits = self.adapters.routers[r].logits(o, x, &self.profile_parts[r])?;
+                    let router = &adapters.routers[r];
+                    let logits = match self.token_parts[r].take() {
+                        Some(h) => router.logits_from_token_part(o, &h, &self.profile_parts[r])?,
+                        None => router.logits(o, x, &self.profile_parts[r])?,
+                    };
                     self.routings[r] = Some(route(
                         o,
                         &logits,
@@ -91,7 +175,10 @@ impl<'a, T> LayerRun<'a, T> {
                 self.routings[r].as_ref().map(|rt| &rt.gates)
             }
         };
-        let delta = module.bank.forward(o, x, gates)?;
+        let delta = match self.low_ranks[index].take() {
+            Some(z) => module.bank.from_low_rank(o, z, gates)?,
+            None => module.bank.forward(o, x, gates)?,
+        };
         o.add(&y, &delta)
     }
 

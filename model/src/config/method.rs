@@ -104,6 +104,17 @@ impl Target {
     pub fn is_qkv(self) -> bool {
         matches!(self, Self::QProj | Self::KProj | Self::VProj)
     }
+
+    /// Projections of a layer with equal groups read the same input tensor: q, k and v (the
+    /// attention block's normed input), gate and up (the MLP's); o and down read their own.
+    pub fn input_group(self) -> u8 {
+        match self {
+            Self::QProj | Self::KProj | Self::VProj => 0,
+            Self::GateProj | Self::UpProj => 1,
+            Self::OProj => 2,
+            Self::DownProj => 3,
+        }
+    }
 }
 
 /// The full adapter configuration.
