@@ -122,20 +122,65 @@ impl AdamW {
         let c = self.config;
         let bc1 = 1.0 - c.beta1.powi(self.step as i32);
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        // In place where libtorch allows, two temporaries per tensor: the moments are large for
+        // CuMA (its routers), and each temporary is a fresh allocation the kernel must zero.
         for ((p, m), v) in self.params.iter_mut().zip(&mut self.m).zip(&mut self.v) {
             let g = p.grad();
             if !g.defined() {
                 continue;
             }
-            let _ = m.f_mul_scalar_(c.beta1)?.f_add_(&g.f_mul_scalar(1.0 - c.beta1)?)?;
-            let _ = v
-                .f_mul_scalar_(c.beta2)?
-                .f_add_(&g.f_square()?.f_mul_scalar(1.0 - c.beta2)?)?;
+            let _ = m.f_lerp_(&g, 1.0 - c.beta1)?; // beta1 m + (1 - beta1) g
+            let scaled = g.f_mul_scalar(1.0 - c.beta2)?;
+            let _ = v.f_mul_scalar_(c.beta2)?.f_addcmul_(&g, &scaled)?; // beta2 v + (1 - beta2) g^2
+            if lr == 0.0 {
+                continue;
+            }
             let _ = p.f_mul_scalar_(1.0 - lr * c.weight_decay)?;
-            let denom = v.f_div_scalar(bc2)?.f_sqrt()?.f_add_scalar(c.eps)?;
-            let update = m.f_div_scalar(bc1)?.f_div(&denom)?.f_mul_scalar(lr)?;
-            let _ = p.f_sub_(&update)?;
+            // p -= lr (m / bc1) / (sqrt(v / bc2) + eps), as p += m / denom with the factor in denom.
+            let mut denom = v.f_sqrt()?;
+            let _ = denom
+                .f_div_scalar_(bc2.sqrt())?
+                .f_add_scalar_(c.eps)?
+                .f_mul_scalar_(-bc1 / lr)?;
+            let _ = p.f_addcdiv_(m, &denom)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three steps against the textbook AdamW, computed in f64.
+    #[test]
+    fn update_matches_the_textbook_formula() {
+        let start = [0.5f32, -1.0, 2.0];
+        let grads = [[0.1f64, -0.2, 0.3], [0.05, 0.4, -0.1], [-0.3, 0.0, 0.2]];
+        let p = Tensor::from_slice(&start).set_requires_grad(true);
+        let c = AdamWConfig::default();
+        let mut opt = AdamW::new(vec![p.shallow_clone()], c).expect("optimiser");
+        let (mut want, mut m, mut v) = (start.map(f64::from), [0.0f64; 3], [0.0f64; 3]);
+        for (t, g) in grads.iter().enumerate() {
+            let lr = 1e-2 * (t + 1) as f64;
+            opt.zero_grad();
+            // The gradient of sum(p * g) is g.
+            (&p * Tensor::from_slice(g).to_kind(tch::Kind::Float))
+                .sum(tch::Kind::Float)
+                .backward();
+            opt.update(lr).expect("update");
+            let step = (t + 1) as i32;
+            for i in 0..3 {
+                m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * g[i];
+                v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * g[i] * g[i];
+                want[i] *= 1.0 - lr * c.weight_decay;
+                let (mh, vh) = (m[i] / (1.0 - c.beta1.powi(step)), v[i] / (1.0 - c.beta2.powi(step)));
+                want[i] -= lr * mh / (vh.sqrt() + c.eps);
+            }
+        }
+        let got = Vec::<f32>::try_from(&p.detach()).expect("floats");
+        for (g, w) in got.iter().zip(want) {
+            assert!((f64::from(*g) - w).abs() < 1e-6, "{got:?} against {want:?}");
+        }
     }
 }
