@@ -254,6 +254,35 @@ fn convert_split_train_eval_pipeline() {
     assert!(ok, "{err}");
     assert!(out.contains("| cuma | 16 |"), "{out}");
     assert!(run.join("eval.json").is_file() && run.join("eval.md").is_file());
+    // predictions.jsonl lists every scored item; its answers and argmaxes give eval.json's accuracy.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).expect("eval.json")).expect("json");
+    let predictions: Vec<serde_json::Value> = std::fs::read_to_string(run.join("predictions.jsonl"))
+        .expect("predictions.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(Some(predictions.len() as u64), summary["items"].as_u64());
+    let right = predictions.iter().filter(|p| p["answer"] == p["predicted"]).count();
+    let accuracy = summary["accuracy"].as_f64().expect("accuracy");
+    assert!(
+        (right as f64 / predictions.len() as f64 - accuracy).abs() < 1e-9,
+        "{accuracy}"
+    );
+    for p in &predictions {
+        let total: f64 = p["probs"]
+            .as_array()
+            .expect("probs")
+            .iter()
+            .filter_map(|x| x.as_f64())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-4, "{p}");
+        assert!(
+            p["id"].as_str().is_some_and(|id| !id.is_empty()) && p["groups"].is_object(),
+            "{p}"
+        );
+        assert!(p["respondent"].is_string() && p["question"].is_string(), "{p}");
+    }
 
     // Routing analysis and the seen vs held-out table, then the topology in both projections.
     let (test_s, held_s) = (s(&dir.join("test.jsonl")), s(&dir.join("heldout.jsonl")));
@@ -273,6 +302,7 @@ fn convert_split_train_eval_pipeline() {
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("routing: ") && out.contains("| **macro** |"), "{out}");
+    assert!(run.join("heldout_predictions.jsonl").is_file());
     let routing: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("routing.json")).expect("routing.json")).expect("json");
     let signatures = routing["signatures"].as_object().expect("signatures");

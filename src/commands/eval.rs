@@ -153,6 +153,11 @@ fn win_rate(a: &EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every scored test item: id, respondent, question, groups, option probabilities, answer.
+const PREDICTIONS_FILE: &str = "predictions.jsonl";
+/// The same for the held-out profiles (`--heldout`).
+const HELDOUT_PREDICTIONS_FILE: &str = "heldout_predictions.jsonl";
+
 pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
     if a.pairs {
         let run = a
@@ -223,6 +228,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
         &serde_json::to_string_pretty(&seen.summary)?,
         &markdown(&name, &seen.summary),
     )?;
+    cuma::eval::run::write_predictions(&out.join(PREDICTIONS_FILE), &seen.predictions)?;
     print!("{}", markdown(&name, &seen.summary));
     if let Some(report) = &seen.routing {
         write(
@@ -258,6 +264,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
             EvalOptions { routing: false, ..opts },
             "held-out profiles",
         )?;
+        cuma::eval::run::write_predictions(&out.join(HELDOUT_PREDICTIONS_FILE), &held.predictions)?;
         let report = heldout::compare(&seen.scored, &held.scored, &clusters);
         let table = heldout::markdown(&report);
         write(&out, "heldout", &serde_json::to_string_pretty(&report)?, &table)?;
@@ -270,7 +277,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
         }
     }
     eprintln!(
-        "wrote eval.json / eval.md{} to {}",
+        "wrote eval.json / eval.md / {PREDICTIONS_FILE}{} to {}",
         if seen.routing.is_some() {
             ", routing.json / routing.md"
         } else {

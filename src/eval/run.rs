@@ -58,10 +58,62 @@ impl Default for EvalOptions<'_> {
     }
 }
 
+/// One scored item, as `predictions.jsonl` lists it: enough to recompute any metric or test.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Prediction {
+    pub id: String,
+    pub respondent: String,
+    pub question: String,
+    /// The item's group ids (e.g. `country`).
+    pub groups: std::collections::BTreeMap<String, String>,
+    /// The option probabilities, in option order (they sum to 1).
+    pub probs: Vec<f64>,
+    /// The respondent's answer (an option index).
+    pub answer: usize,
+    /// The most probable option (the lowest index among equals).
+    pub predicted: usize,
+}
+
+impl Prediction {
+    fn of(item: &ChoiceItem, probs: &[f64]) -> Self {
+        let predicted = probs
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f64::NEG_INFINITY),
+                |best, (i, &p)| if p > best.1 { (i, p) } else { best },
+            )
+            .0;
+        Self {
+            id: item.id.clone(),
+            respondent: item.respondent.clone(),
+            question: item.question_id.clone(),
+            groups: item.groups.clone(),
+            probs: probs.to_vec(),
+            answer: item.answer,
+            predicted,
+        }
+    }
+}
+
+/// Writes `predictions` as JSON lines.
+pub fn write_predictions(path: &Path, predictions: &[Prediction]) -> Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(crate::error::io(path))?;
+    let mut out = std::io::BufWriter::new(file);
+    for p in predictions {
+        let line = serde_json::to_string(p).map_err(|e| Error::Invalid(e.to_string()))?;
+        writeln!(out, "{line}").map_err(crate::error::io(path))?;
+    }
+    out.flush().map_err(crate::error::io(path))
+}
+
 /// Scores, metrics and (when asked) the routing analysis of one item set.
 pub struct Evaluation {
     /// The items scored, in input order (skipped ones left out).
     pub scored: Vec<Scored>,
+    /// The same items, one [`Prediction`] each.
+    pub predictions: Vec<Prediction>,
     /// Items that could not be scored: (item id, why). Only without [`EvalOptions::strict`].
     pub skipped: Vec<(String, String)>,
     pub summary: Summary,
@@ -201,6 +253,11 @@ impl Evaluator {
                 attributes: item.profile.clone(),
             })
             .collect();
+        let predictions: Vec<Prediction> = items
+            .iter()
+            .zip(&scored)
+            .map(|(item, s)| Prediction::of(item, &s.probs))
+            .collect();
         let routings: Vec<ItemRouting> = routings.into_iter().flatten().collect();
         let summary = summarize(&scored);
         let routing = match (&self.model.decoder.adapters, record) {
@@ -223,6 +280,7 @@ impl Evaluator {
         };
         Ok(Evaluation {
             scored,
+            predictions,
             skipped,
             summary,
             routing,
