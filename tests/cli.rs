@@ -372,34 +372,37 @@ fn convert_split_train_eval_pipeline() {
     assert!(out.contains("| fewshot | 4 |"), "{out}");
 }
 
+/// `cuma train` on the tiny Llama and BERT: batch 2, one warm-up step, then `extra`.
+fn train_tiny(items: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
+    let (llama, bert) = (common::arg(&tiny("llama")), common::arg(&tiny("bert")));
+    let (data, out) = (common::arg(items), common::arg(out));
+    let mut args = vec![
+        "train",
+        "--model",
+        &llama,
+        "--encoder",
+        &bert,
+        "--data",
+        &data,
+        "--out",
+        &out,
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+        "--warmup-steps",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    cuma(&args)
+}
+
 #[test]
 fn train_into_a_run_with_a_checkpoint_needs_resume_or_force() {
     let dir = common::scratch("cli_train_twice");
     let items = common::small_survey(&dir, 1);
     let run = dir.join("run");
-    let (llama, bert) = (common::arg(&tiny("llama")), common::arg(&tiny("bert")));
-    let train = |extra: &[&str]| {
-        let (data, out) = (common::arg(&items), common::arg(&run));
-        let mut args = vec![
-            "train",
-            "--model",
-            &llama,
-            "--encoder",
-            &bert,
-            "--data",
-            &data,
-            "--out",
-            &out,
-            "--device",
-            "cpu",
-            "--batch-size",
-            "2",
-            "--warmup-steps",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        cuma(&args)
-    };
+    let train = |extra: &[&str]| train_tiny(&items, &run, extra);
     let (ok, _, err) = train(&["--steps", "2"]);
     assert!(ok, "{err}");
     let (ok, _, err) = train(&["--steps", "3"]);
@@ -429,30 +432,10 @@ fn train_into_a_run_with_a_checkpoint_needs_resume_or_force() {
 fn dump_batches_lists_what_training_feeds() {
     let dir = common::scratch("cli_dump_batches");
     let items = common::small_survey(&dir, 1);
-    let (llama, bert) = (common::arg(&tiny("llama")), common::arg(&tiny("bert")));
     let run = |out: &std::path::Path, extra: &[&str]| {
-        let (data, out) = (common::arg(&items), common::arg(out));
-        let mut args = vec![
-            "train",
-            "--model",
-            &llama,
-            "--encoder",
-            &bert,
-            "--data",
-            &data,
-            "--out",
-            &out,
-            "--device",
-            "cpu",
-            "--batch-size",
-            "2",
-            "--grad-accum",
-            "2",
-            "--warmup-steps",
-            "1",
-        ];
+        let mut args = vec!["--grad-accum", "2"];
         args.extend_from_slice(extra);
-        let (ok, _, err) = cuma(&args);
+        let (ok, _, err) = train_tiny(&items, out, &args);
         assert!(ok, "{err}");
     };
     let read = |path: &std::path::Path| -> Vec<serde_json::Value> {

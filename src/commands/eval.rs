@@ -228,7 +228,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
         &serde_json::to_string_pretty(&seen.summary)?,
         &markdown(&name, &seen.summary),
     )?;
-    cuma::eval::run::write_predictions(&out.join(PREDICTIONS_FILE), &seen.predictions)?;
+    cuma::data::jsonl::write(&out.join(PREDICTIONS_FILE), &seen.predictions)?;
     print!("{}", markdown(&name, &seen.summary));
     if let Some(report) = &seen.routing {
         write(
@@ -264,7 +264,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
             EvalOptions { routing: false, ..opts },
             "held-out profiles",
         )?;
-        cuma::eval::run::write_predictions(&out.join(HELDOUT_PREDICTIONS_FILE), &held.predictions)?;
+        cuma::data::jsonl::write(&out.join(HELDOUT_PREDICTIONS_FILE), &held.predictions)?;
         let report = heldout::compare(&seen.scored, &held.scored, &clusters);
         let table = heldout::markdown(&report);
         write(&out, "heldout", &serde_json::to_string_pretty(&report)?, &table)?;

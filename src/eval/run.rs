@@ -96,18 +96,6 @@ impl Prediction {
     }
 }
 
-/// Writes `predictions` as JSON lines.
-pub fn write_predictions(path: &Path, predictions: &[Prediction]) -> Result<()> {
-    use std::io::Write;
-    let file = std::fs::File::create(path).map_err(crate::error::io(path))?;
-    let mut out = std::io::BufWriter::new(file);
-    for p in predictions {
-        let line = serde_json::to_string(p).map_err(|e| Error::Invalid(e.to_string()))?;
-        writeln!(out, "{line}").map_err(crate::error::io(path))?;
-    }
-    out.flush().map_err(crate::error::io(path))
-}
-
 /// Scores, metrics and (when asked) the routing analysis of one item set.
 pub struct Evaluation {
     /// The items scored, in input order (skipped ones left out).
