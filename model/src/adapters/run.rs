@@ -5,8 +5,9 @@
 //! The trainable matrices that read one input tensor - the routers' token halves `W_h` and the
 //! expert banks' stacked A of q, k and v (or of gate and up) - are multiplied with it in one
 //! MatMul of their concatenation, under one dropout mask, the first time any of them is needed:
-//! one large product instead of several narrow ones (in training, in libtorch and in the
-//! exported graphs alike; a graph's Concat of initializers folds to one constant).
+//! one large product instead of several narrow ones, in training and in the exported graphs
+//! alike (there the Concat has only constant inputs, which a graph optimiser can fold; its effect
+//! on the runtimes' decode speed is not measured yet).
 
 use super::gate::{route, Routing};
 use super::set::{DecoderAdapters, LayerAdapters};
