@@ -217,6 +217,10 @@ impl Ops for TchOps {
     fn gelu(&mut self, x: &Tensor) -> Result<Tensor> {
         t(x.f_gelu("none"))
     }
+    /// In training only: at a decode step the concatenation would cost what the products do.
+    fn fuses_shared_inputs(&self) -> bool {
+        self.train
+    }
     fn rms_norm(&mut self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
         let last = *x
             .size()

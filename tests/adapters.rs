@@ -199,9 +199,9 @@ fn one_expert_no_profile_is_lora() {
     assert_eq!((via_router - plain).abs().max().double_value(&[]), 0.0);
 }
 
-/// A layer's adapters multiply their shared input once (routers' token halves and the experts'
-/// A of q, k and v in one MatMul); the result equals each router and expert bank computed on its
-/// own, for CuMA with a router per module and for HydraLoRA's shared A.
+/// In training a layer's adapters multiply their shared input once (routers' token halves and the
+/// experts' A of q, k and v in one MatMul); the result equals each router and expert bank computed
+/// on its own, for CuMA with a router per module and for HydraLoRA's shared A.
 #[test]
 fn the_shared_input_product_equals_separate_products() {
     use cuma::models::backbone::Backbone;
@@ -222,9 +222,11 @@ fn the_shared_input_product_equals_separate_products() {
             top_k: 2,
             rank: 4,
             expert_layout: layout,
+            // Training ops fuse the products; without dropout both sides are deterministic.
+            dropout: 0.0,
             ..MethodConfig::default()
         };
-        let mut o = ops();
+        let mut o = TchOps::training(Device::Cpu, false);
         let mut store = TchTrainables::default();
         tch::manual_seed(5);
         let adapters = DecoderAdapters::init(&mut o, &mut store, &model.decoder, &m, profile_dim).expect("adapters");

@@ -119,6 +119,14 @@ pub trait Ops {
         Ok(None)
     }
 
+    /// Whether the adapters multiply the matrices that read one input (routers' token halves,
+    /// experts' A) in one product of their concatenation ([`crate::adapters::LayerRun`]). Yes by
+    /// default (a recorded graph concatenates constants once); an eager backend says yes only
+    /// when the concatenation is paid back, as in a training step's forward and backward.
+    fn fuses_shared_inputs(&self) -> bool {
+        true
+    }
+
     /// RMSNorm over the last axis: `x / sqrt(mean(x^2) + eps) * w`.
     fn rms_norm(&mut self, x: &Self::T, w: &Self::T, eps: f64) -> Result<Self::T> {
         let sq = self.mul(x, x)?;

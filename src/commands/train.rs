@@ -134,24 +134,24 @@ fn dry_run(c: &TrainConfig) -> anyhow::Result<()> {
 
 /// `--dump-batches`: one JSON line per micro-batch, in training order.
 fn dump_batches(run: &mut SftRun, path: &std::path::Path) -> anyhow::Result<()> {
-    use std::io::Write;
     let accum = run.config.grad_accum;
     let first_step = run.state.step;
-    let batches = run.planned_batches()?;
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut out = std::io::BufWriter::new(file);
-    for (i, batch) in batches.iter().enumerate() {
-        let rows: Vec<_> = batch
-            .iter()
-            .map(|e| serde_json::json!({"ids": e.ids, "targets_from": e.targets_from, "profile": e.profile}))
-            .collect();
-        let line = serde_json::json!({"step": first_step + i / accum + 1, "micro": i % accum, "rows": rows});
-        writeln!(out, "{line}").with_context(|| format!("writing {}", path.display()))?;
-    }
-    out.flush().with_context(|| format!("writing {}", path.display()))?;
+    let lines: Vec<serde_json::Value> = run
+        .planned_batches()?
+        .iter()
+        .enumerate()
+        .map(|(i, batch)| {
+            let rows: Vec<_> = batch
+                .iter()
+                .map(|e| serde_json::json!({"ids": e.ids, "targets_from": e.targets_from, "profile": e.profile}))
+                .collect();
+            serde_json::json!({"step": first_step + i / accum + 1, "micro": i % accum, "rows": rows})
+        })
+        .collect();
+    cuma::data::jsonl::write(path, &lines)?;
     eprintln!(
         "wrote {} micro-batches to {}; profile vectors: {}",
-        batches.len(),
+        lines.len(),
         path.display(),
         run.config.out.join("profiles.safetensors").display()
     );

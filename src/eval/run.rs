@@ -3,7 +3,7 @@
 
 use super::choice::{score, ChoicePrompt};
 use super::fewshot::ShotPool;
-use super::metrics::{summarize, Scored, Summary};
+use super::metrics::{argmax, summarize, Scored, Summary};
 use super::routing::{analyse, ItemRouting, RoutedPrompt, RoutingReport};
 use crate::data::{jsonl, profile, ChoiceItem};
 use crate::models::{Backbone, ProfileEncoder};
@@ -70,20 +70,12 @@ pub struct Prediction {
     pub probs: Vec<f64>,
     /// The respondent's answer (an option index).
     pub answer: usize,
-    /// The most probable option (the lowest index among equals).
+    /// The most probable option ([`argmax`], as the accuracy in `eval.json` counts it).
     pub predicted: usize,
 }
 
 impl Prediction {
     fn of(item: &ChoiceItem, probs: &[f64]) -> Self {
-        let predicted = probs
-            .iter()
-            .enumerate()
-            .fold(
-                (0, f64::NEG_INFINITY),
-                |best, (i, &p)| if p > best.1 { (i, p) } else { best },
-            )
-            .0;
         Self {
             id: item.id.clone(),
             respondent: item.respondent.clone(),
@@ -91,7 +83,7 @@ impl Prediction {
             groups: item.groups.clone(),
             probs: probs.to_vec(),
             answer: item.answer,
-            predicted,
+            predicted: argmax(probs),
         }
     }
 }

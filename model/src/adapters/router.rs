@@ -115,11 +115,6 @@ impl<T> Router<T> {
         o.linear(&h, w_out, Some(b_out))
     }
 
-    /// The width of the token half `W_h x` (the MLP's hidden size, or E for one layer).
-    pub fn token_width(&self) -> usize {
-        self.width
-    }
-
     /// Trainable parameters of one router.
     pub fn parameter_count(d: RouterDims) -> usize {
         if d.hidden == 0 {

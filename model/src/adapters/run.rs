@@ -5,9 +5,11 @@
 //! The trainable matrices that read one input tensor - the routers' token halves `W_h` and the
 //! expert banks' stacked A of q, k and v (or of gate and up) - are multiplied with it in one
 //! MatMul of their concatenation, under one dropout mask, the first time any of them is needed:
-//! one large product instead of several narrow ones, in training and in the exported graphs
-//! alike (there the Concat has only constant inputs, which a graph optimiser can fold; its effect
-//! on the runtimes' decode speed is not measured yet).
+//! one large product instead of several narrow ones, when the backend asks for it
+//! ([`Ops::fuses_shared_inputs`]): in training and in the exported graphs (there the Concat has
+//! only constant inputs, which a graph optimiser can fold; its effect on the runtimes' decode
+//! speed is not measured yet), not in eager inference, where concatenating the weights again at
+//! every decode step would move as many bytes as the products read.
 
 use super::gate::{route, Routing};
 use super::set::{DecoderAdapters, LayerAdapters};
@@ -82,7 +84,7 @@ impl<'a, T> LayerRun<'a, T> {
     /// when there are at least two such matrices with one dropout rate; otherwise each is
     /// computed on its own when needed. Once per group and forward.
     fn fuse_group<O: Ops<T = T>>(&mut self, o: &mut O, group: u8, x: &T) -> Result<()> {
-        if self.fused_groups.contains(&group) {
+        if self.fused_groups.contains(&group) || !o.fuses_shared_inputs() {
             return Ok(());
         }
         self.fused_groups.push(group);
@@ -115,7 +117,7 @@ impl<'a, T> LayerRun<'a, T> {
             .collect();
         let widths: Vec<usize> = routers
             .iter()
-            .map(|&r| self.adapters.routers[r].token_width())
+            .map(|&r| self.adapters.routers[r].width)
             .chain(members.iter().map(|&m| self.adapters.modules[m].bank.a_rows()))
             .collect();
         let stacked = o.concat(&weights, 0)?;
