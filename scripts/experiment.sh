@@ -1,56 +1,94 @@
 #!/usr/bin/env bash
-# Reproduces the table in docs/results.md: the paper's WVS experiment at CPU scale.
+# The WVS experiment of docs/results.md, with the design fixed there before the runs:
 #
 #   scripts/experiment.sh [out dir, default runs/wvs-experiment]
 #
-# Every step is skipped when its output is already there (a killed run picks up where it
-# stopped; finished training runs are resumed at their last step, which is a no-op), so the
-# script can be re-run after a crash or after changing only the evaluation.
+# 1. Data: every WVS value question converted and split by respondent (seed 0, 5 % of the
+#    profiles held out); the questions ranked by how much countries disagree, on the training
+#    split only; the top TOP_QUESTIONS kept (the same respondents on each side).
+# 2. Count baselines (pooled table, per-country table, shrunk per-country table): no model.
+# 3. Trained methods, one budget (EPOCHS over the training split), snapshots every
+#    SNAPSHOT_EVERY steps; every snapshot is evaluated on the test split (the learning curve).
+# 4. Final evaluations (test, held-out profiles, routing), then `cuma compare`: bootstrap
+#    intervals over respondents and paired differences against LoRA.
 #
-# Environment: WVS (default ../shared/data/wvs7), STEPS (100), BATCH (8), LR (5e-4),
-# SEED (0), CUMA_BIN (default: target/debug/cuma, built first), TRAIN_ONLY (stop after training),
-# FEWSHOT=1 (also evaluate 3-shot prompting; its prompts are about four times longer, so it is the
-# slowest evaluation and not part of the default table).
+# Every step is skipped when its output is already there (a killed run picks up where it
+# stopped; an interrupted training run is resumed from its checkpoint), so the script can be
+# re-run after a crash or after changing only the evaluation.
+#
+# Environment: WVS (default ../shared/data/wvs7), TOP_QUESTIONS (16), QUESTIONS (an explicit
+# comma-separated list instead of the ranking), EPOCHS (1), STEPS (instead of EPOCHS), BATCH (8),
+# LR (5e-4), SEED (0), SNAPSHOT_EVERY (250; 0: no curve), DEVICE (auto), CUMA_BIN (default:
+# target/debug/cuma, built first), TRAIN_ONLY (stop after training), ABLATIONS=1 (also soft
+# gates and no balance loss), FEWSHOT=1 (also 3-shot prompting; four times longer prompts).
+# The 100-step pilot of docs/results.md: QUESTIONS=Q6,Q15,Q22,Q27,Q29,Q33,Q45,Q46,Q57,Q64,Q69,Q71
+# STEPS=100 SNAPSHOT_EVERY=0 ABLATIONS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${1:-runs/wvs-experiment}
 WVS=${WVS:-../shared/data/wvs7}
-STEPS=${STEPS:-100}
+TOP_QUESTIONS=${TOP_QUESTIONS:-16}
+EPOCHS=${EPOCHS:-1}
 BATCH=${BATCH:-8}
 LR=${LR:-5e-4}
 SEED=${SEED:-0}
-# Twelve value questions that divide countries (religion, gender roles, authority, trust,
-# confidence in institutions), with 2-, 3-, 4- and 5-point scales.
-QUESTIONS=${QUESTIONS:-Q6,Q15,Q22,Q27,Q29,Q33,Q45,Q46,Q57,Q64,Q69,Q71}
+SNAPSHOT_EVERY=${SNAPSHOT_EVERY:-250}
+DEVICE=${DEVICE:-auto}
 
 if [[ -z "${CUMA_BIN:-}" ]]; then
     cargo build --quiet --bin cuma
     CUMA_BIN=target/debug/cuma
 fi
-mkdir -p "$OUT"
+mkdir -p "$OUT/data"
 LOG="$OUT/timings.tsv"
 [[ -f $LOG ]] || printf 'step\tseconds\n' >"$LOG"
 
 . scripts/timed.sh
 
-if [[ ! -f $OUT/data/heldout.jsonl ]]; then
-    timed convert "$CUMA_BIN" data convert --wvs "$WVS" --questions "$QUESTIONS" --out "$OUT/data/items.jsonl"
-    timed split "$CUMA_BIN" data split --in "$OUT/data/items.jsonl" --out-dir "$OUT/data" --seed "$SEED" --heldout-fraction 0.05
+if [[ ! -f $OUT/data/all/heldout.jsonl ]]; then
+    timed convert "$CUMA_BIN" data convert --wvs "$WVS" --out "$OUT/data/all-items.jsonl"
+    timed "split all" "$CUMA_BIN" data split --in "$OUT/data/all-items.jsonl" --out-dir "$OUT/data/all" \
+        --seed "$SEED" --heldout-fraction 0.05
 fi
+if [[ ! -f $OUT/data/question-ranking.json ]]; then
+    "$CUMA_BIN" data rank-questions --in "$OUT/data/all/train.jsonl" --out "$OUT/data/question-ranking" >/dev/null
+fi
+QUESTIONS=${QUESTIONS:-$("$CUMA_BIN" data rank-questions --in "$OUT/data/all/train.jsonl" --ids "$TOP_QUESTIONS")}
+echo "questions: $QUESTIONS" >&2
+if [[ ! -f $OUT/data/heldout.jsonl || "$(cat "$OUT/data/questions" 2>/dev/null)" != "$QUESTIONS" ]]; then
+    [[ -f $OUT/data/questions ]] && { echo "error: $OUT was made with questions $(cat "$OUT/data/questions"); use another out dir" >&2; exit 1; }
+    timed split "$CUMA_BIN" data split --in "$OUT/data/all-items.jsonl" --out-dir "$OUT/data" --seed "$SEED" \
+        --heldout-fraction 0.05 --questions "$QUESTIONS"
+    echo "$QUESTIONS" >"$OUT/data/questions"
+fi
+TRAIN_ITEMS=$(wc -l <"$OUT/data/train.jsonl")
+STEPS=${STEPS:-$(((EPOCHS * TRAIN_ITEMS + BATCH - 1) / BATCH))}
+echo "budget: $STEPS steps of $BATCH ($TRAIN_ITEMS training items)" >&2
+
+# Count baselines: what the training answers alone predict (see docs/results.md).
+for entry in "pooled-table|--method pooled-table" "country-table|--method country-table" \
+    "country-table-10|--method country-table --pseudo-counts 10"; do
+    name=${entry%%|*}
+    read -r -a flags <<<"${entry#*|}"
+    [[ -f $OUT/$name/heldout.json ]] && continue
+    "$CUMA_BIN" eval "${flags[@]}" --examples "$OUT/data/train.jsonl" --data "$OUT/data/test.jsonl" \
+        --heldout "$OUT/data/heldout.jsonl" --out "$OUT/$name" >/dev/null
+done
 
 # name and method flags of every trained model; all share one budget.
 TRAINED=(
     "lora|--method lora"
     "hydralora|--method hydralora"
     "cuma|--method cuma"
-    "cuma-soft|--method cuma --gate soft"
-    "cuma-no-balance|--method cuma --no-balance"
     # The mean-collapse setting: the profile is kept out of the prompt, so only CuMA's routers
     # can see who is answering.
     "lora-blind|--method lora --no-profile-prompt"
     "cuma-blind|--method cuma --no-profile-prompt"
 )
+[[ -n "${ABLATIONS:-}" ]] && TRAINED+=("cuma-soft|--method cuma --gate soft" "cuma-no-balance|--method cuma --no-balance")
+snapshots=()
+((SNAPSHOT_EVERY > 0)) && snapshots=(--snapshot-every "$SNAPSHOT_EVERY")
 for entry in "${TRAINED[@]}"; do
     name=${entry%%|*}
     read -r -a flags <<<"${entry#*|}"
@@ -60,15 +98,36 @@ for entry in "${TRAINED[@]}"; do
     [[ -f $run/checkpoint/cuma.json ]] && resume=(--resume)
     timed "train $name" "$CUMA_BIN" train --data "$OUT/data/train.jsonl" --out "$run" "${flags[@]}" \
         --rank 8 --alpha 16 --steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --warmup-steps 10 \
-        --seed "$SEED" --checkpoint-every 25 "${resume[@]}"
+        --seed "$SEED" --checkpoint-every 25 --device "$DEVICE" "${snapshots[@]}" "${resume[@]}"
     touch "$run/trained"
 done
 [[ -n "${TRAIN_ONLY:-}" ]] && exit 0
 
+# The learning curve: every snapshot on the test split (curve.tsv per run).
+for entry in "${TRAINED[@]}"; do
+    name=${entry%%|*}
+    run=$OUT/$name
+    [[ -d $run/snapshots ]] || continue
+    for snap in "$run"/snapshots/step-*; do
+        step=${snap##*/step-}
+        [[ -f $run/curve/$step/eval.json ]] && continue
+        timed "curve $name $step" "$CUMA_BIN" eval --checkpoint "$snap" --data "$OUT/data/test.jsonl" \
+            --device "$DEVICE" --out "$run/curve/$step" >/dev/null
+    done
+    {
+        printf 'step\taccuracy\temd_country\temd_cluster\temd_country_scale\tece\n'
+        for f in "$run"/curve/*/eval.json; do
+            step=$(basename "$(dirname "$f")")
+            python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("\t".join([sys.argv[2]] + [str(s[k]) for k in ("accuracy","emd_country","emd_cluster","emd_country_scale","ece")]))' "$f" "$((10#$step))"
+        done
+    } >"$run/curve.tsv"
+done
+
 # Evaluation, main comparison first: the trained methods on the test split (the main three also
 # on the held-out profiles), the untrained baselines, the two ablations and the blind runs (and
 # few-shot when asked). RESULTS_ONLY=1 skips to the summary, with whatever evaluations exist.
-EVALUATED=(hydralora cuma lora vanilla persona cuma-soft cuma-no-balance lora-blind cuma-blind)
+EVALUATED=(hydralora cuma lora vanilla persona lora-blind cuma-blind)
+[[ -n "${ABLATIONS:-}" ]] && EVALUATED+=(cuma-soft cuma-no-balance)
 [[ -n "${FEWSHOT:-}" ]] && EVALUATED+=(fewshot)
 [[ -n "${RESULTS_ONLY:-}" ]] || for name in "${EVALUATED[@]}"; do
     run=$OUT/$name
@@ -79,13 +138,13 @@ EVALUATED=(hydralora cuma lora vanilla persona cuma-soft cuma-no-balance lora-bl
     case $name in
         vanilla | persona | fewshot)
             timed "eval $name" "$CUMA_BIN" eval --method "$name" --data "$OUT/data/test.jsonl" \
-                --examples "$OUT/data/train.jsonl" --out "$run" ;;
+                --examples "$OUT/data/train.jsonl" --device "$DEVICE" --out "$run" ;;
         lora | hydralora | cuma)
             timed "eval $name" "$CUMA_BIN" eval --checkpoint "$run" --data "$OUT/data/test.jsonl" \
-                --heldout "$OUT/data/heldout.jsonl" --routing --out "$run" ;;
+                --heldout "$OUT/data/heldout.jsonl" --routing --device "$DEVICE" --out "$run" ;;
         *)
             timed "eval $name" "$CUMA_BIN" eval --checkpoint "$run" --data "$OUT/data/test.jsonl" \
-                --routing --out "$run" ;;
+                --routing --device "$DEVICE" --out "$run" ;;
     esac
 done
 
@@ -102,8 +161,8 @@ fi
 {
     echo "## Test split ($(wc -l <"$OUT/data/test.jsonl") items)"
     echo
-    head -n 2 "$OUT/lora/eval.md"
-    for name in vanilla persona fewshot lora hydralora cuma cuma-soft cuma-no-balance lora-blind cuma-blind; do
+    head -n 2 "$OUT/pooled-table/eval.md"
+    for name in pooled-table country-table country-table-10 vanilla persona fewshot lora hydralora cuma cuma-soft cuma-no-balance lora-blind cuma-blind; do
         # eval.md names the method (`cuma` for every CuMA variant); the table names the run.
         [[ -f $OUT/$name/eval.md ]] && sed -n 3p "$OUT/$name/eval.md" | sed "s/^| [^|]* |/| $name |/"
     done
@@ -120,6 +179,16 @@ fi
         echo "## Routing signatures against the cultural clusters"
         echo
         python3 scripts/routing_clusters.py "${routed[@]}"
+        echo
+    fi
+    compared=()
+    for name in lora pooled-table country-table country-table-10 vanilla persona hydralora cuma lora-blind cuma-blind cuma-soft cuma-no-balance; do
+        [[ -f $OUT/$name/predictions.jsonl ]] && compared+=("$OUT/$name")
+    done
+    if ((${#compared[@]} > 1)); then
+        echo "## Intervals and paired differences (bootstrap over respondents)"
+        echo
+        "$CUMA_BIN" compare "${compared[@]}" --seed "$SEED" --out "$OUT/compare"
         echo
     fi
     echo "## Wall time (seconds)"

@@ -35,6 +35,10 @@ pub enum Command {
     /// Draw the routing topology of a run: every country's routing signature (written by
     /// `cuma eval --routing`) in 2-D by t-SNE (or PCA), coloured by cultural cluster.
     Topology(TopologyArgs),
+    /// Compare evaluated runs with uncertainty: bootstrap over respondents of their
+    /// predictions.jsonl (and heldout_predictions.jsonl), 95 % intervals of every metric and
+    /// paired differences against a reference run on the same items.
+    Compare(CompareArgs),
     /// Export a checkpoint (backbone + routers + LoRA experts) or a bare backbone to ONNX
     /// (standard operators, opset 17; runs in ONNX Runtime and tract).
     Export(ExportArgs),
@@ -140,9 +144,59 @@ pub enum DataCommand {
     /// a seeded other option on a nominal one. Pair a split's files separately (pairs keep the
     /// respondent, so the split carries over).
     Pairs(PairsArgs),
+    /// Rank the questions of canonical JSONL by how much groups (countries) disagree: mean EMD
+    /// between the answer histograms of every pair of groups, minus the same with the group
+    /// labels shuffled (sampling noise at these group sizes).
+    RankQuestions(RankQuestionsArgs),
     /// Write a synthetic "culturally sparse" benchmark with known answer distributions: clusters
     /// of countries prefer opposite ends of every scale (items.jsonl, truth.json, clusters.csv).
     Synth(SynthArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RankQuestionsArgs {
+    /// Canonical JSONL choice items (rank on the training split, so the test split stays unseen).
+    #[arg(long = "in")]
+    pub input: PathBuf,
+    /// The group to compare (a key of the items' groups or profile).
+    #[arg(long, default_value = "country")]
+    pub group: String,
+    /// Groups with fewer answers to a question are left out of its spread.
+    #[arg(long, default_value_t = 10)]
+    pub min_answers: usize,
+    /// Seed of the label shuffles.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print only the ids of the top N questions, comma-separated (for --questions).
+    #[arg(long)]
+    pub ids: Option<usize>,
+    /// Also write the ranking as JSON and Markdown (FILE.json, FILE.md; FILE without extension).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Run directories holding predictions.jsonl (written by `cuma eval`), or the files
+    /// themselves; a run's held-out predictions are read from heldout_predictions.jsonl beside it.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Names of the runs in the tables, comma-separated (default: each directory's name).
+    #[arg(long, value_delimiter = ',')]
+    pub names: Vec<String>,
+    /// The run the others are compared with, by name (default: the first).
+    #[arg(long)]
+    pub reference: Option<String>,
+    #[arg(long, default_value_t = cuma::eval::bootstrap::DEFAULT_RESAMPLES)]
+    pub resamples: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Country -> cluster CSV (iso3,country,cluster); default: the map shipped with cuma.
+    #[arg(long)]
+    pub clusters: Option<PathBuf>,
+    /// Write compare.json and compare.md into this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -244,6 +298,10 @@ pub struct SplitArgs {
     /// Country -> cluster CSV (iso3,country,cluster); default: the map shipped with cuma.
     #[arg(long, requires = "heldout_fraction")]
     pub clusters: Option<PathBuf>,
+    /// Keep only these questions (comma-separated ids) in the written files. The split is made
+    /// on every item first, so respondents land on the same side whichever questions are kept.
+    #[arg(long, value_delimiter = ',')]
+    pub questions: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -356,6 +414,10 @@ pub struct TrainArgs {
     pub seed: Option<u64>,
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
+    /// Also keep the adapters every N steps in snapshots/step-NNNNNN/ (a checkpoint directory
+    /// without optimiser state, for `cuma eval --checkpoint`): the learning curve of a run.
+    #[arg(long)]
+    pub snapshot_every: Option<usize>,
     /// Use only the first N items.
     #[arg(long)]
     pub max_items: Option<usize>,
@@ -577,7 +639,8 @@ pub struct EvalArgs {
     /// cultural cluster and the macro gap (heldout.json, heldout.md).
     #[arg(long)]
     pub heldout: Option<PathBuf>,
-    /// Country -> cluster CSV (iso3,country,cluster) for --heldout; default: the map shipped with cuma.
+    /// Country -> cluster CSV (iso3,country,cluster) for emd_cluster and --heldout; default: the
+    /// map shipped with cuma.
     #[arg(long)]
     pub clusters: Option<PathBuf>,
     /// Record every router's decisions: expert load per router (collapsed routers flagged),
@@ -585,9 +648,14 @@ pub struct EvalArgs {
     /// (routing.json, routing.md; input of `cuma topology`).
     #[arg(long)]
     pub routing: bool,
-    /// Answered items to draw few-shot examples from (for --method fewshot), e.g. train.jsonl.
+    /// Answered items to draw few-shot examples from (for --method fewshot), or to count
+    /// answers in (for --method pooled-table / country-table), e.g. train.jsonl.
     #[arg(long)]
     pub examples: Option<PathBuf>,
+    /// --method country-table: pseudo-counts of the pooled distribution mixed into each
+    /// country's counts (0: the raw per-country table).
+    #[arg(long, default_value_t = 0.0)]
+    pub pseudo_counts: f64,
     /// Few-shot examples per question (same country, same question first).
     #[arg(long, default_value_t = cuma::eval::fewshot::DEFAULT_SHOTS)]
     pub shots: usize,

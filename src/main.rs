@@ -15,6 +15,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Train(a) => commands::train::run(&a),
         cli::Command::Eval(a) => commands::eval::run(&a),
         cli::Command::Topology(a) => commands::topology::run(&a),
+        cli::Command::Compare(a) => commands::compare::run(&a),
         cli::Command::Export(a) => commands::export::run(&a),
         cli::Command::Bench(c) => commands::bench::run(&c),
     };

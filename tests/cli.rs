@@ -472,6 +472,203 @@ fn dump_batches_lists_what_training_feeds() {
     assert_eq!(first["tokens"].as_u64(), Some(dumped as u64));
 }
 
+/// `--snapshot-every` keeps the adapters along the way, each snapshot evaluates like a
+/// checkpoint, and a resumed run adds the rest.
+#[test]
+fn snapshots_keep_the_run_along_its_way() {
+    let dir = common::scratch("cli_snapshots");
+    let items = common::small_survey(&dir, 1);
+    let run = dir.join("run");
+    let (ok, _, err) = train_tiny(&items, &run, &["--steps", "2", "--snapshot-every", "2"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = train_tiny(&items, &run, &["--steps", "5", "--snapshot-every", "2", "--resume"]);
+    assert!(ok, "{err}");
+    let mut snaps: Vec<String> = std::fs::read_dir(run.join("snapshots"))
+        .expect("snapshots")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    snaps.sort();
+    assert_eq!(
+        snaps,
+        ["step-000002", "step-000004", "step-000005"],
+        "every 2 steps and the last"
+    );
+    let first = std::fs::read(run.join("snapshots/step-000002/adapter.safetensors")).expect("adapters");
+    let last = std::fs::read(run.join("snapshots/step-000005/adapter.safetensors")).expect("adapters");
+    assert_ne!(first, last, "the snapshots hold different steps");
+    let (ok, out, err) = cuma(&[
+        "eval",
+        "--checkpoint",
+        &common::arg(&run.join("snapshots/step-000002")),
+        "--data",
+        &common::arg(&items),
+        "--max-items",
+        "4",
+        "--out",
+        &common::arg(&dir.join("eval")),
+        "--device",
+        "cpu",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("| cuma | 4 |"), "{out}");
+}
+
+/// The experiment's design tools on the real WVS data, no model involved: the question ranking
+/// on the training split, a split restricted to the top questions that keeps every respondent on
+/// its side, the count baselines (reproducing the figures quoted in docs/results.md), and the
+/// bootstrap comparison between them.
+#[test]
+fn design_tools_rank_questions_count_baselines_and_compare() {
+    let dir = common::scratch("cli_design");
+    let s = |p: &std::path::Path| p.to_str().expect("utf8").to_string();
+    let wvs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wvs7");
+    let split = |items: &std::path::Path, out: &std::path::Path, extra: &[&str]| {
+        let (items, out) = (s(items), s(out));
+        let mut args = vec![
+            "data",
+            "split",
+            "--in",
+            &items,
+            "--out-dir",
+            &out,
+            "--heldout-fraction",
+            "0.05",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, _, err) = cuma(&args);
+        assert!(ok, "{err}");
+    };
+    let all = dir.join("all.jsonl");
+    let (ok, _, err) = cuma(&["data", "convert", "--wvs", &s(&wvs), "--out", &s(&all)]);
+    assert!(ok && err.contains("80 questions"), "{err}");
+    split(&all, &dir.join("all"), &[]);
+    let train_all = s(&dir.join("all/train.jsonl"));
+    let (ok, table, err) = cuma(&["data", "rank-questions", "--in", &train_all]);
+    assert!(ok, "{err}");
+    assert_eq!(table.lines().count(), 2 + 80, "a header and every question:\n{table}");
+    let (ok, ids, err) = cuma(&["data", "rank-questions", "--in", &train_all, "--ids", "4"]);
+    assert!(ok, "{err}");
+    // Whether a neighbour would make one uncomfortable (Q22, Q25) and the importance of religion
+    // (Q6) and of obedience for children (Q15) divide the 65 countries most.
+    assert_eq!(ids.trim(), "Q22,Q6,Q25,Q15");
+    let (ok, _, err) = cuma(&["data", "rank-questions", "--in", &train_all, "--min-answers", "1000"]);
+    assert!(!ok && err.contains("--min-answers"), "{err}");
+
+    split(&all, &dir.join("top"), &["--questions", ids.trim()]);
+    let respondents = |path: std::path::PathBuf| -> std::collections::BTreeSet<String> {
+        std::fs::read_to_string(path)
+            .expect("split file")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON")["respondent"].to_string())
+            .collect()
+    };
+    for part in ["train", "test", "heldout"] {
+        let (kept, everyone) = (
+            respondents(dir.join(format!("top/{part}.jsonl"))),
+            respondents(dir.join(format!("all/{part}.jsonl"))),
+        );
+        assert!(kept.is_subset(&everyone) && kept.len() + 5 >= everyone.len(), "{part}");
+    }
+
+    // The count baselines on the pilot's 12 questions reproduce the figures of docs/results.md.
+    let pilot = dir.join("pilot.jsonl");
+    let questions = "Q6,Q15,Q22,Q27,Q29,Q33,Q45,Q46,Q57,Q64,Q69,Q71";
+    let (ok, _, err) = cuma(&[
+        "data",
+        "convert",
+        "--wvs",
+        &s(&wvs),
+        "--questions",
+        questions,
+        "--out",
+        &s(&pilot),
+    ]);
+    assert!(ok, "{err}");
+    split(&pilot, &dir.join("pilot"), &[]);
+    let table = |name: &str, flags: &[&str]| -> serde_json::Value {
+        let out = dir.join(name);
+        let (train, test, held, out_s) = (
+            s(&dir.join("pilot/train.jsonl")),
+            s(&dir.join("pilot/test.jsonl")),
+            s(&dir.join("pilot/heldout.jsonl")),
+            s(&out),
+        );
+        let mut args = vec![
+            "eval",
+            "--examples",
+            &train,
+            "--data",
+            &test,
+            "--heldout",
+            &held,
+            "--out",
+            &out_s,
+        ];
+        args.extend_from_slice(flags);
+        let (ok, _, err) = cuma(&args);
+        assert!(ok, "{err}");
+        assert!(out.join("heldout_predictions.jsonl").is_file());
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).expect("eval.json")).expect("JSON")
+    };
+    let pooled = table("pooled", &["--method", "pooled-table"]);
+    let country = table("country", &["--method", "country-table"]);
+    let shrunk = table("shrunk", &["--method", "country-table", "--pseudo-counts", "10"]);
+    let close = |v: &serde_json::Value, key: &str, want: f64| {
+        let got = v[key].as_f64().expect(key);
+        assert!((got - want).abs() < 5e-5, "{key}: {got} against {want}");
+    };
+    close(&pooled, "emd_country", 0.2715);
+    close(&country, "emd_country", 0.2112);
+    close(&shrunk, "emd_country", 0.2229);
+    assert_eq!(pooled["items"], 2035);
+    let (p, c) = (
+        pooled["emd_cluster"].as_f64().expect("cells"),
+        country["emd_cluster"].as_f64().expect("cells"),
+    );
+    assert!(
+        c < 0.6 * p,
+        "the per-country table halves the large-cell EMD: {c} against {p}"
+    );
+    let (ok, _, err) = cuma(&[
+        "eval",
+        "--method",
+        "country-table",
+        "--data",
+        &s(&dir.join("pilot/test.jsonl")),
+    ]);
+    assert!(!ok && err.contains("--examples"), "{err}");
+
+    let cmp = dir.join("cmp");
+    let (ok, out, err) = cuma(&[
+        "compare",
+        &s(&dir.join("pooled")),
+        &s(&dir.join("country")),
+        "--resamples",
+        "200",
+        "--out",
+        &s(&cmp),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("| country |") && out.contains("zero-shot gap"), "{out}");
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cmp.join("compare.json")).expect("compare.json")).expect("JSON");
+    assert_eq!(c["common_items"], 2035);
+    let versus = &c["runs"][1]["versus_reference"]["emd_cluster"];
+    assert!(
+        versus["interval"]["high"].as_f64().expect("high") < 0.0 && versus["p_value"].as_f64().expect("p") < 0.05,
+        "{versus}"
+    );
+    let accuracy = &c["runs"][0]["metrics"]["accuracy"];
+    let (lo, est, hi) = (
+        accuracy["low"].as_f64().expect("low"),
+        accuracy["estimate"].as_f64().expect("estimate"),
+        accuracy["high"].as_f64().expect("high"),
+    );
+    assert!(lo < est && est < hi && hi - lo < 0.1, "{accuracy}");
+    let (ok, _, err) = cuma(&["compare", &s(&dir.join("pooled")), "--reference", "nobody"]);
+    assert!(!ok && err.contains("--reference"), "{err}");
+}
+
 /// `cuma bench train` runs real SFT steps at a named shape with random weights: the loss on its
 /// fixed batch falls, and the report counts tokens and FLOPs; bad settings are errors.
 #[test]

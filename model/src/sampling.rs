@@ -67,10 +67,15 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// An index in `0..n` (`n` > 0; the modulo's bias is below 2^-40 for any `n` under 2^24).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
     /// Fisher-Yates shuffle in place.
     pub fn shuffle<T>(&mut self, xs: &mut [T]) {
         for i in (1..xs.len()).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            let j = self.below(i + 1);
             xs.swap(i, j);
         }
     }

@@ -1,6 +1,6 @@
-//! `cuma data convert` and `cuma data split`.
+//! `cuma data`: convert, split, pairs, rank-questions, synth.
 
-use crate::cli::{ConvertArgs, DataCommand, PairsArgs, SplitArgs, SynthArgs};
+use crate::cli::{ConvertArgs, DataCommand, PairsArgs, RankQuestionsArgs, SplitArgs, SynthArgs};
 use anyhow::Context;
 use cuma::data::{jsonl, split, wvs::WvsSource, ChatItem, ChoiceItem, Item};
 
@@ -10,7 +10,38 @@ pub fn run(cmd: &DataCommand) -> anyhow::Result<()> {
         DataCommand::Split(a) => split_cmd(a),
         DataCommand::Synth(a) => synth(a),
         DataCommand::Pairs(a) => pairs(a),
+        DataCommand::RankQuestions(a) => rank_questions(a),
     }
+}
+
+fn rank_questions(a: &RankQuestionsArgs) -> anyhow::Result<()> {
+    use cuma::eval::disagreement;
+    let loaded = jsonl::read::<ChoiceItem>(&a.input, ChoiceItem::validate)?;
+    eprintln!("{}: {}", a.input.display(), loaded.summary());
+    let ranked = disagreement::rank(&loaded.rows, &a.group, a.min_answers, a.seed);
+    if ranked.is_empty() {
+        anyhow::bail!(
+            "no question of {} has two {}s with at least {} answers (--min-answers)",
+            a.input.display(),
+            a.group,
+            a.min_answers
+        );
+    }
+    let table = disagreement::markdown(&ranked, &a.group);
+    if let Some(stem) = &a.out {
+        for (ext, text) in [("json", serde_json::to_string_pretty(&ranked)?), ("md", table.clone())] {
+            let path = stem.with_extension(ext);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    match a.ids {
+        Some(n) => {
+            let ids: Vec<&str> = ranked.iter().take(n).map(|q| q.question.as_str()).collect();
+            println!("{}", ids.join(","));
+        }
+        None => print!("{table}"),
+    }
+    Ok(())
 }
 
 fn pairs(a: &PairsArgs) -> anyhow::Result<()> {
@@ -186,12 +217,26 @@ fn split_cmd(a: &SplitArgs) -> anyhow::Result<()> {
                     s.unclustered
                 );
             }
-            jsonl::write(&a.out_dir.join("heldout.jsonl"), &s.heldout)?;
-            eprintln!("heldout {} items", s.heldout.len());
+            let mut heldout = s.heldout;
+            if !a.questions.is_empty() {
+                heldout.retain(|c| a.questions.contains(&c.question_id));
+            }
+            jsonl::write(&a.out_dir.join("heldout.jsonl"), &heldout)?;
+            eprintln!("heldout {} items", heldout.len());
             let wrap = |v: Vec<ChoiceItem>| v.into_iter().map(Item::Choice).collect::<Vec<_>>();
             (wrap(s.train), wrap(s.test))
         }
     };
+    let keep = |mut rows: Vec<Item>| {
+        if !a.questions.is_empty() {
+            rows.retain(|i| match i {
+                Item::Choice(c) => a.questions.contains(&c.question_id),
+                Item::Chat(_) => true,
+            });
+        }
+        rows
+    };
+    let (train, test) = (keep(train), keep(test));
     jsonl::write(&a.out_dir.join("train.jsonl"), &train)?;
     jsonl::write(&a.out_dir.join("test.jsonl"), &test)?;
     eprintln!(

@@ -6,7 +6,8 @@ use anyhow::Context;
 use cuma::data::clusters::ClusterMap;
 use cuma::data::ChoiceItem;
 use cuma::eval::fewshot::ShotPool;
-use cuma::eval::run::{markdown, read_items, EvalMethod, EvalOptions, Evaluation, Evaluator};
+use cuma::eval::run::{assemble, markdown, read_items, EvalMethod, EvalOptions, Evaluation, Evaluator};
+use cuma::eval::tables::{AnswerTable, TableKind};
 use cuma::eval::{heldout, routing};
 use std::path::Path;
 
@@ -158,6 +159,32 @@ const PREDICTIONS_FILE: &str = "predictions.jsonl";
 /// The same for the held-out profiles (`--heldout`).
 const HELDOUT_PREDICTIONS_FILE: &str = "heldout_predictions.jsonl";
 
+/// What scores the items: a model, or a count table (no model at all).
+enum Scorer<'a> {
+    Model(Evaluator, EvalOptions<'a>),
+    Table(AnswerTable, TableKind, &'a ClusterMap),
+}
+
+impl Scorer<'_> {
+    fn evaluate(&self, items: &[ChoiceItem], what: &str, routing: bool) -> anyhow::Result<Evaluation> {
+        match self {
+            Scorer::Model(evaluator, opts) => evaluate(evaluator, items, EvalOptions { routing, ..*opts }, what),
+            Scorer::Table(table, kind, clusters) => {
+                let refs: Vec<&ChoiceItem> = items.iter().collect();
+                let probs = items.iter().map(|i| table.predict(i, *kind)).collect();
+                let (scored, predictions, summary) = assemble(&refs, probs, Some(clusters));
+                Ok(Evaluation {
+                    scored,
+                    predictions,
+                    skipped: Vec::new(),
+                    summary,
+                    routing: None,
+                })
+            }
+        }
+    }
+}
+
 pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
     if a.pairs {
         let run = a
@@ -169,59 +196,101 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
     if a.win_rate {
         return win_rate(a);
     }
-    let device = cuma::device::parse_device(&a.device)?;
     if a.routing && a.method != EvalMethod::Checkpoint {
         anyhow::bail!("--routing needs a trained checkpoint with routers (--method checkpoint)");
     }
-    let (evaluator, name, default_out) = match a.method {
-        EvalMethod::Checkpoint => {
-            let given = a
-                .checkpoint
-                .as_ref()
-                .context("--method checkpoint needs --checkpoint <run dir>")?;
-            let dir = if given.join(cuma::train::checkpoint::MANIFEST_FILE).is_file() {
-                given.clone()
+    let clusters = match &a.clusters {
+        Some(p) => ClusterMap::from_csv(p)?,
+        None => ClusterMap::embedded()?,
+    };
+    let examples = |what: &str| -> anyhow::Result<Vec<ChoiceItem>> {
+        let path = a
+            .examples
+            .as_ref()
+            .with_context(|| format!("--method {what} needs --examples <answered items, e.g. train.jsonl>"))?;
+        read_items(path, 0).with_context(|| format!("reading examples {}", path.display()))
+    };
+    let pool;
+    let (scorer, name, default_out) = match a.method {
+        EvalMethod::PooledTable | EvalMethod::CountryTable => {
+            if a.generate {
+                anyhow::bail!("--generate needs a model; the count tables only score choice items");
+            }
+            if !(a.pseudo_counts >= 0.0 && a.pseudo_counts.is_finite()) {
+                anyhow::bail!("--pseudo-counts must be a finite number >= 0, got {}", a.pseudo_counts);
+            }
+            let label = if a.method == EvalMethod::PooledTable {
+                "pooled-table"
             } else {
-                given.join(cuma::train::sft::CHECKPOINT_DIR)
+                "country-table"
             };
-            let e = Evaluator::from_checkpoint(&dir, device).with_context(|| format!("loading {}", dir.display()))?;
-            let name = format!("{:?}", e.config.method.method).to_lowercase();
-            (e, name, given.clone())
-        }
-        m => {
-            let backbone = cuma::defaults::backbone(a.model.as_deref())?;
-            let encoder = cuma::defaults::encoder(a.encoder.as_deref())?;
+            let (kind, name) = match a.method {
+                EvalMethod::PooledTable => (TableKind::Pooled, label.to_string()),
+                _ => (
+                    TableKind::Country {
+                        pseudo_counts: a.pseudo_counts,
+                    },
+                    format!("{label} (pseudo-counts {})", a.pseudo_counts),
+                ),
+            };
+            let table = AnswerTable::count(&examples(label)?);
             (
-                Evaluator::baseline(&backbone, &encoder, m, device)?,
-                format!("{m:?}").to_lowercase(),
+                Scorer::Table(table, kind, &clusters),
+                name,
                 std::path::PathBuf::from("."),
             )
         }
-    };
-    let pool = match (a.method, &a.examples) {
-        (EvalMethod::Fewshot, Some(path)) => Some(ShotPool::new(
-            read_items(path, 0).with_context(|| format!("reading examples {}", path.display()))?,
-        )),
-        (EvalMethod::Fewshot, None) => {
-            anyhow::bail!("--method fewshot needs --examples <answered items, e.g. train.jsonl>")
+        method => {
+            let device = cuma::device::parse_device(&a.device)?;
+            let (evaluator, name, default_out) = match method {
+                EvalMethod::Checkpoint => {
+                    let given = a
+                        .checkpoint
+                        .as_ref()
+                        .context("--method checkpoint needs --checkpoint <run dir>")?;
+                    let dir = if given.join(cuma::train::checkpoint::MANIFEST_FILE).is_file() {
+                        given.clone()
+                    } else {
+                        given.join(cuma::train::sft::CHECKPOINT_DIR)
+                    };
+                    let e = Evaluator::from_checkpoint(&dir, device)
+                        .with_context(|| format!("loading {}", dir.display()))?;
+                    let name = format!("{:?}", e.config.method.method).to_lowercase();
+                    (e, name, given.clone())
+                }
+                m => {
+                    let backbone = cuma::defaults::backbone(a.model.as_deref())?;
+                    let encoder = cuma::defaults::encoder(a.encoder.as_deref())?;
+                    (
+                        Evaluator::baseline(&backbone, &encoder, m, device)?,
+                        format!("{m:?}").to_lowercase(),
+                        std::path::PathBuf::from("."),
+                    )
+                }
+            };
+            pool = match method {
+                EvalMethod::Fewshot => Some(ShotPool::new(examples("fewshot")?)),
+                _ => None,
+            };
+            let opts = EvalOptions {
+                batch: a.batch_size,
+                routing: a.routing,
+                shots: pool.as_ref().map(|p| (p, a.shots)),
+                seed: a.seed,
+                strict: a.strict,
+                clusters: Some(&clusters),
+            };
+            (Scorer::Model(evaluator, opts), name, default_out)
         }
-        _ => None,
-    };
-    let opts = EvalOptions {
-        batch: a.batch_size,
-        routing: a.routing,
-        shots: pool.as_ref().map(|p| (p, a.shots)),
-        seed: a.seed,
-        strict: a.strict,
     };
     let out = a.out.clone().unwrap_or(default_out);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    if a.generate {
-        return generate(a, &evaluator, &out);
+    if let (true, Scorer::Model(evaluator, _)) = (a.generate, &scorer) {
+        return generate(a, evaluator, &out);
     }
 
     let items = read_items(&a.data, a.max_items)?;
-    let seen = evaluate(&evaluator, &items, opts, "evaluating")?;
+    let seen = scorer.evaluate(&items, "evaluating", a.routing)?;
     write(
         &out,
         "eval",
@@ -253,17 +322,8 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(path) = &a.heldout {
-        let clusters = match &a.clusters {
-            Some(p) => ClusterMap::from_csv(p)?,
-            None => ClusterMap::embedded()?,
-        };
         let held_items = read_items(path, a.max_items)?;
-        let held = evaluate(
-            &evaluator,
-            &held_items,
-            EvalOptions { routing: false, ..opts },
-            "held-out profiles",
-        )?;
+        let held = scorer.evaluate(&held_items, "held-out profiles", false)?;
         cuma::data::jsonl::write(&out.join(HELDOUT_PREDICTIONS_FILE), &held.predictions)?;
         let report = heldout::compare(&seen.scored, &held.scored, &clusters);
         let table = heldout::markdown(&report);

@@ -111,6 +111,7 @@ mod tests {
         Scored {
             question: "q".into(),
             group: country.into(),
+            cluster: None,
             truth: usize::from(!right),
             probs: vec![0.8, 0.2],
             attributes: BTreeMap::new(),

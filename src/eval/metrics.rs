@@ -106,6 +106,8 @@ pub struct Scored {
     pub question: String,
     /// Group (e.g. country) for `emd_country`.
     pub group: String,
+    /// The group's cultural cluster, where one is known, for `emd_cluster`.
+    pub cluster: Option<String>,
     pub truth: usize,
     /// Option probabilities.
     pub probs: Vec<f64>,
@@ -115,6 +117,13 @@ pub struct Scored {
 
 /// Subgroups with fewer items than this are left out of [`Spread`] (their accuracy is noise).
 pub const MIN_SUBGROUP_ITEMS: usize = 20;
+
+/// Cells (question x cluster, country x scale) with fewer items than this are left out of
+/// `emd_cluster` and `emd_country_scale`: with 3 items a cell's histogram is mostly noise.
+pub const MIN_CELL_ITEMS: usize = 10;
+
+/// Confidence bins of the expected calibration error.
+pub const CALIBRATION_BINS: usize = 10;
 
 /// How far apart the accuracies of the subgroups of one attribute (e.g. every age band) lie.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -138,6 +147,20 @@ pub struct Summary {
     pub emd_argmax: f64,
     pub emd_prob: f64,
     pub emd_country: f64,
+    /// The (question, country) cells `emd_country` averages over, whatever their size.
+    pub emd_country_cells: usize,
+    /// `emd_country` over (question, cultural cluster) cells of at least [`MIN_CELL_ITEMS`]
+    /// items; `None` when no item has a cluster or no cell is large enough.
+    pub emd_cluster: Option<f64>,
+    pub emd_cluster_cells: usize,
+    /// The EMD per (country, scale length) cell, the country's answers and the model's mean
+    /// probabilities pooled over every question with that many options; cells of at least
+    /// [`MIN_CELL_ITEMS`] items.
+    pub emd_country_scale: Option<f64>,
+    pub emd_country_scale_cells: usize,
+    /// Expected calibration error of the most probable option: over [`CALIBRATION_BINS`]
+    /// equal-width bins of its probability, the item-weighted mean of |accuracy - confidence|.
+    pub ece: f64,
     pub entropy: f64,
     /// Accuracy per group (country).
     pub group_accuracy: BTreeMap<String, f64>,
@@ -157,6 +180,11 @@ fn mean(xs: &[f64]) -> f64 {
 
 /// Computes every metric of spec section 9 over `scored`.
 pub fn summarize(scored: &[Scored]) -> Summary {
+    summarize_refs(&scored.iter().collect::<Vec<_>>())
+}
+
+/// [`summarize`] over borrowed items (a bootstrap resample lists some items several times).
+pub fn summarize_refs(scored: &[&Scored]) -> Summary {
     let truth: Vec<usize> = scored.iter().map(|s| s.truth).collect();
     let predicted: Vec<usize> = scored.iter().map(|s| argmax(&s.probs)).collect();
     let accuracy = mean(
@@ -168,26 +196,18 @@ pub fn summarize(scored: &[Scored]) -> Summary {
     );
     let mut by_question: BTreeMap<&str, Vec<&Scored>> = BTreeMap::new();
     let mut by_group: BTreeMap<(&str, &str), Vec<&Scored>> = BTreeMap::new();
-    for s in scored {
+    let mut by_cluster: BTreeMap<(&str, &str), Vec<&Scored>> = BTreeMap::new();
+    let mut by_scale: BTreeMap<(&str, usize), Vec<&Scored>> = BTreeMap::new();
+    for &s in scored {
         by_question.entry(&s.question).or_default().push(s);
         by_group.entry((&s.question, &s.group)).or_default().push(s);
+        if let Some(c) = &s.cluster {
+            by_cluster.entry((&s.question, c)).or_default().push(s);
+        }
+        by_scale.entry((&s.group, s.probs.len())).or_default().push(s);
     }
-    let emd_of = |items: &[&Scored], hard: bool| -> f64 {
-        let n = items.iter().map(|s| s.probs.len()).max().unwrap_or(0);
-        let truth = histogram(items.iter().map(|s| s.truth), n);
-        let model = if hard {
-            histogram(items.iter().map(|s| argmax(&s.probs)), n)
-        } else {
-            let mut m = vec![0.0; n];
-            for s in items {
-                for (j, p) in s.probs.iter().enumerate() {
-                    m[j] += p / items.len() as f64;
-                }
-            }
-            m
-        };
-        emd(&model, &truth)
-    };
+    let (emd_cluster, emd_cluster_cells) = large_cell_emd(&by_cluster);
+    let (emd_country_scale, emd_country_scale_cells) = large_cell_emd(&by_scale);
     let group_accuracy: BTreeMap<String, f64> = {
         let mut hits: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
         for (s, p) in scored.iter().zip(&predicted) {
@@ -206,15 +226,70 @@ pub fn summarize(scored: &[Scored]) -> Summary {
         items: scored.len(),
         accuracy,
         macro_f1: macro_f1(&truth, &predicted),
-        emd_argmax: mean(&by_question.values().map(|v| emd_of(v, true)).collect::<Vec<_>>()),
-        emd_prob: mean(&by_question.values().map(|v| emd_of(v, false)).collect::<Vec<_>>()),
-        emd_country: mean(&by_group.values().map(|v| emd_of(v, false)).collect::<Vec<_>>()),
+        emd_argmax: mean(&by_question.values().map(|v| cell_emd(v, true)).collect::<Vec<_>>()),
+        emd_prob: mean(&by_question.values().map(|v| cell_emd(v, false)).collect::<Vec<_>>()),
+        emd_country: mean(&by_group.values().map(|v| cell_emd(v, false)).collect::<Vec<_>>()),
+        emd_country_cells: by_group.len(),
+        emd_cluster,
+        emd_cluster_cells,
+        emd_country_scale,
+        emd_country_scale_cells,
+        ece: expected_calibration_error(scored, &predicted),
         entropy: mean(&scored.iter().map(|s| entropy(&s.probs)).collect::<Vec<_>>()),
     }
 }
 
+/// The EMD between the answers in one cell of items and the model's prediction for it: its
+/// mean option probabilities, or (`hard`) the histogram of its most probable options.
+fn cell_emd(items: &[&Scored], hard: bool) -> f64 {
+    let n = items.iter().map(|s| s.probs.len()).max().unwrap_or(0);
+    let truth = histogram(items.iter().map(|s| s.truth), n);
+    let model = if hard {
+        histogram(items.iter().map(|s| argmax(&s.probs)), n)
+    } else {
+        let mut m = vec![0.0; n];
+        for s in items {
+            for (j, p) in s.probs.iter().enumerate() {
+                m[j] += p / items.len() as f64;
+            }
+        }
+        m
+    };
+    emd(&model, &truth)
+}
+
+/// The mean [`cell_emd`] over the cells of at least [`MIN_CELL_ITEMS`] items (`None` if there
+/// are none), and how many there are.
+fn large_cell_emd<K>(cells: &BTreeMap<K, Vec<&Scored>>) -> (Option<f64>, usize) {
+    let emds: Vec<f64> = cells
+        .values()
+        .filter(|v| v.len() >= MIN_CELL_ITEMS)
+        .map(|v| cell_emd(v, false))
+        .collect();
+    (if emds.is_empty() { None } else { Some(mean(&emds)) }, emds.len())
+}
+
+/// Expected calibration error of the top option (see [`Summary::ece`]).
+fn expected_calibration_error(scored: &[&Scored], predicted: &[usize]) -> f64 {
+    // Per bin: hits and summed confidence; |hits - confidence| / N is the bin's share of
+    // (n_bin / N) |accuracy_bin - confidence_bin|.
+    let mut bins = [(0.0f64, 0.0f64); CALIBRATION_BINS];
+    for (s, &p) in scored.iter().zip(predicted) {
+        let confidence = s.probs.get(p).copied().unwrap_or(0.0).clamp(0.0, 1.0);
+        let bin = ((confidence * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
+        bins[bin].0 += f64::from(u8::from(s.truth == p));
+        bins[bin].1 += confidence;
+    }
+    if scored.is_empty() {
+        return 0.0;
+    }
+    bins.iter()
+        .map(|&(hits, conf)| (hits - conf).abs() / scored.len() as f64)
+        .sum()
+}
+
 /// Accuracy per (attribute, value), then the spread per attribute over subgroups large enough.
-fn subgroup_spreads(scored: &[Scored], predicted: &[usize]) -> BTreeMap<String, Spread> {
+fn subgroup_spreads(scored: &[&Scored], predicted: &[usize]) -> BTreeMap<String, Spread> {
     let mut hits: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
     for (s, p) in scored.iter().zip(predicted) {
         for (attr, value) in &s.attributes {
@@ -297,6 +372,7 @@ mod tests {
         let item = |q: &str, g: &str, truth: usize, probs: Vec<f64>| Scored {
             question: q.into(),
             group: g.into(),
+            cluster: None,
             truth,
             probs,
             attributes: BTreeMap::new(),
@@ -325,6 +401,7 @@ mod tests {
         let item = |age: &str, right: bool| Scored {
             question: "q".into(),
             group: "X".into(),
+            cluster: None,
             truth: usize::from(!right),
             probs: vec![0.9, 0.1],
             attributes: [
@@ -344,5 +421,62 @@ mod tests {
         assert!((age.std - 0.275).abs() < 1e-12);
         // One gender value: no spread to report.
         assert!(!s.subgroup_spread.contains_key("gender"));
+    }
+
+    fn cell_item(question: &str, country: &str, cluster: Option<&str>, truth: usize, probs: Vec<f64>) -> Scored {
+        Scored {
+            question: question.into(),
+            group: country.into(),
+            cluster: cluster.map(str::to_string),
+            truth,
+            probs,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn large_cell_emds_skip_small_cells_and_pool_by_scale() {
+        // Country A (cluster X): 10 answers to each of two 2-option questions, all option 0,
+        // predicted (0.5, 0.5). Country B (cluster X): 3 answers to q1, option 1, predicted
+        // (0, 1) exactly.
+        let mut all = Vec::new();
+        for q in ["q1", "q2"] {
+            all.extend((0..10).map(|_| cell_item(q, "A", Some("X"), 0, vec![0.5, 0.5])));
+        }
+        all.extend((0..3).map(|_| cell_item("q1", "B", Some("X"), 1, vec![0.0, 1.0])));
+        let s = summarize(&all);
+        // Per (question, country): A/q1 0.5, A/q2 0.5, B/q1 0 -> 1/3; every cell counts.
+        assert_eq!(s.emd_country_cells, 3);
+        assert!((s.emd_country - 1.0 / 3.0).abs() < 1e-12);
+        // Per (question, cluster): X/q1 has 13 items (truth 10/13 on option 0, model
+        // mean 5/13 + 3/13 * 0 ... on option 0), X/q2 has 10 (0.5 off).
+        assert_eq!(s.emd_cluster_cells, 2);
+        let q1 = (10.0f64 / 13.0 - 5.0 / 13.0).abs();
+        assert!((s.emd_cluster.unwrap() - (q1 + 0.5) / 2.0).abs() < 1e-12);
+        // Per (country, 2 options): A pools 20 items (0.5 off); B's 3 items are too few.
+        assert_eq!(s.emd_country_scale_cells, 1);
+        assert!((s.emd_country_scale.unwrap() - 0.5).abs() < 1e-12);
+        // Without clusters there is no emd_cluster.
+        let unclustered: Vec<Scored> = all.iter().cloned().map(|s| Scored { cluster: None, ..s }).collect();
+        assert_eq!(summarize(&unclustered).emd_cluster, None);
+    }
+
+    #[test]
+    fn calibration_error_of_over_and_well_calibrated_models() {
+        // Always 0.9 sure, right half the time: ECE 0.4. Right 9 times in 10 at 0.9: ECE 0.
+        let over: Vec<Scored> = (0..10)
+            .map(|i| cell_item("q", "A", None, usize::from(i % 2 == 1), vec![0.9, 0.1]))
+            .collect();
+        assert!((summarize(&over).ece - 0.4).abs() < 1e-12);
+        let calibrated: Vec<Scored> = (0..10)
+            .map(|i| cell_item("q", "A", None, usize::from(i == 0), vec![0.9, 0.1]))
+            .collect();
+        assert!(summarize(&calibrated).ece < 1e-12);
+        // Two bins: 0.55 sure and right (gap 0.45), 0.95 sure and wrong (gap 0.95): mean 0.7.
+        let two = [
+            cell_item("q", "A", None, 0, vec![0.55, 0.45]),
+            cell_item("q", "A", None, 1, vec![0.95, 0.05]),
+        ];
+        assert!((summarize(&two).ece - 0.7).abs() < 1e-12);
     }
 }

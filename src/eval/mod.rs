@@ -1,8 +1,12 @@
 //! Evaluation: the paper's metrics ([`metrics`]) over option probabilities ([`choice`]), the
 //! few-shot baseline ([`fewshot`]), the routing analysis ([`routing`]), the zero-shot table
-//! ([`heldout`]) and the routing topology picture ([`topology`]).
+//! ([`heldout`]), the routing topology picture ([`topology`]), the count baselines
+//! ([`tables`]), bootstrap intervals and paired comparisons ([`bootstrap`]) and the ranking of
+//! questions by how much countries disagree ([`disagreement`]).
 
+pub mod bootstrap;
 pub mod choice;
+pub mod disagreement;
 pub mod fewshot;
 pub mod generation;
 pub mod heldout;
@@ -10,4 +14,5 @@ pub mod judge;
 pub mod metrics;
 pub mod routing;
 pub mod run;
+pub mod tables;
 pub mod topology;

@@ -5,6 +5,7 @@ use super::choice::{score, ChoicePrompt};
 use super::fewshot::ShotPool;
 use super::metrics::{argmax, summarize, Scored, Summary};
 use super::routing::{analyse, ItemRouting, RoutedPrompt, RoutingReport};
+use crate::data::clusters::ClusterMap;
 use crate::data::{jsonl, profile, ChoiceItem};
 use crate::models::{Backbone, ProfileEncoder};
 use crate::tch_ops::TchOps;
@@ -29,6 +30,12 @@ pub enum EvalMethod {
     /// Persona prompting plus answers of three other respondents from the same country as
     /// earlier chat turns (needs `--examples`).
     Fewshot,
+    /// No model: each question's answer distribution in `--examples` (the training split), for
+    /// everyone.
+    PooledTable,
+    /// No model: the distribution of the item's country in `--examples`, shrunk towards the
+    /// pooled one by `--pseudo-counts`.
+    CountryTable,
 }
 
 /// How to evaluate.
@@ -44,6 +51,8 @@ pub struct EvalOptions<'a> {
     /// Refuse the evaluation at the first item that cannot be scored (its prompt is longer
     /// than the model's context, or it does not tokenise) instead of skipping it.
     pub strict: bool,
+    /// Country -> cultural cluster, for `emd_cluster`.
+    pub clusters: Option<&'a ClusterMap>,
 }
 
 impl Default for EvalOptions<'_> {
@@ -54,6 +63,7 @@ impl Default for EvalOptions<'_> {
             shots: None,
             seed: 0,
             strict: false,
+            clusters: None,
         }
     }
 }
@@ -64,7 +74,8 @@ pub struct Prediction {
     pub id: String,
     pub respondent: String,
     pub question: String,
-    /// The item's group ids (e.g. `country`).
+    /// The item's group ids (e.g. `country`; an item without one gets its profile's country,
+    /// the group `emd_country` counts it in).
     pub groups: std::collections::BTreeMap<String, String>,
     /// The option probabilities, in option order (they sum to 1).
     pub probs: Vec<f64>,
@@ -76,16 +87,66 @@ pub struct Prediction {
 
 impl Prediction {
     fn of(item: &ChoiceItem, probs: &[f64]) -> Self {
+        let mut groups = item.groups.clone();
+        groups.entry("country".into()).or_insert_with(|| country_of(item));
         Self {
             id: item.id.clone(),
             respondent: item.respondent.clone(),
             question: item.question_id.clone(),
-            groups: item.groups.clone(),
+            groups,
             probs: probs.to_vec(),
             answer: item.answer,
             predicted: argmax(probs),
         }
     }
+
+    /// The item as the metrics see it (no profile attributes: no subgroup spreads).
+    pub fn scored(&self, clusters: Option<&ClusterMap>) -> Scored {
+        let country = self.groups.get("country").cloned().unwrap_or_default();
+        Scored {
+            question: self.question.clone(),
+            cluster: cluster_of(&country, clusters),
+            group: country,
+            truth: self.answer,
+            probs: self.probs.clone(),
+            attributes: Default::default(),
+        }
+    }
+}
+
+/// The metrics' view of `items` scored with `probs` (one distribution per item), one
+/// [`Prediction`] each, and their summary.
+pub fn assemble(
+    items: &[&ChoiceItem],
+    probs: Vec<Vec<f64>>,
+    clusters: Option<&ClusterMap>,
+) -> (Vec<Scored>, Vec<Prediction>, Summary) {
+    let scored: Vec<Scored> = items
+        .iter()
+        .zip(probs)
+        .map(|(item, p)| {
+            let country = country_of(item);
+            Scored {
+                question: item.question_id.clone(),
+                cluster: cluster_of(&country, clusters),
+                group: country,
+                truth: item.answer,
+                probs: p,
+                attributes: item.profile.clone(),
+            }
+        })
+        .collect();
+    let predictions: Vec<Prediction> = items
+        .iter()
+        .zip(&scored)
+        .map(|(item, s)| Prediction::of(item, &s.probs))
+        .collect();
+    let summary = summarize(&scored);
+    (scored, predictions, summary)
+}
+
+fn cluster_of(country: &str, clusters: Option<&ClusterMap>) -> Option<String> {
+    clusters.and_then(|m| m.cluster_of(country)).map(str::to_string)
 }
 
 /// Scores, metrics and (when asked) the routing analysis of one item set.
@@ -222,24 +283,9 @@ impl Evaluator {
             }
             on_batch(batch.len());
         }
-        let scored: Vec<Scored> = items
-            .iter()
-            .zip(probs)
-            .map(|(item, p)| Scored {
-                question: item.question_id.clone(),
-                group: country_of(item),
-                truth: item.answer,
-                probs: p.unwrap_or_default(),
-                attributes: item.profile.clone(),
-            })
-            .collect();
-        let predictions: Vec<Prediction> = items
-            .iter()
-            .zip(&scored)
-            .map(|(item, s)| Prediction::of(item, &s.probs))
-            .collect();
+        let probs = probs.into_iter().map(Option::unwrap_or_default).collect();
+        let (scored, predictions, summary) = assemble(&items, probs, opts.clusters);
         let routings: Vec<ItemRouting> = routings.into_iter().flatten().collect();
-        let summary = summarize(&scored);
         let routing = match (&self.model.decoder.adapters, record) {
             (Some(adapters), true) => {
                 let routed: Vec<RoutedPrompt<'_>> = scored
@@ -277,12 +323,17 @@ fn length_sorted_batches(prompts: &[ChoicePrompt], batch: usize) -> Vec<Vec<usiz
 }
 
 /// The group an item's `emd_country` and routing signature count it in: its country.
-fn country_of(item: &ChoiceItem) -> String {
+pub fn country_of(item: &ChoiceItem) -> String {
     item.groups
         .get("country")
         .or_else(|| item.profile.get("country"))
         .cloned()
         .unwrap_or_default()
+}
+
+/// A metric that may be undefined, as a table cell.
+pub fn optional(x: Option<f64>) -> String {
+    x.map_or("n/a".into(), |v| format!("{v:.4}"))
 }
 
 /// Reads items for evaluation.
@@ -297,9 +348,26 @@ pub fn read_items(path: &Path, limit: usize) -> Result<Vec<ChoiceItem>> {
 /// The summary as a Markdown table (header, separator, one row), then the subgroup spreads.
 pub fn markdown(name: &str, s: &Summary) -> String {
     let mut out = format!(
-        "| method | items | acc | country acc | macro-F1 | emd_argmax | emd_prob | emd_country | entropy |\n|---|---|---|---|---|---|---|---|---|\n| {name} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
-        s.items, s.accuracy, s.mean_group_accuracy, s.macro_f1, s.emd_argmax, s.emd_prob, s.emd_country, s.entropy
+        "| method | items | acc | country acc | macro-F1 | emd_argmax | emd_prob | emd_country | emd_cluster | emd_country_scale | ECE | entropy |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n| {name} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {} | {:.4} | {:.4} |\n",
+        s.items,
+        s.accuracy,
+        s.mean_group_accuracy,
+        s.macro_f1,
+        s.emd_argmax,
+        s.emd_prob,
+        s.emd_country,
+        optional(s.emd_cluster),
+        optional(s.emd_country_scale),
+        s.ece,
+        s.entropy
     );
+    out.push_str(&format!(
+        "\nCells: emd_country {} (question x country, any size); emd_cluster {} (question x cultural cluster) and emd_country_scale {} (country x scale length, pooled over questions), each with >= {} items.\n",
+        s.emd_country_cells,
+        s.emd_cluster_cells,
+        s.emd_country_scale_cells,
+        super::metrics::MIN_CELL_ITEMS
+    ));
     if !s.subgroup_spread.is_empty() {
         out.push_str(&format!("\nSubgroup accuracy spread per attribute (subgroups with >= {} items):\n\n| attribute | subgroups | min acc | max acc | spread | std |\n|---|---|---|---|---|---|\n", super::metrics::MIN_SUBGROUP_ITEMS));
         for (attr, sp) in &s.subgroup_spread {

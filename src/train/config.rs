@@ -74,6 +74,9 @@ pub struct TrainConfig {
     pub max_len: usize,
     pub seed: u64,
     pub checkpoint_every: usize,
+    /// Every this many steps, also keep the adapters (no optimiser state) in
+    /// `snapshots/step-NNNNNN/`, for evaluating the run along its way (0: never).
+    pub snapshot_every: usize,
     pub clip: f64,
     /// Also train on the end-of-turn tokens after the answer letter (reference behaviour).
     pub loss_on_end_of_turn: bool,
@@ -111,6 +114,7 @@ impl Default for TrainConfig {
             max_len: 1024,
             seed: 0,
             checkpoint_every: 50,
+            snapshot_every: 0,
             clip: 1.0,
             loss_on_end_of_turn: false,
             profile_style: ProfileStyle::Wvb,

@@ -34,6 +34,13 @@ use tch::{Kind, Tensor};
 
 /// The checkpoint directory inside a run.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// Where `snapshot_every` keeps the adapters along the way (`step-NNNNNN/` each).
+pub const SNAPSHOT_DIR: &str = "snapshots";
+
+/// A detached CPU copy of a tensor, for writing.
+fn to_cpu(t: &Tensor) -> Result<Tensor> {
+    Ok(t.f_detach()?.f_to_device(tch::Device::Cpu)?)
+}
 
 /// Embeds each unique profile text once (in batches, with a progress bar), cached in the run
 /// directory as `profiles.safetensors` + `profiles.json`.
@@ -887,20 +894,37 @@ impl SftRun {
     /// Saves the run's checkpoint.
     pub fn save(&mut self) -> Result<()> {
         self.manifest.state = self.state.clone();
-        let cpu = |t: &Tensor| t.f_detach().and_then(|t| t.f_to_device(tch::Device::Cpu));
-        let adapters = self
-            .store
-            .tensors
-            .iter()
-            .map(|(n, t)| Ok((n.clone(), cpu(t)?)))
-            .collect::<Result<Vec<(String, Tensor)>>>()?;
         let opt = self
             .optimizer
             .state()
             .into_iter()
-            .map(|(n, t)| Ok((n, cpu(&t)?)))
+            .map(|(n, t)| Ok((n, to_cpu(&t)?)))
             .collect::<Result<Vec<(String, Tensor)>>>()?;
-        checkpoint::save(&self.config.out.join(CHECKPOINT_DIR), &self.manifest, &adapters, &opt)
+        checkpoint::save(
+            &self.config.out.join(CHECKPOINT_DIR),
+            &self.manifest,
+            &self.adapters_on_cpu()?,
+            &opt,
+        )
+    }
+
+    /// Keeps the adapters of the current step in `snapshots/step-NNNNNN/` (no optimiser state).
+    pub fn snapshot(&mut self) -> Result<()> {
+        self.manifest.state = self.state.clone();
+        let dir = self
+            .config
+            .out
+            .join(SNAPSHOT_DIR)
+            .join(format!("step-{:06}", self.state.step));
+        checkpoint::save(&dir, &self.manifest, &self.adapters_on_cpu()?, &[])
+    }
+
+    fn adapters_on_cpu(&self) -> Result<Vec<(String, Tensor)>> {
+        self.store
+            .tensors
+            .iter()
+            .map(|(n, t)| Ok((n.clone(), to_cpu(t)?)))
+            .collect()
     }
 
     /// Trains until `config.steps` or until `stop` is set (then saves and returns early).
@@ -993,6 +1017,9 @@ impl SftRun {
             history.push(m);
             if self.state.step % c.checkpoint_every == 0 || self.state.step == last {
                 self.save()?;
+            }
+            if c.snapshot_every > 0 && (self.state.step % c.snapshot_every == 0 || self.state.step == c.steps) {
+                self.snapshot()?;
             }
             if stop.load(Ordering::SeqCst) {
                 self.save()?;
