@@ -305,7 +305,7 @@ pub fn markdown(c: &Comparison) -> String {
         })
     };
     let mut s = format!(
-        "{} test items, {} bootstrap resamples over respondents (seed {}); 95 % intervals.\n\n| run | {}{} |\n|---|{}{}\n",
+        "{} test items, {} bootstrap resamples over respondents (seed {}); 95 % basic bootstrap intervals. An EMD's estimate includes the test cells' own sampling noise (it is biased upwards); its interval targets the noise-free value and may lie below the estimate.\n\n| run | {}{} |\n|---|{}{}\n",
         c.common_items,
         c.resamples,
         c.seed,
