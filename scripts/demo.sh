@@ -7,14 +7,18 @@
 #   4. `cuma-run` on ONNX Runtime and on tract for two contrasting profiles: each profile's answer
 #      distribution and routing.
 #   5. `cuma-serve` on the bundle: the same two profiles asked over HTTP with curl, then stopped.
-# Environment: OUT (runs/demo), WVS (../shared/data/wvs7), STEPS (30), CUMA_BIN / CUMA_RUN_BIN /
+# The profiles are Indonesian Muslim and Dutch without a denomination: in the survey, 97 % and
+# 5 % say religion is very important (the WVS experiment's ranking puts this question second
+# among the 80 for how much countries disagree). The training set is the three religion
+# questions, so a few minutes of CPU training learn what the profile says about them.
+# Environment: OUT (runs/demo), WVS (../shared/data/wvs7), STEPS (150), CUMA_BIN / CUMA_RUN_BIN /
 # CUMA_SERVE_BIN, PORT (8765).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-runs/demo}
 WVS=${WVS:-../shared/data/wvs7}
-STEPS=${STEPS:-30}
+STEPS=${STEPS:-150}
 PORT=${PORT:-8765}
 if [[ -z "${CUMA_BIN:-}" || -z "${CUMA_RUN_BIN:-}" || -z "${CUMA_SERVE_BIN:-}" ]]; then
     cargo build --quiet --workspace --bins --features cuma-runtime/server
@@ -26,8 +30,9 @@ mkdir -p "$OUT"
 
 echo "== 1/5 data" >&2
 if [[ -f "$WVS/codebook.json" ]]; then
-    # Five of the experiment's value questions (Q6 is the importance of religion).
-    "$CUMA_BIN" data convert --wvs "$WVS" --questions Q6,Q22,Q45,Q46,Q57 --out "$OUT/data/items.jsonl"
+    # The importance of religion (Q6), religious faith as a quality for children (Q15) and
+    # confidence in the churches (Q64).
+    "$CUMA_BIN" data convert --wvs "$WVS" --questions Q6,Q15,Q64 --out "$OUT/data/items.jsonl"
 else
     echo "no WVS data at $WVS; using synthetic survey data" >&2
     "$CUMA_BIN" data synth --out-dir "$OUT/data"
@@ -37,7 +42,7 @@ echo "== 2/5 train CuMA ($STEPS steps)" >&2
 resume=()
 [[ -f "$OUT/run/checkpoint/cuma.json" ]] && resume=(--resume)
 "$CUMA_BIN" train --data "$OUT/data/items.jsonl" --out "$OUT/run" --method cuma --experts 8 --top-k 2 --rank 8 \
-    --targets q-proj,v-proj --steps "$STEPS" --batch-size 4 --lr 5e-4 --warmup-steps 3 --checkpoint-every 10 "${resume[@]}"
+    --targets q-proj,v-proj --steps "$STEPS" --batch-size 4 --lr 1e-3 --warmup-steps 10 --checkpoint-every 10 "${resume[@]}"
 
 echo "== 3/5 export" >&2
 "$CUMA_BIN" export --onnx "$OUT/run" --out "$OUT/bundle" --force
@@ -45,8 +50,24 @@ echo "== 3/5 export" >&2
 echo "== 4/5 serve two contrasting profiles" >&2
 QUESTION="How important is religion in your life?"
 OPTIONS=(--option "Very important" --option "Rather important" --option "Not very important" --option "Not at all important")
+PROFILES=("country=Indonesia,age=45-54,gender=Female,religion=Muslim"
+    "country=Netherlands,age=25-34,gender=Male,religion=Do not belong to a denomination")
+if [[ -f "$WVS/codebook.json" ]]; then
+    echo "-- what the survey says (all answers to Q6 of each country):" >&2
+    python3 - "$OUT/data/items.jsonl" Indonesia Netherlands >&2 <<'PY'
+import collections, json, sys
+counts = collections.defaultdict(collections.Counter)
+for line in open(sys.argv[1]):
+    item = json.loads(line)
+    if item["question_id"] == "Q6":
+        counts[item["profile"].get("country")][item["answer"]] += 1
+for country in sys.argv[2:]:
+    c, n = counts[country], sum(counts[country].values())
+    print(f"   {country}: " + " / ".join(f"{c[j] / n:.3f}" for j in range(4)) + f" ({n} respondents)")
+PY
+fi
 for backend in ort tract; do
-    for profile in "country=Thailand,age=55-64,gender=Female,religion=Buddhist" "country=Germany,age=25-34,gender=Male,religion=No religion"; do
+    for profile in "${PROFILES[@]}"; do
         echo "-- $backend: $profile" >&2
         "$CUMA_RUN_BIN" --bundle "$OUT/bundle" --backend "$backend" --profile "$profile" \
             --question "$QUESTION" "${OPTIONS[@]}" --trace-routing --timings
@@ -69,7 +90,7 @@ curl -sf "http://127.0.0.1:$PORT/v1/choice" -H 'Content-Type: application/json' 
 echo
 curl -sf "http://127.0.0.1:$PORT/v1/chat/completions" -H 'Content-Type: application/json' -d '{
   "messages": [{"role": "user", "content": "In one sentence: what matters most in life?"}],
-  "max_tokens": 32, "temperature": 0, "profile": {"country": "Thailand", "religion": "Buddhist"}}'
+  "max_tokens": 32, "temperature": 0, "profile": {"country": "Indonesia", "religion": "Muslim"}}'
 echo
 kill -TERM $server
 wait $server || true

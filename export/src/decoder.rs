@@ -109,18 +109,16 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
     if !out.routing.is_empty() {
         let k = decoder.adapters.as_ref().map_or(0, |a| a.method.top_k).to_string();
         let n = out.routing.len().to_string();
-        let experts: Vec<Value> = out
-            .routing
-            .iter()
-            .map(|r| g.unsqueeze(&r.experts, 0))
-            .collect::<Result<_>>()?;
-        let gates: Vec<Value> = out
-            .routing
-            .iter()
-            .map(|r| g.unsqueeze(&r.topk_gates, 0))
-            .collect::<Result<_>>()?;
-        let e = g.concat(&experts.iter().collect::<Vec<_>>(), 0)?;
-        let w = g.concat(&gates.iter().collect::<Vec<_>>(), 0)?;
+        // Every router's [b, s, k] stacked into [routers, b, s, k]: one Concat along k, one
+        // Reshape and one Transpose (an Unsqueeze per router would cost a node each per step).
+        let routers_k = [0, 0, out.routing.len() as i64, -1];
+        let mut stack = |parts: Vec<&Value>| -> Result<Value> {
+            let joined = g.concat(&parts, -1)?;
+            let split = g.reshape(&joined, &routers_k)?;
+            g.permute(&split, &[2, 0, 1, 3])
+        };
+        let e = stack(out.routing.iter().map(|r| &r.experts).collect())?;
+        let w = stack(out.routing.iter().map(|r| &r.topk_gates).collect())?;
         g.output_as(&e, io::ROUTING_EXPERTS);
         g.output_as(&w, io::ROUTING_GATES);
         outputs.push(IoSpec::new(

@@ -107,6 +107,27 @@ impl GraphBuilder {
         Value(out)
     }
 
+    /// Appends a node with `inputs` and `n` outputs; returns them.
+    pub fn node_outputs(
+        &mut self,
+        op: &str,
+        inputs: &[&Value],
+        attributes: Vec<AttributeProto>,
+        n: usize,
+    ) -> Vec<Value> {
+        let outputs: Vec<String> = (0..n).map(|_| self.fresh(op)).collect();
+        let name = format!("n{}_{op}", self.nodes.len());
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|v| v.0.clone()).collect(),
+            output: outputs.clone(),
+            name,
+            op_type: op.into(),
+            attribute: attributes,
+            domain: String::new(),
+        });
+        outputs.into_iter().map(Value).collect()
+    }
+
     /// Appends a node whose single output gets the given name (graph outputs).
     pub fn node_into(&mut self, op: &str, inputs: &[&Value], attributes: Vec<AttributeProto>, output: &str) -> Value {
         let name = format!("n{}_{op}", self.nodes.len());
@@ -387,6 +408,19 @@ impl Ops for GraphBuilder {
     fn where_scalars(&mut self, cond: &Value, yes: f64, no: f64) -> Result<Value> {
         let (y, n) = (self.scalar(yes), self.scalar(no));
         Ok(self.node("Where", &[cond, &y, &n], Vec::new()))
+    }
+    fn top_k_last(&mut self, x: &Value, k: usize) -> Result<Option<(Value, Value)>> {
+        // ONNX TopK breaks ties by the lower index, as the argmax rounds do.
+        let k = self.const_i64(&[k as i64]);
+        let mut out = self
+            .node_outputs(
+                "TopK",
+                &[x, &k],
+                vec![attr_int("axis", -1), attr_int("largest", 1), attr_int("sorted", 1)],
+                2,
+            )
+            .into_iter();
+        Ok(out.next().zip(out.next()))
     }
     fn one_hot(&mut self, idx: &Value, depth: usize) -> Result<Value> {
         // idx [.., 1] == [0, 1, .., depth-1] -> [.., depth], as float.

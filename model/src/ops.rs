@@ -61,6 +61,14 @@ pub trait Ops {
     fn argmax_last(&mut self, x: &Self::T) -> Result<Self::T>;
     /// f32 one-hot rows of `depth` from int64 indices `[.., 1]` -> `[.., depth]`.
     fn one_hot(&mut self, idx: &Self::T, depth: usize) -> Result<Self::T>;
+    /// The `k` largest values over the last axis and their int64 indices (`[.., k]` each),
+    /// largest first, ties to the lowest index, in one operation (ONNX `TopK`). `None` (the
+    /// default): the caller takes k rounds of [`Ops::argmax_last`], which give the same values
+    /// and indices ([`crate::adapters::route`]).
+    fn top_k_last(&mut self, x: &Self::T, k: usize) -> Result<Option<(Self::T, Self::T)>> {
+        let _ = (x, k);
+        Ok(None)
+    }
 
     /// Running sum along `dim` (ONNX `CumSum`), in `x`'s element type.
     fn cumsum(&mut self, x: &Self::T, dim: i64) -> Result<Self::T>;

@@ -53,13 +53,17 @@ pub fn run(a: &CompareArgs) -> anyhow::Result<()> {
             }
         };
         let held = held.map(|h| read(&h)).transpose()?;
-        runs.push((name, read(&test)?, held));
+        runs.push(bootstrap::RunPredictions {
+            name,
+            test: read(&test)?,
+            heldout: held,
+        });
     }
     let reference = match &a.reference {
         None => 0,
         Some(r) => runs
             .iter()
-            .position(|(n, _, _)| n == r)
+            .position(|run| run.name == *r)
             .with_context(|| format!("--reference {r} is not one of the runs' names"))?,
     };
     let clusters = match &a.clusters {

@@ -161,7 +161,7 @@ const HELDOUT_PREDICTIONS_FILE: &str = "heldout_predictions.jsonl";
 
 /// What scores the items: a model, or a count table (no model at all).
 enum Scorer<'a> {
-    Model(Evaluator, EvalOptions<'a>),
+    Model(Box<Evaluator>, EvalOptions<'a>),
     Table(AnswerTable, TableKind, &'a ClusterMap),
 }
 
@@ -280,7 +280,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
                 strict: a.strict,
                 clusters: Some(&clusters),
             };
-            (Scorer::Model(evaluator, opts), name, default_out)
+            (Scorer::Model(Box::new(evaluator), opts), name, default_out)
         }
     };
     let out = a.out.clone().unwrap_or(default_out);

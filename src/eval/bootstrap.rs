@@ -20,8 +20,11 @@ use std::collections::BTreeMap;
 /// Resamples unless told otherwise.
 pub const DEFAULT_RESAMPLES: usize = 1000;
 
+/// A metric read off a summary (`None` where it is undefined).
+pub type Metric = fn(&Summary) -> Option<f64>;
+
 /// The metrics the comparison reports, by name.
-pub const METRICS: [(&str, fn(&Summary) -> Option<f64>); 7] = [
+pub const METRICS: [(&str, Metric); 7] = [
     ("accuracy", |s| Some(s.accuracy)),
     ("macro_f1", |s| Some(s.macro_f1)),
     ("emd_prob", |s| Some(s.emd_prob)),
@@ -49,12 +52,12 @@ pub struct Difference {
     pub p_value: f64,
 }
 
-/// One run's items on the test split and, where it has them, on the held-out profiles.
-pub struct RunItems {
+/// One evaluated run: its test predictions and, where it has them, those on the held-out
+/// profiles.
+pub struct RunPredictions {
     pub name: String,
-    pub test: Vec<Scored>,
-    pub respondents: Vec<String>,
-    pub heldout: Option<(Vec<Scored>, Vec<String>)>,
+    pub test: Vec<super::run::Prediction>,
+    pub heldout: Option<Vec<super::run::Prediction>>,
 }
 
 /// One run's row of the comparison.
@@ -148,13 +151,18 @@ fn align(ids: &[String], items: &BTreeMap<&str, usize>) -> Option<Vec<usize>> {
 /// Compares `runs` (the first `reference` is the baseline of the paired differences) on the
 /// test items all of them scored, with `resamples` bootstrap resamples.
 pub fn compare(
-    runs: &[(String, Vec<super::run::Prediction>, Option<Vec<super::run::Prediction>>)],
+    runs: &[RunPredictions],
     reference: usize,
     resamples: usize,
     seed: u64,
     clusters: &ClusterMap,
 ) -> Result<Comparison> {
-    let Some((ref_name, ref_test, _)) = runs.get(reference) else {
+    let Some(RunPredictions {
+        name: ref_name,
+        test: ref_test,
+        ..
+    }) = runs.get(reference)
+    else {
         return Err(Error::Invalid(format!("no run {reference} among {}", runs.len())));
     };
     if resamples == 0 {
@@ -163,7 +171,7 @@ pub fn compare(
     // The items every run scored, in the reference's order.
     let indices: Vec<BTreeMap<&str, usize>> = runs
         .iter()
-        .map(|(_, p, _)| p.iter().enumerate().map(|(i, x)| (x.id.as_str(), i)).collect())
+        .map(|r| r.test.iter().enumerate().map(|(i, x)| (x.id.as_str(), i)).collect())
         .collect();
     let common: Vec<String> = ref_test
         .iter()
@@ -179,7 +187,7 @@ pub fn compare(
     let tests: Vec<Vec<Scored>> = runs
         .iter()
         .zip(&indices)
-        .map(|((_, p, _), m)| items_of(p, &align(&common, m).unwrap_or_default()))
+        .map(|(r, m)| items_of(&r.test, &align(&common, m).unwrap_or_default()))
         .collect();
     let respondents: Vec<String> = common
         .iter()
@@ -188,24 +196,24 @@ pub fn compare(
     let mut rng = Rng::new(seed);
     let plans = resample_plans(&respondents, resamples, &mut rng);
     // Held-out: the items every run with held-out predictions scored.
-    let held_ids: Option<Vec<String>> = runs[reference].2.as_ref().map(|h| {
+    let held_ids: Option<Vec<String>> = runs[reference].heldout.as_ref().map(|h| {
         h.iter()
             .filter(|p| {
                 runs.iter()
-                    .all(|(_, _, hh)| hh.as_ref().is_none_or(|hh| hh.iter().any(|q| q.id == p.id)))
+                    .all(|r| r.heldout.as_ref().is_none_or(|hh| hh.iter().any(|q| q.id == p.id)))
             })
             .map(|p| p.id.clone())
             .collect()
     });
     let helds: Vec<Option<Vec<Scored>>> = runs
         .iter()
-        .map(|(_, _, h)| {
-            let (h, ids) = (h.as_ref()?, held_ids.as_ref()?);
+        .map(|r| {
+            let (h, ids) = (r.heldout.as_ref()?, held_ids.as_ref()?);
             let m: BTreeMap<&str, usize> = h.iter().enumerate().map(|(i, x)| (x.id.as_str(), i)).collect();
             Some(items_of(h, &align(ids, &m)?))
         })
         .collect();
-    let held_plans: Option<Vec<Vec<usize>>> = match (&runs[reference].2, &held_ids) {
+    let held_plans: Option<Vec<Vec<usize>>> = match (&runs[reference].heldout, &held_ids) {
         (Some(h), Some(ids)) if !ids.is_empty() => {
             let m: BTreeMap<&str, &str> = h.iter().map(|x| (x.id.as_str(), x.respondent.as_str())).collect();
             let who: Vec<String> = ids.iter().map(|id| m[id.as_str()].to_string()).collect();
@@ -241,13 +249,12 @@ pub fn compare(
         })
         .collect();
 
-    let metric_draws = |run: usize, f: fn(&Summary) -> Option<f64>| -> Vec<f64> {
-        draws[run].iter().map(|s| f(s).unwrap_or(f64::NAN)).collect()
-    };
+    let metric_draws =
+        |run: usize, f: Metric| -> Vec<f64> { draws[run].iter().map(|s| f(s).unwrap_or(f64::NAN)).collect() };
     let reports = runs
         .iter()
         .enumerate()
-        .map(|(r, (name, _, _))| {
+        .map(|(r, run)| {
             let mut metrics = BTreeMap::new();
             let mut versus = BTreeMap::new();
             for (metric, f) in METRICS {
@@ -272,7 +279,7 @@ pub fn compare(
                 _ => None,
             };
             RunReport {
-                name: name.clone(),
+                name: run.name.clone(),
                 items: common.len(),
                 metrics,
                 versus_reference: versus,
@@ -286,7 +293,7 @@ pub fn compare(
         resamples,
         seed,
         common_items: common.len(),
-        dropped_items: runs.iter().map(|(_, p, _)| p.len()).max().unwrap_or(0) - common.len(),
+        dropped_items: runs.iter().map(|r| r.test.len()).max().unwrap_or(0) - common.len(),
         runs: reports,
     })
 }
@@ -399,25 +406,26 @@ mod tests {
 
     #[test]
     fn a_better_run_wins_the_paired_comparison_and_ties_do_not() {
-        let clusters = ClusterMap::embedded().unwrap();
+        let clusters = ClusterMap::embedded().expect("cluster map");
         // 200 items of 100 respondents; the good run puts 0.9 on the answer, the weak one 0.4.
         let make = |right: f64| -> Vec<Prediction> {
             (0..200)
                 .map(|i| {
                     let answer = i % 2;
-                    let mut probs = vec![1.0 - right, 1.0 - right];
+                    let mut probs = [1.0 - right, 1.0 - right];
                     probs[answer] = right;
                     let sum: f64 = probs.iter().sum();
                     prediction(i, i / 2, answer, probs.iter().map(|p| p / sum).collect())
                 })
                 .collect()
         };
-        let runs = vec![
-            ("weak".to_string(), make(0.4), None),
-            ("good".to_string(), make(0.9), None),
-            ("same".to_string(), make(0.4), None),
-        ];
-        let c = compare(&runs, 0, 200, 7, &clusters).unwrap();
+        let run = |name: &str, test| RunPredictions {
+            name: name.into(),
+            test,
+            heldout: None,
+        };
+        let runs = [run("weak", make(0.4)), run("good", make(0.9)), run("same", make(0.4))];
+        let c = compare(&runs, 0, 200, 7, &clusters).expect("comparison");
         assert_eq!(c.common_items, 200);
         let good = &c.runs[1].versus_reference["accuracy"];
         assert!(
@@ -435,19 +443,17 @@ mod tests {
 
     #[test]
     fn runs_are_compared_on_their_common_items_only() {
-        let clusters = ClusterMap::embedded().unwrap();
+        let clusters = ClusterMap::embedded().expect("cluster map");
         let all: Vec<Prediction> = (0..10).map(|i| prediction(i, i, 0, vec![0.6, 0.4])).collect();
         let fewer = all[..7].to_vec();
-        let c = compare(
-            &[("a".into(), all, None), ("b".into(), fewer, None)],
-            0,
-            20,
-            0,
-            &clusters,
-        )
-        .unwrap();
+        let run = |name: &str, test| RunPredictions {
+            name: name.into(),
+            test,
+            heldout: None,
+        };
+        let c = compare(&[run("a", all), run("b", fewer)], 0, 20, 0, &clusters).expect("comparison");
         assert_eq!((c.common_items, c.dropped_items), (7, 3));
-        let none = compare(&[("a".into(), Vec::new(), None)], 0, 20, 0, &clusters);
+        let none = compare(&[run("a", Vec::new())], 0, 20, 0, &clusters);
         assert!(none.is_err());
     }
 }

@@ -452,10 +452,10 @@ mod tests {
         // mean 5/13 + 3/13 * 0 ... on option 0), X/q2 has 10 (0.5 off).
         assert_eq!(s.emd_cluster_cells, 2);
         let q1 = (10.0f64 / 13.0 - 5.0 / 13.0).abs();
-        assert!((s.emd_cluster.unwrap() - (q1 + 0.5) / 2.0).abs() < 1e-12);
+        assert!((s.emd_cluster.expect("large cells") - (q1 + 0.5) / 2.0).abs() < 1e-12);
         // Per (country, 2 options): A pools 20 items (0.5 off); B's 3 items are too few.
         assert_eq!(s.emd_country_scale_cells, 1);
-        assert!((s.emd_country_scale.unwrap() - 0.5).abs() < 1e-12);
+        assert!((s.emd_country_scale.expect("large cells") - 0.5).abs() < 1e-12);
         // Without clusters there is no emd_cluster.
         let unclustered: Vec<Scored> = all.iter().cloned().map(|s| Scored { cluster: None, ..s }).collect();
         assert_eq!(summarize(&unclustered).emd_cluster, None);

@@ -69,10 +69,15 @@ impl<T> ExpertBank<T> {
             z = o.concat(&copies, -1)?;
         }
         if let Some(g) = gates {
-            let g = o.unsqueeze(g, -1)?; // [b, s, E, 1]
-            let ones = o.constant(&vec![1.0; self.rank], &[1, self.rank])?;
-            let g = o.mul(&g, &ones)?; // [b, s, E, r]
-            let g = o.reshape(&g, &[0, 0, (self.experts * self.rank) as i64])?;
+            // Each gate repeated r times, [b, s, E] -> [b, s, E*r], as one product with the 0/1
+            // matrix that copies gate e to columns e*r..(e+1)*r (exact: one non-zero term each).
+            let (e, r) = (self.experts, self.rank);
+            let mut repeat = vec![0.0f32; e * e * r];
+            for (row, cols) in repeat.chunks_mut(e * r).enumerate() {
+                cols[row * r..(row + 1) * r].fill(1.0);
+            }
+            let repeat = o.constant(&repeat, &[e, e * r])?;
+            let g = o.matmul(g, &repeat)?;
             z = o.mul(&z, &g)?;
         }
         let delta = o.linear(&z, &self.b, None)?;

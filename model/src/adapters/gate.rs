@@ -1,5 +1,6 @@
-//! Router logits -> gates, for every gate mode. Top-k is k rounds of argmax (ties go to the
-//! lowest expert index in every backend), so it needs no data-dependent shapes.
+//! Router logits -> gates, for every gate mode. Top-k is one `TopK` in exported graphs and k
+//! rounds of argmax elsewhere (ties go to the lowest expert index in every backend); neither
+//! needs data-dependent shapes.
 
 use crate::config::GateMode;
 use crate::{Ops, Result};
@@ -42,30 +43,45 @@ pub fn route<O: Ops>(
         GateMode::DoubleSoftmax | GateMode::Soft => o.softmax_last(logits)?,
         GateMode::TopkSoftmax => o.share(logits),
     };
+    // One top-k operation where the backend has it (graphs), else k rounds of argmax, each
+    // pushing the chosen score below all others; the same experts and scores either way.
+    let top = match forced {
+        Some(_) => None,
+        None => o.top_k_last(&scores, k)?,
+    };
     let mut remaining = o.share(&scores);
     let (mut idx, mut hots, mut vals) = (Vec::with_capacity(k), Vec::with_capacity(k), Vec::with_capacity(k));
-    for _ in 0..k {
-        let i = match forced {
-            Some(f) => o.slice(f, -1, idx.len() as i64, idx.len() as i64 + 1)?,
-            None => o.argmax_last(&remaining)?, // [.., 1]
+    for j in 0..k as i64 {
+        let i = match (forced, &top) {
+            (Some(f), _) => o.slice(f, -1, j, j + 1)?,
+            (None, Some((_, indices))) => o.slice(indices, -1, j, j + 1)?,
+            (None, None) => o.argmax_last(&remaining)?, // [.., 1]
         };
         let hot = o.one_hot(&i, experts)?; // [.., E]
-        let picked = o.mul(&scores, &hot)?;
-        vals.push(o.sum_keepdim(&picked, -1)?); // [.., 1]
-        let push_down = o.scale(&hot, EXCLUDE)?;
-        remaining = o.add(&remaining, &push_down)?;
+        if top.is_none() {
+            let picked = o.mul(&scores, &hot)?;
+            vals.push(o.sum_keepdim(&picked, -1)?); // [.., 1]
+            if j + 1 < k as i64 {
+                let push_down = o.scale(&hot, EXCLUDE)?;
+                remaining = o.add(&remaining, &push_down)?;
+            }
+        }
         idx.push(i);
         hots.push(hot);
     }
-    let idx_refs: Vec<&O::T> = idx.iter().collect();
-    let experts_t = o.concat(&idx_refs, -1)?;
     let hot_refs: Vec<&O::T> = hots.iter().collect();
     let mut selected = o.share(hot_refs[0]);
     for h in &hot_refs[1..] {
         selected = o.add(&selected, h)?;
     }
-    let val_refs: Vec<&O::T> = vals.iter().collect();
-    let topk_scores = o.concat(&val_refs, -1)?; // [.., k]
+    let (experts_t, topk_scores) = match top {
+        Some((values, indices)) => (indices, values),
+        None => {
+            let idx_refs: Vec<&O::T> = idx.iter().collect();
+            let val_refs: Vec<&O::T> = vals.iter().collect();
+            (o.concat(&idx_refs, -1)?, o.concat(&val_refs, -1)?) // [.., k] each
+        }
+    };
     match mode {
         GateMode::Soft => Ok(Routing {
             gates: o.share(&scores),
