@@ -49,6 +49,11 @@ echo "== 3/5 export" >&2
 
 echo "== 4/5 serve two contrasting profiles" >&2
 QUESTION="How important is religion in your life?"
+# The question as training saw it (the survey's wording with its scale), when it is WVS data.
+if [[ -f "$WVS/codebook.json" ]]; then
+    QUESTION=$(python3 -c 'import json, sys
+print(next(i["question"] for i in map(json.loads, open(sys.argv[1])) if i["question_id"] == "Q6"))' "$OUT/data/items.jsonl")
+fi
 OPTIONS=(--option "Very important" --option "Rather important" --option "Not very important" --option "Not at all important")
 PROFILES=("country=Indonesia,age=45-54,gender=Female,religion=Muslim"
     "country=Netherlands,age=25-34,gender=Male,religion=Do not belong to a denomination")
