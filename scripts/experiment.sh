@@ -56,8 +56,12 @@ if [[ ! -f $OUT/data/question-ranking.json ]]; then
 fi
 QUESTIONS=${QUESTIONS:-$("$CUMA_BIN" data rank-questions --in "$OUT/data/all/train.jsonl" --ids "$TOP_QUESTIONS")}
 echo "questions: $QUESTIONS" >&2
-if [[ ! -f $OUT/data/heldout.jsonl || "$(cat "$OUT/data/questions" 2>/dev/null)" != "$QUESTIONS" ]]; then
-    [[ -f $OUT/data/questions ]] && { echo "error: $OUT was made with questions $(cat "$OUT/data/questions"); use another out dir" >&2; exit 1; }
+made_with=$(cat "$OUT/data/questions" 2>/dev/null || true)
+if [[ -n $made_with && $made_with != "$QUESTIONS" ]]; then
+    echo "error: $OUT was made with questions $made_with, not $QUESTIONS; use another out dir" >&2
+    exit 1
+fi
+if [[ ! -f $OUT/data/heldout.jsonl || -z $made_with ]]; then
     timed split "$CUMA_BIN" data split --in "$OUT/data/all-items.jsonl" --out-dir "$OUT/data" --seed "$SEED" \
         --heldout-fraction 0.05 --questions "$QUESTIONS"
     echo "$QUESTIONS" >"$OUT/data/questions"
