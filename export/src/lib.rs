@@ -4,7 +4,7 @@
 //! `cuma_model::Ops` trait by appending ONNX nodes, so running the shared model definition
 //! (the same `Decoder` / adapters code the tch backend trains) against it records the graph.
 //! Only standard ONNX operators (opset [`graph::OPSET`], default domain) are used; top-k routing
-//! is k rounds of ArgMax, so no shape depends on the data. [`bundle`] finishes a bundle: hashes
+//! is one `TopK` with a constant k, so no shape depends on the data. [`bundle`] finishes a bundle: hashes
 //! and the manifest.
 
 pub mod bundle;
