@@ -418,6 +418,11 @@ pub struct TrainArgs {
     /// without optimiser state, for `cuma eval --checkpoint`): the learning curve of a run.
     #[arg(long)]
     pub snapshot_every: Option<usize>,
+    /// SFT: draw batches from windows of N batches of the shuffled order sorted by length (the
+    /// window's batches then shuffled again), so rows of a batch have similar lengths and pad
+    /// less; the order stays seeded, so --resume continues it. 0 (default): no bucketing.
+    #[arg(long, value_name = "N")]
+    pub length_buckets: Option<usize>,
     /// Use only the first N items.
     #[arg(long)]
     pub max_items: Option<usize>,

@@ -64,6 +64,7 @@ pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     set(&mut c.seed, &a.seed);
     set(&mut c.checkpoint_every, &a.checkpoint_every);
     set(&mut c.snapshot_every, &a.snapshot_every);
+    set(&mut c.length_buckets, &a.length_buckets);
     set(&mut c.max_items, &a.max_items);
     set(&mut c.device, &a.device);
     if a.bf16 {

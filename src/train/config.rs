@@ -77,6 +77,10 @@ pub struct TrainConfig {
     /// Every this many steps, also keep the adapters (no optimiser state) in
     /// `snapshots/step-NNNNNN/`, for evaluating the run along its way (0: never).
     pub snapshot_every: usize,
+    /// SFT: form each epoch's batches inside windows of this many batches of the shuffled
+    /// order, sorted by length (then the window's batches shuffled), so a batch pads little
+    /// (0: batches straight from the shuffled order).
+    pub length_buckets: usize,
     pub clip: f64,
     /// Also train on the end-of-turn tokens after the answer letter (reference behaviour).
     pub loss_on_end_of_turn: bool,
@@ -115,6 +119,7 @@ impl Default for TrainConfig {
             seed: 0,
             checkpoint_every: 50,
             snapshot_every: 0,
+            length_buckets: 0,
             clip: 1.0,
             loss_on_end_of_turn: false,
             profile_style: ProfileStyle::Wvb,

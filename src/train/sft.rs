@@ -37,6 +37,21 @@ pub const CHECKPOINT_DIR: &str = "checkpoint";
 /// Where `snapshot_every` keeps the adapters along the way (`step-NNNNNN/` each).
 pub const SNAPSHOT_DIR: &str = "snapshots";
 
+/// Reorders a shuffled `order` so that batches of `batch` consecutive units have similar
+/// `lengths`: each window of `buckets * batch` units is sorted by length (stable, so ties keep
+/// the shuffled order), cut into batches, and those batches are shuffled within the window.
+fn bucket_by_length(order: &mut [usize], lengths: &[usize], batch: usize, buckets: usize, rng: &mut Rng) {
+    let batch = batch.max(1);
+    for window in order.chunks_mut(batch * buckets.max(1)) {
+        window.sort_by_key(|&u| lengths[u]);
+        let mut batches: Vec<Vec<usize>> = window.chunks(batch).map(<[usize]>::to_vec).collect();
+        rng.shuffle(&mut batches);
+        for (slot, unit) in window.iter_mut().zip(batches.into_iter().flatten()) {
+            *slot = unit;
+        }
+    }
+}
+
 /// A detached CPU copy of a tensor, for writing.
 fn to_cpu(t: &Tensor) -> Result<Tensor> {
     Ok(t.f_detach()?.f_to_device(tch::Device::Cpu)?)
@@ -727,7 +742,18 @@ impl SftRun {
         let (epoch, pos) = (i / n, i % n);
         if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
             let mut order: Vec<usize> = (0..n).collect();
-            Rng::new(self.config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut order);
+            let mut rng = Rng::new(self.config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
+            rng.shuffle(&mut order);
+            if self.config.length_buckets > 0 && self.config.stage == Stage::Sft {
+                let lengths: Vec<usize> = self.examples.iter().map(|e| e.ids.len()).collect();
+                bucket_by_length(
+                    &mut order,
+                    &lengths,
+                    self.config.batch_size,
+                    self.config.length_buckets,
+                    &mut rng,
+                );
+            }
             self.epoch_order = Some((epoch, order));
         }
         self.epoch_order.as_ref().map_or(pos, |(_, o)| o[pos])
@@ -1033,5 +1059,41 @@ impl SftRun {
             self.state.last_loss.unwrap_or(f64::NAN)
         ));
         Ok(history)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_buckets_keep_every_unit_and_group_similar_lengths() {
+        // 24 units of lengths 0..24 in a shuffled order; batches of 4 in windows of 3 batches.
+        let lengths: Vec<usize> = (0..24).collect();
+        let mut order: Vec<usize> = (0..24).collect();
+        let mut rng = Rng::new(3);
+        rng.shuffle(&mut order);
+        let shuffled = order.clone();
+        bucket_by_length(&mut order, &lengths, 4, 3, &mut rng);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..24).collect::<Vec<_>>(), "a permutation");
+        for (window, before) in order.chunks(12).zip(shuffled.chunks(12)) {
+            let (mut a, mut b) = (window.to_vec(), before.to_vec());
+            a.sort_unstable();
+            b.sort_unstable();
+            assert_eq!(a, b, "units stay in their window");
+            for batch in window.chunks(4) {
+                let ranks: Vec<usize> = batch
+                    .iter()
+                    .map(|u| b.iter().position(|x| x == u).expect("in window"))
+                    .collect();
+                let (lo, hi) = (ranks.iter().min().expect("rank"), ranks.iter().max().expect("rank"));
+                assert_eq!(hi - lo, 3, "a batch holds 4 neighbours in length: {batch:?}");
+            }
+        }
+        // Padding: the longest row per batch, summed, falls against the shuffled order.
+        let padded = |o: &[usize]| -> usize { o.chunks(4).map(|c| c.iter().max().expect("row") * 4).sum() };
+        assert!(padded(&order) < padded(&shuffled));
     }
 }
