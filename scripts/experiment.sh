@@ -126,6 +126,16 @@ for entry in "${TRAINED[@]}"; do
         done
     } >"$run/curve.tsv"
 done
+curved=()
+for entry in "${TRAINED[@]}"; do
+    [[ -d $OUT/${entry%%|*}/curve ]] && curved+=("$OUT/${entry%%|*}")
+done
+if ((${#curved[@]})); then
+    for metric in emd_cluster emd_country accuracy; do
+        "$CUMA_BIN" curve "${curved[@]}" --metric "$metric" --baseline "$OUT/pooled-table" \
+            --baseline "$OUT/country-table" --out "$OUT/curve-$metric.png"
+    done
+fi
 
 # Evaluation, main comparison first: the trained methods on the test split (the main three also
 # on the held-out profiles), the untrained baselines, the two ablations and the blind runs (and

@@ -35,6 +35,9 @@ pub enum Command {
     /// Draw the routing topology of a run: every country's routing signature (written by
     /// `cuma eval --routing`) in 2-D by t-SNE (or PCA), coloured by cultural cluster.
     Topology(TopologyArgs),
+    /// Draw learning curves: a metric of each run's snapshot evaluations (RUN/curve/STEP/eval.json,
+    /// from `scripts/experiment.sh`) against steps, with baselines as reference lines.
+    Curve(CurveArgs),
     /// Compare evaluated runs with uncertainty: bootstrap over respondents of their
     /// predictions.jsonl (and heldout_predictions.jsonl), 95 % intervals of every metric and
     /// paired differences against a reference run on the same items.
@@ -173,6 +176,26 @@ pub struct RankQuestionsArgs {
     /// Also write the ranking as JSON and Markdown (FILE.json, FILE.md; FILE without extension).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CurveArgs {
+    /// Run directories with curve/<step>/eval.json.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// The eval.json field to draw (emd_cluster, emd_country, accuracy, ece, ...).
+    #[arg(long, default_value = "emd_cluster")]
+    pub metric: String,
+    /// Evaluated directories (eval.json) drawn as horizontal reference lines, e.g. the count
+    /// baselines.
+    #[arg(long)]
+    pub baseline: Vec<PathBuf>,
+    /// The PNG to write.
+    #[arg(long, default_value = "curve.png")]
+    pub out: PathBuf,
+    /// TrueType font (default: $CUMA_FONT, then DejaVu Sans / Liberation Sans).
+    #[arg(long)]
+    pub font: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -16,6 +16,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Eval(a) => commands::eval::run(&a),
         cli::Command::Topology(a) => commands::topology::run(&a),
         cli::Command::Compare(a) => commands::compare::run(&a),
+        cli::Command::Curve(a) => commands::curve::run(&a),
         cli::Command::Export(a) => commands::export::run(&a),
         cli::Command::Bench(c) => commands::bench::run(&c),
     };

@@ -505,12 +505,27 @@ fn snapshots_keep_the_run_along_its_way() {
         "--max-items",
         "4",
         "--out",
-        &common::arg(&dir.join("eval")),
+        &common::arg(&run.join("curve/000002")),
         "--device",
         "cpu",
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("| cuma | 4 |"), "{out}");
+    // The evaluated snapshot is a one-point learning curve.
+    let png = dir.join("curve.png");
+    let (ok, out, err) = cuma(&[
+        "curve",
+        &common::arg(&run),
+        "--metric",
+        "accuracy",
+        "--out",
+        &common::arg(&png),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("at step 2") && out.contains("(1 snapshots)"), "{out}");
+    assert!(std::fs::read(&png).expect("png").starts_with(b"\x89PNG"));
+    let (ok, _, err) = cuma(&["curve", &common::arg(&run), "--metric", "no_such_metric"]);
+    assert!(!ok && err.contains("no_such_metric"), "{err}");
 }
 
 /// The experiment's design tools on the real WVS data, no model involved: the question ranking

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod compare;
+pub mod curve;
 pub mod data;
 pub mod embed;
 pub mod eval;

@@ -2,10 +2,12 @@
 //! few-shot baseline ([`fewshot`]), the routing analysis ([`routing`]), the zero-shot table
 //! ([`heldout`]), the routing topology picture ([`topology`]), the count baselines
 //! ([`tables`]), bootstrap intervals and paired comparisons ([`bootstrap`]) and the ranking of
-//! questions by how much countries disagree ([`disagreement`]).
+//! questions by how much countries disagree ([`disagreement`]), and learning curves
+//! ([`curves`]).
 
 pub mod bootstrap;
 pub mod choice;
+pub mod curves;
 pub mod disagreement;
 pub mod fewshot;
 pub mod generation;

@@ -245,6 +245,15 @@ pub fn find_font(explicit: Option<&Path>) -> Result<PathBuf> {
         })
 }
 
+/// Makes `font` plotters' "sans-serif" (for the rest of the process: plotters keeps registered
+/// fonts, so the bytes are leaked once per call).
+pub fn use_font(font: &Path) -> Result<()> {
+    let bytes = std::fs::read(font).map_err(crate::error::io(font))?;
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, bytes)
+        .map_err(|_| Error::Invalid(format!("{}: not a TrueType font plotters can read", font.display())))
+}
+
 fn plot_err(e: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("drawing the topology: {e}"))
 }
@@ -252,11 +261,7 @@ fn plot_err(e: impl std::fmt::Display) -> Error {
 /// Draws `points` into a PNG at `out`: one colour per cluster (legend), labels beside points.
 pub fn draw(points: &[Point], title: &str, font: &Path, out: &Path) -> Result<()> {
     use plotters::prelude::*;
-    let bytes = std::fs::read(font).map_err(crate::error::io(font))?;
-    // plotters keeps registered fonts for the life of the process.
-    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-        .map_err(|_| Error::Invalid(format!("{}: not a TrueType font plotters can read", font.display())))?;
+    use_font(font)?;
     let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
     for p in points {
         for c in 0..2 {
