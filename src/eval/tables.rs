@@ -26,10 +26,11 @@ pub enum TableKind {
 }
 
 impl AnswerTable {
-    /// Counts the answers of `items` (for example the training split).
+    /// Counts the answers of `items` (for example the training split); an item whose answer is
+    /// not one of its options counts nowhere.
     pub fn count<'a>(items: impl IntoIterator<Item = &'a ChoiceItem>) -> Self {
         let mut t = Self::default();
-        for item in items {
+        for item in items.into_iter().filter(|i| i.answer < i.options.len()) {
             let n = item.options.len();
             let add = |counts: &mut Vec<f64>| {
                 if counts.len() < n {
@@ -106,6 +107,13 @@ mod tests {
         // Two pseudo-counts of (0.75, 0.25) for B's one answer: (1.5, 0.5 + 1) / 3.
         let shrunk = t.predict(&item("B", 0), TableKind::Country { pseudo_counts: 2.0 });
         assert!((shrunk[0] - 0.5).abs() < 1e-12 && (shrunk[1] - 0.5).abs() < 1e-12);
+        // An answer outside the options is not counted.
+        let bad = ChoiceItem {
+            answer: 5,
+            ..item("A", 0)
+        };
+        let with_bad = AnswerTable::count([&train[0], &bad]);
+        assert_eq!(with_bad.predict(&item("A", 0), TableKind::Pooled), vec![1.0, 0.0]);
         // An unseen country gets the pooled table; an unseen question the uniform one.
         assert_eq!(t.predict(&item("C", 0), raw), vec![0.75, 0.25]);
         let other = ChoiceItem {
