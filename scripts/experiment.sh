@@ -51,10 +51,10 @@ if [[ ! -f $OUT/data/all/heldout.jsonl ]]; then
     timed "split all" "$CUMA_BIN" data split --in "$OUT/data/all-items.jsonl" --out-dir "$OUT/data/all" \
         --seed "$SEED" --heldout-fraction 0.05
 fi
-if [[ ! -f $OUT/data/question-ranking.json ]]; then
-    "$CUMA_BIN" data rank-questions --in "$OUT/data/all/train.jsonl" --out "$OUT/data/question-ranking" >/dev/null
-fi
-QUESTIONS=${QUESTIONS:-$("$CUMA_BIN" data rank-questions --in "$OUT/data/all/train.jsonl" --ids "$TOP_QUESTIONS")}
+# One ranking: written to question-ranking.{json,md}, its top ids printed.
+top=$("$CUMA_BIN" data rank-questions --in "$OUT/data/all/train.jsonl" --ids "$TOP_QUESTIONS" \
+    --out "$OUT/data/question-ranking")
+QUESTIONS=${QUESTIONS:-$top}
 echo "questions: $QUESTIONS" >&2
 made_with=$(cat "$OUT/data/questions" 2>/dev/null || true)
 if [[ -n $made_with && $made_with != "$QUESTIONS" ]]; then

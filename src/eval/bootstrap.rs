@@ -196,12 +196,13 @@ pub fn compare(
     let mut rng = Rng::new(seed);
     let plans = resample_plans(&respondents, resamples, &mut rng);
     // Held-out: the items every run with held-out predictions scored.
+    let held_sets: Vec<Option<std::collections::BTreeSet<&str>>> = runs
+        .iter()
+        .map(|r| r.heldout.as_ref().map(|h| h.iter().map(|p| p.id.as_str()).collect()))
+        .collect();
     let held_ids: Option<Vec<String>> = runs[reference].heldout.as_ref().map(|h| {
         h.iter()
-            .filter(|p| {
-                runs.iter()
-                    .all(|r| r.heldout.as_ref().is_none_or(|hh| hh.iter().any(|q| q.id == p.id)))
-            })
+            .filter(|p| held_sets.iter().flatten().all(|set| set.contains(p.id.as_str())))
             .map(|p| p.id.clone())
             .collect()
     });

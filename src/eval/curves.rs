@@ -123,16 +123,7 @@ pub fn draw(curves: &[Curve], references: &[(String, f64)], metric: &str, font: 
             .label(format!("{name} ({value:.4})"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 17))
-        .draw()
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
-    Ok(())
+    super::topology::legend_and_save(&mut chart, &root, plot_err)
 }
 
 #[cfg(test)]

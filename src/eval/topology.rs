@@ -301,6 +301,23 @@ pub fn draw(points: &[Point], title: &str, font: &Path, out: &Path) -> Result<()
             .label(cluster.to_string())
             .legend(move |(x, y)| Circle::new((x + 8, y), 6, colour.filled()));
     }
+    legend_and_save(&mut chart, &root, plot_err)
+}
+
+/// A 2-D f64 chart on a PNG, as both of cuma's pictures draw them.
+pub(super) type PngChart<'a> = plotters::chart::ChartContext<
+    'a,
+    plotters::prelude::BitMapBackend<'a>,
+    plotters::prelude::Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Draws the legend (upper right) of `chart` and writes `root` to its file.
+pub(super) fn legend_and_save(
+    chart: &mut PngChart<'_>,
+    root: &plotters::prelude::DrawingArea<plotters::prelude::BitMapBackend<'_>, plotters::coord::Shift>,
+    err: fn(String) -> Error,
+) -> Result<()> {
+    use plotters::prelude::*;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -308,9 +325,8 @@ pub fn draw(points: &[Point], title: &str, font: &Path, out: &Path) -> Result<()
         .border_style(BLACK)
         .label_font(("sans-serif", 17))
         .draw()
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
-    Ok(())
+        .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))
 }
 
 #[cfg(test)]
