@@ -799,8 +799,18 @@ pub struct ExportArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// How weights are stored: f32, or f16 (half the size; cast to f32 inside the graph).
+    /// With --quant, this is how the weights that stay unquantized are stored.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: ExportDtype,
+    /// Store the backbone's projection and lm-head weights block-quantized (blocks of 32 inputs,
+    /// a float32 scale each, and a 4-bit zero point for int4), read back by the standard
+    /// `DequantizeLinear` (opset 21), which ONNX Runtime fuses with the following `MatMul` into
+    /// its `MatMulNBits` kernel. Routers, experts, norms and the embedding table stay at --dtype.
+    /// GGUF Q8_0 / Q4_0 blocks come through bit for bit; Q4_1 blocks are rounded again; an int4
+    /// bundle keeps a tensor the GGUF holds at Q8_0 (SmolLM2's lm-head) at 8 bits. tract cannot
+    /// read these graphs: for tract, export without --quant and run with `--tract-quant q4_0`.
+    #[arg(long, value_enum)]
+    pub quant: Option<ExportQuant>,
     /// The backbone to export a checkpoint onto (default: the one it recorded; must hash the same).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -821,6 +831,12 @@ pub struct ExportArgs {
 pub enum ExportDtype {
     F32,
     F16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportQuant {
+    Int4,
+    Int8,
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ use crate::tch_ops::TchOps;
 use crate::train::checkpoint;
 use crate::weights::WeightSet;
 use crate::{Error, Result};
-use cuma_export::{decoder_graph, AdapterSpec, AdapterTensors, DecoderGraph, SourceWeights, StoreAs, TensorSource};
+use cuma_export::{
+    decoder_graph, AdapterSpec, AdapterTensors, DecoderGraph, QuantReport, SourceWeights, StoreAs, TensorSource, WeightFormat,
+};
 use std::path::{Path, PathBuf};
 
 /// A [`WeightSet`] (GGUF or safetensors, dequantised to f32) as the exporter's tensor source.
@@ -142,7 +144,7 @@ fn merged_lora(
 }
 
 /// Records the decoder graph of `input`, whose backbone is already open as `source`.
-pub fn export_decoder(input: &ExportInput, source: &ModelSource, store_as: StoreAs) -> Result<DecoderGraph> {
+pub fn export_decoder(input: &ExportInput, source: &ModelSource, format: WeightFormat) -> Result<DecoderGraph> {
     let config = decoder_config(source)?.clone();
     if let (true, Some(ck)) = (input.merge, &input.checkpoint) {
         let method = ck.manifest.config.method.effective();
@@ -150,13 +152,13 @@ pub fn export_decoder(input: &ExportInput, source: &ModelSource, store_as: Store
         let replaced = merged_lora(&base, ck, &method, config.num_layers)?;
         let overlaid = Overlaid { base, replaced };
         let mut weights = SourceWeights { source: &overlaid };
-        return decoder_graph::<_, AdapterTensors>(&config, &mut weights, None, store_as).map_err(|e| source.error(e));
+        return decoder_graph::<_, AdapterTensors>(&config, &mut weights, None, format).map_err(|e| source.error(e));
     }
     let mut weights = SourceWeights {
         source: &WeightSetSource(&source.weights),
     };
     let graph = match &input.checkpoint {
-        None => decoder_graph::<_, AdapterTensors>(&config, &mut weights, None, store_as),
+        None => decoder_graph::<_, AdapterTensors>(&config, &mut weights, None, format),
         Some(ck) => {
             let method = ck.manifest.config.method.effective();
             if matches!(
@@ -182,7 +184,7 @@ pub fn export_decoder(input: &ExportInput, source: &ModelSource, store_as: Store
                 tensors: &mut tensors,
                 encoder_dim: ck.manifest.profile_dim,
             };
-            decoder_graph(&config, &mut weights, Some(spec), store_as)
+            decoder_graph(&config, &mut weights, Some(spec), format)
         }
     };
     graph.map_err(|e| source.error(e))
@@ -194,6 +196,8 @@ pub struct BundleReport {
     pub sizes: std::collections::BTreeMap<String, u64>,
     pub routers: usize,
     pub seconds: f64,
+    /// What `--quant` did to the decoder's weights.
+    pub quant: QuantReport,
 }
 
 /// Writes one graph (and its external data file, past `external_data_above` weight bytes); the
@@ -201,10 +205,11 @@ pub struct BundleReport {
 fn write_graph(
     graph: cuma_export::proto::GraphProto,
     doc: &str,
+    opset: i64,
     path: &Path,
     external_data_above: u64,
 ) -> Result<Vec<String>> {
-    let written = cuma_export::write_model(cuma_export::model_proto(graph, doc), path, external_data_above)
+    let written = cuma_export::write_model(cuma_export::model_proto(graph, doc, opset), path, external_data_above)
         .map_err(|e| Error::Invalid(format!("writing {}: {e}", path.display())))?;
     Ok(written.files.into_iter().map(|(name, _)| name).collect())
 }
@@ -236,9 +241,10 @@ fn write_tokenizer(tokenizer: &tokenizers::Tokenizer, path: &Path) -> Result<()>
 pub fn write_bundle(
     input: &ExportInput,
     out: &Path,
-    store_as: StoreAs,
+    format: WeightFormat,
     external_data_above: u64,
 ) -> Result<BundleReport> {
+    let store_as = format.store_as;
     use cuma_model::bundle::{self, BackboneSpec, EncoderSpec, GraphSpec, Manifest, ProfileSpec};
     let started = std::time::Instant::now();
     let mut graphs = std::collections::BTreeMap::new();
@@ -247,11 +253,12 @@ pub fn write_bundle(
     let source = ModelSource::open(&input.backbone)?;
     let config = decoder_config(&source)?.clone();
     let tokenizer = crate::models::backbone::tokenizer_for(&source)?;
-    let decoder = export_decoder(input, &source, store_as)?;
+    let decoder = export_decoder(input, &source, format)?;
     let model_path = out.join("model.onnx");
     files.extend(write_graph(
         decoder.graph,
         "cuma decoder",
+        decoder.opset,
         &model_path,
         external_data_above,
     )?);
@@ -307,6 +314,7 @@ pub fn write_bundle(
         files.extend(write_graph(
             graph.graph,
             "cuma demographic encoder",
+            cuma_export::OPSET,
             &enc_model,
             external_data_above,
         )?);
@@ -353,7 +361,11 @@ pub fn write_bundle(
         } else {
             bundle::StorageDtype::F32
         },
-        opset: cuma_export::OPSET,
+        quant: format.quant.map(|bits| bundle::QuantSpec {
+            bits: bits.bits(),
+            block_size: cuma_export::quant::BLOCK,
+        }),
+        opset: decoder.opset,
         ir_version: cuma_export::IR_VERSION,
         backbone: BackboneSpec {
             family: config.family,
@@ -390,5 +402,6 @@ pub fn write_bundle(
         sizes,
         routers: decoder.routers.len(),
         seconds: started.elapsed().as_secs_f64(),
+        quant: decoder.quant,
     })
 }

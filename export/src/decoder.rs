@@ -3,7 +3,7 @@
 //! recorded through [`GraphBuilder`]; this module adds only the graph's signature. One graph
 //! serves prefill (past length 0) and decode.
 
-use crate::graph::{GraphBuilder, StoreAs, Value};
+use crate::graph::{GraphBuilder, QuantReport, Value, WeightFormat};
 use crate::io::{io, value_info, ElementType, IoSpec, KvPart};
 use cuma_model::adapters::DecoderAdapters;
 use cuma_model::arch::{Decoder, DecoderCtx, KvPair};
@@ -32,6 +32,10 @@ pub struct DecoderGraph {
     pub routers: Vec<String>,
     /// D, when the graph takes a `demographic` input.
     pub demographic_dim: Option<usize>,
+    /// The opset the graph needs ([`crate::OPSET`], or [`crate::quant::QUANT_OPSET`] quantized).
+    pub opset: i64,
+    /// What block quantization did (all zero without it).
+    pub quant: QuantReport,
 }
 
 /// Records `config`'s decoder with weights from `weights` (and adapters from `adapters`).
@@ -39,9 +43,12 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
     config: &DecoderConfig,
     weights: &mut W,
     adapters: Option<AdapterSpec<'_, T>>,
-    store_as: StoreAs,
+    format: WeightFormat,
 ) -> Result<DecoderGraph> {
-    let mut g = GraphBuilder::new(store_as);
+    let mut g = match format.quant {
+        Some(bits) => GraphBuilder::quantized(format.store_as, bits),
+        None => GraphBuilder::new(format.store_as),
+    };
     let mut decoder = Decoder::load(&mut g, weights, config)?;
     if let Some(a) = adapters {
         decoder.adapters = Some(DecoderAdapters::init(
@@ -132,6 +139,7 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
             &[&n, "batch", "seq", &k],
         ));
     }
+    let (opset, quant) = (g.opset(), g.quant_report().clone());
     let graph = g.finish(
         "cuma_decoder",
         inputs.iter().map(value_info).collect(),
@@ -143,5 +151,7 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
         outputs,
         routers,
         demographic_dim,
+        opset,
+        quant,
     })
 }

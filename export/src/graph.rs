@@ -3,9 +3,11 @@
 //! of computing, so running a `cuma-model` forward pass against it records the graph.
 
 use crate::proto::{self, attribute_type, data_type, AttributeProto, NodeProto, TensorProto, ValueInfoProto};
+use crate::quant::{self, QuantBits, QUANT_OPSET};
 use cuma_model::{Ops, Result};
+use std::collections::{HashMap, HashSet};
 
-/// The opset every graph imports.
+/// The opset a float graph imports (a quantized one imports [`QUANT_OPSET`]).
 pub const OPSET: i64 = 17;
 /// The ONNX IR version written (ORT 1.31 reads <= 13; the bundle contract promises <= 10).
 pub const IR_VERSION: i64 = 10;
@@ -22,6 +24,20 @@ pub enum StoreAs {
     F16,
 }
 
+/// How a graph stores its weights: floats per [`StoreAs`], and optionally the projection weights
+/// block-quantized (decoder graphs only; [`crate::quant`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightFormat {
+    pub store_as: StoreAs,
+    pub quant: Option<QuantBits>,
+}
+
+impl From<StoreAs> for WeightFormat {
+    fn from(store_as: StoreAs) -> Self {
+        Self { store_as, quant: None }
+    }
+}
+
 /// Collects nodes and initializers.
 pub struct GraphBuilder {
     nodes: Vec<NodeProto>,
@@ -30,6 +46,31 @@ pub struct GraphBuilder {
     store_as: StoreAs,
     /// (value, graph output name) pairs, resolved by [`GraphBuilder::finish`].
     outputs: Vec<(String, String)>,
+    /// Block quantization of projection weights ([`GraphBuilder::projection_weight`]).
+    quant: Option<QuantBits>,
+    /// Projection weights by name, held back until a node reads them: a [`Ops::linear`] reads
+    /// them block-quantized, any other node as a float initializer.
+    projections: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    /// Projection weights already written as float initializers.
+    written_float: HashSet<String>,
+    /// Each projection weight already quantized: its `DequantizeLinear` output, its block
+    /// minima (affine form) and its input size.
+    dequantized: HashMap<String, (Value, Option<Value>, usize)>,
+    /// Per-block sums of each input a quantized projection with minima reads.
+    block_sums: HashMap<String, Value>,
+    /// How the projection weights were stored, for the export report.
+    quant_report: QuantReport,
+}
+
+/// What block quantization did to a graph's projection weights.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuantReport {
+    /// Tensors stored with 4 / 8 bits.
+    pub int4_tensors: usize,
+    pub int8_tensors: usize,
+    /// Blocks stored exactly (the source already had that block form), of all blocks.
+    pub exact_blocks: usize,
+    pub blocks: usize,
 }
 
 fn attr_int(name: &str, i: i64) -> AttributeProto {
@@ -92,7 +133,36 @@ impl GraphBuilder {
             counter: 0,
             store_as,
             outputs: Vec::new(),
+            quant: None,
+            projections: HashMap::new(),
+            written_float: HashSet::new(),
+            dequantized: HashMap::new(),
+            block_sums: HashMap::new(),
+            quant_report: QuantReport::default(),
         }
+    }
+
+    /// A builder that stores projection weights block-quantized with `bits` ([`crate::quant`]);
+    /// every other weight is stored per `store_as`.
+    pub fn quantized(store_as: StoreAs, bits: QuantBits) -> Self {
+        Self {
+            quant: Some(bits),
+            ..Self::new(store_as)
+        }
+    }
+
+    /// The opset the recorded graph needs.
+    pub fn opset(&self) -> i64 {
+        if self.quant.is_some() {
+            QUANT_OPSET
+        } else {
+            OPSET
+        }
+    }
+
+    /// What quantization did so far.
+    pub fn quant_report(&self) -> &QuantReport {
+        &self.quant_report
     }
 
     fn fresh(&mut self, hint: &str) -> String {
@@ -115,6 +185,7 @@ impl GraphBuilder {
         attributes: Vec<AttributeProto>,
         n: usize,
     ) -> Vec<Value> {
+        self.write_float_projections(inputs);
         let outputs: Vec<String> = (0..n).map(|_| self.fresh(op)).collect();
         let name = format!("n{}_{op}", self.nodes.len());
         self.nodes.push(NodeProto {
@@ -130,6 +201,7 @@ impl GraphBuilder {
 
     /// Appends a node whose single output gets the given name (graph outputs).
     pub fn node_into(&mut self, op: &str, inputs: &[&Value], attributes: Vec<AttributeProto>, output: &str) -> Value {
+        self.write_float_projections(inputs);
         let name = format!("n{}_{op}", self.nodes.len());
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|v| v.0.clone()).collect(),
@@ -202,6 +274,133 @@ impl GraphBuilder {
         }
     }
 
+    /// A weight that [`Ops::linear`] multiplies by (`[out, in]`): with quantization on, held back
+    /// and stored block-quantized for each `linear` that reads it, and as a float weight (per
+    /// [`StoreAs`]) only if another node reads it too (a tied embedding's `Gather`). Without
+    /// quantization, [`GraphBuilder::weight`].
+    pub fn projection_weight(&mut self, name: &str, dims: &[usize], values: Vec<f32>) -> Value {
+        if self.quant.is_none() || dims.len() != 2 {
+            return self.weight(name, dims, &values);
+        }
+        self.projections.insert(name.to_string(), (dims.to_vec(), values));
+        Value(name.into())
+    }
+
+    /// Writes the float initializer of every held-back projection weight among `inputs` that
+    /// has none yet (the node about to be appended reads it as a plain tensor).
+    fn write_float_projections(&mut self, inputs: &[&Value]) {
+        for v in inputs {
+            if !self.projections.contains_key(&v.0) || self.written_float.contains(&v.0) {
+                continue;
+            }
+            self.written_float.insert(v.0.clone());
+            let (dims, values) = &self.projections[&v.0];
+            match self.store_as {
+                StoreAs::F32 => self.initializers.push(f32_tensor(&v.0, dims, values)),
+                StoreAs::F16 => {
+                    let stored = format!("{}.f16", v.0);
+                    self.initializers.push(f16_tensor(&stored, dims, values));
+                    let to = vec![attr_int("to", i64::from(data_type::FLOAT))];
+                    self.nodes.push(NodeProto {
+                        input: vec![stored],
+                        output: vec![v.0.clone()],
+                        name: format!("n{}_Cast", self.nodes.len()),
+                        op_type: "Cast".into(),
+                        attribute: to,
+                        domain: String::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// `x W^T` for the held-back projection weight `name`, block-quantized with `bits`: a
+    /// blocked `DequantizeLinear` of its `[in, out]` values feeding a `MatMul`, plus, for the
+    /// affine form, the block minima's share `(x summed per block) M` ([`crate::quant`]).
+    fn quantized_linear(&mut self, x: &Value, name: &str, bits: QuantBits) -> Value {
+        let (weight, minima, k) = self.dequantized_projection(name, bits);
+        let y = self.node("MatMul", &[x, &weight], Vec::new());
+        let Some(minima) = minima else { return y };
+        let sums = self.block_sums(x, k);
+        let shift = self.node("MatMul", &[&sums, &minima], Vec::new());
+        self.node("Add", &[&y, &shift], Vec::new())
+    }
+
+    /// `x` `[.., k]` summed over each block of [`quant::BLOCK`] features, `[.., ceil(k / BLOCK)]`:
+    /// one product with a constant 0/1 matrix, made once per input.
+    fn block_sums(&mut self, x: &Value, k: usize) -> Value {
+        if let Some(v) = self.block_sums.get(&x.0) {
+            return v.clone();
+        }
+        let blocks = k.div_ceil(quant::BLOCK);
+        let mut indicator = vec![0f32; k * blocks];
+        for row in 0..k {
+            indicator[row * blocks + row / quant::BLOCK] = 1.0;
+        }
+        let indicator = self.const_f32(&indicator, &[k, blocks]);
+        let sums = self.node("MatMul", &[x, &indicator], Vec::new());
+        self.block_sums.insert(x.0.clone(), sums.clone());
+        sums
+    }
+
+    /// The `[in, out]` float32 value of projection weight `name` read back by a blocked
+    /// `DequantizeLinear` from its quantized initializers, the block minima `[in / 32, out]`
+    /// of the affine form, and `in` (made on first use).
+    fn dequantized_projection(&mut self, name: &str, bits: QuantBits) -> (Value, Option<Value>, usize) {
+        if let Some(v) = self.dequantized.get(name) {
+            return v.clone();
+        }
+        let (dims, values) = &self.projections[name];
+        let (n, k) = (dims[0], dims[1]);
+        let blocked = quant::quantize(values, n, k, bits);
+        let report = &mut self.quant_report;
+        match blocked.form.bits() {
+            QuantBits::Int4 => report.int4_tensors += 1,
+            QuantBits::Int8 => report.int8_tensors += 1,
+        }
+        report.exact_blocks += blocked.exact_blocks;
+        report.blocks += blocked.scales.len();
+        let blocks_dims = [k.div_ceil(quant::BLOCK), n];
+        let (q_type, zp_type) = match blocked.form {
+            quant::Form::Symmetric8 => (data_type::INT8, data_type::INT8),
+            quant::Form::Affine(QuantBits::Int8) => (data_type::UINT8, data_type::UINT8),
+            quant::Form::Symmetric4 | quant::Form::Affine(QuantBits::Int4) => (data_type::UINT4, data_type::UINT4),
+        };
+        let raw = |values: &[i16]| -> Vec<u8> {
+            if q_type == data_type::UINT4 {
+                quant::pack_u4(values.iter().map(|&v| v as u8))
+            } else {
+                values.iter().map(|&v| v as u8).collect()
+            }
+        };
+        let integer = |name: String, dims: &[usize], data_type: i32, raw_data: Vec<u8>| TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type,
+            name,
+            raw_data,
+            ..Default::default()
+        };
+        let zero_points = vec![blocked.zero_point(); blocked.scales.len()];
+        let names = [format!("{name}.quant"), format!("{name}.scale"), format!("{name}.zero_point")];
+        self.initializers.push(integer(names[0].clone(), &[k, n], q_type, raw(&blocked.values)));
+        self.initializers.push(f32_tensor(&names[1], &blocks_dims, &blocked.scales));
+        self.initializers.push(integer(names[2].clone(), &blocks_dims, zp_type, raw(&zero_points)));
+        let inputs: Vec<Value> = names.into_iter().map(Value).collect();
+        let weight = self.node(
+            "DequantizeLinear",
+            &inputs.iter().collect::<Vec<_>>(),
+            vec![attr_int("axis", 0), attr_int("block_size", quant::BLOCK as i64)],
+        );
+        let minima = blocked.minima.as_ref().map(|m| {
+            let minima_name = format!("{name}.minima");
+            self.initializers.push(f32_tensor(&minima_name, &blocks_dims, m));
+            Value(minima_name)
+        });
+        let entry = (weight, minima, k);
+        self.dequantized.insert(name.to_string(), entry.clone());
+        entry
+    }
+
     /// A small float32 constant (always stored in full precision).
     pub fn const_f32(&mut self, values: &[f32], dims: &[usize]) -> Value {
         let name = self.fresh("const");
@@ -241,6 +440,10 @@ impl GraphBuilder {
         outputs: Vec<ValueInfoProto>,
     ) -> proto::GraphProto {
         self.name_outputs();
+        debug_assert!(
+            self.projections.keys().all(|n| self.written_float.contains(n) || self.dequantized.contains_key(n)),
+            "a projection weight no node reads"
+        );
         proto::GraphProto {
             node: self.nodes,
             name: name.into(),
@@ -267,8 +470,13 @@ impl Ops for GraphBuilder {
         Ok(self.node("MatMul", &[a, b], Vec::new()))
     }
     fn linear(&mut self, x: &Value, w: &Value, b: Option<&Value>) -> Result<Value> {
-        let wt = self.node("Transpose", &[w], vec![attr_ints("perm", &[1, 0])]);
-        let y = self.node("MatMul", &[x, &wt], Vec::new());
+        let y = match self.quant {
+            Some(bits) if self.projections.contains_key(&w.0) => self.quantized_linear(x, &w.0, bits),
+            _ => {
+                let wt = self.node("Transpose", &[w], vec![attr_ints("perm", &[1, 0])]);
+                self.node("MatMul", &[x, &wt], Vec::new())
+            }
+        };
         Ok(match b {
             Some(b) => self.node("Add", &[&y, b], Vec::new()),
             None => y,
@@ -323,7 +531,11 @@ impl Ops for GraphBuilder {
         Ok(self.node("Softmax", &[x], vec![attr_int("axis", -1)]))
     }
     fn mean_keepdim(&mut self, x: &Value, dim: i64) -> Result<Value> {
-        // Opset 17: ReduceMean takes its axes as an attribute.
+        // ReduceMean takes its axes as an attribute up to opset 17, as an input from 18.
+        if self.opset() >= 18 {
+            let axes = self.const_i64(&[dim]);
+            return Ok(self.node("ReduceMean", &[x, &axes], vec![attr_int("keepdims", 1)]));
+        }
         Ok(self.node(
             "ReduceMean",
             &[x],

@@ -13,13 +13,15 @@ pub mod encoder;
 pub mod graph;
 pub mod io;
 pub mod proto;
+pub mod quant;
 pub mod weights;
 
 pub use bundle::{finish_bundle, sha256_file};
 pub use cuma_model as model;
 pub use decoder::{decoder_graph, AdapterSpec, DecoderGraph};
 pub use encoder::{encoder_graph, EncoderGraph};
-pub use graph::{GraphBuilder, StoreAs, IR_VERSION, OPSET};
+pub use graph::{GraphBuilder, QuantReport, StoreAs, WeightFormat, IR_VERSION, OPSET};
+pub use quant::{QuantBits, QUANT_OPSET};
 pub use weights::{AdapterTensors, SourceWeights, TensorSource};
 
 use prost::Message;
@@ -70,8 +72,9 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
         })
 }
 
-/// Wraps a graph into a model with cuma's opset and IR version.
-pub fn model_proto(graph: proto::GraphProto, doc: &str) -> proto::ModelProto {
+/// Wraps a graph into a model with cuma's IR version, importing `opset` ([`OPSET`] for float
+/// graphs, [`QUANT_OPSET`] for block-quantized ones).
+pub fn model_proto(graph: proto::GraphProto, doc: &str, opset: i64) -> proto::ModelProto {
     proto::ModelProto {
         ir_version: IR_VERSION,
         producer_name: "cuma".into(),
@@ -80,7 +83,7 @@ pub fn model_proto(graph: proto::GraphProto, doc: &str) -> proto::ModelProto {
         graph: Some(graph),
         opset_import: vec![proto::OperatorSetIdProto {
             domain: String::new(),
-            version: OPSET,
+            version: opset,
         }],
         metadata_props: Vec::new(),
     }

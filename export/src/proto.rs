@@ -8,9 +8,12 @@ use prost::Message;
 /// `TensorProto.DataType` values used here.
 pub mod data_type {
     pub const FLOAT: i32 = 1;
+    pub const UINT8: i32 = 2;
+    pub const INT8: i32 = 3;
     pub const INT64: i32 = 7;
     pub const BOOL: i32 = 9;
     pub const FLOAT16: i32 = 10;
+    pub const UINT4: i32 = 21;
 }
 
 /// `AttributeProto.AttributeType` values used here.

@@ -34,7 +34,7 @@ impl<S: TensorSource + ?Sized> Weights<GraphBuilder> for SourceWeights<'_, S> {
             });
         }
         let values = self.source.read(name).map_err(Error::Backend)?;
-        Ok(o.weight(name, shape, &values))
+        Ok(o.projection_weight(name, shape, values))
     }
 
     fn contains(&self, name: &str) -> bool {

@@ -92,6 +92,24 @@ pub enum StorageDtype {
     F16,
 }
 
+/// Block quantization of the decoder's projection and lm-head weights (`cuma export --quant`):
+/// each such weight `[in, out]` is a blocked `DequantizeLinear` (`axis` 0, `block_size` here)
+/// feeding a `MatMul`, which needs opset 21. Routers, experts, norms and the embedding table
+/// stay in [`Manifest::dtype`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct QuantSpec {
+    /// 4 or 8: the width of most quantized weights (a 4-bit bundle keeps at 8 bits a tensor
+    /// its source already held exactly at 8 bits, such as a Q8_0 lm-head).
+    pub bits: u32,
+    /// Consecutive input rows sharing one scale (and zero point).
+    pub block_size: usize,
+}
+
+/// The opset a bundle with [`QuantSpec`] declares, and the highest a float bundle may.
+pub const QUANT_OPSET: i64 = 21;
+
 /// The profile encoder's architecture: BERT, or a decoder family used as an embedding model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -226,6 +244,9 @@ pub struct Manifest {
     pub format_version: u32,
     pub producer: String,
     pub dtype: StorageDtype,
+    /// Absent: every weight is stored per `dtype`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quant: Option<QuantSpec>,
     pub opset: i64,
     pub ir_version: i64,
     pub backbone: BackboneSpec,
@@ -289,6 +310,23 @@ impl Manifest {
     /// `routing_experts` `[routers, batch, seq, top_k]` exactly when there are routers; the
     /// encoder's `embedding` has `encoder.dim` values. The error says which field is wrong.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(q) = &self.quant {
+            if q.bits != 4 && q.bits != 8 {
+                return Err(format!("`quant.bits` is {}; bundles hold 4- or 8-bit weights", q.bits));
+            }
+            if !q.block_size.is_power_of_two() || !(16..=256).contains(&q.block_size) {
+                return Err(format!(
+                    "`quant.block_size` is {}; expected a power of two from 16 to 256",
+                    q.block_size
+                ));
+            }
+            if self.opset < QUANT_OPSET {
+                return Err(format!(
+                    "`opset` is {} but quantized weights need opset {QUANT_OPSET}",
+                    self.opset
+                ));
+            }
+        }
         let b = &self.backbone;
         within("backbone.layers", b.layers, MAX_LAYERS)?;
         within("backbone.heads", b.heads, MAX_HEADS)?;

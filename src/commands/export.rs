@@ -1,9 +1,9 @@
 //! `cuma export --onnx`: writes the decoder graph of a checkpoint or bare backbone.
 
-use crate::cli::{ExportArgs, ExportDtype};
+use crate::cli::{ExportArgs, ExportDtype, ExportQuant};
 use anyhow::Context;
 use cuma::export::{write_bundle, ExportInput};
-use cuma_export::StoreAs;
+use cuma_export::{QuantBits, StoreAs, WeightFormat};
 
 /// The file every bundle has; a directory holding it may be overwritten with --force.
 const MODEL_FILE: &str = "model.onnx";
@@ -38,10 +38,24 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
         ExportDtype::F32 => StoreAs::F32,
         ExportDtype::F16 => StoreAs::F16,
     };
+    let format = WeightFormat {
+        store_as,
+        quant: a.quant.map(|q| match q {
+            ExportQuant::Int4 => QuantBits::Int4,
+            ExportQuant::Int8 => QuantBits::Int8,
+        }),
+    };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let report = write_bundle(&input, &a.out, store_as, a.external_data_above)?;
+    let report = write_bundle(&input, &a.out, format, a.external_data_above)?;
     for (file, size) in &report.sizes {
         eprintln!("  {file:<24} {:>10.1} MB", *size as f64 / 1e6);
+    }
+    let q = &report.quant;
+    if format.quant.is_some() {
+        eprintln!(
+            "quantized {} weight tensors to 4 bits and {} to 8 bits; {} of {} blocks carried over exactly",
+            q.int4_tensors, q.int8_tensors, q.exact_blocks, q.blocks
+        );
     }
     let total: u64 = report.sizes.values().sum();
     eprintln!(
