@@ -46,6 +46,7 @@ fn session(bundle: &Path, backend: Backend) -> Session {
     let engine = EngineOptions {
         backend,
         threads: Some(threads()),
+        ..Default::default()
     };
     Session::new(
         Bundle::open(bundle).expect("bundle"),

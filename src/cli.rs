@@ -802,13 +802,16 @@ pub struct ExportArgs {
     /// With --quant, this is how the weights that stay unquantized are stored.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: ExportDtype,
-    /// Store the backbone's projection and lm-head weights block-quantized (blocks of 32 inputs,
-    /// a float32 scale each, and a 4-bit zero point for int4), read back by the standard
-    /// `DequantizeLinear` (opset 21), which ONNX Runtime fuses with the following `MatMul` into
-    /// its `MatMulNBits` kernel. Routers, experts, norms and the embedding table stay at --dtype.
-    /// GGUF Q8_0 / Q4_0 blocks come through bit for bit; Q4_1 blocks are rounded again; an int4
-    /// bundle keeps a tensor the GGUF holds at Q8_0 (SmolLM2's lm-head) at 8 bits. tract cannot
-    /// read these graphs: for tract, export without --quant and run with `--tract-quant q4_0`.
+    /// Store the backbone's projection and lm-head weights block-quantized (blocks of 32 inputs
+    /// with one float32 scale each), read back by the standard `DequantizeLinear` (opset 21),
+    /// which ONNX Runtime fuses with the following `MatMul` into its `MatMulNBits` kernel.
+    /// Routers, experts, norms and the embedding table stay at --dtype. GGUF blocks come through
+    /// exactly: Q4_0 as uint4 with zero point 8, Q4_1 as uint4 plus its per-block minima (added
+    /// by one small extra product), both also in an int8 export; Q8_0 as int8 in an int8 export
+    /// and at --dtype in an int4 one (ONNX Runtime's 8-bit kernel is slow without
+    /// --int8-activations). Float weights are rounded to the nearest of 2^bits levels per block.
+    /// tract cannot read these graphs (blocked and 4-bit DequantizeLinear): serve it a bundle
+    /// exported without --quant (--dtype f16 halves it).
     #[arg(long, value_enum)]
     pub quant: Option<ExportQuant>,
     /// The backbone to export a checkpoint onto (default: the one it recorded; must hash the same).

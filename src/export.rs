@@ -8,7 +8,8 @@ use crate::train::checkpoint;
 use crate::weights::WeightSet;
 use crate::{Error, Result};
 use cuma_export::{
-    decoder_graph, AdapterSpec, AdapterTensors, DecoderGraph, QuantReport, SourceWeights, StoreAs, TensorSource, WeightFormat,
+    decoder_graph, AdapterSpec, AdapterTensors, DecoderGraph, QuantReport, SourceWeights, StoreAs, TensorSource,
+    WeightFormat,
 };
 use std::path::{Path, PathBuf};
 

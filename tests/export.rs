@@ -186,6 +186,56 @@ fn bare_backbones_of_every_family_match_tch() {
     }
 }
 
+/// `--quant int4|int8` of the tiny GGUF (Q4_0, Q4_1 and Q8_0 projections): the graph passes
+/// `onnx.checker`, ONNX Runtime fuses every blocked `DequantizeLinear` + `MatMul` into
+/// `MatMulNBits`, and with float32 activations the logits and greedy tokens are tch's on the
+/// dequantized GGUF (the blocks are carried exactly).
+#[test]
+fn quantized_exports_carry_gguf_blocks_exactly_and_fuse_into_matmul_nbits() {
+    let gguf = tiny("llama-q.gguf");
+    let model = Backbone::load(&gguf, CPU).expect("loads");
+    let (ids, mask) = tch_inputs();
+    let (logits, _) = tch::no_grad(|| model.step(&ids, &mask, None)).expect("tch");
+    let want_greedy = tch_greedy(&model, &[5, 6, 7, 8], 8, None);
+    for quant in ["int4", "int8"] {
+        let dir = scratch(&format!("export_quant_{quant}"));
+        let bundle = dir.join("bundle");
+        cuma(&["export", "--onnx", &s(&gguf), "--out", &s(&bundle), "--quant", quant]);
+        let got = ort(
+            &bundle.join("model.onnx"),
+            &json!({"input_ids": IDS, "attention_mask": MASK, "accuracy_level": "0", "optimized_ops": true}),
+            &dir,
+        );
+        let fused = &got["optimized_ops"];
+        assert!(
+            fused["MatMulNBits"].as_u64().unwrap_or(0) > 0,
+            "{quant}: nothing fused: {fused}"
+        );
+        assert!(
+            fused["DequantizeLinear"].is_null(),
+            "{quant}: unfused DequantizeLinear left: {fused}"
+        );
+        let diff = max_diff(&to_vec(&logits), &floats(&got["logits"]));
+        assert!(diff <= 1e-4, "{quant}: logits differ by {diff}");
+        let greedy = ort(
+            &bundle.join("model.onnx"),
+            &json!({"input_ids": [[5, 6, 7, 8]], "attention_mask": [[1, 1, 1, 1]], "greedy": 8, "accuracy_level": "0"}),
+            &dir,
+        );
+        let got_greedy: Vec<i64> = greedy["greedy"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|x| x.as_i64().expect("id"))
+            .collect();
+        assert_eq!(
+            got_greedy, want_greedy,
+            "{quant}: greedy generation through the KV cache"
+        );
+        println!("{quant}: {fused}; max |logit diff| {diff:.2e}");
+    }
+}
+
 #[test]
 fn trained_cuma_in_every_gate_mode_matches_tch_logits_and_routing() {
     let dir = scratch("export_cuma");
@@ -560,6 +610,7 @@ fn an_independent_python_client_reproduces_cuma_from_the_contract() {
             engine: EngineOptions {
                 backend: Backend::Ort { device: OrtDevice::Cpu },
                 threads: Some(1),
+                ..Default::default()
             },
             strict_profiles: false,
         },

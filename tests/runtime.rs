@@ -193,6 +193,7 @@ fn session(bundle: &Path, backend: Backend) -> Session {
             engine: EngineOptions {
                 backend,
                 threads: Some(2),
+                ..Default::default()
             },
             strict_profiles: true,
         },
@@ -221,9 +222,27 @@ fn compare(
     messages: &[Message],
     tolerance: f32,
 ) -> f32 {
+    let (worst, want, vector) = compare_on(&backends(), label, bundle, model, encoder, profile, messages, tolerance);
+    check_snapshot(label, model, vector.as_ref(), &want);
+    worst
+}
+
+/// [`compare`] on `backends` only, without the snapshot: the worst logit difference, tch's
+/// observation and the profile vector it used.
+#[allow(clippy::too_many_arguments)]
+fn compare_on(
+    backends: &[(&str, Backend)],
+    label: &str,
+    bundle: &Path,
+    model: &Backbone,
+    encoder: Option<&cuma::models::encoder::ProfileEncoder>,
+    profile: &Profile,
+    messages: &[Message],
+    tolerance: f32,
+) -> (f32, Observation, Option<Tensor>) {
     let mut worst = 0.0f32;
     let mut reference: Option<(Observation, Option<Tensor>)> = None;
-    for (name, backend) in backends() {
+    for &(name, backend) in backends {
         let mut session = session(bundle, backend);
         let prompt = session.prompt_ids(profile, messages).expect("runtime prompt");
         let demographic = session
@@ -275,8 +294,7 @@ fn compare(
         worst = worst.max(diff);
     }
     let (want, vector) = reference.expect("observed");
-    check_snapshot(label, model, vector.as_ref(), &want);
-    worst
+    (worst, want, vector)
 }
 
 /// Every (token, router) choice of experts in `routing` judged against tch's `scores` (token ->
@@ -825,6 +843,70 @@ fn damaged_bundles_are_refused_with_the_file_named() {
     assert!(err.contains("manifest.json"), "{err}");
 }
 
+/// `cuma export --quant`: the tiny GGUF's projections are Q4_0, Q4_1 and Q8_0 blocks, which a
+/// quantized bundle carries exactly, so a seeded CuMA on it, served by ONNX Runtime through its
+/// fused `MatMulNBits` kernel, decides what tch decides on the dequantized GGUF: the same
+/// experts per router and token, top-5 tokens and greedy generation. tract cannot read such a
+/// bundle and says so.
+#[test]
+fn quantized_bundles_carry_gguf_blocks_exactly_and_tract_refuses_them() {
+    let dir = scratch("runtime_quant");
+    let items = small_survey(&dir, 1);
+    let run = dir.join("run");
+    seeded_bundle(
+        &items,
+        &run,
+        &[
+            "--model",
+            &s(&tiny("llama-q.gguf")),
+            "--encoder",
+            &s(&tiny("bert")),
+            "--method",
+            "cuma",
+        ],
+        11,
+    );
+    let e = Evaluator::from_checkpoint(&run.join("checkpoint"), tch_device()).expect("checkpoint");
+    let profile = Profile::new().with("country", "Country A1");
+    let ort = [("ort-cpu", Backend::Ort { device: OrtDevice::Cpu })];
+    for (quant, bits) in [("int4", 4), ("int8", 8)] {
+        let bundle = dir.join(quant);
+        cuma(&["export", "--onnx", &s(&run), "--out", &s(&bundle), "--quant", quant]);
+        let manifest = &Bundle::open(&bundle).expect("opens").manifest;
+        assert_eq!(manifest.quant.map(|q| (q.bits, q.block_size)), Some((bits, 32)));
+        assert_eq!(manifest.opset, 21);
+        let label = format!("cuma-llama-q-{quant}");
+        let (diff, _, _) = compare_on(
+            &ort,
+            &label,
+            &bundle,
+            &e.model,
+            Some(&e.encoder),
+            &profile,
+            &question(),
+            1e-4,
+        );
+        println!("{label} on ort-cpu: max |logit diff| {diff:.2e}");
+        let refused = Session::new(
+            Bundle::open(&bundle).expect("opens"),
+            SessionOptions {
+                engine: EngineOptions {
+                    backend: Backend::Tract,
+                    ..Default::default()
+                },
+                strict_profiles: false,
+            },
+        )
+        .err()
+        .expect("tract refuses a quantized bundle")
+        .to_string();
+        assert!(
+            refused.contains("tract cannot") && refused.contains("without --quant"),
+            "{refused}"
+        );
+    }
+}
+
 #[test]
 fn baseline_adapters_agree_across_runtimes() {
     let dir = scratch("runtime_baselines");
@@ -1139,6 +1221,7 @@ fn a_hostile_manifest_cannot_reach_outside_its_bundle() {
                     engine: EngineOptions {
                         backend: Backend::Tract,
                         threads: Some(1),
+                        ..Default::default()
                     },
                     strict_profiles: false,
                 },
@@ -1170,6 +1253,7 @@ fn a_hostile_manifest_cannot_reach_outside_its_bundle() {
             engine: EngineOptions {
                 backend: Backend::Tract,
                 threads: Some(1),
+                ..Default::default()
             },
             strict_profiles: false,
         },
@@ -1211,6 +1295,7 @@ fn out_of_range_sampling_threads_and_request_values_are_refused() {
         engine: EngineOptions {
             backend: Backend::Ort { device: OrtDevice::Cpu },
             threads: Some(1_000_000),
+            ..Default::default()
         },
         strict_profiles: false,
     };
@@ -1258,6 +1343,7 @@ fn a_tokenizer_with_ids_past_the_vocabulary_is_an_error_not_a_panic() {
             engine: EngineOptions {
                 backend,
                 threads: Some(2),
+                ..Default::default()
             },
             strict_profiles: true,
         };

@@ -56,6 +56,7 @@ fn options(bundle: &Path) -> ServerOptions {
             engine: EngineOptions {
                 backend: BACKEND,
                 threads: Some(1),
+                ..Default::default()
             },
             strict_profiles: false,
         },
@@ -83,6 +84,7 @@ fn session(bundle: &Path) -> Session {
     let engine = EngineOptions {
         backend: BACKEND,
         threads: Some(1),
+        ..Default::default()
     };
     Session::new(
         Bundle::open(bundle).expect("bundle"),

@@ -53,13 +53,31 @@ pub struct GraphBuilder {
     projections: HashMap<String, (Vec<usize>, Vec<f32>)>,
     /// Projection weights already written as float initializers.
     written_float: HashSet<String>,
-    /// Each projection weight already quantized: its `DequantizeLinear` output, its block
-    /// minima (affine form) and its input size.
-    dequantized: HashMap<String, (Value, Option<Value>, usize)>,
+    /// Projection weights quantized but not yet stored (looked at before a decision).
+    blocked: HashMap<String, quant::Blocked>,
+    /// Each projection weight already stored block-quantized.
+    stored_quant: HashMap<String, StoredQuant>,
+    /// The `[in, out]` `DequantizeLinear` output of each quantized projection a `linear` reads.
+    dequantized: HashMap<String, Value>,
     /// Per-block sums of each input a quantized projection with minima reads.
     block_sums: HashMap<String, Value>,
     /// How the projection weights were stored, for the export report.
     quant_report: QuantReport,
+}
+
+/// The initializers of one block-quantized projection weight (`[in, out]` values, `[in / 32,
+/// out]` scales, zero points and, for the affine form, minima).
+#[derive(Debug, Clone)]
+struct StoredQuant {
+    values: Value,
+    scales: Value,
+    zero_points: Value,
+    minima: Option<Value>,
+    /// The input size (rows of `values`).
+    k: usize,
+    bits: QuantBits,
+    /// Every block reproduces the source.
+    exact: bool,
 }
 
 /// What block quantization did to a graph's projection weights.
@@ -136,6 +154,8 @@ impl GraphBuilder {
             quant: None,
             projections: HashMap::new(),
             written_float: HashSet::new(),
+            blocked: HashMap::new(),
+            stored_quant: HashMap::new(),
             dequantized: HashMap::new(),
             block_sums: HashMap::new(),
             quant_report: QuantReport::default(),
@@ -318,12 +338,117 @@ impl GraphBuilder {
     /// blocked `DequantizeLinear` of its `[in, out]` values feeding a `MatMul`, plus, for the
     /// affine form, the block minima's share `(x summed per block) M` ([`crate::quant`]).
     fn quantized_linear(&mut self, x: &Value, name: &str, bits: QuantBits) -> Value {
-        let (weight, minima, k) = self.dequantized_projection(name, bits);
+        let stored = self.stored_quant(name, bits);
+        let weight = match self.dequantized.get(name) {
+            Some(w) => w.clone(),
+            None => {
+                let w = self.dequantize_blocks(&stored.values, &stored.scales, &stored.zero_points);
+                self.dequantized.insert(name.to_string(), w.clone());
+                w
+            }
+        };
         let y = self.node("MatMul", &[x, &weight], Vec::new());
-        let Some(minima) = minima else { return y };
-        let sums = self.block_sums(x, k);
-        let shift = self.node("MatMul", &[&sums, &minima], Vec::new());
+        let Some(minima) = &stored.minima else { return y };
+        let sums = self.block_sums(x, stored.k);
+        let shift = self.node("MatMul", &[&sums, minima], Vec::new());
         self.node("Add", &[&y, &shift], Vec::new())
+    }
+
+    /// `DequantizeLinear` of blocks along axis 0.
+    fn dequantize_blocks(&mut self, values: &Value, scales: &Value, zero_points: &Value) -> Value {
+        self.node(
+            "DequantizeLinear",
+            &[values, scales, zero_points],
+            vec![attr_int("axis", 0), attr_int("block_size", quant::BLOCK as i64)],
+        )
+    }
+
+    /// Rows `ids` (`[batch, seq]`) of the held-back table `name` read from 8-bit blocks,
+    /// `[batch, seq, in]`, when those carry the source exactly (SmolLM2's Q8_0 table): a
+    /// `[vocab, in]` copy of the blocks (`{name}.rows.*`, blocked along `in`) is gathered, and
+    /// only the gathered rows are dequantized, so no float table is stored. It is a copy because
+    /// ONNX Runtime fuses a quantized lm-head into `MatMulNBits` only when nothing else reads
+    /// its initializers. `None` otherwise - a float table would lose precision, and packed
+    /// 4-bit `Gather` is not something runtimes implement widely - and the table is then
+    /// gathered from floats.
+    fn quantized_gather(&mut self, name: &str, ids: &Value, bits: QuantBits) -> Option<Value> {
+        if self.stored_width(name, bits) != Some(QuantBits::Int8) || !self.quantization_of(name, bits).1 {
+            return None;
+        }
+        let blocked = match self.blocked.get(name) {
+            Some(b) => b.clone(),
+            None => self.quantize_projection(name, bits),
+        };
+        let (k, n, kb) = (blocked.k, blocked.n, blocked.k.div_ceil(quant::BLOCK));
+        // [k, n] and [kb, n] -> [n, k] and [n, kb].
+        let rows = |v: &[f32], height: usize| -> Vec<f32> {
+            (0..n).flat_map(|r| (0..height).map(move |c| v[c * n + r])).collect()
+        };
+        let q_type = if blocked.form == quant::Form::Symmetric8 {
+            data_type::INT8
+        } else {
+            data_type::UINT8
+        };
+        let values: Vec<u8> = (0..n)
+            .flat_map(|r| (0..k).map(move |c| (r, c)))
+            .map(|(r, c)| blocked.values[c * n + r] as u8)
+            .collect();
+        let names = [
+            format!("{name}.rows.quant"),
+            format!("{name}.rows.scale"),
+            format!("{name}.rows.zero_point"),
+        ];
+        let integer = |name: &str, dims: [usize; 2], raw_data: Vec<u8>| TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: q_type,
+            name: name.into(),
+            raw_data,
+            ..Default::default()
+        };
+        self.initializers.push(integer(&names[0], [n, k], values));
+        self.initializers
+            .push(f32_tensor(&names[1], &[n, kb], &rows(&blocked.scales, kb)));
+        self.initializers
+            .push(integer(&names[2], [n, kb], vec![blocked.zero_point() as u8; n * kb]));
+        let gather = |g: &mut Self, v: &str| g.node("Gather", &[&Value(v.into()), ids], vec![attr_int("axis", 0)]);
+        let (q, d, z) = (
+            gather(self, &names[0]),
+            gather(self, &names[1]),
+            gather(self, &names[2]),
+        );
+        let rows_out = self.node(
+            "DequantizeLinear",
+            &[&q, &d, &z],
+            vec![attr_int("axis", -1), attr_int("block_size", quant::BLOCK as i64)],
+        );
+        let Some(minima) = &blocked.minima else {
+            return Some(rows_out);
+        };
+        // The affine form's minima, one per block of `in`, spread over the block's features.
+        let minima_name = format!("{name}.rows.minima");
+        self.initializers
+            .push(f32_tensor(&minima_name, &[n, kb], &rows(minima, kb)));
+        let m = gather(self, &minima_name);
+        let spread = self.block_indicator(k, true);
+        let shift = self.node("MatMul", &[&m, &spread], Vec::new());
+        Some(self.node("Add", &[&rows_out, &shift], Vec::new()))
+    }
+
+    /// The constant 0/1 matrix `[k, ceil(k / BLOCK)]` that sums each block of `k` features
+    /// (`transposed`: `[ceil(k / BLOCK), k]`, which spreads one value per block over its rows).
+    fn block_indicator(&mut self, k: usize, transposed: bool) -> Value {
+        let blocks = k.div_ceil(quant::BLOCK);
+        let mut indicator = vec![0f32; k * blocks];
+        for row in 0..k {
+            let at = if transposed {
+                (row / quant::BLOCK) * k + row
+            } else {
+                row * blocks + row / quant::BLOCK
+            };
+            indicator[at] = 1.0;
+        }
+        let dims = if transposed { [blocks, k] } else { [k, blocks] };
+        self.const_f32(&indicator, &dims)
     }
 
     /// `x` `[.., k]` summed over each block of [`quant::BLOCK`] features, `[.., ceil(k / BLOCK)]`:
@@ -332,27 +457,54 @@ impl GraphBuilder {
         if let Some(v) = self.block_sums.get(&x.0) {
             return v.clone();
         }
-        let blocks = k.div_ceil(quant::BLOCK);
-        let mut indicator = vec![0f32; k * blocks];
-        for row in 0..k {
-            indicator[row * blocks + row / quant::BLOCK] = 1.0;
-        }
-        let indicator = self.const_f32(&indicator, &[k, blocks]);
+        let indicator = self.block_indicator(k, false);
         let sums = self.node("MatMul", &[x, &indicator], Vec::new());
         self.block_sums.insert(x.0.clone(), sums.clone());
         sums
     }
 
-    /// The `[in, out]` float32 value of projection weight `name` read back by a blocked
-    /// `DequantizeLinear` from its quantized initializers, the block minima `[in / 32, out]`
-    /// of the affine form, and `in` (made on first use).
-    fn dequantized_projection(&mut self, name: &str, bits: QuantBits) -> (Value, Option<Value>, usize) {
-        if let Some(v) = self.dequantized.get(name) {
+    /// Projection weight `name` block-quantized (not stored).
+    fn quantize_projection(&self, name: &str, bits: QuantBits) -> quant::Blocked {
+        let (dims, values) = &self.projections[name];
+        quant::quantize(values, dims[0], dims[1], bits)
+    }
+
+    /// The width `name` quantizes to and whether every block is exact, without storing it.
+    fn quantization_of(&mut self, name: &str, bits: QuantBits) -> (QuantBits, bool) {
+        if let Some(s) = self.stored_quant.get(name) {
+            return (s.bits, s.exact);
+        }
+        if !self.blocked.contains_key(name) {
+            let b = self.quantize_projection(name, bits);
+            self.blocked.insert(name.to_string(), b);
+        }
+        let b = &self.blocked[name];
+        (b.form.bits(), b.exact_blocks == b.scales.len())
+    }
+
+    /// The width projection weight `name` is stored with in a `bits` export, `None` for float:
+    /// a 4-bit export keeps float a tensor whose exact form is 8-bit (a Q8_0 lm-head), because
+    /// ONNX Runtime 1.31.1 runs 8-bit `MatMulNBits` with float activations an order of
+    /// magnitude slower than the float product (docs/quantization.md).
+    fn stored_width(&mut self, name: &str, bits: QuantBits) -> Option<QuantBits> {
+        let (width, _) = self.quantization_of(name, bits);
+        if bits == QuantBits::Int4 && width == QuantBits::Int8 {
+            self.blocked.remove(name);
+            return None;
+        }
+        Some(width)
+    }
+
+    /// The block-quantized initializers of projection weight `name` (written on first use).
+    fn stored_quant(&mut self, name: &str, bits: QuantBits) -> StoredQuant {
+        if let Some(v) = self.stored_quant.get(name) {
             return v.clone();
         }
-        let (dims, values) = &self.projections[name];
-        let (n, k) = (dims[0], dims[1]);
-        let blocked = quant::quantize(values, n, k, bits);
+        let blocked = match self.blocked.remove(name) {
+            Some(b) => b,
+            None => self.quantize_projection(name, bits),
+        };
+        let (n, k) = (blocked.n, blocked.k);
         let report = &mut self.quant_report;
         match blocked.form.bits() {
             QuantBits::Int4 => report.int4_tensors += 1,
@@ -381,24 +533,34 @@ impl GraphBuilder {
             ..Default::default()
         };
         let zero_points = vec![blocked.zero_point(); blocked.scales.len()];
-        let names = [format!("{name}.quant"), format!("{name}.scale"), format!("{name}.zero_point")];
-        self.initializers.push(integer(names[0].clone(), &[k, n], q_type, raw(&blocked.values)));
-        self.initializers.push(f32_tensor(&names[1], &blocks_dims, &blocked.scales));
-        self.initializers.push(integer(names[2].clone(), &blocks_dims, zp_type, raw(&zero_points)));
-        let inputs: Vec<Value> = names.into_iter().map(Value).collect();
-        let weight = self.node(
-            "DequantizeLinear",
-            &inputs.iter().collect::<Vec<_>>(),
-            vec![attr_int("axis", 0), attr_int("block_size", quant::BLOCK as i64)],
-        );
+        let names = [
+            format!("{name}.quant"),
+            format!("{name}.scale"),
+            format!("{name}.zero_point"),
+        ];
+        self.initializers
+            .push(integer(names[0].clone(), &[k, n], q_type, raw(&blocked.values)));
+        self.initializers
+            .push(f32_tensor(&names[1], &blocks_dims, &blocked.scales));
+        self.initializers
+            .push(integer(names[2].clone(), &blocks_dims, zp_type, raw(&zero_points)));
         let minima = blocked.minima.as_ref().map(|m| {
             let minima_name = format!("{name}.minima");
             self.initializers.push(f32_tensor(&minima_name, &blocks_dims, m));
             Value(minima_name)
         });
-        let entry = (weight, minima, k);
-        self.dequantized.insert(name.to_string(), entry.clone());
-        entry
+        let [values, scales, zero_points] = names.map(Value);
+        let stored = StoredQuant {
+            values,
+            scales,
+            zero_points,
+            minima,
+            k,
+            bits: blocked.form.bits(),
+            exact: blocked.exact_blocks == blocked.scales.len(),
+        };
+        self.stored_quant.insert(name.to_string(), stored.clone());
+        stored
     }
 
     /// A small float32 constant (always stored in full precision).
@@ -441,7 +603,9 @@ impl GraphBuilder {
     ) -> proto::GraphProto {
         self.name_outputs();
         debug_assert!(
-            self.projections.keys().all(|n| self.written_float.contains(n) || self.dequantized.contains_key(n)),
+            self.projections
+                .keys()
+                .all(|n| self.written_float.contains(n) || self.dequantized.contains_key(n)),
             "a projection weight no node reads"
         );
         proto::GraphProto {
@@ -470,8 +634,12 @@ impl Ops for GraphBuilder {
         Ok(self.node("MatMul", &[a, b], Vec::new()))
     }
     fn linear(&mut self, x: &Value, w: &Value, b: Option<&Value>) -> Result<Value> {
-        let y = match self.quant {
-            Some(bits) if self.projections.contains_key(&w.0) => self.quantized_linear(x, &w.0, bits),
+        let quantized = match self.quant {
+            Some(bits) if self.projections.contains_key(&w.0) => self.stored_width(&w.0, bits).map(|_| bits),
+            _ => None,
+        };
+        let y = match quantized {
+            Some(bits) => self.quantized_linear(x, &w.0, bits),
             _ => {
                 let wt = self.node("Transpose", &[w], vec![attr_ints("perm", &[1, 0])]);
                 self.node("MatMul", &[x, &wt], Vec::new())
@@ -567,6 +735,11 @@ impl Ops for GraphBuilder {
         Ok(self.node("Slice", &[x, &s, &e, &a], Vec::new()))
     }
     fn embedding(&mut self, table: &Value, ids: &Value) -> Result<Value> {
+        if let Some(bits) = self.quant.filter(|_| self.projections.contains_key(&table.0)) {
+            if let Some(rows) = self.quantized_gather(&table.0, ids, bits) {
+                return Ok(rows);
+            }
+        }
         Ok(self.node("Gather", &[table, ids], vec![attr_int("axis", 0)]))
     }
     fn constant(&mut self, values: &[f32], shape: &[usize]) -> Result<Value> {
@@ -659,6 +832,145 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// A `[2, 32]` weight whose rows are exact symmetric 4-bit blocks (scale 0.5).
+    fn symmetric_weight() -> Vec<f32> {
+        (0..64).map(|i| 0.5 * ((i % 16) as f32 - 8.0)).collect()
+    }
+
+    #[test]
+    fn quantized_projections_become_dequantize_then_matmul_and_stay_float_only_where_gathered() {
+        let mut g = GraphBuilder::quantized(StoreAs::F32, QuantBits::Int4);
+        let x = Value("x".into());
+        let ids = Value("ids".into());
+        let w = g.projection_weight("w", &[2, 32], symmetric_weight());
+        // Affine blocks: values 0..15 times 0.25 shifted by 1.0 (no symmetric form is exact).
+        let affine: Vec<f32> = (0..64).map(|i| 1.0 + 0.25 * (i % 16) as f32).collect();
+        let a = g.projection_weight("a", &[2, 32], affine);
+        let y = g.linear(&x, &w, None).expect("linear");
+        let z = g.linear(&x, &a, None).expect("linear");
+        let e = g.embedding(&w, &ids).expect("gather");
+        assert_eq!(g.opset(), QUANT_OPSET);
+        let report = g.quant_report();
+        assert_eq!((report.int4_tensors, report.int8_tensors), (2, 0));
+        assert_eq!((report.exact_blocks, report.blocks), (4, 4));
+        g.output_as(&y, "y");
+        g.output_as(&z, "z");
+        g.output_as(&e, "e");
+        let graph = g.finish("t", Vec::new(), Vec::new());
+        let types: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "DequantizeLinear",
+                "MatMul",
+                "DequantizeLinear",
+                "MatMul",
+                "MatMul",
+                "MatMul",
+                "Add",
+                "Gather"
+            ]
+        );
+        let dq = &graph.node[0];
+        assert_eq!(dq.input, ["w.quant", "w.scale", "w.zero_point"]);
+        let attrs: Vec<(&str, i64)> = dq.attribute.iter().map(|a| (a.name.as_str(), a.i)).collect();
+        assert_eq!(attrs, [("axis", 0), ("block_size", 32)]);
+        let init = |name: &str| graph.initializer.iter().find(|t| t.name == name);
+        let quant = init("w.quant").expect("quantized values");
+        assert_eq!(
+            (quant.dims.as_slice(), quant.data_type),
+            (&[32i64, 2][..], data_type::UINT4)
+        );
+        assert_eq!(quant.raw_data.len(), 32, "64 4-bit values in 32 bytes");
+        assert_eq!(init("w.scale").expect("scales").dims, [1, 2]);
+        assert!(init("w.minima").is_none(), "symmetric blocks need no minima");
+        assert_eq!(init("a.minima").expect("minima").dims, [1, 2]);
+        // The tied table is gathered as floats; the affine-only weight never is.
+        assert_eq!(init("w").expect("float table").dims, [2, 32]);
+        assert!(init("a").is_none());
+    }
+
+    /// Q8_0-like rows `[2, 32]`: q * 0.5 with q in -127..=127 and 127 reached in every block.
+    fn q8_table() -> Vec<f32> {
+        (0..64)
+            .map(|i| 0.5 * (if i % 32 == 0 { 127 } else { i % 7 - 3 }) as f32)
+            .collect()
+    }
+
+    #[test]
+    fn a_4_bit_export_keeps_an_8_bit_tensor_float() {
+        let mut g = GraphBuilder::quantized(StoreAs::F32, QuantBits::Int4);
+        let (x, ids) = (Value("x".into()), Value("ids".into()));
+        let t = g.projection_weight("t", &[2, 32], q8_table());
+        let e = g.embedding(&t, &ids).expect("gather");
+        let y = g.linear(&x, &t, None).expect("tied head");
+        g.output_as(&e, "e");
+        g.output_as(&y, "y");
+        assert_eq!(g.quant_report(), &QuantReport::default());
+        let graph = g.finish("t", Vec::new(), Vec::new());
+        let types: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(types, ["Gather", "Transpose", "MatMul"]);
+        let floats: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(floats, ["t"], "one float table, shared by the gather and the head");
+    }
+
+    #[test]
+    fn an_exact_8_bit_table_is_gathered_from_its_blocks_without_a_float_copy() {
+        let mut g = GraphBuilder::quantized(StoreAs::F32, QuantBits::Int8);
+        let (x, ids) = (Value("x".into()), Value("ids".into()));
+        let t = g.projection_weight("t", &[2, 32], q8_table());
+        let e = g.embedding(&t, &ids).expect("gather");
+        let y = g.linear(&x, &t, None).expect("tied head");
+        g.output_as(&e, "e");
+        g.output_as(&y, "y");
+        assert_eq!(g.quant_report().int8_tensors, 1);
+        let graph = g.finish("t", Vec::new(), Vec::new());
+        let types: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "Gather",
+                "Gather",
+                "Gather",
+                "DequantizeLinear",
+                "DequantizeLinear",
+                "MatMul"
+            ]
+        );
+        assert_eq!(graph.node[0].input, ["t.rows.quant", "ids"]);
+        // The head's blocks are read by its DequantizeLinear alone (what MatMulNBits fusion needs).
+        let readers = graph
+            .node
+            .iter()
+            .filter(|n| n.input.iter().any(|i| i == "t.quant"))
+            .count();
+        assert_eq!(readers, 1);
+        let init = |name: &str| graph.initializer.iter().find(|t| t.name == name);
+        let rows = init("t.rows.quant").expect("row-major copy");
+        assert_eq!(
+            (rows.dims.as_slice(), rows.data_type),
+            (&[2i64, 32][..], data_type::INT8)
+        );
+        // Row 1 holds the second table row: 127 first, then (i % 7 - 3) for i = 33..63.
+        assert_eq!(rows.raw_data[32] as i8, 127);
+        assert_eq!(rows.raw_data[33] as i8, (33 % 7 - 3) as i8);
+        assert!(init("t").is_none(), "no float copy of the table");
+    }
+
+    #[test]
+    fn an_unquantized_builder_stores_projections_as_plain_weights() {
+        let mut g = GraphBuilder::new(StoreAs::F32);
+        let x = Value("x".into());
+        let w = g.projection_weight("w", &[2, 32], symmetric_weight());
+        let y = g.linear(&x, &w, None).expect("linear");
+        g.output_as(&y, "y");
+        assert_eq!(g.opset(), OPSET);
+        let graph = g.finish("t", Vec::new(), Vec::new());
+        let types: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(types, ["Transpose", "MatMul"]);
+        assert!(graph.initializer.iter().any(|t| t.name == "w"));
     }
 
     #[test]

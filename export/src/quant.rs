@@ -15,10 +15,12 @@
 //!   it as a second, small product: `x W = x (q d) + (x summed per block) M`, with `M` the
 //!   `[K / 32, N]` minima.
 //!
-//! A tensor takes the first form that reproduces every one of its blocks exactly (SmolLM2's
-//! Q8_0 token embedding, also its lm-head, stays 8-bit even in a 4-bit export; its Q4_1
-//! projections are recovered exactly as their `d`, `m` and `q`); anything else (float weights)
-//! is rounded into the affine form at the requested width.
+//! A tensor takes the first form that reproduces every one of its blocks exactly, whatever
+//! width was asked for (SmolLM2's Q4_1 projections are recovered exactly as their `d`, `m` and
+//! `q`, and stay 4-bit in an 8-bit export); anything else (float weights) is rounded into the
+//! affine form at the requested width. The graph builder keeps float a tensor whose exact form
+//! is 8-bit in a 4-bit export (SmolLM2's Q8_0 table and tied lm-head; see
+//! `GraphBuilder::stored_width`).
 
 /// Rows of K per block.
 pub const BLOCK: usize = 32;
@@ -128,7 +130,13 @@ fn symmetric8(block: &[f32]) -> BlockQ {
     let d = amax / 127.0;
     let q = block
         .iter()
-        .map(|&v| if d == 0.0 { 0 } else { (v / d).round().clamp(-127.0, 127.0) as i16 })
+        .map(|&v| {
+            if d == 0.0 {
+                0
+            } else {
+                (v / d).round().clamp(-127.0, 127.0) as i16
+            }
+        })
         .collect();
     BlockQ::new(block, d, 0, 0.0, q)
 }
@@ -140,7 +148,13 @@ fn symmetric4(block: &[f32]) -> BlockQ {
     let d = x / -8.0;
     let q = block
         .iter()
-        .map(|&v| if d == 0.0 { 8 } else { ((v / d).round() + 8.0).clamp(0.0, 15.0) as i16 })
+        .map(|&v| {
+            if d == 0.0 {
+                8
+            } else {
+                ((v / d).round() + 8.0).clamp(0.0, 15.0) as i16
+            }
+        })
         .collect();
     BlockQ::new(block, d, 8, 0.0, q)
 }
@@ -156,7 +170,13 @@ fn affine(block: &[f32], levels: u16) -> BlockQ {
     let make = |d: f32| {
         let q = block
             .iter()
-            .map(|&v| if d == 0.0 { 0 } else { ((v - lo) / d).round().clamp(0.0, top) as i16 })
+            .map(|&v| {
+                if d == 0.0 {
+                    0
+                } else {
+                    ((v - lo) / d).round().clamp(0.0, top) as i16
+                }
+            })
             .collect();
         BlockQ::new(block, d, 0, lo, q)
     };
@@ -170,9 +190,15 @@ fn affine(block: &[f32], levels: u16) -> BlockQ {
 }
 
 /// Quantizes `weight` (`[n, k]` row-major, the `[out, in]` layout) into `[k, n]` blocks along k
-/// in the first [`Form`] that is exact for the whole tensor, else the affine form of `bits`.
+/// in the first [`Form`] that is exact for the whole tensor (8-bit symmetric, 4-bit symmetric,
+/// 4-bit affine), else the affine form of `bits`.
 pub fn quantize(weight: &[f32], n: usize, k: usize, bits: QuantBits) -> Blocked {
-    assert_eq!(weight.len(), n * k, "quantize: {n} x {k} weight with {} values", weight.len());
+    assert_eq!(
+        weight.len(),
+        n * k,
+        "quantize: {n} x {k} weight with {} values",
+        weight.len()
+    );
     let blocks_k = k.div_ceil(BLOCK);
     let quantize_all = |rule: &dyn Fn(&[f32]) -> BlockQ| -> Vec<BlockQ> {
         let mut out = Vec::with_capacity(blocks_k * n);
@@ -184,25 +210,31 @@ pub fn quantize(weight: &[f32], n: usize, k: usize, bits: QuantBits) -> Blocked 
         }
         out
     };
-    let mut candidates: Vec<(Form, &dyn Fn(&[f32]) -> BlockQ)> = vec![(Form::Symmetric8, &symmetric8)];
     let affine4 = |b: &[f32]| affine(b, 16);
     let affine8 = |b: &[f32]| affine(b, 256);
-    match bits {
-        QuantBits::Int4 => {
-            candidates.push((Form::Symmetric4, &symmetric4));
-            candidates.push((Form::Affine(QuantBits::Int4), &affine4));
-        }
-        QuantBits::Int8 => candidates.push((Form::Affine(QuantBits::Int8), &affine8)),
-    }
-    let last = candidates.len() - 1;
-    let (form, blocks) = candidates
+    // Forms that carry a GGUF tensor exactly, tried in order; a 4-bit source stays 4-bit in an
+    // 8-bit export too (exact and smaller).
+    let exact: [(Form, &dyn Fn(&[f32]) -> BlockQ); 3] = [
+        (Form::Symmetric8, &symmetric8),
+        (Form::Symmetric4, &symmetric4),
+        (Form::Affine(QuantBits::Int4), &affine4),
+    ];
+    let fallback: (Form, &dyn Fn(&[f32]) -> BlockQ) = match bits {
+        QuantBits::Int4 => (Form::Affine(QuantBits::Int4), &affine4),
+        QuantBits::Int8 => (Form::Affine(QuantBits::Int8), &affine8),
+    };
+    let (form, blocks) = exact
         .into_iter()
-        .enumerate()
-        .find_map(|(i, (form, rule))| {
+        .find_map(|(form, rule)| {
             let blocks = quantize_all(rule);
-            (i == last || blocks.iter().all(|b| b.exact)).then_some((form, blocks))
+            blocks.iter().all(|b| b.exact).then_some((form, blocks))
         })
-        .expect("the last form is always taken");
+        .unwrap_or_else(|| (fallback.0, quantize_all(fallback.1)));
+    assemble(k, n, form, blocks)
+}
+
+/// The [`Blocked`] `[k, n]` matrix of `blocks` (row-major over `[ceil(k / BLOCK), n]`) in `form`.
+fn assemble(k: usize, n: usize, form: Form, blocks: Vec<BlockQ>) -> Blocked {
     let mut values = vec![0i16; k * n];
     for (i, b) in blocks.iter().enumerate() {
         let (kb, col) = (i / n, i % n);
@@ -298,7 +330,11 @@ mod tests {
         assert_eq!(q.exact_blocks, q.scales.len());
         for col in 0..q.n {
             for row in 0..q.k {
-                assert_eq!(q.dequantized(row, col), weight[col * q.k + row], "element ({row}, {col})");
+                assert_eq!(
+                    q.dequantized(row, col),
+                    weight[col * q.k + row],
+                    "element ({row}, {col})"
+                );
             }
         }
     }
@@ -315,23 +351,27 @@ mod tests {
     }
 
     #[test]
-    fn q4_0_tensors_come_through_exactly() {
+    fn q4_0_tensors_come_through_exactly_at_4_bits_even_in_an_8_bit_export() {
         let (n, k) = (4, 64);
         let w = ggml_round_trip(&weights(n * k, 2), ggml_q4_0);
-        let q = quantize(&w, n, k, QuantBits::Int4);
-        assert_eq!(q.form, Form::Symmetric4);
-        assert_reproduces(&q, &w);
+        for bits in [QuantBits::Int4, QuantBits::Int8] {
+            let q = quantize(&w, n, k, bits);
+            assert_eq!(q.form, Form::Symmetric4);
+            assert_reproduces(&q, &w);
+        }
     }
 
     #[test]
     fn q4_1_tensors_come_through_exactly_as_their_own_scales_and_minima() {
         let (n, k) = (6, 64);
         let w = ggml_round_trip(&weights(n * k, 5), ggml_q4_1);
-        let q = quantize(&w, n, k, QuantBits::Int4);
-        assert_eq!(q.form, Form::Affine(QuantBits::Int4));
-        assert_reproduces(&q, &w);
-        // The scales are the float16 ones the file holds.
-        assert!(q.scales.iter().all(|&d| f16::from_f32(d).to_f32() == d));
+        for bits in [QuantBits::Int4, QuantBits::Int8] {
+            let q = quantize(&w, n, k, bits);
+            assert_eq!(q.form, Form::Affine(QuantBits::Int4));
+            assert_reproduces(&q, &w);
+            // The scales are the float16 ones the file holds.
+            assert!(q.scales.iter().all(|&d| f16::from_f32(d).to_f32() == d));
+        }
     }
 
     #[test]
@@ -346,7 +386,10 @@ mod tests {
                 for row in 0..k {
                     let step = q.scales[(row / BLOCK) * n + col];
                     let err = (q.dequantized(row, col) - w[col * k + row]).abs();
-                    assert!(err <= step * 0.5 * (1.0 + 1e-5), "{bits:?} ({row}, {col}): {err} > {step} / 2");
+                    assert!(
+                        err <= step * 0.5 * (1.0 + 1e-5),
+                        "{bits:?} ({row}, {col}): {err} > {step} / 2"
+                    );
                 }
             }
             assert!(q.values.iter().all(|v| (0..=top).contains(v)));

@@ -94,14 +94,17 @@ pub enum StorageDtype {
 
 /// Block quantization of the decoder's projection and lm-head weights (`cuma export --quant`):
 /// each such weight `[in, out]` is a blocked `DequantizeLinear` (`axis` 0, `block_size` here)
-/// feeding a `MatMul`, which needs opset 21. Routers, experts, norms and the embedding table
-/// stay in [`Manifest::dtype`].
+/// feeding a `MatMul`, which needs opset 21. Routers, experts and norms stay in
+/// [`Manifest::dtype`]; so does the embedding table unless its blocks are exact 8-bit ones in an
+/// 8-bit bundle (then a `[vocab, in]` copy of them is gathered and dequantized per row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct QuantSpec {
-    /// 4 or 8: the width of most quantized weights (a 4-bit bundle keeps at 8 bits a tensor
-    /// its source already held exactly at 8 bits, such as a Q8_0 lm-head).
+    /// 4 or 8: the width float weights were rounded to. Blocks the source held exactly keep
+    /// their width where it is no wider (Q4_0 / Q4_1 projections stay 4-bit in an 8-bit bundle);
+    /// a 4-bit bundle keeps a tensor the source held at 8 bits (a Q8_0 lm-head) in
+    /// [`Manifest::dtype`]. Each tensor's own type says which.
     pub bits: u32,
     /// Consecutive input rows sharing one scale (and zero point).
     pub block_size: usize,

@@ -27,7 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("tract") => Backend::Tract,
         Some(other) => return Err(format!("unknown backend {other}").into()),
     };
-    let engine = EngineOptions { backend, threads: None };
+    let engine = EngineOptions {
+        backend,
+        ..Default::default()
+    };
     let mut session = Session::new(
         Bundle::open(&dir)?,
         SessionOptions {

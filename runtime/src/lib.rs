@@ -10,7 +10,7 @@
 //! ```no_run
 //! use cuma_runtime::{Backend, Bundle, Device, EngineOptions, Profile, Session, SessionOptions};
 //! let bundle = Bundle::open("runs/demo/bundle")?;
-//! let engine = EngineOptions { backend: Backend::Ort { device: Device::Cpu }, threads: Some(4) };
+//! let engine = EngineOptions { backend: Backend::Ort { device: Device::Cpu }, threads: Some(4), ..Default::default() };
 //! let mut session = Session::new(bundle, SessionOptions { engine, strict_profiles: true })?;
 //! let profile = Profile::new().with("country", "Germany").with("age", "25-34");
 //! let options = ["Yes".to_string(), "No".to_string()];
@@ -38,7 +38,7 @@ pub use bundle::Bundle;
 pub use cuma_model as model;
 pub use cuma_model::serve::{generate, routing};
 pub use cuma_model::serve::{FinishReason, GenerateOptions, Generation, Timings, TokenEvent};
-pub use engine::{Backend, Device, EngineOptions};
+pub use engine::{Backend, Device, EngineOptions, QuantCompute};
 pub use error::RuntimeError;
 pub use profile::Profile;
 pub use routing::RoutingTrace;

@@ -3,7 +3,7 @@
 //! graph step by step with its KV cache.
 
 use crate::decoder::{GraphDecoder, StepOutput};
-use crate::engine::{self, Engine, EngineOptions};
+use crate::engine::{self, Backend, Engine, EngineOptions};
 use crate::kv_cache::HostKvCache;
 use crate::text::{chat_prompt, TextTokenizer};
 use crate::{Bundle, HostTensor, Profile, RuntimeError};
@@ -121,7 +121,7 @@ impl Session {
     /// ```no_run
     /// use cuma_runtime::{Backend, Bundle, EngineOptions, Profile, Session, SessionOptions};
     /// let bundle = Bundle::open("bundle")?;
-    /// let options = SessionOptions { engine: EngineOptions { backend: Backend::Tract, threads: None }, strict_profiles: false };
+    /// let options = SessionOptions { engine: EngineOptions { backend: Backend::Tract, threads: None, ..Default::default() }, strict_profiles: false };
     /// let mut session = Session::new(bundle, options)?;
     /// let profile = Profile::parse("country=Thailand,age=55-64,religion=Buddhist")?;
     /// let options = ["Very important".to_string(), "Not important".to_string()];
@@ -131,6 +131,15 @@ impl Session {
     /// ```
     pub fn new(bundle: Bundle, options: SessionOptions) -> Result<Self, RuntimeError> {
         let m = &bundle.manifest;
+        if let (Some(q), Backend::Tract) = (&m.quant, options.engine.backend) {
+            return Err(RuntimeError::Unsupported(format!(
+                "{}: this bundle stores int{} weights (blocked DequantizeLinear, opset {}), which tract cannot \
+                 read; serve it on ONNX Runtime, or serve a bundle exported without --quant on tract",
+                bundle.dir.display(),
+                q.bits,
+                m.opset
+            )));
+        }
         let model_spec = bundle.graph_spec("model")?;
         let decoder = engine::load(&bundle.graph_path("model")?, model_spec, &options.engine)?;
         // Only files the bundle lists (and `Bundle::open` verified) are opened.
@@ -300,6 +309,21 @@ impl Session {
         Ok(ids)
     }
 
+    /// The token ids of a multiple-choice prompt for `profile` (system turn, then `question` with
+    /// its lettered `options`), after which the answer letter comes; the letters' ids are the
+    /// manifest's `choice.letter_ids`.
+    pub fn choice_prompt_ids(
+        &mut self,
+        profile: &Profile,
+        question: &str,
+        options: &[String],
+    ) -> Result<Vec<u32>, RuntimeError> {
+        let wording = self.bundle.manifest.choice.wording.clone();
+        let system = self.system_message(profile)?;
+        let turns = prompt::choice_messages(&wording, &system.content, &[], question, options);
+        self.prompt_ids(profile, &turns)
+    }
+
     /// Probabilities of each option of a multiple-choice question for `profile`: the softmax over
     /// the option letters' logits right after the prompt (as in evaluation).
     pub fn choice_distribution(
@@ -324,7 +348,6 @@ impl Session {
             return Err(RuntimeError::Input("empty question".into()));
         }
         let letters = choice.letter_ids[..options.len()].to_vec();
-        let wording = choice.wording.clone();
         let t0 = Instant::now();
         let demographic = if self.reads_profile_vector() {
             Some(self.encode_profile(profile)?)
@@ -332,9 +355,7 @@ impl Session {
             None
         };
         let encoder_seconds = t0.elapsed().as_secs_f64();
-        let system = self.system_message(profile)?;
-        let turns = prompt::choice_messages(&wording, &system.content, &[], question, options);
-        let ids = self.prompt_ids(profile, &turns)?;
+        let ids = self.choice_prompt_ids(profile, question, options)?;
         let t1 = Instant::now();
         let prompt = ChoicePrompt { ids, letters };
         let scores = option_probabilities(

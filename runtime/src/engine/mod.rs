@@ -63,6 +63,32 @@ pub struct EngineOptions {
     /// Intra-op threads (ONNX Runtime), 1 to [`MAX_THREADS`]; `None` lets the backend decide.
     /// tract runs on one thread.
     pub threads: Option<usize>,
+    /// ONNX Runtime only: how its fused 4-/8-bit products of a `--quant` bundle compute.
+    pub quant_compute: QuantCompute,
+}
+
+/// How ONNX Runtime's `MatMulNBits` (which it forms from a quantized bundle's
+/// `DequantizeLinear` + `MatMul`) multiplies; its session option
+/// `session.qdq_matmulnbits_accuracy_level`. Measured in docs/quantization.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuantCompute {
+    /// Activations stay float32 (accuracy level 0): the products are those of the dequantized
+    /// weights, so a bundle carrying GGUF blocks exactly computes what the float bundle does.
+    #[default]
+    F32,
+    /// Activations are quantized to int8 per block of 32 (accuracy level 4, ONNX Runtime's
+    /// default for this fusion): faster at batch 1 on CPUs with int8 dot products, less exact.
+    Int8,
+}
+
+impl QuantCompute {
+    /// The value of `session.qdq_matmulnbits_accuracy_level`.
+    pub fn accuracy_level(self) -> &'static str {
+        match self {
+            Self::F32 => "0",
+            Self::Int8 => "4",
+        }
+    }
 }
 
 /// One loaded graph.
@@ -81,7 +107,7 @@ pub fn load(path: &Path, spec: &GraphSpec, options: &EngineOptions) -> Result<Bo
     let _ = (path, spec);
     match options.backend {
         #[cfg(feature = "ort")]
-        Backend::Ort { device } => Ok(Box::new(ort::OrtGraph::load(path, spec, device, options.threads)?)),
+        Backend::Ort { device } => Ok(Box::new(ort::OrtGraph::load(path, spec, device, options)?)),
         #[cfg(feature = "tract")]
         Backend::Tract => Ok(Box::new(tract::TractGraph::load(path)?)),
         #[allow(unreachable_patterns)]

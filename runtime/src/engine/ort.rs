@@ -2,7 +2,7 @@
 //! run time (`load-dynamic`): from `ORT_DYLIB_PATH`, else from the path this crate was built
 //! with (the bootstrap's venv), so nothing native is linked into the binary.
 
-use super::{Device, Engine};
+use super::{Device, Engine, EngineOptions};
 use crate::{HostTensor, RuntimeError};
 use cuma_model::bundle::GraphSpec;
 use ort::session::Session;
@@ -56,14 +56,22 @@ fn environment() -> Result<&'static ort::environment::Environment, RuntimeError>
 }
 
 impl OrtGraph {
-    /// Loads the graph at `path` on `device` with `threads` intra-op threads.
-    pub fn load(path: &Path, spec: &GraphSpec, device: Device, threads: Option<usize>) -> Result<Self, RuntimeError> {
+    /// Loads the graph at `path` on `device` with `options`' threads and quantized-product mode.
+    pub fn load(path: &Path, spec: &GraphSpec, device: Device, options: &EngineOptions) -> Result<Self, RuntimeError> {
         let label = path.display().to_string();
         let env = environment()?;
         let mut builder = Session::builder(env).map_err(|e| backend(&label, e))?;
-        if let Some(n) = threads {
+        if let Some(n) = options.threads {
             builder = builder.with_intra_threads(n).map_err(|e| backend(&label, e))?;
         }
+        // A `--quant` bundle's DequantizeLinear + MatMul pairs become MatMulNBits; this picks
+        // how it multiplies (a float bundle has none, and ignores it).
+        builder = builder
+            .with_config_entry(
+                "session.qdq_matmulnbits_accuracy_level",
+                options.quant_compute.accuracy_level(),
+            )
+            .map_err(|e| backend(&label, e))?;
         match device {
             Device::Cpu => {}
             #[cfg(feature = "cuda")]
