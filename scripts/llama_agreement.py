@@ -25,8 +25,9 @@ def main():
     from llama_cpp import Llama
     rows = [json.loads(line) for line in open(a.dump) if line.strip()]
     longest = max(len(r["ids"]) for r in rows)
+    # logits_all: llama-cpp-python 0.3.36 fills `scores` only then.
     llm = Llama(model_path=a.gguf or default_gguf(), n_ctx=max(512, longest + 1), n_batch=512,
-                n_threads=a.threads, n_threads_batch=a.threads, verbose=False)
+                n_threads=a.threads, n_threads_batch=a.threads, logits_all=True, verbose=False)
     top1, tvs = 0, []
     for r in rows:
         llm.reset()

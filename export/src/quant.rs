@@ -189,6 +189,9 @@ fn affine(block: &[f32], levels: u16) -> BlockQ {
     }
 }
 
+/// How one block is quantized in one form.
+type BlockRule = dyn Fn(&[f32]) -> BlockQ;
+
 /// Quantizes `weight` (`[n, k]` row-major, the `[out, in]` layout) into `[k, n]` blocks along k
 /// in the first [`Form`] that is exact for the whole tensor (8-bit symmetric, 4-bit symmetric,
 /// 4-bit affine), else the affine form of `bits`.
@@ -200,7 +203,7 @@ pub fn quantize(weight: &[f32], n: usize, k: usize, bits: QuantBits) -> Blocked 
         weight.len()
     );
     let blocks_k = k.div_ceil(BLOCK);
-    let quantize_all = |rule: &dyn Fn(&[f32]) -> BlockQ| -> Vec<BlockQ> {
+    let quantize_all = |rule: &BlockRule| -> Vec<BlockQ> {
         let mut out = Vec::with_capacity(blocks_k * n);
         for kb in 0..blocks_k {
             for col in 0..n {
@@ -214,12 +217,12 @@ pub fn quantize(weight: &[f32], n: usize, k: usize, bits: QuantBits) -> Blocked 
     let affine8 = |b: &[f32]| affine(b, 256);
     // Forms that carry a GGUF tensor exactly, tried in order; a 4-bit source stays 4-bit in an
     // 8-bit export too (exact and smaller).
-    let exact: [(Form, &dyn Fn(&[f32]) -> BlockQ); 3] = [
+    let exact: [(Form, &BlockRule); 3] = [
         (Form::Symmetric8, &symmetric8),
         (Form::Symmetric4, &symmetric4),
         (Form::Affine(QuantBits::Int4), &affine4),
     ];
-    let fallback: (Form, &dyn Fn(&[f32]) -> BlockQ) = match bits {
+    let fallback: (Form, &BlockRule) = match bits {
         QuantBits::Int4 => (Form::Affine(QuantBits::Int4), &affine4),
         QuantBits::Int8 => (Form::Affine(QuantBits::Int8), &affine8),
     };
