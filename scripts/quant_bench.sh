@@ -18,6 +18,7 @@ CUMA=target/debug/cuma
 AGREE=target/debug/examples/agreement
 . scripts/bench_bundles.sh
 bench_bundles "$OUT" "$CUMA"
+mkdir -p "$OUT/wvs"
 items=${ITEMS:-$OUT/wvs/sample.jsonl}
 if [[ ! -f $items ]]; then
     "$CUMA" data convert --wvs "$WVS" --out "$OUT/wvs/all.jsonl"
@@ -30,11 +31,11 @@ for pair in "plain $OUT/plain $OUT/plain-int4" "cuma $OUT/cuma/bundle $OUT/cuma-
     for engine in ort ort-int8; do
         echo "-- $name int4 on $engine"
         "$AGREE" --reference "$float" --candidate "$int4" --candidate-engine "$engine" --items "$items" \
-            --threads "$THREADS" --dump "$OUT/wvs/$name-reference.jsonl" | head -1
+            --threads "$THREADS" --dump "$OUT/wvs/$name-reference.jsonl" | sed -n 1p
     done
 done
 echo "-- llama.cpp (its own Q4_1 x Q8 kernels) against the plain float bundle"
-"$python" scripts/llama_agreement.py "$OUT/wvs/plain-reference.jsonl" --threads "$THREADS" | head -1
+"$python" scripts/llama_agreement.py "$OUT/wvs/plain-reference.jsonl" --threads "$THREADS" | sed -n 1p
 echo "== speed and memory, alternated with llama.cpp"
 "$python" scripts/quant_bench.py --int4 "$OUT/plain-int4" --f32 "$OUT/plain" --rounds "$ROUNDS" \
     --threads "$THREADS" --json "$OUT/quant_bench.json"
