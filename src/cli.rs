@@ -825,9 +825,10 @@ pub struct ExportArgs {
     #[arg(long)]
     pub merge: bool,
     /// Put a graph's weights in an external data file (`model.onnx.data`) once they exceed this
-    /// many bytes (protobuf files cannot exceed 2 GiB).
-    #[arg(long, default_value_t = cuma_export::DEFAULT_EXTERNAL_DATA_ABOVE)]
-    pub external_data_above: u64,
+    /// many bytes (protobuf files cannot exceed 2 GiB). Default: 1.8 GB, or 64 MiB with --quant
+    /// (ONNX Runtime maps external data instead of copying it: less memory at load).
+    #[arg(long)]
+    pub external_data_above: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -92,6 +92,15 @@ fn routing_verdicts(routing: &[cuma_model::adapters::Routing<Tensor>], got: &Val
     tally
 }
 
+/// A JSON array of token ids.
+fn token_ids(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .expect("ids")
+        .iter()
+        .map(|x| x.as_i64().expect("id"))
+        .collect()
+}
+
 fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
         .expect("array")
@@ -176,12 +185,7 @@ fn bare_backbones_of_every_family_match_tch() {
             &dir,
         );
         let want = tch_greedy(&model, &[5, 6, 7, 8], 8, None);
-        let got: Vec<i64> = greedy["greedy"]
-            .as_array()
-            .expect("ids")
-            .iter()
-            .map(|x| x.as_i64().expect("id"))
-            .collect();
+        let got: Vec<i64> = token_ids(&greedy["greedy"]);
         assert_eq!(got, want, "{family}: greedy generation through the KV cache");
     }
 }
@@ -222,12 +226,7 @@ fn quantized_exports_carry_gguf_blocks_exactly_and_fuse_into_matmul_nbits() {
             &json!({"input_ids": [[5, 6, 7, 8]], "attention_mask": [[1, 1, 1, 1]], "greedy": 8, "accuracy_level": "0"}),
             &dir,
         );
-        let got_greedy: Vec<i64> = greedy["greedy"]
-            .as_array()
-            .expect("ids")
-            .iter()
-            .map(|x| x.as_i64().expect("id"))
-            .collect();
+        let got_greedy: Vec<i64> = token_ids(&greedy["greedy"]);
         assert_eq!(
             got_greedy, want_greedy,
             "{quant}: greedy generation through the KV cache"
@@ -416,12 +415,7 @@ fn smollm2_cuma_bundle_matches_tch() {
         &json!({"input_ids": [prompt], "attention_mask": [vec![1; n]], "demographic": [demographic[0]], "greedy": 32}),
         &dir,
     );
-    let got_ids: Vec<i64> = greedy["greedy"]
-        .as_array()
-        .expect("ids")
-        .iter()
-        .map(|x| x.as_i64().expect("id"))
-        .collect();
+    let got_ids: Vec<i64> = token_ids(&greedy["greedy"]);
     assert_eq!(got_ids, want, "greedy generation through the KV cache");
     println!("SmolLM2 + CuMA: max |logit diff| {diff:.2e}, routing {routing}");
 }

@@ -222,46 +222,58 @@ fn compare(
     messages: &[Message],
     tolerance: f32,
 ) -> f32 {
-    let (worst, want, vector) = compare_on(&backends(), label, bundle, model, encoder, profile, messages, tolerance);
+    let case = Case {
+        label,
+        bundle,
+        model,
+        encoder,
+        profile,
+        messages,
+        tolerance,
+    };
+    let (worst, want, vector) = compare_on(&backends(), &case);
     check_snapshot(label, model, vector.as_ref(), &want);
     worst
 }
 
+/// What [`compare`] checks: a bundle against the tch model it was exported from, on one prompt.
+struct Case<'a> {
+    label: &'a str,
+    bundle: &'a Path,
+    model: &'a Backbone,
+    encoder: Option<&'a cuma::models::encoder::ProfileEncoder>,
+    profile: &'a Profile,
+    messages: &'a [Message],
+    tolerance: f32,
+}
+
 /// [`compare`] on `backends` only, without the snapshot: the worst logit difference, tch's
 /// observation and the profile vector it used.
-#[allow(clippy::too_many_arguments)]
-fn compare_on(
-    backends: &[(&str, Backend)],
-    label: &str,
-    bundle: &Path,
-    model: &Backbone,
-    encoder: Option<&cuma::models::encoder::ProfileEncoder>,
-    profile: &Profile,
-    messages: &[Message],
-    tolerance: f32,
-) -> (f32, Observation, Option<Tensor>) {
+fn compare_on(backends: &[(&str, Backend)], case: &Case<'_>) -> (f32, Observation, Option<Tensor>) {
+    let label = case.label;
     let mut worst = 0.0f32;
     let mut reference: Option<(Observation, Option<Tensor>)> = None;
     for &(name, backend) in backends {
-        let mut session = session(bundle, backend);
-        let prompt = session.prompt_ids(profile, messages).expect("runtime prompt");
+        let mut session = session(case.bundle, backend);
+        let prompt = session.prompt_ids(case.profile, case.messages).expect("runtime prompt");
         let demographic = session
             .reads_profile_vector()
-            .then(|| session.encode_profile(profile).expect("profile vector"));
+            .then(|| session.encode_profile(case.profile).expect("profile vector"));
         let (want, _) = reference.get_or_insert_with(|| {
             // tch builds its prompt from the same messages with its own tokenizer and template.
-            let mut all = vec![session.system_message(profile).expect("system")];
-            all.extend(messages.iter().cloned());
-            let tch_prompt = model
+            let mut all = vec![session.system_message(case.profile).expect("system")];
+            all.extend(case.messages.iter().cloned());
+            let tch_prompt = case
+                .model
                 .tokenizer
-                .encode(&render(&model.tokenizer, &all).expect("template"), false)
+                .encode(&render(&case.model.tokenizer, &all).expect("template"), false)
                 .expect("tokens");
             assert_eq!(
                 tch_prompt, prompt,
                 "{label}: tch and cuma-runtime tokenise the chat prompt differently"
             );
-            let vector = encoder.filter(|_| demographic.is_some()).map(|e| {
-                e.embed(&[&profile.render(&session.bundle().manifest.profile).expect("text")])
+            let vector = case.encoder.filter(|_| demographic.is_some()).map(|e| {
+                e.embed(&[&case.profile.render(&session.bundle().manifest.profile).expect("text")])
                     .expect("tch profile")
             });
             if let (Some(v), Some(d)) = (&vector, &demographic) {
@@ -269,12 +281,12 @@ fn compare_on(
                 let cos = cosine(&t, d);
                 assert!(cos >= 0.99999, "{label}: profile vector cosine {cos}");
             }
-            (tch_observe(model, &prompt, vector.as_ref()), vector)
+            (tch_observe(case.model, &prompt, vector.as_ref()), vector)
         });
         let got = runtime_observe(&mut session, &prompt, demographic.as_deref());
         let diff = max_diff(&want.last_logits, &got.last_logits);
         assert!(
-            diff <= tolerance,
+            diff <= case.tolerance,
             "{label} on {name}: last-position logits differ by {diff}"
         );
         assert_eq!(got.top5, want.top5, "{label} on {name}: top-5 next tokens");
@@ -876,16 +888,16 @@ fn quantized_bundles_carry_gguf_blocks_exactly_and_tract_refuses_them() {
         assert_eq!(manifest.quant.map(|q| (q.bits, q.block_size)), Some((bits, 32)));
         assert_eq!(manifest.opset, 21);
         let label = format!("cuma-llama-q-{quant}");
-        let (diff, _, _) = compare_on(
-            &ort,
-            &label,
-            &bundle,
-            &e.model,
-            Some(&e.encoder),
-            &profile,
-            &question(),
-            1e-4,
-        );
+        let case = Case {
+            label: &label,
+            bundle: &bundle,
+            model: &e.model,
+            encoder: Some(&e.encoder),
+            profile: &profile,
+            messages: &question(),
+            tolerance: 1e-4,
+        };
+        let (diff, _, _) = compare_on(&ort, &case);
         println!("{label} on ort-cpu: max |logit diff| {diff:.2e}");
         let refused = Session::new(
             Bundle::open(&bundle).expect("opens"),

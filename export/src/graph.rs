@@ -899,17 +899,24 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_4_bit_export_keeps_an_8_bit_tensor_float() {
-        let mut g = GraphBuilder::quantized(StoreAs::F32, QuantBits::Int4);
+    /// A tied table `t` (Q8_0-like) gathered by `ids` and multiplied by `x` as the lm-head, in a
+    /// `bits` export: the graph and the quantization report.
+    fn tied_table_graph(bits: QuantBits) -> (proto::GraphProto, QuantReport) {
+        let mut g = GraphBuilder::quantized(StoreAs::F32, bits);
         let (x, ids) = (Value("x".into()), Value("ids".into()));
         let t = g.projection_weight("t", &[2, 32], q8_table());
         let e = g.embedding(&t, &ids).expect("gather");
         let y = g.linear(&x, &t, None).expect("tied head");
         g.output_as(&e, "e");
         g.output_as(&y, "y");
-        assert_eq!(g.quant_report(), &QuantReport::default());
-        let graph = g.finish("t", Vec::new(), Vec::new());
+        let report = g.quant_report().clone();
+        (g.finish("t", Vec::new(), Vec::new()), report)
+    }
+
+    #[test]
+    fn a_4_bit_export_keeps_an_8_bit_tensor_float() {
+        let (graph, report) = tied_table_graph(QuantBits::Int4);
+        assert_eq!(report, QuantReport::default());
         let types: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
         assert_eq!(types, ["Gather", "Transpose", "MatMul"]);
         let floats: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
@@ -918,15 +925,8 @@ mod tests {
 
     #[test]
     fn an_exact_8_bit_table_is_gathered_from_its_blocks_without_a_float_copy() {
-        let mut g = GraphBuilder::quantized(StoreAs::F32, QuantBits::Int8);
-        let (x, ids) = (Value("x".into()), Value("ids".into()));
-        let t = g.projection_weight("t", &[2, 32], q8_table());
-        let e = g.embedding(&t, &ids).expect("gather");
-        let y = g.linear(&x, &t, None).expect("tied head");
-        g.output_as(&e, "e");
-        g.output_as(&y, "y");
-        assert_eq!(g.quant_report().int8_tensors, 1);
-        let graph = g.finish("t", Vec::new(), Vec::new());
+        let (graph, report) = tied_table_graph(QuantBits::Int8);
+        assert_eq!(report.int8_tensors, 1);
         let types: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
         assert_eq!(
             types,

@@ -342,36 +342,35 @@ mod tests {
         }
     }
 
+    /// `w` quantizes into `form` and reproduces exactly, whichever width is asked for.
+    fn assert_carried(w: &[f32], n: usize, k: usize, form: Form) -> Vec<Blocked> {
+        [QuantBits::Int8, QuantBits::Int4]
+            .into_iter()
+            .map(|bits| {
+                let q = quantize(w, n, k, bits);
+                assert_eq!(q.form, form, "{bits:?}");
+                assert_reproduces(&q, w);
+                q
+            })
+            .collect()
+    }
+
     #[test]
     fn q8_0_tensors_come_through_exactly_at_8_bits_even_in_a_4_bit_export() {
-        let (n, k) = (5, 96);
-        let w = ggml_round_trip(&weights(n * k, 1), ggml_q8_0);
-        for bits in [QuantBits::Int8, QuantBits::Int4] {
-            let q = quantize(&w, n, k, bits);
-            assert_eq!(q.form, Form::Symmetric8);
-            assert_reproduces(&q, &w);
-        }
+        let w = ggml_round_trip(&weights(5 * 96, 1), ggml_q8_0);
+        assert_carried(&w, 5, 96, Form::Symmetric8);
     }
 
     #[test]
     fn q4_0_tensors_come_through_exactly_at_4_bits_even_in_an_8_bit_export() {
-        let (n, k) = (4, 64);
-        let w = ggml_round_trip(&weights(n * k, 2), ggml_q4_0);
-        for bits in [QuantBits::Int4, QuantBits::Int8] {
-            let q = quantize(&w, n, k, bits);
-            assert_eq!(q.form, Form::Symmetric4);
-            assert_reproduces(&q, &w);
-        }
+        let w = ggml_round_trip(&weights(4 * 64, 2), ggml_q4_0);
+        assert_carried(&w, 4, 64, Form::Symmetric4);
     }
 
     #[test]
     fn q4_1_tensors_come_through_exactly_as_their_own_scales_and_minima() {
-        let (n, k) = (6, 64);
-        let w = ggml_round_trip(&weights(n * k, 5), ggml_q4_1);
-        for bits in [QuantBits::Int4, QuantBits::Int8] {
-            let q = quantize(&w, n, k, bits);
-            assert_eq!(q.form, Form::Affine(QuantBits::Int4));
-            assert_reproduces(&q, &w);
+        let w = ggml_round_trip(&weights(6 * 64, 5), ggml_q4_1);
+        for q in assert_carried(&w, 6, 64, Form::Affine(QuantBits::Int4)) {
             // The scales are the float16 ones the file holds.
             assert!(q.scales.iter().all(|&d| f16::from_f32(d).to_f32() == d));
         }

@@ -46,7 +46,12 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
         }),
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let report = write_bundle(&input, &a.out, format, a.external_data_above)?;
+    let external_data_above = a.external_data_above.unwrap_or(if a.quant.is_some() {
+        cuma_export::QUANT_EXTERNAL_DATA_ABOVE
+    } else {
+        cuma_export::DEFAULT_EXTERNAL_DATA_ABOVE
+    });
+    let report = write_bundle(&input, &a.out, format, external_data_above)?;
     for (file, size) in &report.sizes {
         eprintln!("  {file:<24} {:>10.1} MB", *size as f64 / 1e6);
     }
