@@ -53,9 +53,10 @@ def run_measured(cmd):
     return stdout, stderr, usage.ru_maxrss / 1024
 
 
-def cuma_run(binary, bundle, tokens, threads, extra=()):
-    """(prefill seconds, prompt tokens, seconds per decode token, decoded tokens, peak RSS MB)."""
-    cmd = [binary, "--bundle", bundle, "--prompt", PROMPT, "--max-tokens", str(tokens), "--timings",
+def cuma_run(binary, bundle, tokens, threads, extra=(), prompt=PROMPT):
+    """One greedy chat reply by cuma-run, from its `--timings` line: (prefill seconds, prompt
+    tokens, seconds per decode token, decoded tokens, peak RSS MB)."""
+    cmd = [binary, "--bundle", bundle, "--prompt", prompt, "--max-tokens", str(tokens), "--timings",
            "--threads", str(threads), *extra]
     _, err, rss = run_measured(cmd)
     m = re.search(r"prefill ([0-9.]+) ms \((\d+) prompt tokens\), decode ([0-9.]+) ms/token .* over (\d+) tokens",

@@ -10,13 +10,13 @@ length; a step's cost barely depends on it at this size). Prints each round and 
 """
 
 import argparse
-import re
 import statistics
-import subprocess
 import time
 
 import numpy as np
 import onnxruntime as ort
+
+from quant_bench import cuma_run
 
 PROMPT = (
     "Describe, in a long and careful answer, how the seasons change over a year in a temperate "
@@ -24,18 +24,6 @@ PROMPT = (
     "weather is like in the mornings and evenings, and how the length of the day changes. "
     "Please cover spring, summer, autumn and winter in that order."
 )
-
-
-def cuma_run(binary, bundle, tokens, threads):
-    """Seconds per decode token and the prompt's token count, from cuma-run's timings line."""
-    out = subprocess.run(
-        [binary, "--bundle", bundle, "--prompt", PROMPT, "--max-tokens", str(tokens), "--timings",
-         "--threads", str(threads)],
-        capture_output=True, text=True, check=True)
-    m = re.search(r"decode ([0-9.]+) ms/token .* over (\d+) tokens", out.stderr)
-    if not m:
-        raise SystemExit(f"no timings line from cuma-run:\n{out.stderr}")
-    return float(m.group(1)) / 1e3, int(m.group(2))
 
 
 def python_ort(sess, context, tokens):
@@ -72,7 +60,7 @@ def main():
     sess = ort.InferenceSession(f"{a.bundle}/model.onnx", opts, providers=["CPUExecutionProvider"])
     ratios = []
     for r in range(a.rounds):
-        ours, decoded = cuma_run(a.cuma_run, a.bundle, a.tokens, a.threads)
+        _, _, ours, decoded, _ = cuma_run(a.cuma_run, a.bundle, a.tokens, a.threads, prompt=PROMPT)
         theirs = python_ort(sess, 128, decoded)
         ratios.append(ours / theirs)
         print(f"round {r + 1}: cuma-runtime {ours * 1e3:.2f} ms/token, Python onnxruntime {theirs * 1e3:.2f} "

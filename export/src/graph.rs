@@ -130,6 +130,17 @@ pub fn i64_tensor(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
     }
 }
 
+/// An integer tensor of `data_type` from its raw little-endian (or packed 4-bit) bytes.
+fn int_tensor(name: &str, dims: &[usize], data_type: i32, raw_data: Vec<u8>) -> TensorProto {
+    TensorProto {
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type,
+        name: name.into(),
+        raw_data,
+        ..Default::default()
+    }
+}
+
 fn f16_tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
     TensorProto {
         dims: dims.iter().map(|&d| d as i64).collect(),
@@ -363,92 +374,57 @@ impl GraphBuilder {
         )
     }
 
-    /// Rows `ids` (`[batch, seq]`) of the held-back table `name` read from 8-bit blocks,
-    /// `[batch, seq, in]`, when those carry the source exactly (SmolLM2's Q8_0 table): a
-    /// `[vocab, in]` copy of the blocks (`{name}.rows.*`, blocked along `in`) is gathered, and
-    /// only the gathered rows are dequantized, so no float table is stored. It is a copy because
-    /// ONNX Runtime fuses a quantized lm-head into `MatMulNBits` only when nothing else reads
-    /// its initializers. `None` otherwise - a float table would lose precision, and packed
-    /// 4-bit `Gather` is not something runtimes implement widely - and the table is then
+    /// Rows `ids` (`[batch, seq]`) of the held-back table `name` read from int8 blocks,
+    /// `[batch, seq, in]`, when those carry a Q8_0 source exactly (SmolLM2's table in an 8-bit
+    /// export): a `[vocab, in]` copy of the blocks (`{name}.rows.*`, blocked along `in`) is
+    /// gathered, and only the gathered rows are dequantized, so no float table is stored. It is
+    /// a copy because ONNX Runtime fuses a quantized lm-head into `MatMulNBits` only when nothing
+    /// else reads its initializers. `None` otherwise (a float table would lose precision, and
+    /// packed 4-bit `Gather` is not something runtimes implement widely): the table is then
     /// gathered from floats.
     fn quantized_gather(&mut self, name: &str, ids: &Value, bits: QuantBits) -> Option<Value> {
-        if self.stored_width(name, bits) != Some(QuantBits::Int8) || !self.quantization_of(name, bits).1 {
+        if self.stored_width(name, bits) != Some(QuantBits::Int8) {
             return None;
         }
-        let blocked = match self.blocked.get(name) {
-            Some(b) => b.clone(),
+        let blocked = match self.blocked.remove(name) {
+            Some(b) => b,
             None => self.quantize_projection(name, bits),
         };
+        if blocked.form != quant::Form::Symmetric8 || !blocked.is_exact() {
+            self.blocked.insert(name.to_string(), blocked);
+            return None;
+        }
         let (k, n, kb) = (blocked.k, blocked.n, blocked.k.div_ceil(quant::BLOCK));
-        // [k, n] and [kb, n] -> [n, k] and [n, kb].
-        let rows = |v: &[f32], height: usize| -> Vec<f32> {
-            (0..n).flat_map(|r| (0..height).map(move |c| v[c * n + r])).collect()
-        };
-        let q_type = if blocked.form == quant::Form::Symmetric8 {
-            data_type::INT8
-        } else {
-            data_type::UINT8
-        };
+        // [k, n] -> [n, k] and [kb, n] -> [n, kb].
         let values: Vec<u8> = (0..n)
             .flat_map(|r| (0..k).map(move |c| (r, c)))
             .map(|(r, c)| blocked.values[c * n + r] as u8)
+            .collect();
+        let scales: Vec<f32> = (0..n)
+            .flat_map(|r| (0..kb).map(move |c| (r, c)))
+            .map(|(r, c)| blocked.scales[c * n + r])
             .collect();
         let names = [
             format!("{name}.rows.quant"),
             format!("{name}.rows.scale"),
             format!("{name}.rows.zero_point"),
         ];
-        let integer = |name: &str, dims: [usize; 2], raw_data: Vec<u8>| TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: q_type,
-            name: name.into(),
-            raw_data,
-            ..Default::default()
-        };
-        self.initializers.push(integer(&names[0], [n, k], values));
         self.initializers
-            .push(f32_tensor(&names[1], &[n, kb], &rows(&blocked.scales, kb)));
+            .push(int_tensor(&names[0], &[n, k], data_type::INT8, values));
+        self.initializers.push(f32_tensor(&names[1], &[n, kb], &scales));
         self.initializers
-            .push(integer(&names[2], [n, kb], vec![blocked.zero_point() as u8; n * kb]));
-        let gather = |g: &mut Self, v: &str| g.node("Gather", &[&Value(v.into()), ids], vec![attr_int("axis", 0)]);
-        let (q, d, z) = (
-            gather(self, &names[0]),
-            gather(self, &names[1]),
-            gather(self, &names[2]),
-        );
-        let rows_out = self.node(
+            .push(int_tensor(&names[2], &[n, kb], data_type::INT8, vec![0; n * kb]));
+        // The lm-head's blocks are still to be stored from it.
+        self.blocked.insert(name.to_string(), blocked);
+        let gathered: Vec<Value> = names
+            .iter()
+            .map(|v| self.node("Gather", &[&Value(v.clone()), ids], vec![attr_int("axis", 0)]))
+            .collect();
+        Some(self.node(
             "DequantizeLinear",
-            &[&q, &d, &z],
+            &gathered.iter().collect::<Vec<_>>(),
             vec![attr_int("axis", -1), attr_int("block_size", quant::BLOCK as i64)],
-        );
-        let Some(minima) = &blocked.minima else {
-            return Some(rows_out);
-        };
-        // The affine form's minima, one per block of `in`, spread over the block's features.
-        let minima_name = format!("{name}.rows.minima");
-        self.initializers
-            .push(f32_tensor(&minima_name, &[n, kb], &rows(minima, kb)));
-        let m = gather(self, &minima_name);
-        let spread = self.block_indicator(k, true);
-        let shift = self.node("MatMul", &[&m, &spread], Vec::new());
-        Some(self.node("Add", &[&rows_out, &shift], Vec::new()))
-    }
-
-    /// The constant 0/1 matrix `[k, ceil(k / BLOCK)]` that sums each block of `k` features
-    /// (`transposed`: `[ceil(k / BLOCK), k]`, which spreads one value per block over its rows).
-    fn block_indicator(&mut self, k: usize, transposed: bool) -> Value {
-        let blocks = k.div_ceil(quant::BLOCK);
-        let mut indicator = vec![0f32; k * blocks];
-        for row in 0..k {
-            let at = if transposed {
-                (row / quant::BLOCK) * k + row
-            } else {
-                row * blocks + row / quant::BLOCK
-            };
-            indicator[at] = 1.0;
-        }
-        let dims = if transposed { [blocks, k] } else { [k, blocks] };
-        self.const_f32(&indicator, &dims)
+        ))
     }
 
     /// `x` `[.., k]` summed over each block of [`quant::BLOCK`] features, `[.., ceil(k / BLOCK)]`:
@@ -457,7 +433,12 @@ impl GraphBuilder {
         if let Some(v) = self.block_sums.get(&x.0) {
             return v.clone();
         }
-        let indicator = self.block_indicator(k, false);
+        let blocks = k.div_ceil(quant::BLOCK);
+        let mut indicator = vec![0f32; k * blocks];
+        for row in 0..k {
+            indicator[row * blocks + row / quant::BLOCK] = 1.0;
+        }
+        let indicator = self.const_f32(&indicator, &[k, blocks]);
         let sums = self.node("MatMul", &[x, &indicator], Vec::new());
         self.block_sums.insert(x.0.clone(), sums.clone());
         sums
@@ -479,7 +460,7 @@ impl GraphBuilder {
             self.blocked.insert(name.to_string(), b);
         }
         let b = &self.blocked[name];
-        (b.form.bits(), b.exact_blocks == b.scales.len())
+        (b.form.bits(), b.is_exact())
     }
 
     /// The width projection weight `name` is stored with in a `bits` export, `None` for float:
@@ -513,24 +494,13 @@ impl GraphBuilder {
         report.exact_blocks += blocked.exact_blocks;
         report.blocks += blocked.scales.len();
         let blocks_dims = [k.div_ceil(quant::BLOCK), n];
-        let (q_type, zp_type) = match blocked.form {
-            quant::Form::Symmetric8 => (data_type::INT8, data_type::INT8),
-            quant::Form::Affine(QuantBits::Int8) => (data_type::UINT8, data_type::UINT8),
-            quant::Form::Symmetric4 | quant::Form::Affine(QuantBits::Int4) => (data_type::UINT4, data_type::UINT4),
-        };
+        let q_type = blocked.storage_type();
         let raw = |values: &[i16]| -> Vec<u8> {
             if q_type == data_type::UINT4 {
                 quant::pack_u4(values.iter().map(|&v| v as u8))
             } else {
                 values.iter().map(|&v| v as u8).collect()
             }
-        };
-        let integer = |name: String, dims: &[usize], data_type: i32, raw_data: Vec<u8>| TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type,
-            name,
-            raw_data,
-            ..Default::default()
         };
         let zero_points = vec![blocked.zero_point(); blocked.scales.len()];
         let names = [
@@ -539,11 +509,11 @@ impl GraphBuilder {
             format!("{name}.zero_point"),
         ];
         self.initializers
-            .push(integer(names[0].clone(), &[k, n], q_type, raw(&blocked.values)));
+            .push(int_tensor(&names[0], &[k, n], q_type, raw(&blocked.values)));
         self.initializers
             .push(f32_tensor(&names[1], &blocks_dims, &blocked.scales));
         self.initializers
-            .push(integer(names[2].clone(), &blocks_dims, zp_type, raw(&zero_points)));
+            .push(int_tensor(&names[2], &blocks_dims, q_type, raw(&zero_points)));
         let minima = blocked.minima.as_ref().map(|m| {
             let minima_name = format!("{name}.minima");
             self.initializers.push(f32_tensor(&minima_name, &blocks_dims, m));
@@ -557,7 +527,7 @@ impl GraphBuilder {
             minima,
             k,
             bits: blocked.form.bits(),
-            exact: blocked.exact_blocks == blocked.scales.len(),
+            exact: blocked.is_exact(),
         };
         self.stored_quant.insert(name.to_string(), stored.clone());
         stored

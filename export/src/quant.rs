@@ -90,6 +90,21 @@ impl Blocked {
         }
     }
 
+    /// Whether every block reproduces the source.
+    pub fn is_exact(&self) -> bool {
+        self.exact_blocks == self.scales.len()
+    }
+
+    /// The ONNX element type of the stored values and zero points.
+    pub fn storage_type(&self) -> i32 {
+        use crate::proto::data_type;
+        match self.form {
+            Form::Symmetric8 => data_type::INT8,
+            Form::Affine(QuantBits::Int8) => data_type::UINT8,
+            Form::Symmetric4 | Form::Affine(QuantBits::Int4) => data_type::UINT4,
+        }
+    }
+
     /// The weight element `(row, col)` of the `[k, n]` matrix as the graph computes with it.
     pub fn dequantized(&self, row: usize, col: usize) -> f32 {
         let b = (row / BLOCK) * self.n + col;

@@ -10,6 +10,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use cuma_runtime::model::items::{parse_row, ChoiceItem};
+use cuma_runtime::model::serve::softmax;
 use cuma_runtime::{
     Backend, Bundle, Device, EngineOptions, Profile, QuantCompute, RoutingTrace, Session, SessionOptions,
 };
@@ -91,15 +92,13 @@ fn read(session: &mut Session, item: &ChoiceItem) -> Result<Reading> {
         .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
         .context("empty logits")?;
     let letters = session.bundle().manifest.choice.letter_ids[..item.options.len()].to_vec();
+    // The option distribution as `Session::choice_distribution` computes it.
     let picked: Vec<f64> = letters.iter().map(|&l| f64::from(logits[l as usize])).collect();
-    let max = picked.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exp: Vec<f64> = picked.iter().map(|x| (x - max).exp()).collect();
-    let total: f64 = exp.iter().sum();
     Ok(Reading {
         ids,
         letters,
         top1,
-        options: exp.iter().map(|e| e / total).collect(),
+        options: softmax(&picked),
         routing,
     })
 }
@@ -178,16 +177,20 @@ fn main() -> Result<()> {
             share(same, pairs)
         )
     };
-    println!(
+    // Written, not printed: a closed pipe (`| head -1`) is an error to report, not a panic.
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "{items} items: next-token top-1 agreement {:.4}, answer TV mean {:.2e} (max {:.2e}), {routing}",
         share(top1, items),
         tv_sum / items as f64,
         tv_max,
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{}",
         serde_json::json!({"items": items, "top1": share(top1, items), "tv_mean": tv_sum / items as f64,
             "tv_max": tv_max, "routing_same": share(same, pairs), "routing_pairs": pairs})
-    );
+    )?;
     Ok(())
 }
