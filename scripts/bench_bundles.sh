@@ -1,7 +1,9 @@
 # Sourced by scripts/bench.sh, scripts/serve_bench.sh and scripts/quant_bench.sh: the bundles the
 # benchmarks serve, made once under $1 with the cuma binary $2: $1/plain (the bare SmolLM2
 # backbone), $1/cuma/bundle (CuMA, E 8, k 2, r 8 on q,v, one training step: speed does not depend
-# on what the experts learned), and their 4-bit exports $1/plain-int4 and $1/cuma-int4.
+# on what the experts learned), the same CuMA run exported with its routers' profile terms inside
+# the decoder ($1/cuma-vector, `--no-profile-terms`), and 4-bit exports $1/plain-int4 and
+# $1/cuma-int4.
 bench_bundles() {
     local out=$1 cuma=$2
     mkdir -p "$out"
@@ -12,6 +14,7 @@ bench_bundles() {
             --targets q-proj,v-proj --steps 1 --batch-size 2 --warmup-steps 0
         "$cuma" export --onnx "$out/cuma" --out "$out/cuma/bundle" --force
     fi
+    [[ -f $out/cuma-vector/manifest.json ]] || "$cuma" export --onnx "$out/cuma" --out "$out/cuma-vector" --no-profile-terms --force
     [[ -f $out/plain-int4/manifest.json ]] || "$cuma" export --out "$out/plain-int4" --quant int4 --force
     [[ -f $out/cuma-int4/manifest.json ]] || "$cuma" export --onnx "$out/cuma" --out "$out/cuma-int4" --quant int4 --force
 }

@@ -824,6 +824,12 @@ pub struct ExportArgs {
     /// bundle runs at the bare backbone's speed.
     #[arg(long)]
     pub merge: bool,
+    /// Keep the routers' profile half `W_d d + b` inside the decoder, which then takes the
+    /// profile vector (`demographic`) and recomputes it at every step. By default it is a graph
+    /// of its own, `profile_terms.onnx`, which the runtime runs once per profile and whose output
+    /// the decoder takes as `profile_terms` (faster decoding, same numbers).
+    #[arg(long)]
+    pub no_profile_terms: bool,
     /// Put a graph's weights in an external data file (`model.onnx.data`) once they exceed this
     /// many bytes (protobuf files cannot exceed 2 GiB). Default: 1.8 GB, or 64 MiB with --quant
     /// (ONNX Runtime maps external data instead of copying it: less memory at load).

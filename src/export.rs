@@ -40,6 +40,9 @@ pub struct ExportInput {
     pub checkpoint: Option<checkpoint::Checkpoint>,
     /// Fold a plain LoRA's update into the backbone weights instead of recording adapter nodes.
     pub merge: bool,
+    /// Give the routers' profile terms a graph of their own (`profile_terms.onnx`, run once per
+    /// profile) instead of recomputing them inside the decoder at every step.
+    pub profile_terms: bool,
 }
 
 impl ExportInput {
@@ -54,6 +57,7 @@ impl ExportInput {
                 backbone: backbone.unwrap_or(path).to_path_buf(),
                 checkpoint: None,
                 merge: false,
+                profile_terms: true,
             });
         };
         let ck = checkpoint::load(&dir)?;
@@ -72,6 +76,7 @@ impl ExportInput {
             backbone: chosen,
             checkpoint: Some(ck),
             merge: false,
+            profile_terms: true,
         })
     }
 }
@@ -184,6 +189,7 @@ pub fn export_decoder(input: &ExportInput, source: &ModelSource, format: WeightF
                 method: &method,
                 tensors: &mut tensors,
                 encoder_dim: ck.manifest.profile_dim,
+                profile_terms: input.profile_terms,
             };
             decoder_graph(&config, &mut weights, Some(spec), format)
         }
@@ -237,8 +243,9 @@ fn write_tokenizer(tokenizer: &tokenizers::Tokenizer, path: &Path) -> Result<()>
 }
 
 /// Writes a complete bundle for `input` into `out` (which must exist): `model.onnx`,
-/// `tokenizer.json`, for checkpoints whose routers read the profile also `encoder.onnx` and
-/// `encoder.tokenizer.json`, and `manifest.json` with every file's SHA-256.
+/// `tokenizer.json`, for checkpoints whose routers read the profile also `encoder.onnx`,
+/// `encoder.tokenizer.json` and (with [`ExportInput::profile_terms`]) `profile_terms.onnx`, and
+/// `manifest.json` with every file's SHA-256.
 pub fn write_bundle(
     input: &ExportInput,
     out: &Path,
@@ -254,7 +261,24 @@ pub fn write_bundle(
     let source = ModelSource::open(&input.backbone)?;
     let config = decoder_config(&source)?.clone();
     let tokenizer = crate::models::backbone::tokenizer_for(&source)?;
-    let decoder = export_decoder(input, &source, format)?;
+    let mut decoder = export_decoder(input, &source, format)?;
+    if let Some(terms) = decoder.profile_terms.take() {
+        files.extend(write_graph(
+            terms.graph,
+            "cuma router profile terms",
+            cuma_export::OPSET,
+            &out.join("profile_terms.onnx"),
+            external_data_above,
+        )?);
+        graphs.insert(
+            "profile_terms".to_string(),
+            GraphSpec {
+                file: "profile_terms.onnx".into(),
+                inputs: terms.inputs,
+                outputs: terms.outputs,
+            },
+        );
+    }
     let model_path = out.join("model.onnx");
     files.extend(write_graph(
         decoder.graph,

@@ -257,6 +257,17 @@ fn trained_cuma_in_every_gate_mode_matches_tch_logits_and_routing() {
         ]
         .concat();
         let bundle = train_and_export(&items, &run, &args);
+        if gate == "topk-softmax" {
+            cuma(&[
+                "export",
+                "--onnx",
+                &s(&run),
+                "--out",
+                &s(&bundle),
+                "--force",
+                "--no-profile-terms",
+            ]);
+        }
         let e = Evaluator::from_checkpoint(&run.join("checkpoint"), CPU).expect("checkpoint");
         let profiles = e
             .encoder
@@ -332,7 +343,17 @@ fn trained_cuma_in_every_gate_mode_matches_tch_logits_and_routing() {
                 "{file}"
             );
         }
-        assert!(manifest.graphs["model"].inputs.iter().any(|i| i.name == "demographic"));
+        // By default the routers' profile terms are a graph of their own, which run_ort.py
+        // ran above; the first gate mode is exported with the terms inside the decoder.
+        let model_reads = |name: &str| manifest.graphs["model"].inputs.iter().any(|i| i.name == name);
+        if gate == "topk-softmax" {
+            assert!(model_reads("demographic") && !model_reads("profile_terms"));
+            assert!(!manifest.graphs.contains_key("profile_terms"));
+        } else {
+            assert!(model_reads("profile_terms") && !model_reads("demographic"));
+            let routers = manifest.adapter.as_ref().map_or(0, |a| a.routers.len());
+            assert_eq!(got["profile_terms_shape"], json!([2, 1, routers * 256]));
+        }
         // Adapters must matter, or the comparison proves nothing.
         let bare = bare_logits("llama", &ids, &mask);
         assert!(
@@ -622,6 +643,10 @@ fn an_independent_python_client_reproduces_cuma_from_the_contract() {
         assert_eq!(
             py["schema"], "ok",
             "the manifest does not validate against docs/manifest.schema.json"
+        );
+        assert_eq!(
+            py["profile_input"], "profile_terms",
+            "the client ran the profile-terms graph"
         );
 
         let profile = Profile::from_json(&profile_json.to_string()).expect("profile");

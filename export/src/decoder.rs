@@ -2,10 +2,16 @@
 //! ([`cuma_model::layers::inputs`]) and a `cuma-model` decoder (with its adapters, when given),
 //! recorded through [`GraphBuilder`]; this module adds only the graph's signature. One graph
 //! serves prefill (past length 0) and decode.
+//!
+//! With [`AdapterSpec::profile_terms`], the routers' profile half `W_d d + b` leaves the decoder
+//! for a graph of its own (`profile_terms.onnx`: `demographic` -> `profile_terms`), which a
+//! runtime runs once per profile; the decoder then takes `profile_terms` in place of
+//! `demographic`. Both are cut from one recording ([`crate::subgraph`]), so the terms are the
+//! same [`DecoderAdapters::profile_terms`] the decoder would otherwise compute at every step.
 
 use crate::graph::{GraphBuilder, QuantReport, Value, WeightFormat};
 use crate::io::{io, value_info, ElementType, IoSpec, KvPart};
-use cuma_model::adapters::DecoderAdapters;
+use cuma_model::adapters::{DecoderAdapters, ProfileInput};
 use cuma_model::arch::{Decoder, DecoderCtx, KvPair};
 use cuma_model::config::{DecoderConfig, MethodConfig};
 use cuma_model::layers::decoder_inputs;
@@ -21,6 +27,18 @@ pub struct AdapterSpec<'a, T: Trainables<GraphBuilder>> {
     pub tensors: &'a mut T,
     /// The profile encoder's output size (D), ignored for methods whose routers do not see it.
     pub encoder_dim: usize,
+    /// Record the routers' profile terms as a graph of their own, which the decoder reads as
+    /// its `profile_terms` input (ignored when the routers read no profile).
+    pub profile_terms: bool,
+}
+
+/// The routers' profile terms graph (`profile_terms.onnx`) and its interface.
+pub struct ProfileTermsGraph {
+    pub graph: crate::proto::GraphProto,
+    pub inputs: Vec<IoSpec>,
+    pub outputs: Vec<IoSpec>,
+    /// P: the terms' width.
+    pub width: usize,
 }
 
 /// A recorded decoder graph and its interface.
@@ -30,8 +48,11 @@ pub struct DecoderGraph {
     pub outputs: Vec<IoSpec>,
     /// Router labels in the order of `routing_experts`' first axis (empty without routers).
     pub routers: Vec<String>,
-    /// D, when the graph takes a `demographic` input.
+    /// D, when the routers read a profile vector (through a `demographic` input, or through
+    /// `profile_terms` computed from it by [`DecoderGraph::profile_terms`]).
     pub demographic_dim: Option<usize>,
+    /// The graph that turns profile vectors into the decoder's `profile_terms` input.
+    pub profile_terms: Option<ProfileTermsGraph>,
     /// The opset the graph needs ([`crate::OPSET`], or [`crate::quant::QUANT_OPSET`] quantized).
     pub opset: i64,
     /// What block quantization did (all zero without it).
@@ -50,7 +71,9 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
         None => GraphBuilder::new(format.store_as),
     };
     let mut decoder = Decoder::load(&mut g, weights, config)?;
+    let mut split_terms = false;
     if let Some(a) = adapters {
+        split_terms = a.profile_terms;
         decoder.adapters = Some(DecoderAdapters::init(
             &mut g,
             a.tensors,
@@ -65,12 +88,16 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
         IoSpec::new(io::INPUT_IDS, ElementType::Int64, &["batch", "seq"]),
         IoSpec::new(io::ATTENTION_MASK, ElementType::Int64, &["batch", TOTAL_SEQ]),
     ];
-    if let Some(d) = demographic_dim {
-        inputs.push(IoSpec::new(
-            io::DEMOGRAPHIC,
-            ElementType::Float32,
-            &["batch", &d.to_string()],
-        ));
+    let demographic_spec = |d: usize| IoSpec::new(io::DEMOGRAPHIC, ElementType::Float32, &["batch", &d.to_string()]);
+    let terms_width = match (&decoder.adapters, demographic_dim) {
+        (Some(a), Some(_)) if split_terms => Some(a.profile_terms_width()),
+        _ => None,
+    };
+    let terms_spec = |p: usize| IoSpec::new(io::PROFILE_TERMS, ElementType::Float32, &["batch", "1", &p.to_string()]);
+    match (terms_width, demographic_dim) {
+        (Some(p), _) => inputs.push(terms_spec(p)),
+        (None, Some(d)) => inputs.push(demographic_spec(d)),
+        (None, None) => {}
     }
     for l in 0..config.num_layers {
         for part in KvPart::BOTH {
@@ -93,7 +120,11 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
     let ctx = DecoderCtx {
         rope: decoder.rope(&mut g, &prepared.positions)?,
         mask: prepared.mask,
-        profile: demographic_dim.map(|_| Value(io::DEMOGRAPHIC.into())),
+        profile: match (terms_width, demographic_dim) {
+            (Some(_), _) => Some(ProfileInput::Terms(Value(io::PROFILE_TERMS.into()))),
+            (None, Some(_)) => Some(ProfileInput::Vector(Value(io::DEMOGRAPHIC.into()))),
+            (None, None) => None,
+        },
         replay: None,
     };
     let out = decoder.forward(&mut g, &ids, &ctx, Some(&past))?;
@@ -139,18 +170,48 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
             &[&n, "batch", "seq", &k],
         ));
     }
+    // The terms, recorded after the decoder from the same router weights and cut out below.
+    let terms_value = match (&decoder.adapters, terms_width) {
+        (Some(a), Some(_)) => Some(a.profile_terms(&mut g, &Value(io::DEMOGRAPHIC.into()))?),
+        _ => None,
+    };
     let (opset, quant) = (g.opset(), g.quant_report().clone());
-    let graph = g.finish(
+    let mut graph = g.finish(
         "cuma_decoder",
         inputs.iter().map(value_info).collect(),
         outputs.iter().map(value_info).collect(),
     );
+    let profile_terms = match (terms_value, terms_width, demographic_dim) {
+        (Some(value), Some(width), Some(d)) => {
+            let inputs = vec![demographic_spec(d)];
+            let outputs = vec![terms_spec(width)];
+            let terms = crate::subgraph::extract(
+                &graph,
+                "cuma_profile_terms",
+                inputs.iter().map(value_info).collect(),
+                vec![(value.0, value_info(&outputs[0]))],
+            )
+            .map_err(|reason| cuma_model::Error::Config {
+                field: "profile_terms",
+                reason,
+            })?;
+            crate::subgraph::prune(&mut graph);
+            Some(ProfileTermsGraph {
+                graph: terms,
+                inputs,
+                outputs,
+                width,
+            })
+        }
+        _ => None,
+    };
     Ok(DecoderGraph {
         graph,
         inputs,
         outputs,
         routers,
         demographic_dim,
+        profile_terms,
         opset,
         quant,
     })

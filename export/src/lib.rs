@@ -14,11 +14,12 @@ pub mod graph;
 pub mod io;
 pub mod proto;
 pub mod quant;
+pub mod subgraph;
 pub mod weights;
 
 pub use bundle::{finish_bundle, sha256_file};
 pub use cuma_model as model;
-pub use decoder::{decoder_graph, AdapterSpec, DecoderGraph};
+pub use decoder::{decoder_graph, AdapterSpec, DecoderGraph, ProfileTermsGraph};
 pub use encoder::{encoder_graph, EncoderGraph};
 pub use graph::{GraphBuilder, QuantReport, StoreAs, WeightFormat, IR_VERSION, OPSET};
 pub use quant::{QuantBits, QUANT_OPSET};

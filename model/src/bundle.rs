@@ -23,8 +23,12 @@ pub mod io {
     pub const INPUT_IDS: &str = "input_ids";
     /// `[batch, past_seq+seq]` (decoder) or `[batch, seq]` (encoder) int64 0/1.
     pub const ATTENTION_MASK: &str = "attention_mask";
-    /// `[batch, D]` float32 profile vectors (decoder, when the routers read them).
+    /// `[batch, D]` float32 profile vectors (decoder, when the routers read them, or the
+    /// profile-terms graph).
     pub const DEMOGRAPHIC: &str = "demographic";
+    /// `[batch, 1, P]` float32: every router's profile term `W_d d + b`, concatenated in router
+    /// order (output of the profile-terms graph; decoder input in place of `demographic`).
+    pub const PROFILE_TERMS: &str = "profile_terms";
     /// `[batch, seq, vocab]` float32.
     pub const LOGITS: &str = "logits";
     /// `[routers, batch, seq, k]` int64 experts, strongest first.
@@ -257,7 +261,7 @@ pub struct Manifest {
     pub adapter: Option<AdapterSpec>,
     pub profile: ProfileSpec,
     pub choice: ChoiceSpec,
-    /// `model` and (when present) `encoder`.
+    /// `model` and (when present) `encoder` and `profile_terms`.
     pub graphs: BTreeMap<String, GraphSpec>,
     /// Every other file of the bundle -> its SHA-256 (hex).
     pub files: BTreeMap<String, String>,
@@ -305,11 +309,55 @@ fn last_dim(spec: &IoSpec) -> Option<usize> {
     spec.shape.last().and_then(|d| d.parse().ok())
 }
 
+/// How the routers of `adapter.demographic_dim` > 0 receive the profile: either the decoder's
+/// `demographic` input of that size, or its `profile_terms` input `[batch, 1, P]` together with
+/// a `profile_terms` graph from `demographic` `[batch, D]` to `profile_terms` of the same P.
+/// Routers that read no profile (D = 0) have neither.
+fn validate_profile_input(
+    dim: usize,
+    demographic: Option<&IoSpec>,
+    terms_input: Option<&IoSpec>,
+    terms_graph: Option<&GraphSpec>,
+) -> Result<(), String> {
+    let mismatch =
+        || format!("`adapter.demographic_dim` is {dim}, which the graph's `demographic` input does not match");
+    match (demographic, terms_input, terms_graph) {
+        (None, None, None) if dim == 0 => Ok(()),
+        (Some(d), None, None) if dim > 0 && dim <= MAX_PROFILE_DIM && last_dim(d) == Some(dim) => Ok(()),
+        (None, Some(input), Some(graph)) if dim > 0 && dim <= MAX_PROFILE_DIM => {
+            let graph_input = graph.input(io::DEMOGRAPHIC).and_then(last_dim);
+            if graph.inputs.len() != 1 || graph_input != Some(dim) {
+                return Err(format!(
+                    "graph `profile_terms` must take only `demographic` of `adapter.demographic_dim` ({dim}) values"
+                ));
+            }
+            let width = last_dim(input).filter(|&p| p > 0 && p <= MAX_PROFILE_DIM * 8);
+            let given = graph.output(io::PROFILE_TERMS).and_then(last_dim);
+            match width {
+                Some(p) if given == Some(p) && input.shape.len() == 3 => Ok(()),
+                _ => Err(format!(
+                    "graph `model`'s `profile_terms` input ({:?}) and graph `profile_terms`' output ({given:?} values) disagree",
+                    input.shape
+                )),
+            }
+        }
+        (None, Some(_), None) => {
+            Err("graph `model` takes `profile_terms`, but there is no `profile_terms` graph".into())
+        }
+        (Some(_), Some(_), _) => Err("graph `model` takes both `demographic` and `profile_terms`".into()),
+        (_, None, Some(_)) => {
+            Err("there is a `profile_terms` graph, but graph `model` has no `profile_terms` input".into())
+        }
+        _ => Err(mismatch()),
+    }
+}
+
 impl Manifest {
     /// Checks the metadata against itself and against the graphs' signatures, so that no stated
     /// size is out of range and what the runtime allocates from it matches the graphs: the
     /// decoder takes `past.{l}.key/value` for exactly `backbone.layers` layers, a `demographic`
-    /// input of `adapter.demographic_dim` exactly when the routers read the profile, and gives
+    /// input of `adapter.demographic_dim` (or `profile_terms` with its graph) exactly when the
+    /// routers read the profile, and gives
     /// `routing_experts` `[routers, batch, seq, top_k]` exactly when there are routers; the
     /// encoder's `embedding` has `encoder.dim` values. The error says which field is wrong.
     pub fn validate(&self) -> Result<(), String> {
@@ -384,12 +432,12 @@ impl Manifest {
             ));
         }
         let demographic = model.input(io::DEMOGRAPHIC);
+        let terms_input = model.input(io::PROFILE_TERMS);
+        let terms_graph = self.graphs.get("profile_terms");
         let routing = model.output(io::ROUTING_EXPERTS);
         match &self.adapter {
-            None if demographic.is_some() || routing.is_some() => {
-                return Err(
-                    "graph `model` has routers or a `demographic` input, but the manifest has no `adapter`".into(),
-                )
+            None if demographic.is_some() || terms_input.is_some() || terms_graph.is_some() || routing.is_some() => {
+                return Err("graph `model` has routers or a profile input, but the manifest has no `adapter`".into())
             }
             None => {}
             Some(a) => {
@@ -405,16 +453,7 @@ impl Manifest {
                 if a.routers.len() > MAX_LAYERS * 8 {
                     return Err(format!("`adapter.routers` lists {} routers", a.routers.len()));
                 }
-                match (demographic, a.demographic_dim) {
-                    (None, 0) => {}
-                    (Some(d), dim) if dim > 0 && dim <= MAX_PROFILE_DIM && last_dim(d) == Some(dim) => {}
-                    _ => {
-                        return Err(format!(
-                            "`adapter.demographic_dim` is {}, which the graph's `demographic` input does not match",
-                            a.demographic_dim
-                        ))
-                    }
-                }
+                validate_profile_input(a.demographic_dim, demographic, terms_input, terms_graph)?;
                 match routing {
                     None if a.routers.is_empty() => {}
                     Some(r)
@@ -449,11 +488,11 @@ impl Manifest {
         let extra: Vec<&String> = self
             .graphs
             .keys()
-            .filter(|k| !matches!(k.as_str(), "model" | "encoder"))
+            .filter(|k| !matches!(k.as_str(), "model" | "encoder" | "profile_terms"))
             .collect();
         if !extra.is_empty() {
             return Err(format!(
-                "unknown graphs {extra:?} (a bundle has `model` and optionally `encoder`)"
+                "unknown graphs {extra:?} (a bundle has `model` and optionally `encoder` and `profile_terms`)"
             ));
         }
         Ok(())

@@ -334,6 +334,44 @@ mod tests {
     }
 
     #[test]
+    fn precomputed_profile_terms_stand_in_for_the_profile_vector() {
+        use crate::adapters::{DecoderAdapters, ProfileInput};
+        use crate::config::MethodConfig;
+        let (mut o, cfg) = (ShapeOps, smollm2(DecoderFamily::Llama));
+        let mut dec = Decoder::load(&mut o, &mut ShapeWeights, &cfg).expect("loads");
+        let method = MethodConfig::default();
+        let adapters =
+            DecoderAdapters::init(&mut o, &mut crate::ParamCounter::default(), &dec, &method, 384).expect("adapters");
+        let terms = adapters.profile_terms(&mut o, &vec![2, 384]).expect("terms");
+        let routers = adapters.router_names().len();
+        assert_eq!(terms, vec![2, 1, routers * method.router_hidden]);
+        assert_eq!(adapters.profile_terms_width(), routers * method.router_hidden);
+        dec.adapters = Some(adapters);
+        let rope = dec.rope(&mut o, &vec![2, 5]).expect("rope");
+        let ctx = |profile| DecoderCtx {
+            rope: rope.clone(),
+            mask: AttentionMask {
+                additive: vec![2, 1, 5, 5],
+            },
+            profile: Some(profile),
+            replay: None,
+        };
+        let from_vector = dec
+            .forward(&mut o, &vec![2, 5], &ctx(ProfileInput::Vector(vec![2, 384])), None)
+            .expect("vector");
+        let from_terms = dec
+            .forward(&mut o, &vec![2, 5], &ctx(ProfileInput::Terms(terms.clone())), None)
+            .expect("terms");
+        assert_eq!(from_vector.hidden, from_terms.hidden);
+        assert_eq!(from_vector.routing.len(), from_terms.routing.len());
+        // Terms one router short leave the last router an empty slice, which cannot broadcast.
+        let short = vec![2, 1, terms[2] - method.router_hidden];
+        assert!(dec
+            .forward(&mut o, &vec![2, 5], &ctx(ProfileInput::Terms(short)), None)
+            .is_err());
+    }
+
+    #[test]
     fn mismatched_mask_is_a_shape_error() {
         let (mut o, cfg) = (ShapeOps, smollm2(DecoderFamily::Llama));
         let dec = Decoder::load(&mut o, &mut ShapeWeights, &cfg).expect("loads");

@@ -1,8 +1,10 @@
 //! The bundle's decoder graph as a [`DecoderStep`] of the serving core: host tensors in, the
 //! graph's outputs checked and handed back (last-position logits, the KV cache, the routing).
+//! A decoder that takes `profile_terms` gets them from [`ProfileTerms`], once per profile.
 
 use crate::engine::Engine;
 use crate::kv_cache::HostKvCache;
+use crate::profile_terms::ProfileTerms;
 use crate::{Bundle, HostTensor, RuntimeError};
 use cuma_model::bundle::io::{self, KvPart};
 use cuma_model::bundle::GraphSpec;
@@ -43,8 +45,10 @@ pub struct GraphDecoder {
     head_dim: usize,
     vocab: usize,
     context: usize,
-    /// D of the `demographic` input (0: the routers do not read a profile).
+    /// D of the profile vectors (0: the routers do not read a profile).
     demographic_dim: usize,
+    /// Turns profile vectors into the decoder's `profile_terms` input, when it takes those.
+    terms: Option<ProfileTerms>,
     routers: Vec<String>,
     /// `past.{l}.key` / `past.{l}.value` input names, built once.
     past_names: Vec<(String, String)>,
@@ -82,17 +86,44 @@ impl OutputIndex {
 }
 
 impl GraphDecoder {
-    pub fn new(engine: Box<dyn Engine>, bundle: &Bundle) -> Result<Self, RuntimeError> {
+    /// The decoder graph loaded as `engine`; `terms`, the bundle's `profile_terms` graph
+    /// loaded, when the decoder takes `profile_terms` (the manifest has been validated: the
+    /// graph is there exactly then).
+    pub fn new(engine: Box<dyn Engine>, terms: Option<Box<dyn Engine>>, bundle: &Bundle) -> Result<Self, RuntimeError> {
         let m = &bundle.manifest;
-        let outputs = OutputIndex::new(bundle.graph_spec("model")?, m.backbone.layers)?;
+        let spec = bundle.graph_spec("model")?;
+        let outputs = OutputIndex::new(spec, m.backbone.layers)?;
+        let demographic_dim = m.adapter.as_ref().map_or(0, |a| a.demographic_dim);
+        let width = spec
+            .inputs
+            .iter()
+            .find(|i| i.name == io::PROFILE_TERMS)
+            .and_then(|i| i.shape.last())
+            .and_then(|p| p.parse().ok());
+        let terms = match (terms, width) {
+            (Some(engine), Some(width)) => Some(ProfileTerms::new(
+                engine,
+                bundle.graph_spec("profile_terms")?,
+                demographic_dim,
+                width,
+            )?),
+            (None, None) => None,
+            _ => {
+                return Err(RuntimeError::Manifest {
+                    path: "manifest.json".into(),
+                    reason: "graph `model`'s `profile_terms` input and the `profile_terms` graph come together".into(),
+                })
+            }
+        };
         Ok(Self {
+            terms,
             engine,
             layers: m.backbone.layers,
             kv_heads: m.backbone.kv_heads,
             head_dim: m.backbone.head_dim,
             vocab: m.backbone.vocab,
             context: m.backbone.max_positions,
-            demographic_dim: m.adapter.as_ref().map_or(0, |a| a.demographic_dim),
+            demographic_dim,
             routers: m.adapter.as_ref().map(|a| a.routers.clone()).unwrap_or_default(),
             past_names: (0..m.backbone.layers)
                 .map(|l| (io::past(l, KvPart::Key), io::past(l, KvPart::Value)))
@@ -104,6 +135,11 @@ impl GraphDecoder {
     /// Whether the routers read a profile vector.
     pub fn reads_profile_vector(&self) -> bool {
         self.demographic_dim > 0
+    }
+
+    /// The profile-terms cache, when the decoder takes `profile_terms`.
+    pub fn profile_terms(&self) -> Option<&ProfileTerms> {
+        self.terms.as_ref()
     }
 
     /// One call of the graph: `rows` (equal length) of new tokens, the 0/1 `mask`
@@ -155,7 +191,7 @@ impl GraphDecoder {
             data: Vec::new(),
         };
         let mut inputs: Vec<(&str, &HostTensor)> = vec![(io::INPUT_IDS, &ids), (io::ATTENTION_MASK, &mask_t)];
-        let demo_t;
+        let profile_t;
         if self.demographic_dim > 0 {
             let d = self.demographic_dim;
             let v =
@@ -166,11 +202,17 @@ impl GraphDecoder {
                     v.len()
                 )));
             }
-            demo_t = HostTensor::F32 {
-                shape: vec![b, d],
-                data: v.to_vec(),
+            profile_t = match &mut self.terms {
+                Some(terms) => (io::PROFILE_TERMS, terms.for_rows(v, b)?),
+                None => (
+                    io::DEMOGRAPHIC,
+                    HostTensor::F32 {
+                        shape: vec![b, d],
+                        data: v.to_vec(),
+                    },
+                ),
             };
-            inputs.push((io::DEMOGRAPHIC, &demo_t));
+            inputs.push((profile_t.0, &profile_t.1));
         }
         for (l, (k, v)) in self.past_names.iter().enumerate() {
             match past {

@@ -28,6 +28,7 @@ pub mod error;
 pub mod external_data;
 pub mod kv_cache;
 pub mod profile;
+pub mod profile_terms;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod session;

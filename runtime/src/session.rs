@@ -1,6 +1,7 @@
 //! A [`Session`]: one bundle loaded on one backend, answering requests for profiles. It renders
-//! prompts exactly as training did, encodes each profile once (cached), and runs the decoder
-//! graph step by step with its KV cache.
+//! prompts exactly as training did, encodes each profile once (cached; its routers' terms too,
+//! when the bundle has them as a graph), and runs the decoder graph step by step with its KV
+//! cache.
 
 use crate::decoder::{GraphDecoder, StepOutput};
 use crate::engine::{self, Backend, Engine, EngineOptions};
@@ -159,7 +160,11 @@ impl Session {
             ),
             _ => (None, None),
         };
-        let decoder = GraphDecoder::new(decoder, &bundle)?;
+        let terms = match m.graphs.get("profile_terms") {
+            Some(graph) => Some(engine::load(&bundle.file(&graph.file)?, graph, &options.engine)?),
+            None => None,
+        };
+        let decoder = GraphDecoder::new(decoder, terms, &bundle)?;
         Ok(Self {
             bundle,
             options,

@@ -34,6 +34,7 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
         anyhow::bail!("--merge needs a LoRA checkpoint; {} is a bare model", target.display());
     }
     input.merge = a.merge;
+    input.profile_terms = !a.no_profile_terms;
     let store_as = match a.dtype {
         ExportDtype::F32 => StoreAs::F32,
         ExportDtype::F16 => StoreAs::F16,

@@ -5,7 +5,7 @@ use crate::tch_ops::TchOps;
 use crate::tokenizer::{gguf_bpe, TextTokenizer};
 use crate::weights::TchStore;
 use crate::{Error, Result};
-use cuma_model::adapters::Routing;
+use cuma_model::adapters::{ProfileInput, Routing};
 use cuma_model::arch::{Decoder, DecoderCtx, DecoderOutput, KvPair};
 use cuma_model::config::{DecoderConfig, ModelConfig};
 use cuma_model::layers::decoder_inputs;
@@ -172,7 +172,7 @@ impl Backbone {
     ) -> Result<DecoderOutput<Tensor>> {
         let past_keys = input.past.and_then(|p| p.first()).map(|kv| &kv.key);
         let prepared = decoder_inputs(o, input.attention_mask, past_keys)?;
-        let profile = input.profile.map(Tensor::shallow_clone);
+        let profile = input.profile.map(|p| ProfileInput::Vector(p.shallow_clone()));
         let ctx = DecoderCtx {
             rope: self.decoder.rope(o, &prepared.positions)?,
             mask: prepared.mask,

@@ -16,6 +16,6 @@ pub use experts::ExpertBank;
 pub use gate::{route, Routing};
 pub use merge::{merged_weight, row_norms};
 pub use prefix::Prefix;
-pub use router::{Router, RouterDims};
+pub use router::{ProfileInput, Router, RouterDims};
 pub use run::LayerRun;
 pub use set::{DecoderAdapters, LayerAdapters, ModuleAdapter};

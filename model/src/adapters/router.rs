@@ -3,6 +3,17 @@
 
 use crate::{Init, Ops, Result, Trainables};
 
+/// What the routers of a forward read about the user.
+#[derive(Debug, Clone)]
+pub enum ProfileInput<T> {
+    /// The profile vector `[b, D]`: each router computes its term `W_d d + b` in the forward.
+    Vector(T),
+    /// Every router's term computed ahead ([`crate::adapters::DecoderAdapters::profile_terms`]),
+    /// `[b, 1, P]`, P the sum of the routers' first-layer widths: each router slices its own.
+    /// What a served decoder takes, so the term is computed once per profile, not per step.
+    Terms(T),
+}
+
 /// The sizes of a router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouterDims {

@@ -12,6 +12,7 @@
 //! every decode step would move as many bytes as the products read.
 
 use super::gate::{route, Routing};
+use super::router::ProfileInput;
 use super::set::{DecoderAdapters, LayerAdapters};
 use crate::config::{MethodConfig, Target};
 use crate::layers::Linear;
@@ -36,27 +37,46 @@ pub struct LayerRun<'a, T> {
 }
 
 impl<'a, T> LayerRun<'a, T> {
-    /// Prepares layer `layer` of `all`: computes each router's profile part once. `replay`, when
-    /// given, holds one recorded selection per router of the layer.
+    /// Prepares layer `layer` of `all`: takes each router's profile part from `profile`, computed
+    /// here once per forward from a profile vector, or sliced out of the precomputed terms.
+    /// `replay`, when given, holds one recorded selection per router of the layer.
     ///
     /// # Shapes
-    /// `profile`: `[b, D]` (required when the routers see demographics); `replay[r]`: `[b, s, k]`.
+    /// `profile`: a vector `[b, D]` or terms `[b, 1, P]` (required when the routers see
+    /// demographics); `replay[r]`: `[b, s, k]`.
     pub fn start<O: Ops<T = T>>(
         o: &mut O,
         all: &'a DecoderAdapters<T>,
         layer: usize,
-        profile: Option<&T>,
+        profile: Option<&ProfileInput<T>>,
         replay: Option<&'a [T]>,
     ) -> Result<Self> {
         let adapters = all.layers.get(layer).ok_or_else(|| crate::Error::Config {
             field: "adapters",
             reason: format!("no adapters for layer {layer} ({} layers adapted)", all.layers.len()),
         })?;
-        let profile_parts = adapters
-            .routers
-            .iter()
-            .map(|r| r.profile_part(o, profile))
-            .collect::<Result<Vec<_>>>()?;
+        let profile_parts = match profile {
+            Some(ProfileInput::Terms(terms)) => {
+                let mut start = all.profile_term_offset(layer) as i64;
+                let mut parts = Vec::with_capacity(adapters.routers.len());
+                for r in &adapters.routers {
+                    parts.push(o.slice(terms, -1, start, start + r.width as i64)?);
+                    start += r.width as i64;
+                }
+                parts
+            }
+            vector => {
+                let vector = match vector {
+                    Some(ProfileInput::Vector(v)) => Some(v),
+                    _ => None,
+                };
+                adapters
+                    .routers
+                    .iter()
+                    .map(|r| r.profile_part(o, vector))
+                    .collect::<Result<Vec<_>>>()?
+            }
+        };
         if replay.is_some_and(|r| r.len() != adapters.routers.len()) {
             return Err(crate::Error::Config {
                 field: "replay",

@@ -143,6 +143,41 @@ impl<T> DecoderAdapters<T> {
         })
     }
 
+    /// Every router's profile term `W_d d + b` for the profile vectors `profile` `[b, D]`,
+    /// concatenated in the order of [`DecoderAdapters::router_names`]: `[b, 1, P]`, what
+    /// [`crate::adapters::ProfileInput::Terms`] carries. The same [`super::Router::profile_part`]
+    /// a forward from the vector runs, so both inputs give one result.
+    pub fn profile_terms<O: Ops<T = T>>(&self, o: &mut O, profile: &T) -> Result<T> {
+        if self.profile_dim == 0 {
+            return Err(crate::Error::Config {
+                field: "profile",
+                reason: "these routers read no profile vector, so they have no profile terms".into(),
+            });
+        }
+        let parts = self
+            .layers
+            .iter()
+            .flat_map(|l| &l.routers)
+            .map(|r| r.profile_part(o, Some(profile)))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&T> = parts.iter().collect();
+        o.concat(&refs, -1)
+    }
+
+    /// P: the width of [`DecoderAdapters::profile_terms`] (every router's first-layer width).
+    pub fn profile_terms_width(&self) -> usize {
+        self.profile_term_offset(self.layers.len())
+    }
+
+    /// Where layer `layer`'s first router's term starts in the profile terms.
+    pub fn profile_term_offset(&self, layer: usize) -> usize {
+        self.layers[..layer.min(self.layers.len())]
+            .iter()
+            .flat_map(|l| &l.routers)
+            .map(|r| r.width)
+            .sum()
+    }
+
     /// A label for every router, in the order a forward pass reports their routing: the layer
     /// and the projections it gates, e.g. `L3.q_proj` or `L3.q_proj+k_proj+v_proj`.
     pub fn router_names(&self) -> Vec<String> {

@@ -4,7 +4,7 @@
 //! Follows Hugging Face `transformers/models/llama/modeling_llama.py`, `qwen2/modeling_qwen2.py`
 //! and `qwen3/modeling_qwen3.py`.
 
-use crate::adapters::{DecoderAdapters, LayerRun, Routing};
+use crate::adapters::{DecoderAdapters, LayerRun, ProfileInput, Routing};
 use crate::config::{DecoderConfig, Target};
 use crate::layers::{attend, AttentionMask, Heads, Linear, RmsNorm, Rope};
 use crate::names::decoder as n;
@@ -22,8 +22,9 @@ pub struct KvPair<T> {
 pub struct DecoderCtx<T> {
     pub rope: Rope<T>,
     pub mask: AttentionMask<T>,
-    /// The profile vector `[b, D]` for demographic-aware routers.
-    pub profile: Option<T>,
+    /// What demographic-aware routers read: the profile vector `[b, D]`, or their terms
+    /// computed from it ahead of the forward.
+    pub profile: Option<ProfileInput<T>>,
     /// Router replay: recorded selections `[b, s, k]` (int64), one per router in the order of
     /// [`DecoderOutput::routing`]; the forward routes every token to these experts, with gates
     /// from the live routers.
@@ -268,7 +269,7 @@ impl<T> Decoder<T> {
     /// states, each layer's keys / values (past concatenated with the new ones) and the routing.
     ///
     /// # Shapes
-    /// `ids`: `[b, s]` (int64); `past[i]`: `[b, kv_heads, p, head_dim]`; `ctx.profile`: `[b, D]`;
+    /// `ids`: `[b, s]` (int64); `past[i]`: `[b, kv_heads, p, head_dim]`; `ctx.profile`: `[b, D]` (terms `[b, 1, P]`);
     /// returns hidden `[b, s, hidden]` and `num_layers` pairs of `[b, kv_heads, p + s, head_dim]`.
     pub fn forward<O: Ops<T = T>>(
         &self,
