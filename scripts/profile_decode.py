@@ -36,11 +36,19 @@ def main():
     layers = sum(1 for n in inputs if n.startswith("past.") and n.endswith(".key"))
     kv, hd = inputs["past.0.key"].shape[1], inputs["past.0.key"].shape[3]
     rng = np.random.default_rng(0)
+    terms = None
+    if "profile_terms" in inputs:
+        terms_graph = ort.InferenceSession(os.path.join(a.bundle, "profile_terms.onnx"), providers=["CPUExecutionProvider"])
+        d = terms_graph.get_inputs()[0].shape[1]
+        vector = rng.standard_normal((a.batch, d)).astype(np.float32)
+        (terms,) = terms_graph.run(None, {"demographic": vector})
 
     def feed(ids, total, past):
         f = {"input_ids": ids, "attention_mask": np.ones((a.batch, total), np.int64)}
         if "demographic" in inputs:
             f["demographic"] = rng.standard_normal((a.batch, inputs["demographic"].shape[1])).astype(np.float32)
+        if "profile_terms" in inputs:  # what the bundle's profile_terms.onnx gives, once per profile
+            f["profile_terms"] = terms
         for l in range(layers):
             for kind in ("key", "value"):
                 f[f"past.{l}.{kind}"] = past[(l, kind)] if past else np.zeros((a.batch, kv, 0, hd), np.float32)

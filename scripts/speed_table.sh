@@ -3,6 +3,8 @@
 # machine, one section after another, each section's comparisons alternated inside it:
 #   1. serving: plain vs CuMA on tch, ONNX Runtime and tract (criterion, benches/runtime.rs), and
 #      Python onnxruntime / optimum on the same graph           (scripts/bench.sh)
+#   1b. routing: plain vs CuMA with and without the profile-terms graph, alternated rounds with
+#      medians and ranges, ONNX Runtime and tract             (scripts/routing_overhead.sh)
 #   2. runner overhead: cuma-runtime vs Python onnxruntime, per decode step
 #                                                               (scripts/runner_overhead.py)
 #   3. 4-bit bundles: accuracy against f32, speed and RSS against llama.cpp
@@ -10,13 +12,13 @@
 #   4. training: cuma train vs transformers + PEFT and a dense PyTorch mixture
 #                                                               (scripts/train_bench.sh)
 # Full logs go to OUT (default runs/speed-table); the tables go to stdout.
-#   scripts/speed_table.sh [OUT]       SECTIONS="serving overhead quant training" (default: all)
+#   scripts/speed_table.sh [OUT]       SECTIONS="serving routing overhead quant training" (default: all)
 # Needs CUMA_BENCH_EXTRAS=1 bash scripts/bootstrap.sh (optimum, llama-cpp-python, PEFT).
 # Expect well over an hour on 2 cores; pause other work on the machine while it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/speed-table}
-SECTIONS=${SECTIONS:-serving overhead quant training}
+SECTIONS=${SECTIONS:-serving routing overhead quant training}
 python=${CUMA_PYTHON:-.venv/bin/python}
 mkdir -p "$OUT"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
@@ -43,12 +45,13 @@ section() {
 for s in $SECTIONS; do
     case $s in
         serving) section serving "Serving: plain vs CuMA, tch / ONNX Runtime / tract" bash scripts/bench.sh ;;
+        routing) section routing "Routing overhead: plain vs CuMA, profile terms cached or not" bash scripts/routing_overhead.sh ;;
         overhead)
             cargo build --quiet -p cuma-runtime --features cli --bin cuma-run
             section overhead "Runner overhead: cuma-runtime vs Python onnxruntime" \
                 "$python" scripts/runner_overhead.py "${CUMA_BENCH_DIR:-runs/bench}/plain" ;;
         quant) section quant "4-bit bundles vs llama.cpp" bash scripts/quant_bench.sh ;;
         training) section training "Training: cuma train vs PyTorch + PEFT" bash scripts/train_bench.sh "$OUT/train-bench" ;;
-        *) echo "unknown section $s (serving, overhead, quant, training)" >&2; exit 2 ;;
+        *) echo "unknown section $s (serving, routing, overhead, quant, training)" >&2; exit 2 ;;
     esac
 done

@@ -205,7 +205,7 @@ fn one_expert_no_profile_is_lora() {
 #[test]
 fn the_shared_input_product_equals_separate_products() {
     use cuma::models::backbone::Backbone;
-    use cuma_model::adapters::{DecoderAdapters, LayerRun};
+    use cuma_model::adapters::{DecoderAdapters, LayerRun, ProfileInput};
     use cuma_model::config::{Method, Target};
 
     let config = cuma::bench::Shape::Tiny.config();
@@ -241,7 +241,8 @@ fn the_shared_input_product_equals_separate_products() {
         let x = Tensor::randn([2, 3, config.hidden_size as i64], (Kind::Float, Device::Cpu));
         let profile = Tensor::randn([2, 6], (Kind::Float, Device::Cpu));
         let profile = (profile_dim > 0).then_some(&profile);
-        let mut run = LayerRun::start(&mut o, &adapters, 0, profile, None).expect("start");
+        let input = profile.map(|p| ProfileInput::Vector(p.shallow_clone()));
+        let mut run = LayerRun::start(&mut o, &adapters, 0, input.as_ref(), None).expect("start");
         for (module, &target) in layer.modules.iter().zip(&targets) {
             let linear = model.decoder.projection(0, target).expect("projection");
             let shared = run.apply(&mut o, target, &x, linear).expect("apply");
@@ -256,4 +257,62 @@ fn the_shared_input_product_equals_separate_products() {
             assert!(diff < 1e-5, "{method:?} {target:?}: differs by {diff}");
         }
     }
+}
+
+/// A served decoder reads the routers' profile terms computed ahead
+/// (`DecoderAdapters::profile_terms`, what `profile_terms.onnx` holds) instead of the profile
+/// vector: every layer's projections, its routers' slices at their offsets included, give what
+/// the vector gives.
+#[test]
+fn precomputed_profile_terms_give_what_the_vector_gives() {
+    use cuma::models::backbone::Backbone;
+    use cuma_model::adapters::{DecoderAdapters, LayerRun, ProfileInput};
+    use cuma_model::config::Target;
+
+    let config = cuma::bench::Shape::Tiny.config();
+    let model = Backbone::random(&config, Device::Cpu, 4).expect("random backbone");
+    let targets = [Target::QProj, Target::VProj];
+    let m = MethodConfig {
+        targets: targets.into_iter().collect(),
+        experts: 4,
+        top_k: 2,
+        rank: 4,
+        ..MethodConfig::default()
+    };
+    let mut o = TchOps::new(Device::Cpu);
+    let mut store = TchTrainables::default();
+    tch::manual_seed(6);
+    let adapters = DecoderAdapters::init(&mut o, &mut store, &model.decoder, &m, 6).expect("adapters");
+    assert!(
+        adapters.layers.len() >= 2,
+        "the offsets of later layers are what this checks"
+    );
+    tch::no_grad(|| {
+        for module in adapters.layers.iter().flat_map(|l| &l.modules) {
+            let mut b = module.bank.b.shallow_clone();
+            b.copy_(&Tensor::randn(b.size(), (Kind::Float, Device::Cpu)));
+        }
+    });
+    let x = Tensor::randn([2, 3, config.hidden_size as i64], (Kind::Float, Device::Cpu));
+    let profile = Tensor::randn([2, 6], (Kind::Float, Device::Cpu));
+    let terms = adapters.profile_terms(&mut o, &profile).expect("terms");
+    assert_eq!(terms.size(), [2, 1, adapters.profile_terms_width() as i64]);
+    let (vector, terms) = (ProfileInput::Vector(profile), ProfileInput::Terms(terms));
+    tch::no_grad(|| {
+        for layer in 0..adapters.layers.len() {
+            let mut from_vector = LayerRun::start(&mut o, &adapters, layer, Some(&vector), None).expect("start");
+            let mut from_terms = LayerRun::start(&mut o, &adapters, layer, Some(&terms), None).expect("start");
+            for &target in &targets {
+                let linear = model.decoder.projection(layer, target).expect("projection");
+                let a = from_vector.apply(&mut o, target, &x, linear).expect("vector");
+                let b = from_terms.apply(&mut o, target, &x, linear).expect("terms");
+                let diff = (&a - &b).abs().max().double_value(&[]);
+                assert!(diff < 1e-6, "layer {layer} {target:?}: differs by {diff}");
+            }
+            let (rv, rt) = (from_vector.finish(), from_terms.finish());
+            for (v, t) in rv.iter().zip(&rt) {
+                assert!(v.experts.equal(&t.experts), "layer {layer}: routing differs");
+            }
+        }
+    });
 }

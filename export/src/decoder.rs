@@ -195,7 +195,6 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
                 field: "profile_terms",
                 reason,
             })?;
-            crate::subgraph::prune(&mut graph);
             Some(ProfileTermsGraph {
                 graph: terms,
                 inputs,
@@ -205,6 +204,9 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
         }
         _ => None,
     };
+    // Without the terms' nodes, and without what the shared code computes for training only
+    // (the gates' 0/1 selection masks, say).
+    crate::subgraph::prune(&mut graph);
     Ok(DecoderGraph {
         graph,
         inputs,

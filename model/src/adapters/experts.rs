@@ -68,20 +68,23 @@ impl<T> ExpertBank<T> {
             let copies: Vec<&T> = std::iter::repeat_n(&z, self.experts).collect();
             z = o.concat(&copies, -1)?;
         }
-        if let Some(g) = gates {
-            // Each gate repeated r times, [b, s, E] -> [b, s, E*r], as one product with the 0/1
-            // matrix that copies gate e to columns e*r..(e+1)*r (exact: one non-zero term each).
-            let (e, r) = (self.experts, self.rank);
-            let mut repeat = vec![0.0f32; e * e * r];
-            for (row, cols) in repeat.chunks_mut(e * r).enumerate() {
-                cols[row * r..(row + 1) * r].fill(1.0);
-            }
-            let repeat = o.constant(&repeat, &[e, e * r])?;
-            let g = o.matmul(g, &repeat)?;
-            z = o.mul(&z, &g)?;
+        let Some(g) = gates else {
+            let delta = o.linear(&z, &self.b, None)?;
+            return o.scale(&delta, self.scale);
+        };
+        // Each gate repeated r times and multiplied by alpha/r, [b, s, E] -> [b, s, E*r], as one
+        // product with the matrix that holds alpha/r where gate e goes to columns e*r..(e+1)*r
+        // (one non-zero term each): the scale rides on the gates instead of costing a product
+        // of its own with the [b, s, out] update.
+        let (e, r) = (self.experts, self.rank);
+        let mut repeat = vec![0.0f32; e * e * r];
+        for (row, cols) in repeat.chunks_mut(e * r).enumerate() {
+            cols[row * r..(row + 1) * r].fill(self.scale as f32);
         }
-        let delta = o.linear(&z, &self.b, None)?;
-        o.scale(&delta, self.scale)
+        let repeat = o.constant(&repeat, &[e, e * r])?;
+        let g = o.matmul(g, &repeat)?;
+        z = o.mul(&z, &g)?;
+        o.linear(&z, &self.b, None)
     }
 
     /// Rows of A: `E*r`, or `r` when A is shared.
