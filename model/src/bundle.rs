@@ -498,3 +498,46 @@ impl Manifest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, shape: &[&str]) -> IoSpec {
+        IoSpec::new(name, ElementType::Float32, shape)
+    }
+
+    fn terms_graph(d: &str, p: &str) -> GraphSpec {
+        GraphSpec {
+            file: "profile_terms.onnx".into(),
+            inputs: vec![spec(io::DEMOGRAPHIC, &["batch", d])],
+            outputs: vec![spec(io::PROFILE_TERMS, &["batch", "1", p])],
+        }
+    }
+
+    #[test]
+    fn the_profile_reaches_the_routers_one_way_exactly() {
+        let demographic = spec(io::DEMOGRAPHIC, &["batch", "384"]);
+        let terms = spec(io::PROFILE_TERMS, &["batch", "1", "15360"]);
+        let graph = terms_graph("384", "15360");
+        assert_eq!(validate_profile_input(0, None, None, None), Ok(()));
+        assert_eq!(validate_profile_input(384, Some(&demographic), None, None), Ok(()));
+        assert_eq!(validate_profile_input(384, None, Some(&terms), Some(&graph)), Ok(()));
+        // Wrong sizes, missing halves and both inputs at once are refused, each with a reason.
+        for (dim, d, t, g) in [
+            (0, Some(&demographic), None, None),
+            (256, Some(&demographic), None, None),
+            (384, None, None, None),
+            (384, None, Some(&terms), None),
+            (384, None, None, Some(&graph)),
+            (384, Some(&demographic), Some(&terms), Some(&graph)),
+            (256, None, Some(&terms), Some(&graph)),
+            (0, None, Some(&terms), Some(&graph)),
+        ] {
+            assert!(validate_profile_input(dim, d, t, g).is_err(), "{dim} {d:?} {t:?} {g:?}");
+        }
+        let narrower = terms_graph("384", "256");
+        let err = validate_profile_input(384, None, Some(&terms), Some(&narrower)).expect_err("widths differ");
+        assert!(err.contains("disagree"), "{err}");
+    }
+}

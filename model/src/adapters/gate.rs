@@ -91,40 +91,33 @@ pub fn route<O: Ops>(
             topk_gates: topk_scores,
             scores,
         }),
-        GateMode::TopkSoftmax | GateMode::DoubleSoftmax if from_one_topk => {
-            // One TopK gave the indices (graphs, whose logits are [b, s, E]): the gates as one
-            // product of the k gates with the k one-hot rows, [b, s, 1, k] x [b, s, k, E], in
-            // fewer nodes per step than k slices, one-hots and sums; the same values (each
-            // gate meets one 1).
-            let topk_gates = o.softmax_last(&topk_scores)?;
-            let rows = o.unsqueeze(&experts_t, -1)?; // [.., k, 1]
-            let hot_rows = o.one_hot(&rows, experts)?; // [.., k, E]
-            let weights = o.unsqueeze(&topk_gates, -2)?; // [.., 1, k]
-            let gates = o.matmul(&weights, &hot_rows)?;
-            let gates = o.reshape(&gates, &[0, 0, -1])?;
-            Ok(Routing {
-                gates,
-                selected,
-                experts: experts_t,
-                topk_gates,
-                scores,
-            })
-        }
         GateMode::TopkSoftmax | GateMode::DoubleSoftmax => {
             let topk_gates = o.softmax_last(&topk_scores)?;
-            let mut gates = None;
-            for (j, hot) in hots.iter().enumerate() {
-                let g = o.slice(&topk_gates, -1, j as i64, j as i64 + 1)?;
-                let term = o.mul(&g, hot)?;
-                gates = Some(match gates {
-                    None => term,
-                    Some(acc) => o.add(&acc, &term)?,
-                });
-            }
-            let gates = gates.ok_or_else(|| crate::Error::Config {
-                field: "top_k",
-                reason: "must be at least 1".into(),
-            })?;
+            let gates = if from_one_topk {
+                // One TopK gave the indices (graphs, whose logits are [b, s, E]): the gates as
+                // one product of the k gates with the k one-hot rows, [b, s, 1, k] x
+                // [b, s, k, E], in fewer nodes per step than k slices, one-hots and sums; the
+                // same values (each gate meets one 1).
+                let rows = o.unsqueeze(&experts_t, -1)?; // [.., k, 1]
+                let hot_rows = o.one_hot(&rows, experts)?; // [.., k, E]
+                let weights = o.unsqueeze(&topk_gates, -2)?; // [.., 1, k]
+                let gates = o.matmul(&weights, &hot_rows)?;
+                o.reshape(&gates, &[0, 0, -1])?
+            } else {
+                let mut gates = None;
+                for (j, hot) in hots.iter().enumerate() {
+                    let g = o.slice(&topk_gates, -1, j as i64, j as i64 + 1)?;
+                    let term = o.mul(&g, hot)?;
+                    gates = Some(match gates {
+                        None => term,
+                        Some(acc) => o.add(&acc, &term)?,
+                    });
+                }
+                gates.ok_or_else(|| crate::Error::Config {
+                    field: "top_k",
+                    reason: "must be at least 1".into(),
+                })?
+            };
             Ok(Routing {
                 gates,
                 selected,
