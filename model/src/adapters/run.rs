@@ -65,17 +65,16 @@ impl<'a, T> LayerRun<'a, T> {
                 }
                 parts
             }
-            vector => {
-                let vector = match vector {
-                    Some(ProfileInput::Vector(v)) => Some(v),
-                    _ => None,
-                };
-                adapters
-                    .routers
-                    .iter()
-                    .map(|r| r.profile_part(o, vector))
-                    .collect::<Result<Vec<_>>>()?
-            }
+            Some(ProfileInput::Vector(v)) => adapters
+                .routers
+                .iter()
+                .map(|r| r.profile_part(o, Some(v)))
+                .collect::<Result<Vec<_>>>()?,
+            None => adapters
+                .routers
+                .iter()
+                .map(|r| r.profile_part(o, None))
+                .collect::<Result<Vec<_>>>()?,
         };
         if replay.is_some_and(|r| r.len() != adapters.routers.len()) {
             return Err(crate::Error::Config {
