@@ -71,9 +71,8 @@ pub fn decoder_graph<W: Weights<GraphBuilder>, T: Trainables<GraphBuilder>>(
         None => GraphBuilder::new(format.store_as),
     };
     let mut decoder = Decoder::load(&mut g, weights, config)?;
-    let mut split_terms = false;
+    let split_terms = adapters.as_ref().is_some_and(|a| a.profile_terms);
     if let Some(a) = adapters {
-        split_terms = a.profile_terms;
         decoder.adapters = Some(DecoderAdapters::init(
             &mut g,
             a.tensors,

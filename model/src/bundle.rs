@@ -319,8 +319,6 @@ fn validate_profile_input(
     terms_input: Option<&IoSpec>,
     terms_graph: Option<&GraphSpec>,
 ) -> Result<(), String> {
-    let mismatch =
-        || format!("`adapter.demographic_dim` is {dim}, which the graph's `demographic` input does not match");
     match (demographic, terms_input, terms_graph) {
         (None, None, None) if dim == 0 => Ok(()),
         (Some(d), None, None) if dim > 0 && dim <= MAX_PROFILE_DIM && last_dim(d) == Some(dim) => Ok(()),
@@ -348,7 +346,9 @@ fn validate_profile_input(
         (_, None, Some(_)) => {
             Err("there is a `profile_terms` graph, but graph `model` has no `profile_terms` input".into())
         }
-        _ => Err(mismatch()),
+        _ => Err(format!(
+            "`adapter.demographic_dim` is {dim}, which the graph's `demographic` input does not match"
+        )),
     }
 }
 

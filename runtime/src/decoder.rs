@@ -191,7 +191,7 @@ impl GraphDecoder {
             data: Vec::new(),
         };
         let mut inputs: Vec<(&str, &HostTensor)> = vec![(io::INPUT_IDS, &ids), (io::ATTENTION_MASK, &mask_t)];
-        let profile_t;
+        let vectors_t;
         if self.demographic_dim > 0 {
             let d = self.demographic_dim;
             let v =
@@ -202,17 +202,16 @@ impl GraphDecoder {
                     v.len()
                 )));
             }
-            profile_t = match &mut self.terms {
-                Some(terms) => (io::PROFILE_TERMS, terms.for_rows(v, b)?),
-                None => (
-                    io::DEMOGRAPHIC,
-                    HostTensor::F32 {
+            match &mut self.terms {
+                Some(terms) => inputs.push((io::PROFILE_TERMS, terms.for_rows(v, b)?)),
+                None => {
+                    vectors_t = HostTensor::F32 {
                         shape: vec![b, d],
                         data: v.to_vec(),
-                    },
-                ),
-            };
-            inputs.push((profile_t.0, &profile_t.1));
+                    };
+                    inputs.push((io::DEMOGRAPHIC, &vectors_t));
+                }
+            }
         }
         for (l, (k, v)) in self.past_names.iter().enumerate() {
             match past {

@@ -21,6 +21,14 @@ pub struct ProfileTerms {
     /// Where `profile_terms` sits among the graph's outputs.
     output: usize,
     cache: HashMap<Vec<u32>, Vec<f32>>,
+    /// The last call's vectors and the input built for them: every decode step of a batch
+    /// passes the same vectors, and gets this back without a lookup or a copy.
+    last: Option<(Vec<f32>, HostTensor)>,
+}
+
+/// Equal bit for bit (as the cache keys are).
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 impl ProfileTerms {
@@ -41,6 +49,7 @@ impl ProfileTerms {
             width,
             output,
             cache: HashMap::new(),
+            last: None,
         })
     }
 
@@ -54,15 +63,26 @@ impl ProfileTerms {
         self.cache.len()
     }
 
-    /// The decoder's `profile_terms` input `[batch, 1, P]` for `vectors` `[batch * D]`: cached
-    /// rows copied, the others computed in one call of the graph.
-    pub fn for_rows(&mut self, vectors: &[f32], batch: usize) -> Result<HostTensor, RuntimeError> {
+    /// The decoder's `profile_terms` input `[batch, 1, P]` for `vectors` `[batch * D]`: the last
+    /// call's input when the vectors are the same, else cached rows copied and the others
+    /// computed in one call of the graph.
+    pub fn for_rows(&mut self, vectors: &[f32], batch: usize) -> Result<&HostTensor, RuntimeError> {
         let (d, p) = (self.dim, self.width);
         if vectors.len() != batch * d {
             return Err(RuntimeError::Input(format!(
                 "{} profile values for a batch of {batch} and D = {d}",
                 vectors.len()
             )));
+        }
+        if self.last.as_ref().is_some_and(|(v, _)| same_bits(v, vectors)) {
+            return self
+                .last
+                .as_ref()
+                .map(|(_, input)| input)
+                .ok_or_else(|| RuntimeError::Backend {
+                    graph: "profile_terms".into(),
+                    reason: "the last input went missing".into(),
+                });
         }
         let keys: Vec<Vec<u32>> = vectors
             .chunks(d)
@@ -112,10 +132,11 @@ impl ProfileTerms {
             })?;
             data.extend_from_slice(row);
         }
-        Ok(HostTensor::F32 {
+        let input = HostTensor::F32 {
             shape: vec![batch, 1, p],
             data,
-        })
+        };
+        Ok(&self.last.insert((vectors.to_vec(), input)).1)
     }
 }
 
@@ -166,7 +187,7 @@ mod tests {
         let (mut t, calls) = terms();
         let batch = t.for_rows(&[1.0, 2.0, 1.0, 2.0, 3.0, 4.0], 3).expect("terms");
         assert_eq!(
-            batch,
+            *batch,
             HostTensor::F32 {
                 shape: vec![3, 1, 3],
                 data: vec![2.0, 4.0, 3.0, 2.0, 4.0, 3.0, 6.0, 8.0, 7.0],
@@ -174,8 +195,12 @@ mod tests {
         );
         assert_eq!((calls.load(std::sync::atomic::Ordering::SeqCst), t.cached()), (1, 2));
         // Every later step of these profiles reads the cache.
+        let swapped = HostTensor::F32 {
+            shape: vec![2, 1, 3],
+            data: vec![6.0, 8.0, 7.0, 2.0, 4.0, 3.0],
+        };
         for _ in 0..5 {
-            t.for_rows(&[3.0, 4.0, 1.0, 2.0], 2).expect("terms");
+            assert_eq!(*t.for_rows(&[3.0, 4.0, 1.0, 2.0], 2).expect("terms"), swapped);
         }
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
         t.for_rows(&[5.0, 6.0], 1).expect("terms");

@@ -38,6 +38,12 @@ pub fn route<O: Ops>(
     experts: usize,
     forced: Option<&O::T>,
 ) -> Result<Routing<O::T>> {
+    if k == 0 {
+        return Err(crate::Error::Config {
+            field: "top_k",
+            reason: "must be at least 1".into(),
+        });
+    }
     // Scores whose top-k is taken: logits, or softmax probabilities (same order, same ties).
     let scores = match mode {
         GateMode::DoubleSoftmax | GateMode::Soft => o.softmax_last(logits)?,
@@ -45,86 +51,89 @@ pub fn route<O: Ops>(
     };
     // One top-k operation where the backend has it (graphs), else k rounds of argmax, each
     // pushing the chosen score below all others; the same experts and scores either way.
-    let top = match forced {
-        Some(_) => None,
-        None => o.top_k_last(&scores, k)?,
-    };
+    if forced.is_none() {
+        if let Some((values, indices)) = o.top_k_last(&scores, k)? {
+            return from_top_k(o, mode, scores, values, indices, experts);
+        }
+    }
     let mut remaining = o.share(&scores);
     let (mut idx, mut hots, mut vals) = (Vec::with_capacity(k), Vec::with_capacity(k), Vec::with_capacity(k));
     for j in 0..k as i64 {
-        let i = match (forced, &top) {
-            (Some(f), _) => o.slice(f, -1, j, j + 1)?,
-            (None, Some((_, indices))) => o.slice(indices, -1, j, j + 1)?,
-            (None, None) => o.argmax_last(&remaining)?, // [.., 1]
+        let i = match forced {
+            Some(f) => o.slice(f, -1, j, j + 1)?,
+            None => o.argmax_last(&remaining)?, // [.., 1]
         };
         let hot = o.one_hot(&i, experts)?; // [.., E]
-        if top.is_none() {
-            let picked = o.mul(&scores, &hot)?;
-            vals.push(o.sum_keepdim(&picked, -1)?); // [.., 1]
-            if j + 1 < k as i64 {
-                let push_down = o.scale(&hot, EXCLUDE)?;
-                remaining = o.add(&remaining, &push_down)?;
-            }
+        let picked = o.mul(&scores, &hot)?;
+        vals.push(o.sum_keepdim(&picked, -1)?); // [.., 1]
+        if j + 1 < k as i64 {
+            let push_down = o.scale(&hot, EXCLUDE)?;
+            remaining = o.add(&remaining, &push_down)?;
         }
         idx.push(i);
         hots.push(hot);
     }
-    let from_one_topk = top.is_some();
-    let hot_refs: Vec<&O::T> = hots.iter().collect();
-    let mut selected = o.share(hot_refs[0]);
-    for h in &hot_refs[1..] {
+    let mut selected = o.share(&hots[0]);
+    for h in &hots[1..] {
         selected = o.add(&selected, h)?;
     }
-    let (experts_t, topk_scores) = match top {
-        Some((values, indices)) => (indices, values),
-        None => {
-            let idx_refs: Vec<&O::T> = idx.iter().collect();
-            let val_refs: Vec<&O::T> = vals.iter().collect();
-            (o.concat(&idx_refs, -1)?, o.concat(&val_refs, -1)?) // [.., k] each
-        }
-    };
-    match mode {
-        GateMode::Soft => Ok(Routing {
-            gates: o.share(&scores),
-            selected,
-            experts: experts_t,
-            topk_gates: topk_scores,
-            scores,
-        }),
+    let idx_refs: Vec<&O::T> = idx.iter().collect();
+    let val_refs: Vec<&O::T> = vals.iter().collect();
+    let (experts_t, topk_scores) = (o.concat(&idx_refs, -1)?, o.concat(&val_refs, -1)?); // [.., k] each
+    let (gates, topk_gates) = match mode {
+        GateMode::Soft => (o.share(&scores), topk_scores),
         GateMode::TopkSoftmax | GateMode::DoubleSoftmax => {
             let topk_gates = o.softmax_last(&topk_scores)?;
-            let gates = if from_one_topk {
-                // One TopK gave the indices (graphs, whose logits are [b, s, E]): the gates as
-                // one product of the k gates with the k one-hot rows, [b, s, 1, k] x
-                // [b, s, k, E], in fewer nodes per step than k slices, one-hots and sums; the
-                // same values (each gate meets one 1).
-                let rows = o.unsqueeze(&experts_t, -1)?; // [.., k, 1]
-                let hot_rows = o.one_hot(&rows, experts)?; // [.., k, E]
-                let weights = o.unsqueeze(&topk_gates, -2)?; // [.., 1, k]
-                let gates = o.matmul(&weights, &hot_rows)?;
-                o.reshape(&gates, &[0, 0, -1])?
-            } else {
-                let mut gates = None;
-                for (j, hot) in hots.iter().enumerate() {
-                    let g = o.slice(&topk_gates, -1, j as i64, j as i64 + 1)?;
-                    let term = o.mul(&g, hot)?;
-                    gates = Some(match gates {
-                        None => term,
-                        Some(acc) => o.add(&acc, &term)?,
-                    });
-                }
-                gates.ok_or_else(|| crate::Error::Config {
-                    field: "top_k",
-                    reason: "must be at least 1".into(),
-                })?
-            };
-            Ok(Routing {
-                gates,
-                selected,
-                experts: experts_t,
-                topk_gates,
-                scores,
-            })
+            let first = o.slice(&topk_gates, -1, 0, 1)?;
+            let mut gates = o.mul(&first, &hots[0])?;
+            for (j, hot) in hots.iter().enumerate().skip(1) {
+                let g = o.slice(&topk_gates, -1, j as i64, j as i64 + 1)?;
+                let term = o.mul(&g, hot)?;
+                gates = o.add(&gates, &term)?;
+            }
+            (gates, topk_gates)
         }
-    }
+    };
+    Ok(Routing {
+        gates,
+        selected,
+        experts: experts_t,
+        topk_gates,
+        scores,
+    })
+}
+
+/// The routing from one top-k operation's `values` and `indices` (`[b, s, k]`; graphs, whose
+/// logits are `[b, s, E]`): the k one-hot rows `[b, s, k, E]` built at once, the selection their
+/// sum over k, and the gates one product of the k gates with them, `[b, s, 1, k] x [b, s, k, E]`:
+/// fewer nodes per step than k slices, one-hots and sums, and the same values (each gate meets
+/// one 1).
+fn from_top_k<O: Ops>(
+    o: &mut O,
+    mode: GateMode,
+    scores: O::T,
+    values: O::T,
+    indices: O::T,
+    experts: usize,
+) -> Result<Routing<O::T>> {
+    let rows = o.unsqueeze(&indices, -1)?; // [b, s, k, 1]
+    let hot_rows = o.one_hot(&rows, experts)?; // [b, s, k, E]
+    let selected = o.sum_keepdim(&hot_rows, -2)?;
+    let selected = o.reshape(&selected, &[0, 0, -1])?;
+    let (gates, topk_gates) = match mode {
+        GateMode::Soft => (o.share(&scores), values),
+        GateMode::TopkSoftmax | GateMode::DoubleSoftmax => {
+            let topk_gates = o.softmax_last(&values)?;
+            let weights = o.unsqueeze(&topk_gates, -2)?; // [b, s, 1, k]
+            let gates = o.matmul(&weights, &hot_rows)?;
+            (o.reshape(&gates, &[0, 0, -1])?, topk_gates)
+        }
+    };
+    Ok(Routing {
+        gates,
+        selected,
+        experts: indices,
+        topk_gates,
+        scores,
+    })
 }
