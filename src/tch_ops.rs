@@ -147,6 +147,10 @@ impl Ops for TchOps {
     fn slice(&mut self, x: &Tensor, dim: i64, start: i64, end: i64) -> Result<Tensor> {
         t(x.f_slice(dim, start, end, 1))
     }
+    fn split_last(&mut self, x: &Tensor, widths: &[usize]) -> Result<Vec<Tensor>> {
+        let sizes: Vec<i64> = widths.iter().map(|&w| w as i64).collect();
+        t(x.f_split_with_sizes(&sizes, -1))
+    }
     fn embedding(&mut self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
         t(Tensor::f_embedding(table, ids, -1, false, false))
     }

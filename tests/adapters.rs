@@ -242,7 +242,9 @@ fn the_shared_input_product_equals_separate_products() {
         let profile = Tensor::randn([2, 6], (Kind::Float, Device::Cpu));
         let profile = (profile_dim > 0).then_some(&profile);
         let input = profile.map(|p| ProfileInput::Vector(p.shallow_clone()));
-        let mut run = LayerRun::start(&mut o, &adapters, 0, input.as_ref(), None).expect("start");
+        let parts = adapters.profile_parts(&mut o, input.as_ref()).expect("profile parts");
+        let first = parts.into_iter().next().expect("layer 0");
+        let mut run = LayerRun::start(&adapters, 0, first, None).expect("start");
         for (module, &target) in layer.modules.iter().zip(&targets) {
             let linear = model.decoder.projection(0, target).expect("projection");
             let shared = run.apply(&mut o, target, &x, linear).expect("apply");
@@ -299,9 +301,13 @@ fn precomputed_profile_terms_give_what_the_vector_gives() {
     assert_eq!(terms.size(), [2, 1, adapters.profile_terms_width() as i64]);
     let (vector, terms) = (ProfileInput::Vector(profile), ProfileInput::Terms(terms));
     tch::no_grad(|| {
-        for layer in 0..adapters.layers.len() {
-            let mut from_vector = LayerRun::start(&mut o, &adapters, layer, Some(&vector), None).expect("start");
-            let mut from_terms = LayerRun::start(&mut o, &adapters, layer, Some(&terms), None).expect("start");
+        let vector_parts = adapters.profile_parts(&mut o, Some(&vector)).expect("vector parts");
+        let term_parts = adapters.profile_parts(&mut o, Some(&terms)).expect("term parts");
+        assert_eq!(term_parts.len(), adapters.layers.len());
+        let parts = vector_parts.into_iter().zip(term_parts).enumerate();
+        for (layer, (vector_parts, term_parts)) in parts {
+            let mut from_vector = LayerRun::start(&adapters, layer, vector_parts, None).expect("start");
+            let mut from_terms = LayerRun::start(&adapters, layer, term_parts, None).expect("start");
             for &target in &targets {
                 let linear = model.decoder.projection(layer, target).expect("projection");
                 let a = from_vector.apply(&mut o, target, &x, linear).expect("vector");

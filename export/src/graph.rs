@@ -704,6 +704,12 @@ impl Ops for GraphBuilder {
         let (s, e, a) = (self.const_i64(&[start]), self.const_i64(&[end]), self.const_i64(&[dim]));
         Ok(self.node("Slice", &[x, &s, &e, &a], Vec::new()))
     }
+    fn split_last(&mut self, x: &Value, widths: &[usize]) -> Result<Vec<Value>> {
+        // Split takes its part sizes as an input from opset 13.
+        let sizes: Vec<i64> = widths.iter().map(|&w| w as i64).collect();
+        let sizes = self.const_i64(&sizes);
+        Ok(self.node_outputs("Split", &[x, &sizes], vec![attr_int("axis", -1)], widths.len()))
+    }
     fn embedding(&mut self, table: &Value, ids: &Value) -> Result<Value> {
         if let Some(bits) = self.quant.filter(|_| self.projections.contains_key(&table.0)) {
             if let Some(rows) = self.quantized_gather(&table.0, ids, bits) {

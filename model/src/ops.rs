@@ -52,6 +52,18 @@ pub trait Ops {
     fn concat(&mut self, xs: &[&Self::T], dim: i64) -> Result<Self::T>;
     /// `x[.., start..end, ..]` along `dim`; negative bounds count from the end (ONNX `Slice`).
     fn slice(&mut self, x: &Self::T, dim: i64, start: i64, end: i64) -> Result<Self::T>;
+    /// `x` cut along its last axis into consecutive parts of `widths`, which must add up to that
+    /// axis's size (an error otherwise where the backend can tell): one operation where the
+    /// backend has it (ONNX `Split`: one node per step instead of one per part), else slices.
+    fn split_last(&mut self, x: &Self::T, widths: &[usize]) -> Result<Vec<Self::T>> {
+        let mut start = 0i64;
+        let mut parts = Vec::with_capacity(widths.len());
+        for &w in widths {
+            parts.push(self.slice(x, -1, start, start + w as i64)?);
+            start += w as i64;
+        }
+        Ok(parts)
+    }
     /// Rows of `table` `[n, h]` picked by integer `ids` `[..]` -> `[.., h]` (ONNX `Gather` axis 0).
     fn embedding(&mut self, table: &Self::T, ids: &Self::T) -> Result<Self::T>;
     /// A constant f32 tensor.

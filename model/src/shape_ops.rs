@@ -184,6 +184,23 @@ impl Ops for ShapeOps {
         out[d] = (clampi(end) - clampi(start)).max(0) as usize;
         Ok(out)
     }
+    fn split_last(&mut self, x: &Vec<usize>, widths: &[usize]) -> Result<Vec<Vec<usize>>> {
+        let last = *x.last().ok_or_else(|| err("split", "scalar".into()))?;
+        if widths.iter().sum::<usize>() != last {
+            return Err(err(
+                "split",
+                format!("parts {widths:?} of a last axis of {last} ({x:?})"),
+            ));
+        }
+        Ok(widths
+            .iter()
+            .map(|&w| {
+                let mut part = x[..x.len() - 1].to_vec();
+                part.push(w);
+                part
+            })
+            .collect())
+    }
     fn embedding(&mut self, table: &Vec<usize>, ids: &Vec<usize>) -> Result<Vec<usize>> {
         if table.len() != 2 {
             return Err(err("embedding", format!("table {table:?}")));
@@ -364,7 +381,7 @@ mod tests {
             .expect("terms");
         assert_eq!(from_vector.hidden, from_terms.hidden);
         assert_eq!(from_vector.routing.len(), from_terms.routing.len());
-        // Terms one router short leave the last router an empty slice, which cannot broadcast.
+        // Terms one router short cannot be split into every router's part.
         let short = vec![2, 1, terms[2] - method.router_hidden];
         assert!(dec
             .forward(&mut o, &vec![2, 5], &ctx(ProfileInput::Terms(short)), None)

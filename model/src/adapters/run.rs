@@ -12,7 +12,6 @@
 //! every decode step would move as many bytes as the products read.
 
 use super::gate::{route, Routing};
-use super::router::ProfileInput;
 use super::set::{DecoderAdapters, LayerAdapters};
 use crate::config::{MethodConfig, Target};
 use crate::layers::Linear;
@@ -37,45 +36,33 @@ pub struct LayerRun<'a, T> {
 }
 
 impl<'a, T> LayerRun<'a, T> {
-    /// Prepares layer `layer` of `all`: takes each router's profile part from `profile`, computed
-    /// here once per forward from a profile vector, or sliced out of the precomputed terms.
-    /// `replay`, when given, holds one recorded selection per router of the layer.
+    /// Prepares layer `layer` of `all` with its routers' `profile_parts` (that layer's list of
+    /// [`DecoderAdapters::profile_parts`]). `replay`, when given, holds one recorded selection
+    /// per router of the layer.
     ///
     /// # Shapes
-    /// `profile`: a vector `[b, D]` or terms `[b, 1, P]` (required when the routers see
-    /// demographics); `replay[r]`: `[b, s, k]`.
-    pub fn start<O: Ops<T = T>>(
-        o: &mut O,
+    /// `profile_parts[r]`: `[b, 1, width]` (or `[width]` without demographics);
+    /// `replay[r]`: `[b, s, k]`.
+    pub fn start(
         all: &'a DecoderAdapters<T>,
         layer: usize,
-        profile: Option<&ProfileInput<T>>,
+        profile_parts: Vec<T>,
         replay: Option<&'a [T]>,
     ) -> Result<Self> {
         let adapters = all.layers.get(layer).ok_or_else(|| crate::Error::Config {
             field: "adapters",
             reason: format!("no adapters for layer {layer} ({} layers adapted)", all.layers.len()),
         })?;
-        let profile_parts = match profile {
-            Some(ProfileInput::Terms(terms)) => {
-                let mut start = all.profile_term_offset(layer) as i64;
-                let mut parts = Vec::with_capacity(adapters.routers.len());
-                for r in &adapters.routers {
-                    parts.push(o.slice(terms, -1, start, start + r.width as i64)?);
-                    start += r.width as i64;
-                }
-                parts
-            }
-            Some(ProfileInput::Vector(v)) => adapters
-                .routers
-                .iter()
-                .map(|r| r.profile_part(o, Some(v)))
-                .collect::<Result<Vec<_>>>()?,
-            None => adapters
-                .routers
-                .iter()
-                .map(|r| r.profile_part(o, None))
-                .collect::<Result<Vec<_>>>()?,
-        };
+        if profile_parts.len() != adapters.routers.len() {
+            return Err(crate::Error::Config {
+                field: "profile",
+                reason: format!(
+                    "layer {layer} has {} routers, {} profile parts",
+                    adapters.routers.len(),
+                    profile_parts.len()
+                ),
+            });
+        }
         if replay.is_some_and(|r| r.len() != adapters.routers.len()) {
             return Err(crate::Error::Config {
                 field: "replay",
@@ -142,13 +129,7 @@ impl<'a, T> LayerRun<'a, T> {
         let stacked = o.concat(&weights, 0)?;
         let xd = o.dropout(x, rates[0])?;
         let product = o.linear(&xd, &stacked, None)?;
-        let mut start = 0i64;
-        let mut parts = Vec::with_capacity(widths.len());
-        for w in widths {
-            parts.push(o.slice(&product, -1, start, start + w as i64)?);
-            start += w as i64;
-        }
-        let mut parts = parts.into_iter();
+        let mut parts = o.split_last(&product, &widths)?.into_iter();
         for &r in &routers {
             self.token_parts[r] = parts.next();
         }

@@ -2,7 +2,7 @@
 //! the routers that gate them (one per module, or one shared by q/k/v).
 
 use super::experts::ExpertBank;
-use super::router::{Router, RouterDims};
+use super::router::{ProfileInput, Router, RouterDims};
 use crate::arch::Decoder;
 use crate::config::{DecoderConfig, Method, MethodConfig, RouterLayout, Target};
 use crate::names::decoder as n;
@@ -166,16 +166,31 @@ impl<T> DecoderAdapters<T> {
 
     /// P: the width of [`DecoderAdapters::profile_terms`] (every router's first-layer width).
     pub fn profile_terms_width(&self) -> usize {
-        self.profile_term_offset(self.layers.len())
+        self.layers.iter().flat_map(|l| &l.routers).map(|r| r.width).sum()
     }
 
-    /// Where layer `layer`'s first router's term starts in the profile terms.
-    pub fn profile_term_offset(&self, layer: usize) -> usize {
-        self.layers[..layer.min(self.layers.len())]
-            .iter()
-            .flat_map(|l| &l.routers)
-            .map(|r| r.width)
-            .sum()
+    /// Every router's profile part, one list per layer in router order, what
+    /// [`super::LayerRun::start`] takes: cut out of precomputed terms in one split (one node per
+    /// step in a graph, not one per router), or computed from the vector as
+    /// [`super::Router::profile_part`] does (also without a profile: the bias alone).
+    ///
+    /// # Shapes
+    /// `profile`: a vector `[b, D]` or terms `[b, 1, P]`; each part `[b, 1, width]`.
+    pub fn profile_parts<O: Ops<T = T>>(&self, o: &mut O, profile: Option<&ProfileInput<T>>) -> Result<Vec<Vec<T>>> {
+        let routers = self.layers.iter().map(|l| &l.routers);
+        match profile {
+            Some(ProfileInput::Terms(terms)) => {
+                let widths: Vec<usize> = self.layers.iter().flat_map(|l| &l.routers).map(|r| r.width).collect();
+                let mut parts = o.split_last(terms, &widths)?.into_iter();
+                Ok(routers.map(|rs| parts.by_ref().take(rs.len()).collect()).collect())
+            }
+            Some(ProfileInput::Vector(v)) => routers
+                .map(|rs| rs.iter().map(|r| r.profile_part(o, Some(v))).collect())
+                .collect(),
+            None => routers
+                .map(|rs| rs.iter().map(|r| r.profile_part(o, None)).collect())
+                .collect(),
+        }
     }
 
     /// A label for every router, in the order a forward pass reports their routing: the layer

@@ -282,6 +282,11 @@ impl<T> Decoder<T> {
         let mut presents = Vec::with_capacity(self.layers.len());
         let mut routing = Vec::new();
         let mut replayed = 0;
+        let mut profile_parts = match &self.adapters {
+            Some(a) => a.profile_parts(o, ctx.profile.as_ref())?,
+            None => Vec::new(),
+        }
+        .into_iter();
         for (i, layer) in self.layers.iter().enumerate() {
             let mut run = match &self.adapters {
                 Some(a) => {
@@ -297,7 +302,8 @@ impl<T> Decoder<T> {
                         }
                         _ => None,
                     };
-                    Some(LayerRun::start(o, a, i, ctx.profile.as_ref(), replay)?)
+                    let parts = profile_parts.next().unwrap_or_default();
+                    Some(LayerRun::start(a, i, parts, replay)?)
                 }
                 None => None,
             };
