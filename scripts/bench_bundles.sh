@@ -8,12 +8,14 @@ bench_bundles() {
     local out=$1 cuma=$2
     mkdir -p "$out"
     [[ -f $out/plain/manifest.json ]] || "$cuma" export --out "$out/plain" --force
-    if [[ ! -f $out/cuma/bundle/manifest.json ]]; then
+    # The training run is made once; its bundles are exported again whenever they are missing
+    # (deleted to re-export them with a newer cuma).
+    if [[ ! -d $out/cuma/checkpoint ]]; then
         "$cuma" data synth --out-dir "$out/synth"
         "$cuma" train --data "$out/synth/items.jsonl" --out "$out/cuma" --method cuma --experts 8 --top-k 2 --rank 8 \
-            --targets q-proj,v-proj --steps 1 --batch-size 2 --warmup-steps 0
-        "$cuma" export --onnx "$out/cuma" --out "$out/cuma/bundle" --force
+            --targets q-proj,v-proj --steps 1 --batch-size 2 --warmup-steps 0 --force
     fi
+    [[ -f $out/cuma/bundle/manifest.json ]] || "$cuma" export --onnx "$out/cuma" --out "$out/cuma/bundle" --force
     [[ -f $out/cuma-vector/manifest.json ]] || "$cuma" export --onnx "$out/cuma" --out "$out/cuma-vector" --no-profile-terms --force
     [[ -f $out/plain-int4/manifest.json ]] || "$cuma" export --out "$out/plain-int4" --quant int4 --force
     [[ -f $out/cuma-int4/manifest.json ]] || "$cuma" export --onnx "$out/cuma" --out "$out/cuma-int4" --quant int4 --force

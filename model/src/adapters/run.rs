@@ -7,9 +7,9 @@
 //! MatMul of their concatenation, under one dropout mask, the first time any of them is needed:
 //! one large product instead of several narrow ones, when the backend asks for it
 //! ([`Ops::fuses_shared_inputs`]): in training and in the exported graphs (there the Concat has
-//! only constant inputs, which a graph optimiser can fold; its effect on the runtimes' decode
-//! speed is not measured yet), not in eager inference, where concatenating the weights again at
-//! every decode step would move as many bytes as the products read.
+//! only constant inputs, which a graph optimiser folds, and one Split hands out the parts), not
+//! in eager inference, where concatenating the weights again at every decode step would move as
+//! many bytes as the products read.
 
 use super::gate::{route, Routing};
 use super::set::{DecoderAdapters, LayerAdapters};

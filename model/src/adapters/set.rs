@@ -166,7 +166,12 @@ impl<T> DecoderAdapters<T> {
 
     /// P: the width of [`DecoderAdapters::profile_terms`] (every router's first-layer width).
     pub fn profile_terms_width(&self) -> usize {
-        self.layers.iter().flat_map(|l| &l.routers).map(|r| r.width).sum()
+        self.router_widths().sum()
+    }
+
+    /// Every router's first-layer width, in the order of the profile terms.
+    fn router_widths(&self) -> impl Iterator<Item = usize> + '_ {
+        self.layers.iter().flat_map(|l| &l.routers).map(|r| r.width)
     }
 
     /// Every router's profile part, one list per layer in router order, what
@@ -180,7 +185,7 @@ impl<T> DecoderAdapters<T> {
         let routers = self.layers.iter().map(|l| &l.routers);
         match profile {
             Some(ProfileInput::Terms(terms)) => {
-                let widths: Vec<usize> = self.layers.iter().flat_map(|l| &l.routers).map(|r| r.width).collect();
+                let widths: Vec<usize> = self.router_widths().collect();
                 let mut parts = o.split_last(terms, &widths)?.into_iter();
                 Ok(routers.map(|rs| parts.by_ref().take(rs.len()).collect()).collect())
             }
