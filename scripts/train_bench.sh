@@ -12,6 +12,9 @@
 #   cuma-cuma            cuma train --method cuma (E 8, k 2, r 8, q,v, MiniLM profiles)
 #   pytorch-cuma-labels / pytorch-cuma-answer
 #                        the same mixture written densely in PyTorch (scripts/train_bench_torch.py)
+#   floor-frozen-products
+#                        no trainer: the frozen backbone's unavoidable products alone
+#                        (scripts/train_floor.py), the most tokens/s any LoRA trainer could reach
 # plus, with BF16=1, both sides in bf16 (cuma --bf16, PyTorch autocast), and with
 # EXTRA_CUMA="name|flags;name|flags", more cuma variants.
 #
@@ -61,7 +64,8 @@ PY
 }
 
 trainers=("cuma-lora|--method lora" "pytorch-lora-labels|lora labels" "pytorch-lora-answer|lora answer"
-    "cuma-cuma|--method cuma" "pytorch-cuma-labels|cuma labels" "pytorch-cuma-answer|cuma answer")
+    "cuma-cuma|--method cuma" "pytorch-cuma-labels|cuma labels" "pytorch-cuma-answer|cuma answer"
+    "floor-frozen-products|floor")
 # BF16=1: both sides also in bf16 (cuma --bf16; PyTorch autocast), where the CPU has the
 # instructions for it.
 if [[ -n "${BF16:-}" ]]; then
@@ -80,7 +84,11 @@ for round in $(seq 1 "$ROUNDS"); do
         spec=${entry#*|}
         result=$OUT/results/$name-$round.json
         [[ -f $result ]] && continue
-        if [[ $name == cuma-* ]]; then
+        if [[ $name == floor-* ]]; then
+            "$PY" scripts/train_floor.py "$OUT/batches.jsonl" --threads "$THREADS" --warmup "$WARMUP" \
+                2>"$OUT/results/$name-$round.log" |
+                "$PY" -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({"trainer": sys.argv[1], "tokens_per_s": r["floor_tokens_per_s"], **r}))' "$name" >"$result"
+        elif [[ $name == cuma-* ]]; then
             read -r -a flags <<<"$spec"
             run=$OUT/run-$name
             "$CUMA_BIN" train --data "$OUT/items.jsonl" --out "$run" "${flags[@]}" --steps "$STEPS" "${common[@]}" \

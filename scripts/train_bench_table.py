@@ -40,3 +40,10 @@ for suffix, label in (("", "f32"), ("-bf16", "bf16")):
         print(f"  cuma CuMA / cuma LoRA: {mixture[1] / lora[1]:.2f}x (target >= 0.9x)")
     if mixture and torch_mixture:
         print(f"  cuma CuMA / better dense PyTorch mixture ({torch_mixture[0]}): {mixture[1] / torch_mixture[1]:.2f}x")
+    floor = best("floor-frozen-products", suffix)
+    if floor and torch_lora:
+        # scripts/train_floor.py: the unavoidable products alone, an upper bound for any trainer.
+        print(f"  floor (frozen products alone) / {torch_lora[0]}: {floor[1] / torch_lora[1]:.2f}x"
+              " (the most any LoRA trainer could beat that loop by here)")
+    if floor and lora:
+        print(f"  cuma LoRA / floor: {lora[1] / floor[1]:.2f}x")
