@@ -9,12 +9,13 @@
 #                                                               (scripts/runner_overhead.py)
 #   3. 4-bit bundles: accuracy against f32, speed and RSS against llama.cpp
 #                                                               (scripts/quant_bench.sh)
-#   4. training: cuma train vs transformers + PEFT and a dense PyTorch mixture
+#   4. training: cuma train vs transformers + PEFT and a dense PyTorch mixture, and the floor
 #                                                               (scripts/train_bench.sh)
 # Full logs go to OUT (default runs/speed-table); the tables go to stdout.
 #   scripts/speed_table.sh [OUT]       SECTIONS="serving routing overhead quant training" (default: all)
 # Needs CUMA_BENCH_EXTRAS=1 bash scripts/bootstrap.sh (optimum, llama-cpp-python, PEFT).
-# Expect well over an hour on 2 cores; pause other work on the machine while it runs.
+# About 45 minutes on 2 cores (2026-12-03, the cuma binaries already built); pause other work
+# on the machine while it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/speed-table}

@@ -9,7 +9,8 @@ pub enum ProfileInput<T> {
     /// The profile vector `[b, D]`: each router computes its term `W_d d + b` in the forward.
     Vector(T),
     /// Every router's term computed ahead ([`crate::adapters::DecoderAdapters::profile_terms`]),
-    /// `[b, 1, P]`, P the sum of the routers' first-layer widths: each router slices its own.
+    /// `[b, 1, P]`, P the sum of the routers' first-layer widths, cut into every router's part by
+    /// one split ([`crate::adapters::DecoderAdapters::profile_parts`]).
     /// What a served decoder takes, so the term is computed once per profile, not per step.
     Terms(T),
 }
