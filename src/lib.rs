@@ -11,6 +11,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod memory;
 pub mod models;
 pub mod sampling;
 pub mod serve;

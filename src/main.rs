@@ -6,6 +6,8 @@ mod commands;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Before the first tensor: a training step's freed activations stay in the process.
+    cuma::memory::retain_freed_memory();
     let args = cli::Cli::parse();
     let result = match args.command {
         cli::Command::Info(a) => commands::info::run(&a),

@@ -1,4 +1,4 @@
-//! Read-only memory maps of weight files: the one place `unsafe` is allowed.
+//! Read-only memory maps of weight files: the one place `unsafe` is allowed in this crate.
 //!
 //! Mapping is `unsafe` because another process could truncate the file under us. Weight files are
 //! treated as immutable while cuma runs; every read of mapped bytes goes through bounds-checked
