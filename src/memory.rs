@@ -83,7 +83,10 @@ mod tests {
         .expect("allocating thread");
         let pages = 32 * (1 << 20) / 4096;
         for later in &faults[1..] {
-            assert!(*later < pages / 10, "freed pages went back to the kernel: {faults:?} faults per round");
+            assert!(
+                *later < pages / 10,
+                "freed pages went back to the kernel: {faults:?} faults per round"
+            );
         }
     }
 }
