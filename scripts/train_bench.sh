@@ -108,7 +108,8 @@ for round in $(seq 1 "$ROUNDS"); do
             [[ $name == *-heap ]] && tunables=$HEAP_TUNABLES
             GLIBC_TUNABLES=$tunables "$PY" scripts/train_bench_torch.py --batches "$OUT/batches.jsonl" --profiles "$OUT/dump/profiles.safetensors" \
                 --gguf "$GGUF" --method "$method" --loss "$loss" --steps "$STEPS" --warmup "$WARMUP" ${extra_flag:+"$extra_flag"} \
-                --threads "$THREADS" 2>"$OUT/results/$name-$round.log" >"$result"
+                --threads "$THREADS" 2>"$OUT/results/$name-$round.log" |
+                "$PY" -c 'import json,sys; r=json.load(sys.stdin); r["trainer"]=sys.argv[1]; print(json.dumps(r))' "$name" >"$result"
         fi
         printf '  round %s %-22s %7.1f tok/s\n' "$round" "$name" "$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["tokens_per_s"])' "$result")"
     done

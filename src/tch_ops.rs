@@ -66,6 +66,10 @@ impl Ops for TchOps {
                 .and_then(|x| x.f_linear(&bf16(w)?, bias.as_ref()))
                 .and_then(|y| y.f_to_kind(Kind::Float)));
         }
+        if w.kind() != x.kind() {
+            // A weight stored in bf16 for mixed-precision steps, met by an f32 product.
+            return t(w.f_to_kind(x.kind()).and_then(|w| x.f_linear(&w, b)));
+        }
         t(x.f_linear(w, b))
     }
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {

@@ -60,6 +60,15 @@ pub fn decoder_config(source: &ModelSource) -> Result<&DecoderConfig> {
 }
 
 impl Backbone {
+    /// Stores the frozen projection weights as `kind` (for bf16 products: the cast made once).
+    /// Products in f32 still work on them ([`TchOps`] casts such a weight back per product).
+    pub fn cast_frozen_projections(&mut self, kind: tch::Kind) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        self.decoder
+            .map_projections(|w| w.f_to_kind(kind).map_err(|e| cuma_model::Error::Backend(e.to_string())))
+            .map_err(|e| crate::Error::Invalid(format!("casting the backbone's projections: {e}")))
+    }
+
     /// Loads the model at `path` (GGUF file or Hugging Face directory) onto `device`.
     pub fn load(path: &Path, device: Device) -> Result<Self> {
         let source = ModelSource::open(path)?;

@@ -96,6 +96,13 @@ pub struct TrainConfig {
     pub force_bf16: bool,
 }
 
+impl TrainConfig {
+    /// Whether a training step on `device` computes its matrix products in bf16.
+    pub fn mixed_precision(&self, device: tch::Device) -> bool {
+        self.force_bf16 || (self.bf16_on_cuda && device.is_cuda())
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {

@@ -27,7 +27,7 @@ impl SftRun {
     /// One DPO micro-batch over the pairs `units`; backpropagates `loss / accum`.
     pub(super) fn dpo_micro(&mut self, units: &[usize], accum: f64) -> Result<MicroStep> {
         let device = self.model.device;
-        let mixed = self.config.force_bf16 || (self.config.bf16_on_cuda && device.is_cuda());
+        let mixed = self.config.mixed_precision(device);
         // Chosen rows first, then the rejected ones: 2B rows in one forward.
         // (Owned: the reference forward swaps the run's adapters.)
         let pairs: Vec<Pair> = units.iter().map(|&u| self.pairs[u].clone()).collect();

@@ -360,7 +360,7 @@ impl SftRun {
         } else {
             None
         };
-        let mixed = self.config.force_bf16 || (self.config.bf16_on_cuda && device.is_cuda());
+        let mixed = self.config.mixed_precision(device);
         // Dropout off, so the ratio compares like with like.
         let mut o = TchOps {
             train: false,

@@ -429,11 +429,17 @@ impl SftRun {
             }
         }
         let full = method.method == Method::Full;
-        let model = if full {
+        let mut model = if full {
             Backbone::load_trainable(&backbone_path, device, &mut store)?
         } else {
             Backbone::load(&backbone_path, device)?
         };
+        // An SFT step with bf16 products reads the frozen projections only as bf16: cast them
+        // once here instead of at every product of every step (DPO and GRPO also run f32
+        // forwards of the backbone, so they keep f32 weights and cast per product).
+        if !full && config.stage == Stage::Sft && config.mixed_precision(device) {
+            model.cast_frozen_projections(tch::Kind::BFloat16)?;
+        }
         let encoder = ProfileEncoder::load(&encoder_path, device)?;
         let backbone_id = identity(
             &backbone_path,
@@ -867,7 +873,7 @@ impl SftRun {
     fn micro_step(&mut self, start: usize, accum: f64) -> Result<MicroStep> {
         let units = self.batch_units(start);
         let device = self.model.device;
-        let mixed = self.config.force_bf16 || (self.config.bf16_on_cuda && device.is_cuda());
+        let mixed = self.config.mixed_precision(device);
         match self.config.stage {
             Stage::Sft => {
                 let rows: Vec<&Example> = units.iter().map(|&u| &self.examples[u]).collect();

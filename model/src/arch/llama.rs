@@ -243,6 +243,26 @@ impl<T> Decoder<T> {
         })
     }
 
+    /// Replaces every layer's projection weights by `f` of them: for example a bf16 copy made
+    /// once, where a mixed-precision step would otherwise cast each weight at every product.
+    pub fn map_projections(&mut self, mut f: impl FnMut(&T) -> Result<T>) -> Result<()> {
+        for l in &mut self.layers {
+            let (a, m) = (&mut l.attn, &mut l.mlp);
+            for linear in [
+                &mut a.q,
+                &mut a.k,
+                &mut a.v,
+                &mut a.o,
+                &mut m.gate,
+                &mut m.up,
+                &mut m.down,
+            ] {
+                linear.weight = f(&linear.weight)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The frozen projection `target` of layer `layer`.
     pub fn projection(&self, layer: usize, target: Target) -> Result<&Linear<T>> {
         let l = self.layers.get(layer).ok_or_else(|| crate::Error::Config {
