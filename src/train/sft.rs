@@ -435,9 +435,11 @@ impl SftRun {
             Backbone::load(&backbone_path, device)?
         };
         // An SFT step with bf16 products reads the frozen projections only as bf16: cast them
-        // once here instead of at every product of every step (DPO and GRPO also run f32
-        // forwards of the backbone, so they keep f32 weights and cast per product).
-        if !full && config.stage == Stage::Sft && config.mixed_precision(device) {
+        // once here instead of at every product of every step. DPO and GRPO also run f32
+        // forwards of the backbone, and DoRA renormalises the f32 weight, so they keep f32
+        // weights and cast per product.
+        let reads_only_bf16 = !matches!(method.method, Method::Full | Method::Dora);
+        if reads_only_bf16 && config.stage == Stage::Sft && config.mixed_precision(device) {
             model.cast_frozen_projections(tch::Kind::BFloat16)?;
         }
         let encoder = ProfileEncoder::load(&encoder_path, device)?;
