@@ -9,7 +9,8 @@
 //! (`perf record`, README "Training throughput"). [`retain_freed_memory`] fixes both thresholds
 //! once, before the first tensor exists: blocks up to 32 MiB come from the heap, and the heap is
 //! trimmed only when more than 2 GiB of it is free. The process's resident memory then stays at
-//! its peak, which a training run reaches in its first step anyway.
+//! its peak, which a training run reaches in its first step anyway. The `cuma` binary calls it
+//! first thing; a program that trains through this library calls it itself.
 //!
 //! The only `unsafe` of this crate: `mallopt` and (in the test) `getrusage`, plain C calls on
 //! values.
