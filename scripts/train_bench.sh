@@ -59,6 +59,11 @@ if [[ ! -f $OUT/batches.jsonl ]]; then
         --force --dump-batches "$OUT/batches.jsonl"
 fi
 
+# A Python trainer's JSON on stdin, named by its row (the floor's figure is its tokens/s).
+named_result() {
+    "$PY" -c 'import json,sys; r=json.load(sys.stdin); r.setdefault("tokens_per_s", r.get("floor_tokens_per_s")); r["trainer"]=sys.argv[1]; print(json.dumps(r))' "$1"
+}
+
 # cuma's figure: tokens/s over the steps after the warm-up, from the run's metrics.jsonl.
 cuma_result() {
     "$PY" - "$1" "$2" "$WARMUP" <<'PY'
@@ -95,7 +100,7 @@ for round in $(seq 1 "$ROUNDS"); do
         if [[ $name == floor-* ]]; then
             GLIBC_TUNABLES=$HEAP_TUNABLES "$PY" scripts/train_floor.py "$OUT/batches.jsonl" --threads "$THREADS" --warmup "$WARMUP" \
                 2>"$OUT/results/$name-$round.log" |
-                "$PY" -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({"trainer": sys.argv[1], "tokens_per_s": r["floor_tokens_per_s"], **r}))' "$name" >"$result"
+                named_result "$name" >"$result"
         elif [[ $name == cuma-* ]]; then
             read -r -a flags <<<"$spec"
             run=$OUT/run-$name
@@ -109,7 +114,7 @@ for round in $(seq 1 "$ROUNDS"); do
             GLIBC_TUNABLES=$tunables "$PY" scripts/train_bench_torch.py --batches "$OUT/batches.jsonl" --profiles "$OUT/dump/profiles.safetensors" \
                 --gguf "$GGUF" --method "$method" --loss "$loss" --steps "$STEPS" --warmup "$WARMUP" ${extra_flag:+"$extra_flag"} \
                 --threads "$THREADS" 2>"$OUT/results/$name-$round.log" |
-                "$PY" -c 'import json,sys; r=json.load(sys.stdin); r["trainer"]=sys.argv[1]; print(json.dumps(r))' "$name" >"$result"
+                named_result "$name" >"$result"
         fi
         printf '  round %s %-22s %7.1f tok/s\n' "$round" "$name" "$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["tokens_per_s"])' "$result")"
     done

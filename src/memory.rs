@@ -23,10 +23,12 @@ const MMAP_THRESHOLD: libc::c_int = 32 << 20;
 /// Sets the heap policy of the module docs. Returns whether it was applied: `false` off glibc,
 /// and when the user's own `GLIBC_TUNABLES` already set a `malloc` tunable (theirs wins).
 pub fn retain_freed_memory() -> bool {
-    if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("malloc.")) {
-        return false;
-    }
-    apply()
+    !user_tunes_malloc() && apply()
+}
+
+/// Whether the user's `GLIBC_TUNABLES` sets a `malloc` tunable.
+fn user_tunes_malloc() -> bool {
+    std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("malloc."))
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -64,7 +66,7 @@ mod tests {
     /// policy keeps them.
     #[test]
     fn a_second_round_of_allocations_reuses_the_first_rounds_pages() {
-        if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("malloc.")) {
+        if user_tunes_malloc() {
             return; // the user's tunables win; nothing of ours to test
         }
         assert!(retain_freed_memory(), "mallopt refused the policy");

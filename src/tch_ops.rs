@@ -272,3 +272,22 @@ impl Ops for TchOps {
         t(x.f_layer_norm([last].as_slice(), Some(w), Some(b), eps, false))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A projection stored in bf16 for mixed-precision steps still serves an f32 product: the
+    /// same numbers as the f32 product with the bf16-rounded weight, in f32.
+    #[test]
+    fn an_f32_product_meets_a_bf16_weight() {
+        let mut o = TchOps::new(Device::Cpu);
+        let x = Tensor::from_slice(&[0.5f32, -1.25, 2.0, 0.75, 3.0, -0.5]).reshape([2, 3]);
+        let w = Tensor::from_slice(&[0.1f32, 0.2, -0.3, 1.7, -2.3, 0.9]).reshape([2, 3]);
+        let w16 = w.to_kind(Kind::BFloat16);
+        let y = o.linear(&x, &w16, None).expect("mixed kinds");
+        assert_eq!(y.kind(), Kind::Float);
+        let want = x.linear(&w16.to_kind(Kind::Float), None::<Tensor>);
+        assert!(y.allclose(&want, 0.0, 0.0, false), "{y} vs {want}");
+    }
+}
